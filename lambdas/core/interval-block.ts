@@ -1,0 +1,284 @@
+/**
+ * The interval-block layout of the readings table, and the rules that decide what a write does.
+ * Pure: no I/O. reading-store.ts turns these into DynamoDB requests.
+ *
+ * One item holds one meter's channel for one local calendar day (like a Green Button/ESPI
+ * IntervalBlock):
+ *
+ *   pk  = "<meterId>#<channel>"        sk = "<YYYY-MM-DD>" (local day in the store's block zone)
+ *   bs  = block start, epoch seconds    u  = unit of every reading in the block
+ *   ver = write counter (ADD 1 on every successful write; the optimistic-lock token)
+ *   ua  = last write, epoch seconds
+ *   s<offset> = one reading, keyed by seconds from block start to its identity instant:
+ *        { v: value, r: revision, d?: interval seconds (absent for a register),
+ *          e?: 1 when estimated (absent = actual), o: origin hash }
+ *   o_<hash> = the origin ("<source>:<originId>") the hash stands for, written once per origin
+ *
+ * Why: one item per reading costs a write unit and ~150 bytes per reading; a day block stores a
+ * reading in ~30 bytes and a whole day in one write. See README "Store cost" for the figures.
+ */
+import { createHash } from 'node:crypto';
+import type { AttributeValue } from '@aws-sdk/client-dynamodb';
+import { identityInstant, type Quality, type Reading, type Source, type Unit } from './reading.ts';
+import { localDate, startOfLocalDay } from './time.ts';
+
+export interface BlockKey {
+  pk: string;
+  sk: string;
+}
+
+export function partitionKey(meterId: string, channel: string): string {
+  return `${meterId}#${channel}`;
+}
+
+/** The block a reading belongs to and its slot in it. Depends on the identity only. */
+export function locate(reading: Reading, blockTimeZone: string): { key: BlockKey; blockStart: number; slot: string } {
+  const instant = identityInstant(reading);
+  const day = localDate(instant, blockTimeZone);
+  const blockStart = startOfLocalDay(day, blockTimeZone).getTime() / 1000;
+  const offset = instant.getTime() / 1000 - blockStart;
+  return { key: { pk: partitionKey(reading.meterId, reading.channel), sk: day }, blockStart, slot: `s${offset}` };
+}
+
+/** What a block holds for one identity. */
+export interface StoredValue {
+  value: number;
+  revision: number;
+  quality: Quality;
+  unit: Unit;
+  /** Interval length; undefined for a register read. */
+  durationSeconds?: number;
+  /** `<source>:<originId>` of the write that set it, when the block still names it. */
+  origin?: string;
+}
+
+export type WriteStatus = 'stored' | 'superseded' | 'duplicate' | 'stale' | 'conflict';
+export const WRITE_STATUSES: readonly WriteStatus[] = ['stored', 'superseded', 'duplicate', 'stale', 'conflict'];
+
+/**
+ * Decides what an incoming reading does against what the block holds. Order is
+ * (revision, actual over estimated): an actual replaces an estimate of the same revision.
+ */
+export function classify(incoming: Reading, existing: StoredValue | undefined, blockUnit: Unit | undefined): WriteStatus {
+  if (blockUnit !== undefined && blockUnit !== incoming.unit) return 'conflict';
+  if (existing === undefined) return 'stored';
+  const order = compareRank(incoming.revision, incoming.quality, existing.revision, existing.quality);
+  if (order > 0) return 'superseded';
+  if (order < 0) return 'stale';
+  return sameValue(incoming, existing) ? 'duplicate' : 'conflict';
+}
+
+function compareRank(revisionA: number, qualityA: Quality, revisionB: number, qualityB: Quality): number {
+  if (revisionA !== revisionB) return revisionA - revisionB;
+  return qualityRank(qualityA) - qualityRank(qualityB);
+}
+
+const qualityRank = (quality: Quality): number => (quality === 'actual' ? 1 : 0);
+
+function sameValue(incoming: Reading, existing: StoredValue): boolean {
+  return incoming.value === existing.value && durationOf(incoming) === existing.durationSeconds;
+}
+
+export function durationOf(reading: Reading): number | undefined {
+  return reading.kind === 'interval' ? (reading.end.getTime() - reading.start.getTime()) / 1000 : undefined;
+}
+
+export function originOf(reading: Reading): string {
+  return `${reading.source}:${reading.originId}`;
+}
+
+/** Short, stable stand-in for an origin inside each slot; the full string is kept once per block. */
+export function originHash(origin: string): string {
+  return createHash('sha256').update(origin).digest('base64url').slice(0, 6);
+}
+
+export function encodeSlot(reading: Reading): AttributeValue {
+  const slot: Record<string, AttributeValue> = {
+    v: { N: String(reading.value) },
+    r: { N: String(reading.revision) },
+    o: { S: originHash(originOf(reading)) },
+  };
+  const duration = durationOf(reading);
+  if (duration !== undefined) slot.d = { N: String(duration) };
+  if (reading.quality === 'estimated') slot.e = { N: '1' };
+  return { M: slot };
+}
+
+/** A block item as read back (ALL_OLD on a failed condition, UPDATED_OLD, or a Query). */
+export interface DecodedBlock {
+  pk: string;
+  sk: string;
+  blockStart: number;
+  unit?: Unit;
+  version: number;
+  updatedAt?: number;
+  slots: Map<string, StoredValue>;
+}
+
+export function decodeBlock(item: Record<string, AttributeValue>): DecodedBlock {
+  const unit = item.u?.S as Unit | undefined;
+  const origins = new Map<string, string>();
+  for (const [name, value] of Object.entries(item)) {
+    if (name.startsWith('o_') && value.S !== undefined) origins.set(name.slice(2), value.S);
+  }
+  const slots = new Map<string, StoredValue>();
+  for (const [name, value] of Object.entries(item)) {
+    if (!isSlotName(name) || value.M === undefined) continue;
+    const m = value.M;
+    slots.set(name, {
+      value: Number(m.v?.N),
+      revision: Number(m.r?.N),
+      quality: m.e ? 'estimated' : 'actual',
+      unit: unit!, // every write sets u together with its slots
+      durationSeconds: m.d?.N === undefined ? undefined : Number(m.d.N),
+      origin: m.o?.S === undefined ? undefined : origins.get(m.o.S),
+    });
+  }
+  return {
+    pk: item.pk?.S ?? '',
+    sk: item.sk?.S ?? '',
+    blockStart: Number(item.bs?.N ?? NaN),
+    unit,
+    version: Number(item.ver?.N ?? 0),
+    updatedAt: item.ua?.N === undefined ? undefined : Number(item.ua.N),
+    slots,
+  };
+}
+
+export function isSlotName(name: string): boolean {
+  return /^s\d+$/.test(name);
+}
+
+/** Blocks hold at most this many per-slot conditions: DynamoDB allows 300 operators and 4 KB per expression. */
+export const MAX_SLOT_GUARDS = 24;
+
+export interface PendingWrite {
+  reading: Reading;
+  slot: string;
+}
+
+/**
+ * How a write protects itself from racing writers.
+ * - `slots`: each slot is absent or ranked below the incoming reading. Precise and needs no prior
+ *   knowledge of the block; used for small writes (at most MAX_SLOT_GUARDS readings).
+ * - `new-block`: the block does not exist yet. The usual case of a whole-day delivery, which
+ *   would not fit per-slot conditions into one expression.
+ * - `version`: the block is exactly as last seen (`ver` unchanged). Used after a failed attempt,
+ *   when the returned ALL_OLD image told us which readings still need writing.
+ */
+export type Guard = { kind: 'slots' } | { kind: 'new-block' } | { kind: 'version'; version: number };
+
+export function initialGuard(writes: PendingWrite[]): Guard {
+  return writes.length <= MAX_SLOT_GUARDS ? { kind: 'slots' } : { kind: 'new-block' };
+}
+
+export interface UpdateRequestParts {
+  UpdateExpression: string;
+  ConditionExpression: string;
+  ExpressionAttributeNames: Record<string, string>;
+  ExpressionAttributeValues: Record<string, AttributeValue>;
+}
+
+/** Builds one UpdateItem for a set of readings in the same block (slots must be distinct). */
+export function buildBlockUpdate(
+  writes: PendingWrite[],
+  guard: Guard,
+  context: { blockStart: number; unit: Unit; now: number },
+): UpdateRequestParts {
+  const names: Record<string, string> = { '#bs': 'bs', '#u': 'u', '#ver': 'ver', '#ua': 'ua' };
+  const values: Record<string, AttributeValue> = {
+    ':bs': { N: String(context.blockStart) },
+    ':u': { S: context.unit },
+    ':one': { N: '1' },
+    ':ua': { N: String(context.now) },
+  };
+  const sets = ['#bs = if_not_exists(#bs, :bs)', '#u = if_not_exists(#u, :u)', '#ua = :ua'];
+
+  const origins = new Map<string, string>();
+  writes.forEach(({ reading, slot }, index) => {
+    sets.push(`${slot} = :s${index}`);
+    values[`:s${index}`] = encodeSlot(reading);
+    const origin = originOf(reading);
+    origins.set(originHash(origin), origin);
+  });
+  [...origins].forEach(([hash, origin], index) => {
+    names[`#o${index}`] = `o_${hash}`;
+    values[`:o${index}`] = { S: origin };
+    sets.push(`#o${index} = if_not_exists(#o${index}, :o${index})`);
+  });
+
+  const conditions = ['(attribute_not_exists(#u) OR #u = :u)'];
+  if (guard.kind === 'new-block') conditions.push('attribute_not_exists(#ver)');
+  if (guard.kind === 'version') {
+    conditions.push('#ver = :ver');
+    values[':ver'] = { N: String(guard.version) };
+  }
+  if (guard.kind === 'slots') {
+    names['#r'] = 'r';
+    const revisionPlaceholders = new Map<number, string>();
+    for (const { reading, slot } of writes) {
+      let placeholder = revisionPlaceholders.get(reading.revision);
+      if (!placeholder) {
+        placeholder = `:r${revisionPlaceholders.size}`;
+        revisionPlaceholders.set(reading.revision, placeholder);
+        values[placeholder] = { N: String(reading.revision) };
+      }
+      // An actual also replaces an estimate of the same revision (see classify).
+      let sameRevisionEstimate = '';
+      if (reading.quality === 'actual') {
+        names['#e'] = 'e'; // DynamoDB refuses names that no expression uses
+        sameRevisionEstimate = ` OR (${slot}.#r = ${placeholder} AND attribute_exists(${slot}.#e))`;
+      }
+      conditions.push(`(attribute_not_exists(${slot}) OR ${slot}.#r < ${placeholder}${sameRevisionEstimate})`);
+    }
+  }
+
+  return {
+    UpdateExpression: `SET ${sets.join(', ')} ADD #ver :one`,
+    ConditionExpression: conditions.join(' AND '),
+    ExpressionAttributeNames: names,
+    ExpressionAttributeValues: values,
+  };
+}
+
+/**
+ * Splits a block's readings into rounds of distinct slots and one unit, so a batch that carries
+ * the same identity twice is written in order (the later one then meets the earlier one like any
+ * replay), and a reading in another unit meets the block's unit guard on its own.
+ */
+export function roundsOfDistinctSlots(writes: PendingWrite[]): PendingWrite[][] {
+  const rounds: PendingWrite[][] = [];
+  const slotsPerRound: Set<string>[] = [];
+  for (const write of writes) {
+    let round = slotsPerRound.findIndex(
+      (slots, index) => !slots.has(write.slot) && rounds[index]![0]!.reading.unit === write.reading.unit,
+    );
+    if (round === -1) {
+      round = rounds.length;
+      rounds.push([]);
+      slotsPerRound.push(new Set());
+    }
+    rounds[round]!.push(write);
+    slotsPerRound[round]!.add(write.slot);
+  }
+  return rounds;
+}
+
+/** Turns a stored slot back into a reading (for queries). */
+export function slotToReading(meterId: string, channel: string, block: DecodedBlock, slot: string, stored: StoredValue): Reading {
+  const instant = new Date((block.blockStart + Number(slot.slice(1))) * 1000);
+  const [source, ...originParts] = (stored.origin ?? 'unknown:unknown').split(':');
+  const base = {
+    meterId,
+    channel,
+    value: stored.value,
+    unit: block.unit ?? stored.unit,
+    quality: stored.quality,
+    revision: stored.revision,
+    source: source as Source,
+    originId: originParts.join(':'),
+  };
+  return stored.durationSeconds === undefined
+    ? { kind: 'register', ...base, at: instant }
+    : { kind: 'interval', ...base, start: instant, end: new Date(instant.getTime() + stored.durationSeconds * 1000) };
+}
