@@ -7,18 +7,23 @@
  *
  *   pk  = "<meterId>#<channel>"        sk = "<YYYY-MM-DD>" (local day in the store's block zone)
  *   bs  = block start, epoch seconds    u  = unit of every reading in the block
+ *   d   = interval length in seconds of every reading in the block (0 = register reads)
  *   ver = write counter (ADD 1 on every successful write; the optimistic-lock token)
  *   ua  = last write, epoch seconds
- *   s<offset> = one reading, keyed by seconds from block start to its identity instant:
- *        { v: value, r: revision, d?: interval seconds (absent for a register),
- *          e?: 1 when estimated (absent = actual), o: origin hash }
+ *   s<offset> = one reading, keyed by seconds from block start to its identity instant, as a
+ *        list [value, revision, origin hash] with a fourth element 1 when estimated. A list,
+ *        not a map: names would cost 4 bytes a reading and push a 96-interval day past 3 KB.
  *   o_<hash> = the origin ("<source>:<originId>") the hash stands for, written once per origin
+ *
+ * A block holds one unit and one interval length, like an ESPI IntervalBlock: a reading in
+ * another unit or resolution for the same meter, channel and day is reported as a conflict.
  *
  * Why: one item per reading costs a write unit and ~150 bytes per reading; a day block stores a
  * reading in ~30 bytes and a whole day in one write. See README "Store cost" for the figures.
  */
 import { createHash } from 'node:crypto';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
+import { withoutUnusedPlaceholders } from './expressions.ts';
 import { identityInstant, type Quality, type Reading, type Source, type Unit } from './reading.ts';
 import { localDate, startOfLocalDay } from './time.ts';
 
@@ -46,8 +51,8 @@ export interface StoredValue {
   revision: number;
   quality: Quality;
   unit: Unit;
-  /** Interval length; undefined for a register read. */
-  durationSeconds?: number;
+  /** Interval length in seconds; 0 for a register read. */
+  durationSeconds: number;
   /** `<source>:<originId>` of the write that set it, when the block still names it. */
   origin?: string;
 }
@@ -55,17 +60,34 @@ export interface StoredValue {
 export type WriteStatus = 'stored' | 'superseded' | 'duplicate' | 'stale' | 'conflict';
 export const WRITE_STATUSES: readonly WriteStatus[] = ['stored', 'superseded', 'duplicate', 'stale', 'conflict'];
 
+/** What every reading in a block shares. Undefined fields: the block does not exist yet. */
+export interface BlockShape {
+  unit?: Unit;
+  /** Interval length in seconds; 0 for register reads. */
+  durationSeconds?: number;
+}
+
+/** Why a reading cannot go into a block at all, or undefined if it fits the block's shape. */
+export function shapeMismatch(incoming: Reading, block: BlockShape): string | undefined {
+  if (block.unit !== undefined && block.unit !== incoming.unit) return `unit ${incoming.unit} differs from the block's unit ${block.unit}`;
+  const duration = durationOf(incoming);
+  if (block.durationSeconds !== undefined && block.durationSeconds !== duration) {
+    return `interval length ${duration} s differs from the block's ${block.durationSeconds} s (0 = register reads)`;
+  }
+  return undefined;
+}
+
 /**
  * Decides what an incoming reading does against what the block holds. Order is
  * (revision, actual over estimated): an actual replaces an estimate of the same revision.
  */
-export function classify(incoming: Reading, existing: StoredValue | undefined, blockUnit: Unit | undefined): WriteStatus {
-  if (blockUnit !== undefined && blockUnit !== incoming.unit) return 'conflict';
+export function classify(incoming: Reading, existing: StoredValue | undefined, block: BlockShape): WriteStatus {
+  if (shapeMismatch(incoming, block) !== undefined) return 'conflict';
   if (existing === undefined) return 'stored';
   const order = compareRank(incoming.revision, incoming.quality, existing.revision, existing.quality);
   if (order > 0) return 'superseded';
   if (order < 0) return 'stale';
-  return sameValue(incoming, existing) ? 'duplicate' : 'conflict';
+  return incoming.value === existing.value ? 'duplicate' : 'conflict';
 }
 
 function compareRank(revisionA: number, qualityA: Quality, revisionB: number, qualityB: Quality): number {
@@ -75,12 +97,9 @@ function compareRank(revisionA: number, qualityA: Quality, revisionB: number, qu
 
 const qualityRank = (quality: Quality): number => (quality === 'actual' ? 1 : 0);
 
-function sameValue(incoming: Reading, existing: StoredValue): boolean {
-  return incoming.value === existing.value && durationOf(incoming) === existing.durationSeconds;
-}
-
-export function durationOf(reading: Reading): number | undefined {
-  return reading.kind === 'interval' ? (reading.end.getTime() - reading.start.getTime()) / 1000 : undefined;
+/** Interval length in seconds; 0 for a register read (the block attribute `d` uses the same). */
+export function durationOf(reading: Reading): number {
+  return reading.kind === 'interval' ? (reading.end.getTime() - reading.start.getTime()) / 1000 : 0;
 }
 
 export function originOf(reading: Reading): string {
@@ -92,24 +111,26 @@ export function originHash(origin: string): string {
   return createHash('sha256').update(origin).digest('base64url').slice(0, 6);
 }
 
+/** Positions in a slot list. */
+const VALUE = 0;
+const REVISION = 1;
+const ORIGIN = 2;
+const ESTIMATED = 3;
+
 export function encodeSlot(reading: Reading): AttributeValue {
-  const slot: Record<string, AttributeValue> = {
-    v: { N: String(reading.value) },
-    r: { N: String(reading.revision) },
-    o: { S: originHash(originOf(reading)) },
-  };
-  const duration = durationOf(reading);
-  if (duration !== undefined) slot.d = { N: String(duration) };
-  if (reading.quality === 'estimated') slot.e = { N: '1' };
-  return { M: slot };
+  const slot: AttributeValue[] = [];
+  slot[VALUE] = { N: String(reading.value) };
+  slot[REVISION] = { N: String(reading.revision) };
+  slot[ORIGIN] = { S: originHash(originOf(reading)) };
+  if (reading.quality === 'estimated') slot[ESTIMATED] = { N: '1' };
+  return { L: slot };
 }
 
 /** A block item as read back (ALL_OLD on a failed condition, UPDATED_OLD, or a Query). */
-export interface DecodedBlock {
+export interface DecodedBlock extends BlockShape {
   pk: string;
   sk: string;
   blockStart: number;
-  unit?: Unit;
   version: number;
   updatedAt?: number;
   slots: Map<string, StoredValue>;
@@ -117,21 +138,23 @@ export interface DecodedBlock {
 
 export function decodeBlock(item: Record<string, AttributeValue>): DecodedBlock {
   const unit = item.u?.S as Unit | undefined;
+  const durationSeconds = item.d?.N === undefined ? undefined : Number(item.d.N);
   const origins = new Map<string, string>();
   for (const [name, value] of Object.entries(item)) {
     if (name.startsWith('o_') && value.S !== undefined) origins.set(name.slice(2), value.S);
   }
   const slots = new Map<string, StoredValue>();
   for (const [name, value] of Object.entries(item)) {
-    if (!isSlotName(name) || value.M === undefined) continue;
-    const m = value.M;
+    if (!isSlotName(name) || value.L === undefined) continue;
+    const slot = value.L;
+    const hash = slot[ORIGIN]?.S;
     slots.set(name, {
-      value: Number(m.v?.N),
-      revision: Number(m.r?.N),
-      quality: m.e ? 'estimated' : 'actual',
-      unit: unit!, // every write sets u together with its slots
-      durationSeconds: m.d?.N === undefined ? undefined : Number(m.d.N),
-      origin: m.o?.S === undefined ? undefined : origins.get(m.o.S),
+      value: Number(slot[VALUE]?.N),
+      revision: Number(slot[REVISION]?.N),
+      quality: slot[ESTIMATED] ? 'estimated' : 'actual',
+      unit: unit!, // every write sets u and d together with its slots
+      durationSeconds: durationSeconds!,
+      origin: hash === undefined ? undefined : origins.get(hash),
     });
   }
   return {
@@ -139,6 +162,7 @@ export function decodeBlock(item: Record<string, AttributeValue>): DecodedBlock 
     sk: item.sk?.S ?? '',
     blockStart: Number(item.bs?.N ?? NaN),
     unit,
+    durationSeconds,
     version: Number(item.ver?.N ?? 0),
     updatedAt: item.ua?.N === undefined ? undefined : Number(item.ua.N),
     slots,
@@ -183,16 +207,19 @@ export interface UpdateRequestParts {
 export function buildBlockUpdate(
   writes: PendingWrite[],
   guard: Guard,
-  context: { blockStart: number; unit: Unit; now: number },
+  context: { blockStart: number; now: number },
 ): UpdateRequestParts {
-  const names: Record<string, string> = { '#bs': 'bs', '#u': 'u', '#ver': 'ver', '#ua': 'ua' };
+  // Rounds share one unit and interval length (roundsOfDistinctSlots), so the first reading speaks for all.
+  const shapeOf = writes[0]!.reading;
+  const names: Record<string, string> = { '#bs': 'bs', '#u': 'u', '#d': 'd', '#ver': 'ver', '#ua': 'ua' };
   const values: Record<string, AttributeValue> = {
     ':bs': { N: String(context.blockStart) },
-    ':u': { S: context.unit },
+    ':u': { S: shapeOf.unit },
+    ':d': { N: String(durationOf(shapeOf)) },
     ':one': { N: '1' },
     ':ua': { N: String(context.now) },
   };
-  const sets = ['#bs = if_not_exists(#bs, :bs)', '#u = if_not_exists(#u, :u)', '#ua = :ua'];
+  const sets = ['#bs = if_not_exists(#bs, :bs)', '#u = if_not_exists(#u, :u)', '#d = if_not_exists(#d, :d)', '#ua = :ua'];
 
   const origins = new Map<string, string>();
   writes.forEach(({ reading, slot }, index) => {
@@ -207,14 +234,13 @@ export function buildBlockUpdate(
     sets.push(`#o${index} = if_not_exists(#o${index}, :o${index})`);
   });
 
-  const conditions = ['(attribute_not_exists(#u) OR #u = :u)'];
+  const conditions = ['(attribute_not_exists(#u) OR #u = :u)', '(attribute_not_exists(#d) OR #d = :d)'];
   if (guard.kind === 'new-block') conditions.push('attribute_not_exists(#ver)');
   if (guard.kind === 'version') {
     conditions.push('#ver = :ver');
     values[':ver'] = { N: String(guard.version) };
   }
   if (guard.kind === 'slots') {
-    names['#r'] = 'r';
     const revisionPlaceholders = new Map<number, string>();
     for (const { reading, slot } of writes) {
       let placeholder = revisionPlaceholders.get(reading.revision);
@@ -224,34 +250,32 @@ export function buildBlockUpdate(
         values[placeholder] = { N: String(reading.revision) };
       }
       // An actual also replaces an estimate of the same revision (see classify).
-      let sameRevisionEstimate = '';
-      if (reading.quality === 'actual') {
-        names['#e'] = 'e'; // DynamoDB refuses names that no expression uses
-        sameRevisionEstimate = ` OR (${slot}.#r = ${placeholder} AND attribute_exists(${slot}.#e))`;
-      }
-      conditions.push(`(attribute_not_exists(${slot}) OR ${slot}.#r < ${placeholder}${sameRevisionEstimate})`);
+      const revision = `${slot}[${REVISION}]`;
+      const sameRevisionEstimate =
+        reading.quality === 'actual' ? ` OR (${revision} = ${placeholder} AND attribute_exists(${slot}[${ESTIMATED}]))` : '';
+      conditions.push(`(attribute_not_exists(${slot}) OR ${revision} < ${placeholder}${sameRevisionEstimate})`);
     }
   }
 
-  return {
+  return withoutUnusedPlaceholders({
     UpdateExpression: `SET ${sets.join(', ')} ADD #ver :one`,
     ConditionExpression: conditions.join(' AND '),
     ExpressionAttributeNames: names,
     ExpressionAttributeValues: values,
-  };
+  });
 }
 
 /**
- * Splits a block's readings into rounds of distinct slots and one unit, so a batch that carries
- * the same identity twice is written in order (the later one then meets the earlier one like any
- * replay), and a reading in another unit meets the block's unit guard on its own.
+ * Splits a block's readings into rounds of distinct slots and one shape (unit, interval length),
+ * so a batch that carries the same identity twice is written in order (the later one then meets
+ * the earlier one like any replay), and a reading of another shape meets the block's guard alone.
  */
 export function roundsOfDistinctSlots(writes: PendingWrite[]): PendingWrite[][] {
   const rounds: PendingWrite[][] = [];
   const slotsPerRound: Set<string>[] = [];
   for (const write of writes) {
     let round = slotsPerRound.findIndex(
-      (slots, index) => !slots.has(write.slot) && rounds[index]![0]!.reading.unit === write.reading.unit,
+      (slots, index) => !slots.has(write.slot) && shapeMismatch(write.reading, shapeOfRound(rounds[index]!)) === undefined,
     );
     if (round === -1) {
       round = rounds.length;
@@ -262,6 +286,11 @@ export function roundsOfDistinctSlots(writes: PendingWrite[]): PendingWrite[][] 
     slotsPerRound[round]!.add(write.slot);
   }
   return rounds;
+}
+
+function shapeOfRound(round: PendingWrite[]): BlockShape {
+  const first = round[0]!.reading;
+  return { unit: first.unit, durationSeconds: durationOf(first) };
 }
 
 /** Turns a stored slot back into a reading (for queries). */
@@ -278,7 +307,7 @@ export function slotToReading(meterId: string, channel: string, block: DecodedBl
     source: source as Source,
     originId: originParts.join(':'),
   };
-  return stored.durationSeconds === undefined
+  return stored.durationSeconds === 0
     ? { kind: 'register', ...base, at: instant }
     : { kind: 'interval', ...base, start: instant, end: new Date(instant.getTime() + stored.durationSeconds * 1000) };
 }

@@ -22,6 +22,8 @@ import {
   type DynamoDBClient,
 } from '@aws-sdk/client-dynamodb';
 import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
+import { withoutUnusedPlaceholders } from './expressions.ts';
+import { LEDGER_TTL_ATTRIBUTE } from './tables.ts';
 
 export type UnitKind = 'iot-message' | 'smt-file' | 'ready-delivery';
 export type UnitStatus = 'in_progress' | 'completed' | 'failed';
@@ -126,6 +128,7 @@ export class Ledger {
       ':one': { N: '1' },
     };
     const sets = ['#status = :inProgress', '#lock = :lock', '#owner = :owner', '#kind = :kind', '#claimedAt = :now', '#ttl = :ttl'];
+    names['#ttl'] = LEDGER_TTL_ATTRIBUTE;
     if (options.detail) {
       sets.push('#detail = :detail');
       values[':detail'] = { M: marshall(options.detail) };
@@ -137,16 +140,18 @@ export class Ledger {
     }
     try {
       const response = await this.client.send(
-        new UpdateItemCommand({
-          TableName: this.tableName,
-          Key: ledgerKey(kind, unitId),
-          UpdateExpression: `SET ${sets.join(', ')} REMOVE #reason ADD #attempts :one`,
-          ConditionExpression: condition,
-          ExpressionAttributeNames: names,
-          ExpressionAttributeValues: values,
-          ReturnValues: 'ALL_OLD',
-          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
-        }),
+        new UpdateItemCommand(
+          withoutUnusedPlaceholders({
+            TableName: this.tableName,
+            Key: ledgerKey(kind, unitId),
+            UpdateExpression: `SET ${sets.join(', ')} REMOVE #reason ADD #attempts :one`,
+            ConditionExpression: condition,
+            ExpressionAttributeNames: names,
+            ExpressionAttributeValues: values,
+            ReturnValues: 'ALL_OLD',
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          }),
+        ),
       );
       const previous = response.Attributes ? toRecord(response.Attributes) : undefined;
       return {
@@ -205,25 +210,23 @@ export class Ledger {
     values: Record<string, AttributeValue>,
     extraNames: Record<string, string>,
   ): Promise<void> {
-    const names: Record<string, string> = { '#status': 'status', '#owner': 'owner', '#lock': 'lockExpiresAt' };
-    for (const [placeholder, name] of Object.entries(extraNames)) {
-      if (updateExpression.includes(placeholder)) names[placeholder] = name;
-    }
     try {
       await this.client.send(
-        new UpdateItemCommand({
-          TableName: this.tableName,
-          Key: ledgerKey(claim.kind, claim.unitId),
-          UpdateExpression: updateExpression,
-          ConditionExpression: '#status = :inProgress AND #owner = :owner',
-          ExpressionAttributeNames: names,
-          ExpressionAttributeValues: {
-            ...values,
-            ':inProgress': { S: 'in_progress' },
-            ':owner': { S: claim.token },
-            ...(updateExpression.includes(':now') ? { ':now': { N: String(this.nowSeconds()) } } : {}),
-          },
-        }),
+        new UpdateItemCommand(
+          withoutUnusedPlaceholders({
+            TableName: this.tableName,
+            Key: ledgerKey(claim.kind, claim.unitId),
+            UpdateExpression: updateExpression,
+            ConditionExpression: '#status = :inProgress AND #owner = :owner',
+            ExpressionAttributeNames: { '#status': 'status', '#owner': 'owner', '#lock': 'lockExpiresAt', ...extraNames },
+            ExpressionAttributeValues: {
+              ...values,
+              ':inProgress': { S: 'in_progress' },
+              ':owner': { S: claim.token },
+              ':now': { N: String(this.nowSeconds()) },
+            },
+          }),
+        ),
       );
     } catch (error) {
       if (error instanceof ConditionalCheckFailedException) throw new LedgerLockLostError(claim.unitId);

@@ -23,14 +23,16 @@ import {
   buildBlockUpdate,
   classify,
   decodeBlock,
-  durationOf,
   initialGuard,
   locate,
+  originOf,
   partitionKey,
   roundsOfDistinctSlots,
+  shapeMismatch,
   slotToReading,
   WRITE_STATUSES,
   type BlockKey,
+  type BlockShape,
   type Guard,
   type PendingWrite,
   type StoredValue,
@@ -152,10 +154,9 @@ export class ReadingStore {
     let guard: Guard = initialGuard(pending);
     let requests = 0;
     let writeUnits = 0;
-    const unit = round[0]!.reading.unit;
 
     for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
-      const parts = buildBlockUpdate(pending, guard, { blockStart, unit, now: Math.floor(this.clock().getTime() / 1000) });
+      const parts = buildBlockUpdate(pending, guard, { blockStart, now: Math.floor(this.clock().getTime() / 1000) });
       requests += 1;
       try {
         const response = await this.client.send(
@@ -188,7 +189,7 @@ export class ReadingStore {
         const stillToWrite: typeof pending = [];
         for (const write of pending) {
           const existing = block.slots.get(write.slot);
-          const status = classify(write.reading, existing, block.unit);
+          const status = classify(write.reading, existing, block);
           if (status === 'stored' || status === 'superseded') {
             stillToWrite.push(write);
           } else {
@@ -196,7 +197,7 @@ export class ReadingStore {
               reading: write.reading,
               status,
               existing,
-              reason: status === 'conflict' ? conflictReason(write.reading, existing, block.unit) : undefined,
+              reason: status === 'conflict' ? conflictReason(write.reading, existing, block) : undefined,
             });
           }
         }
@@ -241,14 +242,11 @@ export class ReadingStore {
   }
 }
 
-function conflictReason(incoming: Reading, existing: StoredValue | undefined, blockUnit: string | undefined): string {
-  if (blockUnit !== undefined && blockUnit !== incoming.unit) {
-    return `unit ${incoming.unit} differs from the block's unit ${blockUnit}`;
-  }
-  const describe = (value: number, duration: number | undefined) => `${value}${duration === undefined ? '' : ` over ${duration} s`}`;
-  const incomingDuration = durationOf(incoming);
+function conflictReason(incoming: Reading, existing: StoredValue | undefined, block: BlockShape): string {
+  const mismatch = shapeMismatch(incoming, block);
+  if (mismatch !== undefined) return mismatch;
   return (
-    `revision ${incoming.revision} (${incoming.quality}) already stored with value ${describe(existing!.value, existing!.durationSeconds)}` +
-    ` from ${existing!.origin ?? 'unknown origin'}; incoming value ${describe(incoming.value, incomingDuration)} from ${incoming.source}:${incoming.originId}`
+    `revision ${incoming.revision} (${incoming.quality}) already stored with value ${existing!.value} ${block.unit}` +
+    ` from ${existing!.origin ?? 'unknown origin'}; incoming value ${incoming.value} ${incoming.unit} from ${originOf(incoming)}`
   );
 }

@@ -112,7 +112,7 @@ const instant = z
 const baseShape = {
   meterId: z.string().regex(ID_PATTERN, 'must be 1-128 letters, digits or ._:- and start with a letter or digit'),
   channel: z.string().regex(CHANNEL_PATTERN, 'must be 1-64 lower-case letters, digits or ._- (e.g. energy.active.import)'),
-  value: z.number().refine(Number.isFinite, 'must be a finite number'),
+  value: z.number({ error: 'must be a finite number' }),
   unit: z.enum(UNITS, { error: (issue) => `unknown unit ${JSON.stringify(issue.input)}; known: ${UNITS.join(', ')}` }),
   quality: z.enum(QUALITIES),
   revision: z.number().int('must be an integer').nonnegative().max(Number.MAX_SAFE_INTEGER),
