@@ -1,0 +1,53 @@
+/**
+ * The meterbridge stack of one stage. Ingestion paths (IoT, SMT, READY) are added as their own
+ * constructs on top of the storage and alarm topic created here.
+ */
+import { CfnOutput, Stack, Tags, type StackProps } from 'aws-cdk-lib';
+import type { Construct } from 'constructs';
+import { AlarmTopic } from './alarm-topic.ts';
+import type { StageSettings } from './settings.ts';
+import { ReadingStorage } from './storage.ts';
+
+export interface MeterbridgeStackProps extends StackProps {
+  /** Validated settings of the stage this stack deploys (see lib/settings.ts). */
+  readonly settings: StageSettings;
+}
+
+export class MeterbridgeStack extends Stack {
+  public readonly settings: StageSettings;
+  public readonly storage: ReadingStorage;
+  public readonly alarms: AlarmTopic;
+
+  constructor(scope: Construct, id: string, props: MeterbridgeStackProps) {
+    super(scope, id, props);
+    const { settings } = props;
+    this.settings = settings;
+
+    this.storage = new ReadingStorage(this, 'Storage', {
+      removalPolicy: settings.removalPolicy,
+      deletionProtection: settings.deletionProtection,
+    });
+    this.alarms = new AlarmTopic(this, 'Alarms', {
+      alarmEmail: settings.alarmEmail,
+      displayName: `meterbridge ${settings.stage} alarms`,
+      removalPolicy: settings.removalPolicy,
+    });
+
+    new CfnOutput(this, 'ReadingsTableName', {
+      description: 'DynamoDB table of interval blocks of readings',
+      value: this.storage.readingsTable.tableName,
+    });
+    new CfnOutput(this, 'LedgerTableName', {
+      description: 'DynamoDB table of claimed units of work',
+      value: this.storage.ledgerTable.tableName,
+    });
+    new CfnOutput(this, 'AlarmTopicArn', {
+      description: 'SNS topic notified by every alarm; subscribe on-call tooling here',
+      value: this.alarms.topic.topicArn,
+    });
+
+    // Cost allocation and "which stage is this?" in the console, on every taggable resource.
+    Tags.of(this).add('Project', 'meterbridge');
+    Tags.of(this).add('Stage', settings.stage);
+  }
+}

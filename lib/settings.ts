@@ -1,0 +1,172 @@
+/**
+ * Per-stage settings, read from CDK context (cdk.json `meterbridge:stages`, stage picked by
+ * `meterbridge:stage`, overridable with `-c meterbridge:stage=prod`).
+ *
+ * Everything is validated up front so a typo fails `cdk synth` with a message that names the
+ * key, instead of surfacing as a CloudFormation error half-way through a deploy.
+ */
+import { RemovalPolicy } from 'aws-cdk-lib';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import type { IConstruct } from 'constructs';
+
+/** Context key holding the name of the stage to synthesize. */
+export const STAGE_CONTEXT_KEY = 'meterbridge:stage';
+/** Context key holding the settings of every stage, keyed by stage name. */
+export const STAGES_CONTEXT_KEY = 'meterbridge:stages';
+/** Used when neither cdk.json nor the command line names a stage. */
+export const DEFAULT_STAGE = 'dev';
+
+export interface StageSettings {
+  /** Stage name, e.g. `dev` or `prod`; part of the stack name and of every resource's tags. */
+  readonly stage: string;
+  /** Where alarm notifications are e-mailed; undefined when none is configured. */
+  readonly alarmEmail: string | undefined;
+  /** IANA time zone in which interval blocks are grouped into local days. */
+  readonly blockTimeZone: string;
+  /** Retention of every Lambda log group. */
+  readonly logRetention: logs.RetentionDays;
+  /** What CloudFormation does with stateful resources (tables, keys, log groups) on removal. */
+  readonly removalPolicy: RemovalPolicy;
+  /** Whether the DynamoDB tables refuse DeleteTable until this is turned off. */
+  readonly deletionProtection: boolean;
+}
+
+const KNOWN_KEYS = ['alarmEmail', 'blockTimeZone', 'logRetentionDays', 'removalPolicy', 'deletionProtection'] as const;
+
+const REMOVAL_POLICIES: Readonly<Record<string, RemovalPolicy>> = {
+  retain: RemovalPolicy.RETAIN,
+  destroy: RemovalPolicy.DESTROY,
+};
+
+// RetentionDays is a numeric TS enum, so Object.values also yields its reverse-mapped names.
+const RETENTION_DAYS: ReadonlySet<number> = new Set(
+  Object.values(logs.RetentionDays).filter((value): value is number => typeof value === 'number'),
+);
+
+// Deliberately loose: SNS sends a confirmation mail anyway, this only catches obvious slips
+// (a missing @, a stray space) before a subscription is created for an address that cannot exist.
+const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+
+// The stage name becomes part of the stack name, which CloudFormation limits to this alphabet.
+const STAGE_NAME = /^[A-Za-z][A-Za-z0-9-]{0,63}$/;
+
+/** Thrown for any invalid setting; the message always starts with the offending context key. */
+export class StageSettingsError extends Error {
+  constructor(key: string, problem: string) {
+    super(`${key}: ${problem}`);
+    this.name = 'StageSettingsError';
+  }
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Validates the raw context values and turns them into typed settings.
+ *
+ * Pure (no construct tree) so it can be unit-tested with plain objects.
+ *
+ * @param stageValue value of `meterbridge:stage`; `undefined` selects {@link DEFAULT_STAGE}
+ * @param stagesValue value of `meterbridge:stages`; a JSON string is accepted because
+ *   `cdk -c key=value` passes every value as a string
+ */
+export function parseStageSettings(stageValue: unknown, stagesValue: unknown): StageSettings {
+  const stage = stageValue ?? DEFAULT_STAGE;
+  if (typeof stage !== 'string' || !STAGE_NAME.test(stage)) {
+    throw new StageSettingsError(
+      STAGE_CONTEXT_KEY,
+      `${JSON.stringify(stage)} is not a valid stage name (a letter, then letters, digits or '-')`,
+    );
+  }
+
+  let stages = stagesValue;
+  if (typeof stages === 'string') {
+    try {
+      stages = JSON.parse(stages) as unknown;
+    } catch {
+      throw new StageSettingsError(STAGES_CONTEXT_KEY, 'is a string but not valid JSON');
+    }
+  }
+  if (!isRecord(stages)) {
+    throw new StageSettingsError(STAGES_CONTEXT_KEY, 'missing or not an object of stage name -> settings (see cdk.json)');
+  }
+  const raw = stages[stage];
+  if (raw === undefined) {
+    const known = Object.keys(stages).join(', ') || '(none)';
+    throw new StageSettingsError(STAGE_CONTEXT_KEY, `unknown stage "${stage}"; ${STAGES_CONTEXT_KEY} defines: ${known}`);
+  }
+  const prefix = `${STAGES_CONTEXT_KEY}.${stage}`;
+  if (!isRecord(raw)) {
+    throw new StageSettingsError(prefix, 'must be an object');
+  }
+
+  // A misspelt key would otherwise be ignored silently and its default used instead.
+  for (const key of Object.keys(raw)) {
+    if (!(KNOWN_KEYS as readonly string[]).includes(key)) {
+      throw new StageSettingsError(`${prefix}.${key}`, `unknown setting; known settings: ${KNOWN_KEYS.join(', ')}`);
+    }
+  }
+
+  const alarmEmail = raw.alarmEmail ?? '';
+  if (typeof alarmEmail !== 'string' || (alarmEmail !== '' && !EMAIL.test(alarmEmail))) {
+    throw new StageSettingsError(`${prefix}.alarmEmail`, `${JSON.stringify(alarmEmail)} is not an e-mail address (use "" for none)`);
+  }
+
+  const blockTimeZone = raw.blockTimeZone;
+  if (typeof blockTimeZone !== 'string' || blockTimeZone === '' || !isTimeZone(blockTimeZone)) {
+    throw new StageSettingsError(
+      `${prefix}.blockTimeZone`,
+      `${JSON.stringify(blockTimeZone)} is not an IANA time zone (e.g. America/Chicago, UTC)`,
+    );
+  }
+
+  const logRetentionDays = raw.logRetentionDays;
+  if (typeof logRetentionDays !== 'number' || !RETENTION_DAYS.has(logRetentionDays)) {
+    throw new StageSettingsError(
+      `${prefix}.logRetentionDays`,
+      `${JSON.stringify(logRetentionDays)} is not a CloudWatch Logs retention; allowed: ${[...RETENTION_DAYS].join(', ')}`,
+    );
+  }
+
+  const removalPolicyName = raw.removalPolicy ?? 'retain';
+  const removalPolicy = typeof removalPolicyName === 'string' ? REMOVAL_POLICIES[removalPolicyName] : undefined;
+  if (removalPolicy === undefined) {
+    throw new StageSettingsError(`${prefix}.removalPolicy`, `${JSON.stringify(removalPolicyName)} must be "retain" or "destroy"`);
+  }
+
+  // Production data is protected unless a stage says otherwise; scratch stages stay easy to tear down.
+  const deletionProtection = raw.deletionProtection ?? stage === 'prod';
+  if (typeof deletionProtection !== 'boolean') {
+    throw new StageSettingsError(`${prefix}.deletionProtection`, `${JSON.stringify(deletionProtection)} must be true or false`);
+  }
+  if (deletionProtection && removalPolicy === RemovalPolicy.DESTROY) {
+    // Otherwise `cdk destroy` would fail on the tables after deleting everything else.
+    throw new StageSettingsError(`${prefix}.deletionProtection`, 'cannot be true when removalPolicy is "destroy"');
+  }
+
+  return {
+    stage,
+    alarmEmail: alarmEmail === '' ? undefined : alarmEmail,
+    blockTimeZone,
+    logRetention: logRetentionDays as logs.RetentionDays,
+    removalPolicy,
+    deletionProtection,
+  };
+}
+
+/** Reads and validates the settings of the stage selected in the construct tree's context. */
+export function loadStageSettings(scope: IConstruct): StageSettings {
+  return parseStageSettings(scope.node.tryGetContext(STAGE_CONTEXT_KEY), scope.node.tryGetContext(STAGES_CONTEXT_KEY));
+}
+
+function isTimeZone(timeZone: string): boolean {
+  try {
+    // Throws RangeError for names the runtime's tz database does not know; the Lambda code
+    // (lambdas/core/time.ts) uses the same Intl machinery, so what passes here works there.
+    new Intl.DateTimeFormat('en-US', { timeZone });
+    return true;
+  } catch {
+    return false;
+  }
+}
