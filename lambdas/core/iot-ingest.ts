@@ -1,0 +1,171 @@
+/**
+ * IoT ingest: one SQS batch of telemetry messages (put there by the Basic Ingest topic rule)
+ * into the reading store. The Lambda handler (lambdas/iot-ingest.ts) only wires clients to this.
+ *
+ * Per message: decode and validate (a bad message is sent to the dead-letter queue with its
+ * reason and counted, without failing the rest of the batch), claim (gatewayId, seq) in the
+ * ledger, write the readings, complete the claim, observe the sequence for gaps. A message
+ * that fails for a transient reason (DynamoDB throttling) releases its claim and is reported
+ * as a batch item failure, so SQS redelivers it alone.
+ */
+import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { mapWithConcurrency } from './concurrency.ts';
+import type { Ledger } from './ledger.ts';
+import type { Log } from './log.ts';
+import type { Metrics } from './metrics.ts';
+import type { ReadingStore, WriteReport } from './reading-store.ts';
+import type { SequenceTracker } from './sequence-tracker.ts';
+import { decodeTelemetry, thingNameFromTopic } from './telemetry.ts';
+import { WRITE_STATUSES } from './interval-block.ts';
+
+/** Where messages that can never succeed go, with the reason, for an operator to inspect or redrive. */
+export interface RejectSink {
+  reject(body: string, reason: string): Promise<void>;
+}
+
+/** Sends rejected messages to the ingest queue's DLQ, so SQS's own DLQ redrive replays them after a fix. */
+export class SqsRejectSink implements RejectSink {
+  constructor(private readonly sqs: SQSClient, private readonly queueUrl: string) {}
+
+  async reject(body: string, reason: string): Promise<void> {
+    await this.sqs.send(
+      new SendMessageCommand({
+        QueueUrl: this.queueUrl,
+        MessageBody: body,
+        MessageAttributes: {
+          rejectReason: { DataType: 'String', StringValue: reason.slice(0, 1024) },
+          rejectedBy: { DataType: 'String', StringValue: 'iot-ingest' },
+        },
+      }),
+    );
+  }
+}
+
+export interface IotIngestDependencies {
+  store: ReadingStore;
+  ledger: Ledger;
+  sequences: SequenceTracker;
+  metrics: Metrics;
+  rejects: RejectSink;
+  log: Log;
+  /** @default () => new Date() */
+  clock?: () => Date;
+  /** Messages processed at once within a batch. @default 10 */
+  concurrency?: number;
+}
+
+/** What became of one SQS record; returned for logs and tests. */
+export type MessageOutcome =
+  | { status: 'stored'; messageId: string; unitId: string; counts: WriteReport['counts'] }
+  | { status: 'skipped'; messageId: string; unitId: string; why: 'completed' | 'failed' }
+  | { status: 'rejected'; messageId: string; reason: string }
+  | { status: 'retry'; messageId: string; reason: string };
+
+interface Envelope {
+  payload: Buffer;
+  topic: string;
+  /** The IoT rule's error action delivered it (the SQS action failed at the time). */
+  fromErrorAction: boolean;
+}
+
+/** Reads the rule's SQS body, or the error action's body when a DLQ redrive brings one back. */
+export function parseEnvelope(body: string): Envelope | { error: string } {
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(body) as Record<string, unknown>;
+  } catch {
+    return { error: 'envelope is not JSON (expected the topic rule\'s {payload, topic, receivedAt})' };
+  }
+  if (typeof json.topic !== 'string') return { error: 'envelope has no topic' };
+  if (typeof json.payload === 'string') return { payload: Buffer.from(json.payload, 'base64'), topic: json.topic, fromErrorAction: false };
+  if (typeof json.base64OriginalPayload === 'string') {
+    return { payload: Buffer.from(json.base64OriginalPayload, 'base64'), topic: json.topic, fromErrorAction: true };
+  }
+  return { error: 'envelope has neither payload nor base64OriginalPayload' };
+}
+
+export async function ingestBatch(event: SQSEvent, deps: IotIngestDependencies): Promise<SQSBatchResponse & { outcomes: MessageOutcome[] }> {
+  const outcomes = await mapWithConcurrency(event.Records, deps.concurrency ?? 10, (record) => ingestRecord(record, deps));
+  deps.metrics.count('MessagesReceived', event.Records.length);
+  await deps.metrics.flush();
+  return {
+    batchItemFailures: outcomes.filter((o) => o.status === 'retry').map((o) => ({ itemIdentifier: o.messageId })),
+    outcomes,
+  };
+}
+
+async function ingestRecord(record: SQSRecord, deps: IotIngestDependencies): Promise<MessageOutcome> {
+  const { metrics, log } = deps;
+  const messageId = record.messageId;
+  const now = deps.clock?.() ?? new Date();
+
+  const reject = async (reason: string, metricReason: string): Promise<MessageOutcome> => {
+    try {
+      await deps.rejects.reject(record.body, reason);
+    } catch (error) {
+      // Could not park it: let SQS retry it and, after maxReceiveCount, dead-letter it itself.
+      log.error('could not send rejected message to the dead-letter queue', { messageId, reason, error: String(error) });
+      return { status: 'retry', messageId, reason: `reject failed: ${String(error)}` };
+    }
+    metrics.count('MessagesRejected', 1, { Reason: metricReason });
+    log.warn('message rejected', { messageId, reason });
+    return { status: 'rejected', messageId, reason };
+  };
+
+  const envelope = parseEnvelope(record.body);
+  if ('error' in envelope) return reject(envelope.error, 'envelope');
+  if (envelope.fromErrorAction) metrics.count('MessagesFromRuleErrorAction');
+  const thingName = thingNameFromTopic(envelope.topic);
+  if (!thingName) return reject(`topic "${envelope.topic}" is not a gateway telemetry topic`, 'topic');
+
+  const decoded = decodeTelemetry(envelope.payload, { topicThingName: thingName, now });
+  if (!decoded.ok) {
+    return reject(decoded.reason, decoded.reason.includes('does not match the thing name') ? 'gateway-mismatch' : 'invalid');
+  }
+  const { message, readings } = decoded;
+  const unitId = `${message.gatewayId}/${message.seq}`;
+
+  const claimed = await deps.ledger.claim('iot-message', unitId, { detail: { readings: readings.length } });
+  if (claimed.status === 'completed' || claimed.status === 'failed') {
+    metrics.count('MessagesDuplicate');
+    return { status: 'skipped', messageId, unitId, why: claimed.status };
+  }
+  if (claimed.status === 'in_progress') {
+    // Another worker holds it (or crashed holding it): SQS brings it back after the visibility timeout.
+    return { status: 'retry', messageId, reason: `${unitId} is in progress elsewhere` };
+  }
+
+  let report: WriteReport;
+  try {
+    report = await deps.store.write(readings);
+    await deps.ledger.complete(claimed.claim, report.counts);
+  } catch (error) {
+    await deps.ledger.release(claimed.claim).catch(() => undefined); // the lock expires anyway
+    log.error('message will be retried', { messageId, unitId, error: String(error) });
+    metrics.count('IngestErrors');
+    return { status: 'retry', messageId, reason: String(error) };
+  }
+
+  for (const status of WRITE_STATUSES) metrics.count(`Readings${status[0]!.toUpperCase()}${status.slice(1)}`, report.counts[status]);
+  for (const outcome of report.outcomes) {
+    if (outcome.status === 'conflict') log.warn('reading conflict', { unitId, meterId: outcome.reading.meterId, reason: outcome.reason });
+    if (outcome.status === 'stored' || outcome.status === 'superseded') {
+      const end = outcome.reading.kind === 'interval' ? outcome.reading.end : outcome.reading.at;
+      metrics.record('IngestLatency', Math.round((now.getTime() - end.getTime()) / 1000), 'Seconds');
+    }
+  }
+
+  const sequence = await deps.sequences.observe(message.gatewayId, message.seq);
+  if (sequence.kind === 'gap') {
+    metrics.count('SequenceGaps', sequence.missing);
+    log.warn('gateway sequence gap', { gatewayId: message.gatewayId, seq: message.seq, missing: sequence.missing });
+  } else if (sequence.kind === 'late') {
+    metrics.count('SequenceLate');
+  } else if (sequence.kind === 'reset') {
+    metrics.count('SequenceResets');
+    log.warn('gateway sequence restarted at 1', { gatewayId: message.gatewayId, previousHighest: sequence.previousHighest });
+  }
+  log.info('message stored', { messageId, unitId, counts: report.counts });
+  return { status: 'stored', messageId, unitId, counts: report.counts };
+}

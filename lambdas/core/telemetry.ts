@@ -1,0 +1,143 @@
+/**
+ * Telemetry message contract v1: what a gateway publishes to its Basic Ingest topic
+ * `$aws/rules/<rule>/gateways/<thingName>/telemetry` (documented in the README).
+ *
+ *   { "v": 1, "gatewayId": "<thing name>", "seq": <per-gateway increasing integer>,
+ *     "sentAt": "<ISO-8601>",
+ *     "readings": [ { meterId, channel, start, end | at, value, unit, quality? } ],
+ *     "blocks":   [ { meterId, channel, start, intervalSeconds, unit, values: [..], quality?: [..] } ] }
+ *
+ * A block is one meter's consecutive intervals without repeating names and timestamps; a null
+ * in `values` is a missing interval (skipped, never stored as zero). The message id is
+ * (gatewayId, seq). Everything is validated strictly: a message is stored whole or not at all.
+ */
+import { z } from 'zod';
+import { UNITS, QUALITIES, validateReading, type Reading, type ValidationOptions } from './reading.ts';
+
+/** IoT Core refuses larger messages; anything bigger reaching us did not come through it. */
+export const MAX_MESSAGE_BYTES = 128 * 1024;
+/** Thing names as IoT Core allows them. */
+const THING_NAME = /^[a-zA-Z0-9:_-]{1,128}$/;
+
+const instantString = z.iso.datetime({ offset: true });
+
+const readingEntry = z.strictObject({
+  meterId: z.string(),
+  channel: z.string(),
+  start: instantString.optional(),
+  end: instantString.optional(),
+  at: instantString.optional(),
+  value: z.number({ error: 'must be a finite number' }),
+  unit: z.enum(UNITS, { error: (issue) => `unknown unit ${JSON.stringify(issue.input)}` }),
+  quality: z.enum(QUALITIES).default('actual'),
+});
+
+const blockEntry = z.strictObject({
+  meterId: z.string(),
+  channel: z.string(),
+  start: instantString,
+  intervalSeconds: z.number().int().min(60).max(86_400),
+  unit: z.enum(UNITS, { error: (issue) => `unknown unit ${JSON.stringify(issue.input)}` }),
+  values: z.array(z.number({ error: 'must be a finite number or null' }).nullable()).min(1).max(1440),
+  quality: z.array(z.enum(QUALITIES)).optional(),
+});
+
+const messageSchema = z
+  .strictObject({
+    v: z.literal(1, { error: 'unsupported contract version (this handler reads v1)' }),
+    gatewayId: z.string().regex(THING_NAME, 'must be an IoT thing name (1-128 of a-z A-Z 0-9 : _ -)'),
+    seq: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+    sentAt: instantString,
+    readings: z.array(readingEntry).max(5000).default([]),
+    blocks: z.array(blockEntry).max(1000).default([]),
+  })
+  .refine((message) => message.readings.length + message.blocks.length > 0, 'a message carries at least one reading or block');
+
+export type TelemetryMessage = z.output<typeof messageSchema>;
+
+export type DecodeResult =
+  | { ok: true; message: TelemetryMessage; readings: Reading[] }
+  | { ok: false; reason: string; gatewayId?: string; seq?: number };
+
+export interface DecodeOptions extends ValidationOptions {
+  /** The thing name the message was published under (from the topic): the only gateway it may speak for. */
+  topicThingName: string;
+}
+
+/**
+ * Decodes and validates one published message into readings. Never throws: every way a
+ * message can be wrong comes back as a reason an operator can act on.
+ */
+export function decodeTelemetry(payload: Uint8Array, options: DecodeOptions): DecodeResult {
+  if (payload.byteLength > MAX_MESSAGE_BYTES) return { ok: false, reason: `message is ${payload.byteLength} bytes; the limit is ${MAX_MESSAGE_BYTES}` };
+  let json: unknown;
+  try {
+    json = JSON.parse(Buffer.from(payload).toString('utf8'));
+  } catch (error) {
+    return { ok: false, reason: `not JSON: ${(error as Error).message}` };
+  }
+  const parsed = messageSchema.safeParse(json);
+  const identity = identityOf(json);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.slice(0, 5).map((issue) => `${issue.path.join('.') || 'message'}: ${issue.message}`);
+    return { ok: false, reason: `invalid message: ${issues.join('; ')}`, ...identity };
+  }
+  const message = parsed.data;
+  if (message.gatewayId !== options.topicThingName) {
+    return { ok: false, reason: `gatewayId "${message.gatewayId}" does not match the thing name "${options.topicThingName}" of the topic it was published to`, ...identity };
+  }
+
+  const originId = `${message.gatewayId}/${message.seq}`;
+  const candidates: unknown[] = [];
+  for (const entry of message.readings) {
+    const { start, end, at, ...rest } = entry;
+    const common = { ...rest, revision: 0, source: 'iot', originId };
+    candidates.push(at !== undefined ? { ...common, kind: 'register', at, ...(start || end ? { start, end } : {}) } : { ...common, kind: 'interval', start, end });
+  }
+  for (const [blockIndex, block] of message.blocks.entries()) {
+    if (block.quality && block.quality.length !== block.values.length) {
+      return { ok: false, reason: `blocks.${blockIndex}.quality: has ${block.quality.length} entries for ${block.values.length} values`, ...identity };
+    }
+    const first = Date.parse(block.start);
+    block.values.forEach((value, i) => {
+      if (value === null) return; // a missing interval: nothing to store
+      const start = new Date(first + i * block.intervalSeconds * 1000);
+      candidates.push({
+        kind: 'interval',
+        meterId: block.meterId,
+        channel: block.channel,
+        start,
+        end: new Date(start.getTime() + block.intervalSeconds * 1000),
+        value,
+        unit: block.unit,
+        quality: block.quality?.[i] ?? 'actual',
+        revision: 0,
+        source: 'iot',
+        originId,
+      });
+    });
+  }
+
+  const readings: Reading[] = [];
+  for (const [index, candidate] of candidates.entries()) {
+    const result = validateReading(candidate, options);
+    if (!result.ok) return { ok: false, reason: `reading ${index}: ${result.reasons.join('; ')}`, ...identity };
+    readings.push(result.reading);
+  }
+  return { ok: true, message, readings };
+}
+
+/** Best-effort gatewayId/seq of an invalid message, so rejections can still be attributed. */
+function identityOf(json: unknown): { gatewayId?: string; seq?: number } {
+  if (typeof json !== 'object' || json === null) return {};
+  const { gatewayId, seq } = json as Record<string, unknown>;
+  return {
+    ...(typeof gatewayId === 'string' ? { gatewayId: gatewayId.slice(0, 128) } : {}),
+    ...(typeof seq === 'number' ? { seq } : {}),
+  };
+}
+
+/** The thing name inside a telemetry topic, with or without the Basic Ingest prefix. */
+export function thingNameFromTopic(topic: string): string | undefined {
+  return /^(?:\$aws\/rules\/[^/]+\/)?gateways\/([^/]+)\/telemetry$/.exec(topic)?.[1];
+}

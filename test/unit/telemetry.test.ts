@@ -1,0 +1,58 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { decodeTelemetry, MAX_MESSAGE_BYTES, thingNameFromTopic } from '../../lambdas/core/telemetry.ts';
+
+const now = new Date('2026-11-23T12:00:00Z');
+const base = { v: 1, gatewayId: 'gw-1', seq: 42, sentAt: '2026-11-23T11:59:00Z' };
+const decode = (message: unknown) => decodeTelemetry(Buffer.from(JSON.stringify(message)), { topicThingName: 'gw-1', now });
+
+describe('telemetry contract v1', () => {
+  it('expands a block into consecutive intervals with their qualities and skips nulls', () => {
+    const result = decode({ ...base, blocks: [{ meterId: 'm1', channel: 'energy.active.import', start: '2026-11-23T00:00:00Z', intervalSeconds: 900, unit: 'kWh', values: [1, null, 3], quality: ['actual', 'actual', 'estimated'] }] });
+    assert.ok(result.ok);
+    assert.deepEqual(result.readings.map((r) => [r.kind === 'interval' && r.start.toISOString(), r.kind === 'interval' && r.end.toISOString(), r.value, r.quality]), [
+      ['2026-11-23T00:00:00.000Z', '2026-11-23T00:15:00.000Z', 1, 'actual'],
+      ['2026-11-23T00:30:00.000Z', '2026-11-23T00:45:00.000Z', 3, 'estimated'],
+    ]);
+    assert.ok(result.readings.every((r) => r.source === 'iot' && r.originId === 'gw-1/42' && r.revision === 0));
+  });
+
+  it('reads interval readings and register reads, quality defaulting to actual', () => {
+    const result = decode({ ...base, readings: [
+      { meterId: 'm1', channel: 'energy.active.import', start: '2026-11-23T00:00:00Z', end: '2026-11-23T00:15:00Z', value: 0.5, unit: 'kWh' },
+      { meterId: 'm2', channel: 'water.volume', at: '2026-11-23T00:00:00Z', value: 10, unit: 'm3', quality: 'estimated' },
+    ] });
+    assert.ok(result.ok);
+    assert.deepEqual(result.readings.map((r) => [r.kind, r.quality]), [['interval', 'actual'], ['register', 'estimated']]);
+  });
+
+  it('refuses a message for another gateway than its topic names', () => {
+    const result = decode({ ...base, gatewayId: 'gw-2', readings: [{ meterId: 'm', channel: 'water.volume', at: '2026-11-23T00:00:00Z', value: 1, unit: 'm3' }] });
+    assert.equal(result.ok, false);
+    assert.ok(!result.ok && /does not match the thing name "gw-1"/.test(result.reason));
+  });
+
+  it('refuses oversized, empty, unknown-version, extra-field and mismatched-quality messages, naming the problem', () => {
+    const cases: Array<[unknown, RegExp]> = [
+      [{ ...base }, /at least one reading or block/],
+      [{ ...base, v: 2, readings: [] }, /unsupported contract version/],
+      [{ ...base, extra: true, readings: [{ meterId: 'm', channel: 'water.volume', at: '2026-11-23T00:00:00Z', value: 1, unit: 'm3' }] }, /extra/],
+      [{ ...base, seq: 0 }, /seq/],
+      [{ ...base, blocks: [{ meterId: 'm', channel: 'energy.active.import', start: '2026-11-23T00:00:00Z', intervalSeconds: 900, unit: 'kWh', values: [1, 2], quality: ['actual'] }] }, /quality: has 1 entries for 2 values/],
+      [{ ...base, readings: [{ meterId: 'm', channel: 'energy.active.import', start: '2026-11-23T00:00:00Z', value: 1, unit: 'kWh' }] }, /reading 0: end/],
+    ];
+    for (const [message, reason] of cases) {
+      const result = decode(message);
+      assert.ok(!result.ok, JSON.stringify(message));
+      assert.match(result.reason, reason);
+    }
+    const huge = decodeTelemetry(Buffer.alloc(MAX_MESSAGE_BYTES + 1, 32), { topicThingName: 'gw-1', now });
+    assert.ok(!huge.ok && /limit is 131072/.test(huge.reason));
+  });
+
+  it('finds the thing name in a topic with or without the Basic Ingest prefix', () => {
+    assert.equal(thingNameFromTopic('$aws/rules/meterbridge_dev_telemetry/gateways/gw-7/telemetry'), 'gw-7');
+    assert.equal(thingNameFromTopic('gateways/gw-7/telemetry'), 'gw-7');
+    assert.equal(thingNameFromTopic('gateways/gw-7/other'), undefined);
+  });
+});
