@@ -5,6 +5,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
+import { runIotBench } from './iot.bench.ts';
 import { runStoreBench } from './store.bench.ts';
 
 /** us-east-1 list prices, as read on 2026-11-23 from ../shared/DESIGN.md §7 (re-check before quoting). */
@@ -47,6 +48,14 @@ async function main(): Promise<void> {
       `one reading per write costs $${fmt(35.04e3 * single.writeUnitsPerReading * PRICES.dynamoWriteUnitPerMillion, 0)} ` +
       `(one item per reading: $${fmt(35.04e3 * 1 * PRICES.dynamoWriteUnitPerMillion, 0)}).`,
   );
+  const iot = await runIotBench();
+  lines.push('', '## IoT ingest', '');
+  lines.push('| figure | value |', '| --- | ---: |');
+  lines.push(`| CPU per reading, decode + validate + block encoding (interval blocks of 96) | ${fmt(iot.cpuMicrosPerReadingBlocks, 1)} µs |`);
+  lines.push(`| CPU per reading, same for flat readings (one per meter per message) | ${fmt(iot.cpuMicrosPerReadingFlat, 1)} µs |`);
+  lines.push(`| write units per reading, one reading per meter per message | ${fmt(iot.writeUnitsPerReadingOnePerMessage, 3)} |`);
+  lines.push(`| write units per reading, 96-interval block per meter per message | ${fmt(iot.writeUnitsPerReadingBlockOf96, 3)} |`);
+  lines.push(`| bytes of a one-meter 96-interval block message (JSON) | ${iot.messageBytesBlockOf96} |`);
   const text = `${lines.join('\n')}\n`;
   process.stdout.write(text);
   writeFileSync(new URL('./RESULTS.md', import.meta.url), text);
