@@ -5,6 +5,7 @@
 import { CfnOutput, Stack, Tags, type StackProps } from 'aws-cdk-lib';
 import type { Construct } from 'constructs';
 import { AlarmTopic } from './alarm-topic.ts';
+import { IotIngestion } from './iot-ingestion.ts';
 import type { StageSettings } from './settings.ts';
 import { ReadingStorage } from './storage.ts';
 
@@ -17,6 +18,8 @@ export class MeterbridgeStack extends Stack {
   public readonly settings: StageSettings;
   public readonly storage: ReadingStorage;
   public readonly alarms: AlarmTopic;
+  /** Ingestion path 1: gateways over MQTT to IoT Core, through SQS into the store. */
+  public readonly iot: IotIngestion;
 
   constructor(scope: Construct, id: string, props: MeterbridgeStackProps) {
     super(scope, id, props);
@@ -32,6 +35,7 @@ export class MeterbridgeStack extends Stack {
       displayName: `meterbridge ${settings.stage} alarms`,
       removalPolicy: settings.removalPolicy,
     });
+    this.iot = new IotIngestion(this, 'Iot', { settings, storage: this.storage });
 
     new CfnOutput(this, 'ReadingsTableName', {
       description: 'DynamoDB table of interval blocks of readings',
@@ -44,6 +48,22 @@ export class MeterbridgeStack extends Stack {
     new CfnOutput(this, 'AlarmTopicArn', {
       description: 'SNS topic notified by every alarm; subscribe on-call tooling here',
       value: this.alarms.topic.topicArn,
+    });
+    new CfnOutput(this, 'IotTelemetryRuleName', {
+      description: 'IoT topic rule receiving gateway telemetry (Basic Ingest)',
+      value: this.iot.ruleName,
+    });
+    new CfnOutput(this, 'IotTelemetryTopic', {
+      description: 'Topic a gateway publishes telemetry to; <thingName> is its own thing name, which must also be its MQTT client id',
+      value: `${this.iot.basicIngestTopicPrefix}/<thingName>/telemetry`,
+    });
+    new CfnOutput(this, 'IotGatewayPolicyName', {
+      description: 'IoT policy to attach to every gateway certificate',
+      value: this.iot.policy.ref,
+    });
+    new CfnOutput(this, 'IotGatewayThingTypeName', {
+      description: 'Thing type to create gateway things with',
+      value: this.iot.thingType.ref,
     });
 
     // Cost allocation and "which stage is this?" in the console, on every taggable resource.

@@ -1,0 +1,289 @@
+/**
+ * Local stand-in for the AWS IoT Core MQTT broker: aedes behind a mutual-TLS server, enforcing
+ * what the device policy enforces in AWS (DESIGN.md §3):
+ *
+ * - only certificates from the configured CA connect (TLS refuses the others before MQTT starts);
+ * - the MQTT client id must equal the certificate's subject CN, which stands in for the thing name
+ *   (`iot:Connect` on `client/${iot:Connection.Thing.ThingName}`);
+ * - a device may publish only to its own Basic Ingest topic
+ *   `$aws/rules/<ruleName>/gateways/<thingName>/telemetry`, QoS 0 or 1, at most 128 KB;
+ * - nobody can subscribe to `$aws/rules/...`.
+ *
+ * Accepted publishes go to `onPublish` (the "topic rule"); for QoS 1 the PUBACK is sent only after
+ * `onPublish` resolves, so an acknowledged message has been handed over. aedes writes the PUBACK
+ * *before* it publishes internally (lib/handlers/publish.js, `enqueuePublish`), and its `published`
+ * hook runs after that, so the only hook that can hold back the PUBACK is `authorizePublish`: the
+ * hand-off happens there, and aedes waits for its callback before acknowledging.
+ *
+ * What clients observe (aedes speaks MQTT 3.1.1; an MQTT 5 CONNECT is answered with return code 1):
+ * - no certificate or another CA's certificate: the TLS handshake fails; no CONNACK ever arrives.
+ *   With TLS 1.3 the client believes its handshake finished (client certificates are checked after
+ *   it), sends CONNECT, and then sees, with mqtt.js 5 on Node 20: no certificate → an error
+ *   `ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED` (alert 116) and a close; another CA's certificate →
+ *   only a closed socket, no error event. With TLS 1.2: `EPROTO ... alert handshake failure` (no
+ *   certificate) or `ECONNRESET ... disconnected before secure TLS connection was established`.
+ * - client id ≠ certificate CN: CONNACK with return code 5 (not authorized), then the socket closes.
+ * - publish to any other topic, QoS 2, or an oversized payload: aedes closes the connection (MQTT
+ *   3.1.1 has no negative PUBACK). A QoS 1 publish is never acknowledged; a client that reconnects
+ *   will resend it and be disconnected again. The message never reaches `onPublish`.
+ * - `onPublish` throws: same as a refused publish (connection closed, no PUBACK), so the device
+ *   resends after reconnecting — at-least-once, like IoT Core when a rule cannot take the message.
+ * - subscribe to `$aws/rules/...`: SUBACK with return code 0x80 (failure); the connection stays.
+ */
+import { readFile } from 'node:fs/promises';
+import { once } from 'node:events';
+import type { AddressInfo, Socket } from 'node:net';
+import tls from 'node:tls';
+import { Aedes, type AuthenticateError, type Client, type PublishPacket } from 'aedes';
+import { silentLog, type Log } from '../core/log.ts';
+
+/** One publish the broker accepted, as handed to the rule. */
+export interface LocalIotPublish {
+  /** The full topic, Basic Ingest prefix included (`$aws/rules/<rule>/gateways/<thing>/telemetry`). */
+  topic: string;
+  /** The exact bytes the device published. */
+  payload: Buffer;
+  /** MQTT client id, equal to the thing name. */
+  clientId: string;
+  /** Epoch milliseconds when the broker received the publish (the rule's `timestamp()`). */
+  receivedAt: number;
+  qos: 0 | 1;
+}
+
+export interface LocalIotBrokerOptions {
+  /**
+   * TCP port on 127.0.0.1.
+   * @default 0 (a free port, see the returned `port`)
+   */
+  port?: number;
+  /**
+   * Interface to listen on. Loopback only: this is a development broker.
+   * @default '127.0.0.1'
+   */
+  host?: string;
+  /** PEM file of the CA whose device certificates are accepted (the registered CA in IoT Core). */
+  caCertPath: string;
+  /** PEM server certificate (its subjectAltName must match the host clients connect to). */
+  serverCertPath: string;
+  /** PEM key of the server certificate. */
+  serverKeyPath: string;
+  /** Topic rule name: devices publish to `$aws/rules/<ruleName>/gateways/<thingName>/telemetry`. */
+  ruleName: string;
+  /**
+   * Receives each accepted publish. For QoS 1 the PUBACK waits for the returned promise; a
+   * rejection means "not handed over": no PUBACK, the connection is closed, the device resends.
+   */
+  onPublish: (publish: LocalIotPublish) => Promise<void> | void;
+  /**
+   * Largest accepted payload in bytes (IoT Core's message size limit).
+   * @default 131072 (128 KB)
+   */
+  maxPayloadBytes?: number;
+  /**
+   * How long a TLS-connected client may take to send CONNECT.
+   * @default 5000
+   */
+  connectTimeoutMs?: number;
+  /**
+   * Where refusals and hand-off failures are logged.
+   * @default silentLog
+   */
+  log?: Log;
+}
+
+/** Counters for tests and the local mode's status output. */
+export interface LocalIotBrokerStats {
+  /** TLS handshakes refused (no certificate, unknown CA, protocol errors). */
+  tlsRefused: number;
+  /** MQTT sessions that received CONNACK 0. */
+  connected: number;
+  /** CONNECTs refused with a CONNACK error (client id ≠ certificate CN). */
+  connectRefused: number;
+  /** Publishes handed to onPublish and resolved. */
+  publishAccepted: number;
+  /** Publishes refused by policy (topic, QoS, size); the client was disconnected. */
+  publishRefused: number;
+  /** Publishes whose onPublish rejected; the client was disconnected without a PUBACK. */
+  handOffFailed: number;
+  /** Subscriptions refused with SUBACK 0x80. */
+  subscribeRefused: number;
+}
+
+export interface LocalIotBroker {
+  /** The port actually listened on. */
+  port: number;
+  host: string;
+  stats: LocalIotBrokerStats;
+  /** The topic `thingName` may publish to. */
+  telemetryTopic(thingName: string): string;
+  /** Stops accepting, disconnects every client and closes the broker. */
+  close(): Promise<void>;
+}
+
+/** Prefix of AWS IoT Basic Ingest topics; nobody can subscribe to them. */
+const BASIC_INGEST_PREFIX = '$aws/rules/';
+/** CONNACK return code 5 in MQTT 3.1.1. */
+const NOT_AUTHORIZED = 5;
+
+export async function startLocalIotBroker(options: LocalIotBrokerOptions): Promise<LocalIotBroker> {
+  const {
+    port = 0,
+    host = '127.0.0.1',
+    ruleName,
+    onPublish,
+    maxPayloadBytes = 128 * 1024,
+    connectTimeoutMs = 5000,
+    log = silentLog,
+  } = options;
+  if (!/^[a-zA-Z0-9_]+$/.test(ruleName)) throw new Error(`'${ruleName}' is not a valid topic rule name ([a-zA-Z0-9_])`);
+  const [ca, cert, key] = await Promise.all([
+    readFile(options.caCertPath),
+    readFile(options.serverCertPath),
+    readFile(options.serverKeyPath),
+  ]);
+
+  const stats: LocalIotBrokerStats = {
+    tlsRefused: 0,
+    connected: 0,
+    connectRefused: 0,
+    publishAccepted: 0,
+    publishRefused: 0,
+    handOffFailed: 0,
+    subscribeRefused: 0,
+  };
+  const telemetryTopic = (thingName: string): string => `${BASIC_INGEST_PREFIX}${ruleName}/gateways/${thingName}/telemetry`;
+
+  const broker = await Aedes.createBroker({
+    connectTimeout: connectTimeoutMs,
+    // Thing names may be up to 128 characters; aedes' default (23) is the MQTT 3.1 limit.
+    maxClientsIdLength: 128,
+
+    authenticate(client, _username, _password, done) {
+      const thingName = certificateCommonName(client);
+      if (thingName !== undefined && client.id === thingName) {
+        done(null, true);
+        return;
+      }
+      stats.connectRefused++;
+      log.warn('local IoT broker: CONNECT refused, client id is not the certificate CN', { clientId: client.id, certificateCn: thingName });
+      const error = new Error(`client id '${client.id}' does not match the certificate (CN '${thingName ?? '-'}')`) as AuthenticateError;
+      // aedes declares the codes as an ambient const enum, which isolatedModules cannot reference.
+      error.returnCode = NOT_AUTHORIZED as AuthenticateError['returnCode'];
+      done(error, false);
+    },
+
+    authorizePublish(client, packet, callback) {
+      const refusal = client === null ? 'publishes without a client are not allowed' : publishRefusal(client, packet);
+      if (refusal !== undefined) {
+        stats.publishRefused++;
+        log.warn('local IoT broker: PUBLISH refused, disconnecting', { clientId: client?.id, topic: packet.topic, reason: refusal });
+        callback(new Error(refusal));
+        return;
+      }
+      const publish: LocalIotPublish = {
+        topic: packet.topic,
+        // Copied: the parser's buffer may be a slice of a larger, reused chunk.
+        payload: Buffer.from(packet.payload),
+        clientId: client!.id,
+        receivedAt: Date.now(),
+        qos: packet.qos as 0 | 1,
+      };
+      // aedes waits for this callback before it writes the PUBACK (QoS 1): ack = handed over.
+      Promise.resolve()
+        .then(() => onPublish(publish))
+        .then(
+          () => {
+            stats.publishAccepted++;
+            callback(null);
+          },
+          (error: unknown) => {
+            stats.handOffFailed++;
+            log.error('local IoT broker: onPublish failed, not acknowledging', { clientId: publish.clientId, topic: publish.topic, error: String(error) });
+            callback(error instanceof Error ? error : new Error(String(error)));
+          },
+        );
+    },
+
+    authorizeSubscribe(client, subscription, callback) {
+      if (mayMatchBasicIngest(subscription.topic)) {
+        stats.subscribeRefused++;
+        log.warn('local IoT broker: SUBSCRIBE refused (Basic Ingest topics cannot be subscribed to)', { clientId: client.id, topic: subscription.topic });
+        // A null subscription makes aedes answer SUBACK 0x80 for this filter and keep the connection.
+        callback(null, null);
+        return;
+      }
+      callback(null, subscription);
+    },
+  });
+  broker.on('clientReady', () => {
+    stats.connected++;
+  });
+  // aedes reports refused publishes and dropped sockets here; without a listener they would vanish.
+  broker.on('clientError', (client, error) => log.debug('local IoT broker: client connection ended with an error', { clientId: client.id, error: error.message }));
+
+  function publishRefusal(client: Client, packet: PublishPacket): string | undefined {
+    if (packet.topic !== telemetryTopic(client.id)) return `not authorized to publish to '${packet.topic}'`;
+    if (packet.qos === 2) return 'QoS 2 is not supported';
+    const size = typeof packet.payload === 'string' ? Buffer.byteLength(packet.payload) : packet.payload.length;
+    if (size > maxPayloadBytes) return `payload of ${size} bytes exceeds ${maxPayloadBytes}`;
+    return undefined;
+  }
+
+  const sockets = new Set<Socket>();
+  const server = tls.createServer(
+    {
+      ca,
+      cert,
+      key,
+      requestCert: true,
+      rejectUnauthorized: true,
+      minVersion: 'TLSv1.2',
+    },
+    (socket) => {
+      broker.handle(socket);
+    },
+  );
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  server.on('tlsClientError', (error, socket) => {
+    stats.tlsRefused++;
+    log.warn('local IoT broker: TLS handshake refused', { error: error.message, remote: socket.remoteAddress });
+  });
+
+  server.listen(port, host);
+  await once(server, 'listening');
+  const actualPort = (server.address() as AddressInfo).port;
+
+  return {
+    port: actualPort,
+    host,
+    stats,
+    telemetryTopic,
+    async close() {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => broker.close(() => resolve()));
+      await closed;
+    },
+  };
+}
+
+/** The subject CN of the client's verified certificate, or undefined when there is none. */
+function certificateCommonName(client: Client): string | undefined {
+  const conn = client.conn;
+  if (!(conn instanceof tls.TLSSocket)) return undefined;
+  const cn = conn.getPeerCertificate().subject?.CN;
+  // A certificate with several CN attributes is ambiguous: treat it as having none.
+  return typeof cn === 'string' ? cn : undefined;
+}
+
+/**
+ * Whether a topic filter could match a Basic Ingest topic: `$aws/rules/...`, but also `$aws/+/...`
+ * and `$aws/#`. (`#` and `+/...` alone never match topics starting with `$`, per MQTT 3.1.1 §4.7.2.)
+ */
+function mayMatchBasicIngest(filter: string): boolean {
+  const [first, second] = filter.split('/');
+  return first === '$aws' && (second === 'rules' || second === '+' || second === '#');
+}

@@ -1,0 +1,262 @@
+/**
+ * Ingestion path 1: gateways publish telemetry over MQTT (mTLS, one X.509 certificate per device)
+ * to an AWS IoT Core Basic Ingest topic; a topic rule forwards every message to an SQS queue,
+ * and the ingest function drains the queue into the reading store.
+ *
+ *   gateway ─$aws/rules/<rule>/gateways/<thing>/telemetry─▶ topic rule ─▶ queue ─▶ ingest λ ─▶ store
+ *                                                              └ error action ─▶ DLQ ◀─ rejected input
+ *
+ * The queue sits between IoT and Lambda because gateways report on the quarter hour: it absorbs
+ * the :00/:15 peaks, retries a failed batch, and parks what cannot be stored in one dead-letter
+ * queue that SQS's native redrive replays as a whole.
+ */
+import { fileURLToPath } from 'node:url';
+import { Aws, Duration, Stack, Validations } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as iot from 'aws-cdk-lib/aws-iot';
+import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import { METRICS_NAMESPACE, MeterbridgeFunction } from './meterbridge-function.ts';
+import type { StageSettings } from './settings.ts';
+import type { ReadingStorage } from './storage.ts';
+
+const INGEST_ENTRY = fileURLToPath(new URL('../lambdas/iot-ingest.ts', import.meta.url));
+
+/** Hard limit on one ingest invocation; the queue's visibility timeout is derived from it. */
+const INGEST_TIMEOUT = Duration.seconds(30);
+
+/**
+ * IoT policy variable holding the name of the thing whose certificate opened the connection.
+ * It has to reach IoT literally: it is written in a plain string, never inside Fn::Sub.
+ */
+export const THING_NAME_VARIABLE = '${iot:Connection.Thing.ThingName}';
+
+/** Topic filter of the rule, below the Basic Ingest prefix: one level for the thing name. */
+const TELEMETRY_TOPIC_FILTER = 'gateways/+/telemetry';
+
+/**
+ * Rule SQL. The payload is forwarded byte-exact as base64 (not parsed by the rules engine), so a
+ * message the handler rejects can be replayed exactly as the gateway sent it; the thing name is
+ * taken from the topic by the handler, not trusted from the payload.
+ */
+export const TELEMETRY_RULE_SQL = `SELECT encode(*, 'base64') AS payload, topic() AS topic, timestamp() AS receivedAt FROM '${TELEMETRY_TOPIC_FILTER}'`;
+
+export interface IotIngestionProps {
+  /** Stage settings: names of the IoT resources, the function's log retention and block time zone. */
+  readonly settings: StageSettings;
+
+  /** Tables the ingest function stores readings in and claims messages on. */
+  readonly storage: ReadingStorage;
+}
+
+/**
+ * Gateway thing type, IoT policy, Basic Ingest topic rule, ingest queue with its dead-letter
+ * queue, and the ingest function consuming the queue.
+ */
+export class IotIngestion extends Construct {
+  /** Name of the topic rule; IoT allows only letters, digits and `_` in it. */
+  public readonly ruleName: string;
+  /** `$aws/rules/<rule>/gateways`: a gateway publishes to `<prefix>/<thingName>/telemetry`. */
+  public readonly basicIngestTopicPrefix: string;
+  /** Standard queue between the topic rule and the ingest function. */
+  public readonly queue: sqs.Queue;
+  /**
+   * One dead-letter queue for everything that was not stored: messages that failed
+   * `maxReceiveCount` times, rule failures (IoT's error-action envelope) and messages the
+   * handler rejected (with a `rejectReason` message attribute). Redriving it replays all of them.
+   */
+  public readonly deadLetterQueue: sqs.Queue;
+  /** Consumes `queue` and stores the readings. */
+  public readonly ingestFunction: MeterbridgeFunction;
+  /** IoT policy to attach to every gateway certificate. */
+  public readonly policy: iot.CfnPolicy;
+  /** Thing type every gateway thing is created with. */
+  public readonly thingType: iot.CfnThingType;
+  /** The Basic Ingest topic rule. */
+  public readonly topicRule: iot.CfnTopicRule;
+
+  constructor(scope: Construct, id: string, props: IotIngestionProps) {
+    super(scope, id);
+    const { settings, storage } = props;
+    const stack = Stack.of(this);
+
+    this.ruleName = `meterbridge_${settings.stage.replace(/-/g, '_')}_telemetry`;
+    this.basicIngestTopicPrefix = `$aws/rules/${this.ruleName}/gateways`;
+
+    this.thingType = new iot.CfnThingType(this, 'GatewayThingType', {
+      thingTypeName: `meterbridge-${settings.stage}-gateway`,
+      thingTypeProperties: { thingTypeDescription: `meterbridge ${settings.stage} field gateway publishing meter telemetry` },
+    });
+
+    // --- queues -----------------------------------------------------------------------------
+
+    // SQS-managed SSE rather than a customer managed key: neither IoT's rule role nor the
+    // function then needs KMS grants, and nothing else reads these queues.
+    this.deadLetterQueue = new sqs.Queue(this, 'DeadLetterQueue', {
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      // The maximum. A standard queue keeps a message's original enqueue time when it is
+      // dead-lettered, so the DLQ must keep messages longer than the source queue does.
+      retentionPeriod: Duration.days(14),
+      // It holds the only copy of what was not stored; deleting the stack must not delete it.
+      removalPolicy: settings.removalPolicy,
+    });
+
+    this.queue = new sqs.Queue(this, 'Queue', {
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      // AWS guidance for Lambda event sources: six times the function timeout, which leaves
+      // Lambda time to retry a throttled invocation before the batch becomes visible again
+      // (and each reappearance counts towards maxReceiveCount).
+      visibilityTimeout: Duration.seconds(INGEST_TIMEOUT.toSeconds() * 6),
+      retentionPeriod: Duration.days(4),
+      removalPolicy: settings.removalPolicy,
+      deadLetterQueue: {
+        queue: this.deadLetterQueue,
+        // Five receives ride out throttling and a deploy in progress, without keeping a poison
+        // message cycling (and its batch slot taken) for long.
+        maxReceiveCount: 5,
+      },
+    });
+
+    // --- ingest function ---------------------------------------------------------------------
+
+    this.ingestFunction = new MeterbridgeFunction(this, 'IngestFunction', {
+      entry: INGEST_ENTRY,
+      settings,
+      serviceName: 'iot-ingest',
+      description: `meterbridge ${settings.stage}: stores gateway telemetry from the IoT ingest queue`,
+      timeout: INGEST_TIMEOUT,
+      environment: {
+        READINGS_TABLE: storage.readingsTable.tableName,
+        LEDGER_TABLE: storage.ledgerTable.tableName,
+        BLOCK_TIME_ZONE: settings.blockTimeZone,
+        DEAD_LETTER_QUEUE_URL: this.deadLetterQueue.queueUrl,
+      },
+    });
+    storage.grantStoreWrite(this.ingestFunction);
+    storage.grantLedger(this.ingestFunction);
+    // The handler parks invalid messages in the DLQ itself, with the reason as an attribute.
+    this.deadLetterQueue.grantSendMessages(this.ingestFunction);
+
+    // PutMetricData has no resource-level permissions, so it can only be narrowed by namespace.
+    // A policy of its own, so the acknowledgement below covers this statement and nothing else.
+    const metricsPolicy = new iam.Policy(this, 'IngestMetricsPolicy', {
+      statements: [
+        new iam.PolicyStatement({
+          actions: ['cloudwatch:PutMetricData'],
+          resources: ['*'],
+          conditions: { StringEquals: { 'cloudwatch:namespace': METRICS_NAMESPACE } },
+        }),
+      ],
+    });
+    const ingestRole = this.ingestFunction.role;
+    // Always set by MeterbridgeFunction; optional in the type only because lambda.Function's is.
+    if (ingestRole === undefined) {
+      throw new Error('IngestFunction has no execution role');
+    }
+    metricsPolicy.attachToRole(ingestRole);
+    // The first invocations already flush metrics: attach the policy before the function exists.
+    this.ingestFunction.node.addDependency(metricsPolicy);
+    Validations.of(metricsPolicy).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason:
+        'cloudwatch:PutMetricData supports only Resource "*"; the statement is restricted to the Meterbridge ' +
+        'namespace with the cloudwatch:namespace condition key.',
+    });
+
+    this.ingestFunction.addEventSource(
+      new SqsEventSource(this.queue, {
+        // A bad message fails alone instead of sending its 49 neighbours back to the queue.
+        reportBatchItemFailures: true,
+        // 50 messages of at most 128 KB (IoT's message limit) stay well inside a 30 s
+        // invocation, and fewer invocations mean fewer ledger round trips and metric flushes.
+        batchSize: 50,
+        // Gateways report in bursts at :00 and :15; waiting up to 2 s fills batches during a
+        // burst while adding at most 2 s of latency when traffic is light.
+        maxBatchingWindow: Duration.seconds(2),
+        // Caps the write rate on DynamoDB, so draining a backlog (after an outage, or a fleet
+        // catching up) does not throttle the store for everyone else; the queue absorbs the rest.
+        maxConcurrency: 20,
+      }),
+    );
+
+    // --- topic rule --------------------------------------------------------------------------
+
+    const ruleArn = stack.formatArn({ service: 'iot', resource: 'rule', resourceName: this.ruleName });
+    const ruleAction = this.ruleRole('RuleActionRole', ruleArn, this.queue, 'send telemetry to the ingest queue');
+    const ruleErrorAction = this.ruleRole('RuleErrorActionRole', ruleArn, this.deadLetterQueue, 'send rule failures to the dead-letter queue');
+
+    this.topicRule = new iot.CfnTopicRule(this, 'TelemetryRule', {
+      ruleName: this.ruleName,
+      topicRulePayload: {
+        description: `meterbridge ${settings.stage}: gateway telemetry (Basic Ingest) to the ingest queue`,
+        sql: TELEMETRY_RULE_SQL,
+        awsIotSqlVersion: '2016-03-23',
+        ruleDisabled: false,
+        // useBase64 false: the SQL already base64-encodes the payload inside a JSON body.
+        actions: [{ sqs: { queueUrl: this.queue.queueUrl, roleArn: ruleAction.roleArn, useBase64: false } }],
+        // Without an error action a failed SendMessage (throttling, a removed permission) is
+        // dropped silently. IoT's error envelope carries base64OriginalPayload, which the
+        // ingest handler understands, so redriving the DLQ replays rule failures as well.
+        errorAction: { sqs: { queueUrl: this.deadLetterQueue.queueUrl, roleArn: ruleErrorAction.roleArn, useBase64: false } },
+      },
+    });
+    // Messages may arrive as soon as the rule exists: let the roles' policies exist first.
+    this.topicRule.node.addDependency(ruleAction, ruleErrorAction);
+
+    // --- device policy -----------------------------------------------------------------------
+
+    // One policy for every gateway: the policy variable confines each certificate to the thing
+    // it is attached to. The MQTT client id must therefore equal the thing name.
+    this.policy = new iot.CfnPolicy(this, 'GatewayPolicy', {
+      policyName: `meterbridge-${settings.stage}-gateway`,
+      policyDocument: {
+        Version: '2012-10-17',
+        Statement: [
+          {
+            Effect: 'Allow',
+            Action: 'iot:Connect',
+            Resource: iotArn('client', THING_NAME_VARIABLE),
+            // Without it, any certificate carrying this policy could connect under any client
+            // id; with it, only as the thing the certificate is attached to.
+            Condition: { Bool: { 'iot:Connection.Thing.IsAttached': 'true' } },
+          },
+          {
+            // Only the gateway's own telemetry topic. No Subscribe/Receive: Basic Ingest
+            // topics cannot be subscribed to, and gateways subscribe to nothing yet.
+            Effect: 'Allow',
+            Action: 'iot:Publish',
+            Resource: iotArn('topic', `${this.basicIngestTopicPrefix}/${THING_NAME_VARIABLE}/telemetry`),
+          },
+        ],
+      },
+    });
+  }
+
+  /**
+   * A role IoT assumes for one rule action, allowed nothing but SendMessage on `queue`, and only
+   * on behalf of this rule (confused-deputy guard).
+   */
+  private ruleRole(id: string, ruleArn: string, queue: sqs.IQueue, purpose: string): iam.Role {
+    const role = new iam.Role(this, id, {
+      description: `Assumed by IoT rule ${this.ruleName} to ${purpose}`,
+      assumedBy: new iam.ServicePrincipal('iot.amazonaws.com').withConditions({
+        StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID },
+        ArnLike: { 'aws:SourceArn': ruleArn },
+      }),
+    });
+    // Not queue.grantSendMessages: that adds GetQueueAttributes and GetQueueUrl, which IoT never calls.
+    role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['sqs:SendMessage'], resources: [queue.queueArn] }));
+    return role;
+  }
+}
+
+/**
+ * `arn:<partition>:iot:<region>:<account>:<type>/<name>` by concatenation: the name may hold
+ * IoT policy variables, which Fn::Sub would try to resolve as its own `${...}` references.
+ */
+function iotArn(type: 'client' | 'topic', name: string): string {
+  return `arn:${Aws.PARTITION}:iot:${Aws.REGION}:${Aws.ACCOUNT_ID}:${type}/${name}`;
+}
