@@ -1,0 +1,190 @@
+/**
+ * `meterbridge device provision|revoke`: gateway certificates on AWS IoT Core.
+ *
+ * The private key is generated on the machine that runs this (ideally the gateway itself) and
+ * never leaves it; IoT Core only sees a CSR. The work is in lambdas/core/device-provisioning.ts;
+ * this module parses the command line, creates the IoT client and prints the outcome.
+ */
+import { parseArgs } from 'node:util';
+import { IoTClient } from '@aws-sdk/client-iot';
+import { assertThingName, provisionDevice, revokeDevice } from '../../lambdas/core/device-provisioning.ts';
+import type { Log } from '../../lambdas/core/log.ts';
+import { EXIT_OK, UsageError, type CliCommand, type CliIo } from './cli.ts';
+
+const HELP = 'meterbridge device --help';
+
+// Same rule as lib/settings.ts (not imported: it pulls in aws-cdk-lib, slow for a CLI).
+const STAGE_NAME = /^[A-Za-z][A-Za-z0-9-]{0,63}$/;
+
+const USAGE = `Usage:
+  meterbridge device provision <thingName> --out <dir> [options]
+  meterbridge device revoke <thingName> [--delete-thing] [options]
+
+provision
+  Generates an EC P-256 private key in <dir> (it never leaves this machine), has IoT Core sign a
+  certificate for it from a CSR, creates the thing, attaches the gateway policy and the
+  certificate. Writes device.key.pem (0600), device.cert.pem, AmazonRootCA1.pem and endpoint.json
+  (endpoint, port, thing name, telemetry topic). Refuses a <dir> that already holds a key. If a
+  step fails after the certificate was created, the certificate is deactivated and deleted.
+
+  --out <dir>           where to write the files (created 0700 if missing)     required
+  --stage <name>        stage whose names are used below                       default dev
+  --policy <name>       IoT policy for the certificate       default meterbridge-<stage>-gateway
+  --thing-type <name>   thing type of the thing              default meterbridge-<stage>-gateway
+  --rule <name>         Basic Ingest rule in the topic       default meterbridge_<stage>_telemetry
+
+revoke
+  Sets every certificate attached to the thing to REVOKED (it can never be activated again),
+  detaches it from the thing and its policies. Safe to run again; a thing without certificates
+  is reported, not an error.
+
+  --delete-thing        also delete the thing
+
+common
+  --region <region>     AWS region                                     default $AWS_REGION
+  -h, --help            this text
+`;
+
+const COMMON_OPTIONS = {
+  region: { type: 'string' },
+  // Hidden: points the client at another IoT control-plane endpoint (the integration tests' stub).
+  'endpoint-url': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+export const command: CliCommand = {
+  async run(args, io) {
+    const [subcommand, ...rest] = args;
+    if (subcommand === undefined) throw new UsageError('missing subcommand: provision or revoke', HELP);
+    if (subcommand === '--help' || subcommand === '-h' || subcommand === 'help') {
+      io.out(USAGE);
+      return EXIT_OK;
+    }
+    if (subcommand === 'provision') return provision(rest, io);
+    if (subcommand === 'revoke') return revoke(rest, io);
+    throw new UsageError(`unknown device subcommand ${JSON.stringify(subcommand)} (expected provision or revoke)`, HELP);
+  },
+};
+
+async function provision(args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parse(args, {
+    ...COMMON_OPTIONS,
+    out: { type: 'string' },
+    stage: { type: 'string', default: 'dev' },
+    policy: { type: 'string' },
+    'thing-type': { type: 'string' },
+    rule: { type: 'string' },
+  });
+  if (values.help) {
+    io.out(USAGE);
+    return EXIT_OK;
+  }
+  const thingName = onePositional(positionals, 'provision');
+  if (!values.out) throw new UsageError('provision needs --out <dir>', HELP);
+  const stage = values.stage;
+  if (!STAGE_NAME.test(stage)) throw new UsageError(`${JSON.stringify(stage)} is not a valid stage name (a letter, then letters, digits or '-')`, HELP);
+
+  const iot = iotClient(values, io);
+  try {
+    const device = await provisionDevice({
+      iot,
+      thingName,
+      policyName: values.policy ?? `meterbridge-${stage}-gateway`,
+      thingTypeName: values['thing-type'] ?? `meterbridge-${stage}-gateway`,
+      // IoT rule names allow no '-', which stage names do.
+      ruleName: values.rule ?? `meterbridge_${stage.replaceAll('-', '_')}_telemetry`,
+      outDir: values.out,
+      log: cliLog(io),
+    });
+    io.out(
+      [
+        `provisioned ${device.thingName}${device.thingExisted ? ' (existing thing, same type)' : ''}`,
+        `  certificate  ${device.certificateId} (ACTIVE)`,
+        `  endpoint     ${device.endpoint}:${device.port}`,
+        `  topic        ${device.topic}`,
+        `  files        ${device.files.key} (0600)`,
+        `               ${device.files.certificate}`,
+        `               ${device.files.rootCa}`,
+        `               ${device.files.endpoint}`,
+        '',
+      ].join('\n'),
+    );
+    return EXIT_OK;
+  } finally {
+    iot.destroy();
+  }
+}
+
+async function revoke(args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parse(args, { ...COMMON_OPTIONS, 'delete-thing': { type: 'boolean', default: false } });
+  if (values.help) {
+    io.out(USAGE);
+    return EXIT_OK;
+  }
+  const thingName = onePositional(positionals, 'revoke');
+  const iot = iotClient(values, io);
+  try {
+    const report = await revokeDevice({ iot, thingName, deleteThing: values['delete-thing'], log: cliLog(io) });
+    if (!report.thingFound) {
+      io.out(`thing ${thingName} does not exist: nothing to revoke\n`);
+      return EXIT_OK;
+    }
+    const lines: string[] = [];
+    if (report.revokedCertificateIds.length === 0 && report.detachedOtherPrincipals.length === 0) {
+      lines.push(`thing ${thingName} has no certificates attached: nothing to revoke`);
+    }
+    for (const id of report.revokedCertificateIds) {
+      const policies = report.detachedPolicies.filter((p) => p.certificateId === id).map((p) => p.policyName);
+      lines.push(`revoked certificate ${id}; detached from ${thingName}${policies.length ? ` and from policy ${policies.join(', ')}` : ''}`);
+    }
+    for (const principal of report.detachedOtherPrincipals) lines.push(`detached ${principal} (not a certificate: not revoked)`);
+    if (report.thingDeleted) lines.push(`deleted thing ${thingName}`);
+    io.out(`${lines.join('\n')}\n`);
+    return EXIT_OK;
+  } finally {
+    iot.destroy();
+  }
+}
+
+type Options = NonNullable<Parameters<typeof parseArgs>[0]>['options'];
+
+function parse<T extends Options>(args: string[], options: T) {
+  try {
+    return parseArgs({ args, options, allowPositionals: true, strict: true });
+  } catch (error) {
+    // parseArgs throws TypeErrors with ERR_PARSE_ARGS_* codes for unknown options, missing values, ...
+    const code = typeof error === 'object' && error !== null && 'code' in error ? String(error.code) : '';
+    if (code.startsWith('ERR_PARSE_ARGS')) throw new UsageError((error as Error).message, HELP);
+    throw error;
+  }
+}
+
+function onePositional(positionals: string[], subcommand: string): string {
+  if (positionals.length === 0) throw new UsageError(`${subcommand} needs a thing name`, HELP);
+  if (positionals.length > 1) throw new UsageError(`${subcommand} takes one thing name, got ${positionals.length}: ${positionals.join(' ')}`, HELP);
+  const thingName = positionals[0] as string;
+  try {
+    assertThingName(thingName);
+  } catch (error) {
+    throw new UsageError((error as Error).message, HELP);
+  }
+  return thingName;
+}
+
+function iotClient(values: { region?: string; 'endpoint-url'?: string }, io: CliIo): IoTClient {
+  // Region from the flag, else AWS_REGION; if neither, the SDK's own chain (the profile's region).
+  const region = values.region ?? io.env.AWS_REGION;
+  return new IoTClient({
+    ...(region ? { region } : {}),
+    ...(values['endpoint-url'] ? { endpoint: values['endpoint-url'] } : {}),
+  });
+}
+
+/** Progress and warnings to stderr as plain lines; stdout keeps only the result. */
+function cliLog(io: CliIo): Log {
+  const line = (level: string) => (message: string, extra?: Record<string, unknown>) => {
+    const details = extra ? Object.entries(extra).map(([k, v]) => `${k}=${String(v)}`).join(' ') : '';
+    io.err(`${level}${message}${details ? ` (${details})` : ''}\n`);
+  };
+  return { debug: () => {}, info: line(''), warn: line('warning: '), error: line('error: ') };
+}
