@@ -1,7 +1,6 @@
 import { after, before, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import type { SQSEvent } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { ingestBatch, SqsRejectSink, type IotIngestDependencies } from '../../lambdas/core/iot-ingest.ts';
@@ -11,6 +10,7 @@ import { Metrics } from '../../lambdas/core/metrics.ts';
 import { ReadingStore } from '../../lambdas/core/reading-store.ts';
 import { SequenceTracker } from '../../lambdas/core/sequence-tracker.ts';
 import { decodeTelemetry } from '../../lambdas/core/telemetry.ts';
+import { toSqsEvent } from '../../lambdas/local/iot-bridge.ts';
 import { startCloudWatchEndpoint, type CloudWatchEndpoint } from '../support/cloudwatch-endpoint.ts';
 import { startDynamoDbLocal, type LocalDynamo } from '../support/dynamodb-local.ts';
 
@@ -67,21 +67,7 @@ function ruleBody(payload: unknown, thingName = 'gw-0001'): string {
   return JSON.stringify({ payload: bytes.toString('base64'), topic: `$aws/rules/meterbridge_dev_telemetry/gateways/${thingName}/telemetry`, receivedAt: NOW.getTime() });
 }
 
-function sqsEvent(bodies: string[]): SQSEvent {
-  return {
-    Records: bodies.map((body) => ({
-      messageId: randomUUID(),
-      receiptHandle: randomUUID(),
-      body,
-      attributes: { ApproximateReceiveCount: '1', SentTimestamp: String(NOW.getTime()), SenderId: 'iot', ApproximateFirstReceiveTimestamp: String(NOW.getTime()) },
-      messageAttributes: {},
-      md5OfBody: '',
-      eventSource: 'aws:sqs',
-      eventSourceARN: 'arn:aws:sqs:us-east-1:000000000000:meterbridge-dev-iot-ingest',
-      awsRegion: 'us-east-1',
-    })),
-  };
-}
+const sqsEvent = (bodies: string[]) => toSqsEvent(bodies, { now: () => NOW.getTime() });
 
 const range = { from: new Date('2026-11-23T00:00:00Z'), to: new Date('2026-11-24T00:00:00Z') };
 
