@@ -7,6 +7,14 @@ import { writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { runIotBench } from './iot.bench.ts';
 import { runStoreBench } from './store.bench.ts';
+import type { BenchSection } from './section.ts';
+
+/**
+ * Benchmarks of the ingestion paths, each a module exporting a BenchSection (see section.ts).
+ * Each prints its own markdown (figures, and the figures it is compared against) after the store
+ * and IoT sections below. Add a path's benchmark here.
+ */
+const SECTIONS: BenchSection[] = [];
 
 /** us-east-1 list prices, as read on 2026-11-23 from ../shared/DESIGN.md §7 (re-check before quoting). */
 const PRICES = {
@@ -56,6 +64,10 @@ async function main(): Promise<void> {
   lines.push(`| write units per reading, one reading per meter per message | ${fmt(iot.writeUnitsPerReadingOnePerMessage, 3)} |`);
   lines.push(`| write units per reading, 96-interval block per meter per message | ${fmt(iot.writeUnitsPerReadingBlockOf96, 3)} |`);
   lines.push(`| bytes of a one-meter 96-interval block message (JSON) | ${iot.messageBytesBlockOf96} |`);
+  for (const section of SECTIONS) {
+    process.stderr.write(`bench: ${section.title}...\n`);
+    lines.push('', `## ${section.title}`, '', ...(await section.run()));
+  }
   const text = `${lines.join('\n')}\n`;
   process.stdout.write(text);
   writeFileSync(new URL('./RESULTS.md', import.meta.url), text);
