@@ -18,6 +18,7 @@ import type { ReadingStore, WriteReport } from './reading-store.ts';
 import type { SequenceTracker } from './sequence-tracker.ts';
 import { decodeTelemetry, thingNameFromTopic } from './telemetry.ts';
 import { WRITE_STATUSES } from './interval-block.ts';
+import { READING_STATUS_METRIC } from './metric-catalog.ts';
 
 /** Where messages that can never succeed go, with the reason, for an operator to inspect or redrive. */
 export interface RejectSink {
@@ -147,7 +148,7 @@ async function ingestRecord(record: SQSRecord, deps: IotIngestDependencies): Pro
     return { status: 'retry', messageId, reason: String(error) };
   }
 
-  for (const status of WRITE_STATUSES) metrics.count(`Readings${status[0]!.toUpperCase()}${status.slice(1)}`, report.counts[status]);
+  for (const status of WRITE_STATUSES) metrics.count(READING_STATUS_METRIC[status], report.counts[status]);
   for (const outcome of report.outcomes) {
     if (outcome.status === 'conflict') log.warn('reading conflict', { unitId, meterId: outcome.reading.meterId, reason: outcome.reason });
     if (outcome.status === 'stored' || outcome.status === 'superseded') {

@@ -11,6 +11,7 @@
  */
 import { PutMetricDataCommand, type CloudWatchClient, type MetricDatum, type StandardUnit } from '@aws-sdk/client-cloudwatch';
 import { consoleLog, type Log } from './log.ts';
+import type { MetricName } from './metric-catalog.ts';
 
 /** The only dimension names metrics may carry (see the module comment for why). */
 export const ALLOWED_DIMENSIONS = ['Stage', 'Source', 'Step', 'Status', 'Reason'] as const;
@@ -75,7 +76,7 @@ export class Metrics {
   }
 
   /** Adds to a counter (summed per flush). Zero is recorded too: a zero is data, a gap is not. */
-  count(name: string, increment = 1, dimensions: Dimensions = {}): void {
+  count(name: MetricName, increment = 1, dimensions: Dimensions = {}): void {
     const dims = this.dimensionsFor(dimensions);
     const key = seriesKey(name, 'Count', dims);
     const counter = this.counters.get(key);
@@ -84,7 +85,7 @@ export class Metrics {
   }
 
   /** Records one observation of a value (a latency, a size); CloudWatch keeps the distribution. */
-  record(name: string, value: number, unit: MetricUnit, dimensions: Dimensions = {}): void {
+  record(name: MetricName, value: number, unit: MetricUnit, dimensions: Dimensions = {}): void {
     if (!Number.isFinite(value)) return;
     const dims = this.dimensionsFor(dimensions);
     const key = seriesKey(name, unit, dims);

@@ -50,7 +50,7 @@ describe('Metrics through the real CloudWatch SDK client', () => {
     const metrics = new Metrics({ client: cloudwatch.client(), clock: () => at });
     const sources = ['iot', 'smt', 'ready'];
     const reasons = Array.from({ length: 840 }, (_, i) => `reason-${i}`);
-    for (const source of sources) for (const reason of reasons) metrics.count('Rejected', 1, { Source: source, Reason: reason });
+    for (const source of sources) for (const reason of reasons) metrics.count('MessagesRejected', 1, { Source: source, Reason: reason });
 
     const report = await metrics.flush();
 
@@ -64,7 +64,7 @@ describe('Metrics through the real CloudWatch SDK client', () => {
 
   it('splits a value series with more than 150 distinct values into several datums', async () => {
     const metrics = new Metrics({ client: cloudwatch.client(), clock: () => at });
-    for (let i = 0; i < 400; i++) metrics.record('BatchSize', i, 'Count');
+    for (let i = 0; i < 400; i++) metrics.record('IngestLatency', i, 'Seconds');
 
     await metrics.flush();
 
