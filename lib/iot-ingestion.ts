@@ -76,6 +76,17 @@ export class IotIngestion extends Construct {
   /** The Basic Ingest topic rule. */
   public readonly topicRule: iot.CfnTopicRule;
 
+  /** What the operations construct watches on this path. */
+  public get monitoring(): IngestionMonitoring {
+    return {
+      source: 'iot',
+      functions: [{ label: 'ingest', fn: this.ingestFunction }],
+      queues: [{ label: 'telemetry', queue: this.queue, deadLetterQueue: this.deadLetterQueue }],
+      // Gateways report every 15 minutes; a fleet silent for an hour is an outage, not a lull.
+      expectedSilenceMinutes: 60,
+    };
+  }
+
   constructor(scope: Construct, id: string, props: IotIngestionProps) {
     super(scope, id);
     const { settings, storage } = props;

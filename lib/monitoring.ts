@@ -1,0 +1,35 @@
+/**
+ * What an ingestion path hands to the operations construct (dashboard and alarms): the AWS
+ * resources whose own metrics matter. Each ingestion construct exposes one `monitoring` property
+ * of this shape, so the dashboard and the alarm set are built from the paths that exist rather
+ * than from a hand-kept list.
+ */
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import type * as sqs from 'aws-cdk-lib/aws-sqs';
+import type { MetricSource } from '../lambdas/core/metric-catalog.ts';
+
+export interface MonitoredFunction {
+  /** Short label for widgets and alarm names, e.g. 'ingest', 'fetch', 'process', 'webhook'. */
+  label: string;
+  fn: lambda.IFunction;
+}
+
+export interface MonitoredQueue {
+  /** Short label, e.g. 'telemetry', 'files'. */
+  label: string;
+  /** The work queue (depth and oldest-message age are watched). */
+  queue: sqs.IQueue;
+  /** Its dead-letter queue (any message there is an alarm). */
+  deadLetterQueue: sqs.IQueue;
+}
+
+export interface IngestionMonitoring {
+  source: MetricSource;
+  functions: MonitoredFunction[];
+  queues: MonitoredQueue[];
+  /**
+   * Longest silence (no ReadingsStored for this source) that is still normal, in minutes: the
+   * freshness alarm fires after it. Gateways report every 15 min; SMT delivers daily files.
+   */
+  expectedSilenceMinutes: number;
+}
