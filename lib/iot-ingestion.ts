@@ -17,6 +17,7 @@ import * as iot from 'aws-cdk-lib/aws-iot';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import type { IngestionMonitoring } from './monitoring.ts';
 import { METRICS_NAMESPACE, MeterbridgeFunction } from './meterbridge-function.ts';
 import type { StageSettings } from './settings.ts';
 import type { ReadingStorage } from './storage.ts';
