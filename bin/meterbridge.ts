@@ -17,11 +17,14 @@ interface CommandEntry {
   load(): Promise<CliCommand>;
 }
 
-// Later issues add smt, ready, readings and local here.
 const COMMANDS: Record<string, CommandEntry> = {
   device: {
     summary: 'provision and revoke gateway certificates on AWS IoT Core',
     load: async () => (await import('./commands/device.ts')).command,
+  },
+  readings: {
+    summary: 'query stored readings (a running local mode by default, or a deployed table)',
+    load: async () => (await import('./commands/readings.ts')).command,
   },
 };
 

@@ -5,11 +5,9 @@
  * never leaves it; IoT Core only sees a CSR. The work is in lambdas/core/device-provisioning.ts;
  * this module parses the command line, creates the IoT client and prints the outcome.
  */
-import { parseArgs } from 'node:util';
 import { IoTClient } from '@aws-sdk/client-iot';
 import { assertThingName, provisionDevice, revokeDevice } from '../../lambdas/core/device-provisioning.ts';
-import type { Log } from '../../lambdas/core/log.ts';
-import { EXIT_OK, UsageError, type CliCommand, type CliIo } from './cli.ts';
+import { EXIT_OK, UsageError, cliLog, parseCommandLine, type CliCommand, type CliIo } from './cli.ts';
 
 const HELP = 'meterbridge device --help';
 
@@ -67,7 +65,7 @@ export const command: CliCommand = {
 };
 
 async function provision(args: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parse(args, {
+  const { values, positionals } = parseCommandLine(args, HELP, {
     ...COMMON_OPTIONS,
     out: { type: 'string' },
     stage: { type: 'string', default: 'dev' },
@@ -116,7 +114,7 @@ async function provision(args: string[], io: CliIo): Promise<number> {
 }
 
 async function revoke(args: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parse(args, { ...COMMON_OPTIONS, 'delete-thing': { type: 'boolean', default: false } });
+  const { values, positionals } = parseCommandLine(args, HELP, { ...COMMON_OPTIONS, 'delete-thing': { type: 'boolean', default: false } });
   if (values.help) {
     io.out(USAGE);
     return EXIT_OK;
@@ -146,19 +144,6 @@ async function revoke(args: string[], io: CliIo): Promise<number> {
   }
 }
 
-type Options = NonNullable<Parameters<typeof parseArgs>[0]>['options'];
-
-function parse<T extends Options>(args: string[], options: T) {
-  try {
-    return parseArgs({ args, options, allowPositionals: true, strict: true });
-  } catch (error) {
-    // parseArgs throws TypeErrors with ERR_PARSE_ARGS_* codes for unknown options, missing values, ...
-    const code = typeof error === 'object' && error !== null && 'code' in error ? String(error.code) : '';
-    if (code.startsWith('ERR_PARSE_ARGS')) throw new UsageError((error as Error).message, HELP);
-    throw error;
-  }
-}
-
 function onePositional(positionals: string[], subcommand: string): string {
   if (positionals.length === 0) throw new UsageError(`${subcommand} needs a thing name`, HELP);
   if (positionals.length > 1) throw new UsageError(`${subcommand} takes one thing name, got ${positionals.length}: ${positionals.join(' ')}`, HELP);
@@ -178,13 +163,4 @@ function iotClient(values: { region?: string; 'endpoint-url'?: string }, io: Cli
     ...(region ? { region } : {}),
     ...(values['endpoint-url'] ? { endpoint: values['endpoint-url'] } : {}),
   });
-}
-
-/** Progress and warnings to stderr as plain lines; stdout keeps only the result. */
-function cliLog(io: CliIo): Log {
-  const line = (level: string) => (message: string, extra?: Record<string, unknown>) => {
-    const details = extra ? Object.entries(extra).map(([k, v]) => `${k}=${String(v)}`).join(' ') : '';
-    io.err(`${level}${message}${details ? ` (${details})` : ''}\n`);
-  };
-  return { debug: () => {}, info: line(''), warn: line('warning: '), error: line('error: ') };
 }

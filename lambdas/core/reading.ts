@@ -77,6 +77,28 @@ export interface RegisterReading extends ReadingBase {
 
 export type Reading = IntervalReading | RegisterReading;
 
+/** A reading as operators and scripts see it (CLI JSON lines): times in ISO-8601 UTC with `Z`. */
+export interface ReadingJson {
+  meterId: string;
+  channel: string;
+  kind: Reading['kind'];
+  start?: string;
+  end?: string;
+  at?: string;
+  value: number;
+  unit: Unit;
+  quality: Quality;
+  revision: number;
+  source: Source;
+  originId: string;
+}
+
+export function readingToJson(reading: Reading): ReadingJson {
+  const { meterId, channel, kind, value, unit, quality, revision, source, originId } = reading;
+  const times = reading.kind === 'interval' ? { start: reading.start.toISOString(), end: reading.end.toISOString() } : { at: reading.at.toISOString() };
+  return { meterId, channel, kind, ...times, value, unit, quality, revision, source, originId };
+}
+
 /** The instant that, together with meter and channel, identifies the reading. */
 export function identityInstant(reading: Reading): Date {
   return reading.kind === 'interval' ? reading.start : reading.at;
