@@ -40,7 +40,7 @@ async function readBody(request: IncomingMessage): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-export async function startCloudWatchEndpoint(): Promise<CloudWatchEndpoint> {
+export async function startCloudWatchEndpoint(options: { port?: number } = {}): Promise<CloudWatchEndpoint> {
   const endpoint: Partial<CloudWatchEndpoint> & { requests: RecordedRequest[]; mode: CloudWatchEndpoint['mode'] } = { requests: [], mode: 'ok' };
   const server: Server = createServer(async (request, response) => {
     const raw = await readBody(request);
@@ -57,7 +57,10 @@ export async function startCloudWatchEndpoint(): Promise<CloudWatchEndpoint> {
     response.writeHead(200, { 'content-type': 'application/x-amz-json-1.0' });
     response.end('{}');
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, '127.0.0.1', resolve);
+  });
   const address = server.address();
   const url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
   const clients: CloudWatchClient[] = [];

@@ -1,0 +1,158 @@
+/**
+ * The AWS side of local mode on loopback: DynamoDB Local (tables as in the stack), a CloudWatch
+ * recording endpoint as the metrics sink, s3rver for the archive buckets, and the IoT path (the
+ * mTLS broker standing in for IoT Core, the topic rule's SQS body, a LocalQueue with the ingest
+ * Lambda's settings feeding the real ingest core). The source simulators (gateways, SMT servers,
+ * READY sender) run on top of it; see bin/commands/local.ts.
+ */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ingestBatch } from '../core/iot-ingest.ts';
+import { Ledger } from '../core/ledger.ts';
+import { silentLog, type Log } from '../core/log.ts';
+import type { MetricSource } from '../core/metric-catalog.ts';
+import { Metrics } from '../core/metrics.ts';
+import { ReadingStore } from '../core/reading-store.ts';
+import { SequenceTracker } from '../core/sequence-tracker.ts';
+import { createLocalTables } from '../core/tables.ts';
+import { startCloudWatchEndpoint, type CloudWatchEndpoint } from './cloudwatch-endpoint.ts';
+import { LOCAL_BLOCK_TIME_ZONE, LOCAL_RULE_NAME, LOCAL_STAGE, LOCAL_TABLES, type LocalPortName } from './defaults.ts';
+import { createDevCa, issueDeviceCert, issueServerCert, type DevCa, type IssuedCert } from './dev-ca.ts';
+import { startDynamoDbLocal, type LocalDynamo } from './dynamodb-local.ts';
+import { LocalQueue, toRuleMessageBody, type LocalQueueMessage, type Poller } from './iot-bridge.ts';
+import { startLocalIotBroker, type LocalIotBroker } from './mqtt-broker.ts';
+import { startLocalS3, type LocalS3 } from './s3-server.ts';
+
+export const LOCAL_BUCKETS = { smtArchive: 'meterbridge-local-smt-archive', readyArchive: 'meterbridge-local-ready-archive' } as const;
+
+export interface PlatformOptions {
+  ports: Record<LocalPortName, number>;
+  /** Certificates and other generated state go here. */
+  stateDir: string;
+  log?: Log;
+}
+
+export interface LocalPlatform {
+  dynamo: LocalDynamo;
+  cloudwatch: CloudWatchEndpoint;
+  s3: LocalS3;
+  store: ReadingStore;
+  ledger: Ledger;
+  tables: typeof LOCAL_TABLES;
+  /** The dev CA and the broker's server certificate (devices trust `ca.certPath`). */
+  ca: DevCa;
+  /** Issues (or re-issues) a device certificate for a thing under the state folder. */
+  issueDevice(thingName: string): Promise<IssuedCert>;
+  /** The IoT Core stand-in; undefined while an injected outage has it down. */
+  broker(): LocalIotBroker | undefined;
+  /** Stops the broker (an outage): devices lose their connection and must buffer. */
+  stopBroker(): Promise<void>;
+  /** Starts the broker again on the same port with the same certificates. */
+  startBroker(): Promise<void>;
+  /** The queue between the topic rule and the ingest Lambda. */
+  iotQueue: LocalQueue;
+  /** Messages the ingest core rejected to the dead-letter queue, with their reason. */
+  iotDeadLetters: { reason: string; body: string }[];
+  /** A metrics buffer for one handler invocation of `source`, flushing to the local sink. */
+  metricsFor(source: MetricSource): Metrics;
+  stop(): Promise<void>;
+}
+
+export async function startLocalPlatform(options: PlatformOptions): Promise<LocalPlatform> {
+  const log = options.log ?? silentLog;
+  const certDir = join(options.stateDir, 'certs');
+  await mkdir(certDir, { recursive: true });
+  const started: { stop(): Promise<void> }[] = [];
+  const stopAll = async () => {
+    for (const part of started.reverse()) await part.stop().catch(() => undefined);
+  };
+  try {
+    const dynamo = await startDynamoDbLocal({ port: options.ports.dynamodb });
+    started.push(dynamo);
+    await createLocalTables(dynamo.client, LOCAL_TABLES);
+    const cloudwatch = await startCloudWatchEndpoint({ port: options.ports.cloudwatch });
+    started.push({ stop: () => cloudwatch.close() });
+    const s3 = await startLocalS3({ port: options.ports.s3, buckets: Object.values(LOCAL_BUCKETS), directory: join(options.stateDir, 's3') });
+    started.push(s3);
+
+    const ca = await createDevCa(certDir);
+    const server = await issueServerCert(ca, certDir);
+    const store = new ReadingStore({ client: dynamo.client, tableName: LOCAL_TABLES.readings, blockTimeZone: LOCAL_BLOCK_TIME_ZONE });
+    const ledger = new Ledger({ client: dynamo.client, tableName: LOCAL_TABLES.ledger, lockSeconds: 120 });
+    const sequences = new SequenceTracker({ client: dynamo.client, tableName: LOCAL_TABLES.ledger });
+    const cloudwatchClient = cloudwatch.client();
+    const metricsFor = (source: MetricSource) =>
+      new Metrics({ client: cloudwatchClient, defaultDimensions: { Stage: LOCAL_STAGE, Source: source }, log });
+
+    // The ingest Lambda's event source mapping: batches of up to 50, 2 s window, 5 receives then DLQ.
+    const iotQueue = new LocalQueue();
+    const iotDeadLetters: { reason: string; body: string }[] = [];
+    const poller: Poller = iotQueue.startPolling(
+      async (event) => {
+        const metrics = metricsFor('iot');
+        try {
+          return await ingestBatch(event, {
+            store,
+            ledger,
+            sequences,
+            metrics,
+            rejects: { reject: async (body, reason) => void iotDeadLetters.push({ body, reason }) },
+            log,
+          });
+        } finally {
+          await metrics.flush();
+        }
+      },
+      {
+        batchSize: 50,
+        batchWindowMs: 200,
+        visibilityTimeoutMs: 2000,
+        maxReceiveCount: 5,
+        onDeadLetter: (message: LocalQueueMessage) => void iotDeadLetters.push({ body: message.body, reason: 'maxReceiveCount exceeded' }),
+      },
+    );
+    started.push({ stop: () => poller.stop() });
+
+    let broker: LocalIotBroker | undefined;
+    const startBroker = async () => {
+      if (broker) return;
+      broker = await startLocalIotBroker({
+        port: options.ports.mqtt,
+        caCertPath: ca.certPath,
+        serverCertPath: server.certPath,
+        serverKeyPath: server.keyPath,
+        ruleName: LOCAL_RULE_NAME,
+        onPublish: (publish) => void iotQueue.send(toRuleMessageBody(publish)),
+        log,
+      });
+    };
+    const stopBroker = async () => {
+      const closing = broker;
+      broker = undefined;
+      await closing?.close();
+    };
+    await startBroker();
+    started.push({ stop: stopBroker });
+
+    return {
+      dynamo,
+      cloudwatch,
+      s3,
+      store,
+      ledger,
+      tables: LOCAL_TABLES,
+      ca,
+      issueDevice: (thingName) => issueDeviceCert(ca, join(certDir, 'devices'), thingName),
+      broker: () => broker,
+      stopBroker,
+      startBroker,
+      iotQueue,
+      iotDeadLetters,
+      metricsFor,
+      stop: stopAll,
+    };
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+}

@@ -1,0 +1,131 @@
+/**
+ * Local mode's live progress and final check, computed from what the handlers actually published
+ * to the metrics sink (so the numbers on screen are the numbers CloudWatch would get), plus what
+ * the simulators say they produced and what the store holds.
+ */
+import type { MetricSource } from '../core/metric-catalog.ts';
+import type { Reading } from '../core/reading.ts';
+import type { ReadingStore } from '../core/reading-store.ts';
+import type { RecordedRequest } from './cloudwatch-endpoint.ts';
+
+export const PROGRESS_SOURCES: readonly MetricSource[] = ['iot', 'smt', 'ready'];
+
+export interface SourceTally {
+  stored: number;
+  superseded: number;
+  duplicate: number;
+  stale: number;
+  conflict: number;
+  /** Messages, deliveries or files refused (their own metric per source). */
+  rejected: number;
+}
+
+const TALLIED: Record<string, keyof SourceTally> = {
+  ReadingsStored: 'stored',
+  ReadingsSuperseded: 'superseded',
+  ReadingsDuplicate: 'duplicate',
+  ReadingsStale: 'stale',
+  ReadingsConflict: 'conflict',
+};
+
+/** Metrics that count refused input, per source (each path names its own). */
+const REJECTED = new Set(['MessagesRejected', 'DeliveriesRejected', 'FilesFailed']);
+
+const emptyTally = (): SourceTally => ({ stored: 0, superseded: 0, duplicate: 0, stale: 0, conflict: 0, rejected: 0 });
+
+/** Sums the counters the sink received, per Source dimension. */
+export function tallyMetrics(requests: readonly RecordedRequest[]): Record<MetricSource, SourceTally> {
+  const tallies = { iot: emptyTally(), smt: emptyTally(), ready: emptyTally() };
+  for (const request of requests) {
+    for (const datum of request.body.MetricData) {
+      const source = datum.Dimensions?.find((d) => d.Name === 'Source')?.Value as MetricSource | undefined;
+      if (!source || !(source in tallies)) continue;
+      const value = datum.Value ?? 0;
+      const field = TALLIED[datum.MetricName];
+      if (field) tallies[source][field] += value;
+      else if (REJECTED.has(datum.MetricName)) tallies[source].rejected += value;
+    }
+  }
+  return tallies;
+}
+
+export interface RateWindow {
+  at: number;
+  stored: Record<MetricSource, number>;
+}
+
+/** One line per source: readings/s since the previous window, stored, duplicates, rejected, backlog. */
+export function formatProgress(
+  tallies: Record<MetricSource, SourceTally>,
+  previous: RateWindow | undefined,
+  now: number,
+  backlog: Partial<Record<MetricSource, number>>,
+): { lines: string[]; window: RateWindow } {
+  const seconds = previous ? Math.max((now - previous.at) / 1000, 0.001) : 0;
+  const lines = PROGRESS_SOURCES.map((source) => {
+    const tally = tallies[source];
+    const rate = previous ? (tally.stored + tally.superseded - previous.stored[source]) / seconds : 0;
+    return (
+      `${source.padEnd(5)} ${rate.toFixed(0).padStart(6)} readings/s  stored ${String(tally.stored).padStart(7)}` +
+      `  superseded ${String(tally.superseded).padStart(5)}  duplicate ${String(tally.duplicate).padStart(6)}` +
+      `  rejected ${String(tally.rejected).padStart(4)}  backlog ${String(backlog[source] ?? 0).padStart(6)}`
+    );
+  });
+  const stored = { iot: 0, smt: 0, ready: 0 };
+  for (const source of PROGRESS_SOURCES) stored[source] = tallies[source].stored + tallies[source].superseded;
+  return { lines, window: { at: now, stored } };
+}
+
+/** A reading a simulator produced and expects to find stored (its value is the latest revision's). */
+export interface ExpectedReading {
+  meterId: string;
+  channel: string;
+  /** Interval start or register time. */
+  at: Date;
+  value: number;
+}
+
+export interface VerifyReport {
+  expected: number;
+  found: number;
+  /** Expected but not in the store, or stored with another value. */
+  lost: ExpectedReading[];
+  /** First-time stores beyond the distinct readings expected: a reading written twice. */
+  doubled: number;
+}
+
+/**
+ * Checks every expected reading is in the store with its value, and that the source's
+ * ReadingsStored total equals the number of distinct readings (more would mean one was
+ * stored twice as new).
+ */
+export async function verifySource(store: ReadingStore, expected: readonly ExpectedReading[], tally: SourceTally): Promise<VerifyReport> {
+  const distinct = new Map<string, ExpectedReading>();
+  for (const reading of expected) distinct.set(`${reading.meterId}|${reading.channel}|${reading.at.getTime()}`, reading);
+  const groups = new Map<string, ExpectedReading[]>();
+  for (const reading of distinct.values()) {
+    const key = `${reading.meterId}|${reading.channel}`;
+    const group = groups.get(key) ?? [];
+    group.push(reading);
+    groups.set(key, group);
+  }
+  const lost: ExpectedReading[] = [];
+  let found = 0;
+  for (const group of groups.values()) {
+    const first = group[0]!;
+    const times = group.map((r) => r.at.getTime());
+    const stored = await store.query({
+      meterId: first.meterId,
+      channel: first.channel,
+      from: new Date(Math.min(...times)),
+      to: new Date(Math.max(...times) + 1),
+    });
+    const byTime = new Map<number, Reading>(stored.map((r) => [r.kind === 'interval' ? r.start.getTime() : r.at.getTime(), r]));
+    for (const reading of group) {
+      const hit = byTime.get(reading.at.getTime());
+      if (hit && Math.abs(hit.value - reading.value) < 1e-9) found++;
+      else lost.push(reading);
+    }
+  }
+  return { expected: distinct.size, found, lost, doubled: Math.max(0, tally.stored - distinct.size) };
+}
