@@ -24,6 +24,30 @@ export interface MetricSpec {
   watch: 'alarm' | 'informational';
   why?: string;
   description: string;
+  /**
+   * How the alarm on a `watch: 'alarm'` metric is set (lib/operations). Without it a Count metric
+   * alarms on any occurrence in 5 minutes (Sum >= 1, no data = fine); any other unit must say
+   * here what is abnormal, because a gauge's threshold and direction cannot be guessed.
+   */
+  alarm?: MetricAlarmSpec;
+}
+
+export interface MetricAlarmSpec {
+  /** @default 'Sum' for Count metrics, 'Maximum' otherwise */
+  statistic?: 'Sum' | 'Maximum' | 'Minimum' | 'Average';
+  /** 'above': alarm when statistic >= threshold; 'below': when statistic < threshold. @default 'above' */
+  comparison?: 'above' | 'below';
+  threshold: number;
+  /** @default 5 */
+  periodMinutes?: number;
+  /** Periods looked at. @default 1 */
+  evaluationPeriods?: number;
+  /** Bad periods among them that alarm. @default evaluationPeriods */
+  datapointsToAlarm?: number;
+  /** What a period without data means: 'notBreaching' (fine), 'breaching', or 'ignore' (keep the state). @default 'notBreaching' */
+  missingData?: 'notBreaching' | 'breaching' | 'ignore';
+  /** One line defending threshold and missing-data treatment; shown in the alarm and the runbook. */
+  why: string;
 }
 
 const ALL: readonly MetricSource[] = ['iot', 'smt', 'ready'];
@@ -42,10 +66,25 @@ export const METRIC_CATALOG = {
   MessagesRejected: { unit: 'Count', sources: ['iot'], extraDimensions: ['Reason'], watch: 'alarm', description: 'messages refused (bad JSON, schema, thing mismatch); the original is in the DLQ' },
   MessagesFromRuleErrorAction: { unit: 'Count', sources: ['iot'], watch: 'informational', why: 'these are replays of what the topic rule failed to deliver; the rule failure itself is alarmed on AWS/IoT', description: 'messages redriven from the rule error action' },
   MessagesDuplicate: { unit: 'Count', sources: ['iot'], watch: 'informational', why: 'QoS 1 re-sends are expected', description: 'messages already ingested (ledger hit)' },
-  IngestErrors: { unit: 'Count', sources: ['iot'], watch: 'alarm', description: 'transient failures; the message is retried and lands in the DLQ after 5 tries' },
+  IngestErrors: {
+    unit: 'Count', sources: ['iot'], watch: 'alarm', description: 'transient failures; the message is retried and lands in the DLQ after 5 tries',
+    alarm: { threshold: 1, evaluationPeriods: 3, datapointsToAlarm: 2, why: 'a retried blip heals itself; errors in 2 of 3 five-minute periods mean a dependency keeps failing (what is finally lost shows on the DLQ alarm)' },
+  },
   SequenceGaps: { unit: 'Count', sources: ['iot'], watch: 'alarm', description: 'message sequence numbers a gateway skipped (possible loss in the field)' },
   SequenceLate: { unit: 'Count', sources: ['iot'], watch: 'informational', why: 'a late message is one that arrived, only out of order', description: 'messages with a seq below the highest seen' },
   SequenceResets: { unit: 'Count', sources: ['iot'], watch: 'informational', why: 'a gateway restarting its sequence (re-install) is logged with its id', description: 'gateway seq restarted at 1' },
+
+  // Ingestion path 3: Kamstrup READY webhooks (data and status callbacks, verification handshake).
+  DeliveriesReceived: { unit: 'Count', sources: ['ready'], extraDimensions: ['Step'], watch: 'informational', why: 'volume only (Step = data | status); the freshness alarm covers silence', description: 'READY callbacks with a body (POST), archived before anything else' },
+  DeliveriesRejected: { unit: 'Count', sources: ['ready'], extraDimensions: ['Reason'], watch: 'alarm', description: 'READY callbacks refused with a 4xx (Reason: too_large, bad_json, unsupported_media_type, unknown_shape, unauthenticated, forbidden, ...); the original is in the archive' },
+  DeliveriesDuplicate: { unit: 'Count', sources: ['ready'], watch: 'informational', why: 'webhook senders re-deliver on timeouts; the ledger absorbs it', description: 'READY deliveries already stored (ledger hit), answered 200 without writing' },
+  WebhookErrors: { unit: 'Count', sources: ['ready'], extraDimensions: ['Step'], watch: 'alarm', description: 'transient webhook failures answered 5xx/429 so READY retries (Step: archive, secret, store, unexpected)' },
+  VerificationRequests: { unit: 'Count', sources: ['ready'], watch: 'informational', why: 'a handshake happens once per subscription; failures are alarmed separately', description: 'subscription verification handshakes answered' },
+  VerificationFailures: { unit: 'Count', sources: ['ready'], extraDimensions: ['Reason'], watch: 'alarm', description: 'handshakes that could not be answered (Reason: missing_token, secret)' },
+  StatusCallbacks: { unit: 'Count', sources: ['ready'], extraDimensions: ['Status'], watch: 'informational', why: 'the state gauge SubscriptionInactive carries the alarm', description: 'READY status callbacks recorded, by reported status' },
+  SubscriptionStateChanges: { unit: 'Count', sources: ['ready'], extraDimensions: ['Status'], watch: 'informational', why: 'the state gauge SubscriptionInactive carries the alarm', description: 'subscription state transitions (Status = the new state)' },
+  SubscriptionInactive: { unit: 'None', sources: ['ready'], watch: 'informational', why: 'alarmed by the READY construct itself (lib/ready-ingestion.ts, "subscription not active": Maximum >= 1, missing data keeps the last state), because a state gauge needs that missing-data rule rather than the catalog alarms\' count threshold', description: 'state gauge, one datum per status callback: 0 when the subscription reports active, 1 when it reports anything else (pending, suspended, failed, deleted)' },
+  MeterEvents: { unit: 'Count', sources: ['ready'], extraDimensions: ['Reason'], watch: 'informational', why: 'meter alarms (leak, burst, tamper, dry, ...) are customer events stored as event.<code> readings, not faults of the pipeline', description: 'meter info/alarm codes received (Reason = code)' },
 } as const satisfies Record<string, MetricSpec>;
 
 export type MetricName = keyof typeof METRIC_CATALOG;
