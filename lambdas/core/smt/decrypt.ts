@@ -1,0 +1,184 @@
+/**
+ * Streaming PGP decryption of SMT files with openpgp v6 (web streams, hence Readable.toWeb).
+ *
+ * openpgp keeps memory bounded only with `allowUnauthenticatedStream`: plaintext is released
+ * before the integrity check (MDC, or AEAD tag) at the very end of the message has run. So the
+ * plaintext goes to an ephemeral file FIRST, and callers act on it only after `decryptToFile`
+ * resolved, i.e. after the stream ended cleanly and the check passed. On any error the partial
+ * file is removed: no reading can ever come from unverified bytes.
+ */
+import { createWriteStream } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import * as openpgp from 'openpgp';
+
+export type DecryptFailureReason = 'not-pgp' | 'wrong-key' | 'integrity' | 'corrupt' | 'too-large';
+
+/** The file cannot be turned into trustworthy clear content. Never retried by itself: replay after a fix. */
+export class SmtDecryptError extends Error {
+  constructor(readonly reason: DecryptFailureReason, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'SmtDecryptError';
+  }
+}
+
+export type ContentKind = 'pgp-armored' | 'pgp-binary' | 'clear';
+
+const ARMOR_HEADER = '-----BEGIN PGP MESSAGE-----';
+
+/** What the first bytes say the file is. */
+export function sniffContent(head: Uint8Array): ContentKind {
+  const text = Buffer.from(head.subarray(0, 256)).toString('latin1').replace(/^\uFEFF/, '').trimStart();
+  if (text.startsWith(ARMOR_HEADER)) return 'pgp-armored';
+  const first = head[0];
+  // An OpenPGP packet header has the top bit set; tags 1 (PKESK) and 3 (SKESK) start an encrypted message.
+  if (first !== undefined && (first & 0x80) !== 0) {
+    const tag = (first & 0x40) !== 0 ? first & 0x3f : (first >> 2) & 0x0f;
+    if (tag === 1 || tag === 3) return 'pgp-binary';
+  }
+  return 'clear';
+}
+
+/** Reads the first `bytes` of a stream and gives back a stream that still starts at byte 0. */
+export async function peek(stream: AsyncIterable<Uint8Array>, bytes: number): Promise<{ head: Buffer; stream: Readable }> {
+  const iterator = stream[Symbol.asyncIterator]();
+  const chunks: Buffer[] = [];
+  let length = 0;
+  let done = false;
+  while (length < bytes) {
+    const next = await iterator.next();
+    if (next.done) {
+      done = true;
+      break;
+    }
+    const chunk = Buffer.from(next.value);
+    chunks.push(chunk);
+    length += chunk.length;
+  }
+  const head = Buffer.concat(chunks);
+  async function* replay(): AsyncGenerator<Buffer> {
+    if (head.length > 0) yield head;
+    if (done) return;
+    for (;;) {
+      const next = await iterator.next();
+      if (next.done) return;
+      yield Buffer.from(next.value);
+    }
+  }
+  return { head, stream: Readable.from(replay(), { objectMode: false }) };
+}
+
+export interface PgpKeyMaterial {
+  /** Armored private key (`-----BEGIN PGP PRIVATE KEY BLOCK-----`). */
+  armoredKey: string;
+  /** Its passphrase, when the key is protected. */
+  passphrase?: string;
+}
+
+/** Reads and unlocks the private key; a wrong passphrase is a clear error at start, not a failed file. */
+export async function loadPrivateKey(material: PgpKeyMaterial): Promise<openpgp.PrivateKey> {
+  let key: openpgp.PrivateKey;
+  try {
+    key = await openpgp.readPrivateKey({ armoredKey: material.armoredKey });
+  } catch (error) {
+    throw new Error(`the PGP private key could not be read (expected an armored private key block): ${messageOf(error)}`, { cause: error });
+  }
+  if (key.isDecrypted()) return key;
+  if (!material.passphrase) throw new Error(`the PGP private key ${key.getKeyID().toHex()} is protected and no passphrase was given`);
+  try {
+    return await openpgp.decryptKey({ privateKey: key, passphrase: material.passphrase });
+  } catch (error) {
+    throw new Error(`the PGP private key ${key.getKeyID().toHex()} could not be unlocked: ${messageOf(error)}`, { cause: error });
+  }
+}
+
+export interface DecryptOptions {
+  keys: openpgp.PrivateKey[];
+  /** Refuse more plaintext than this (a compressed packet can expand enormously). */
+  maxClearBytes: number;
+}
+
+export interface DecryptReport {
+  kind: ContentKind;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+/**
+ * Writes the clear content of `input` to `outPath`. PGP messages (armored or binary) are
+ * decrypted and integrity-checked; clear input is copied as is when `allowClear` (the CLI's
+ * replays of clear test files), else refused as 'not-pgp'. Resolves only when all of it is
+ * written and verified; on failure the file is removed and SmtDecryptError says why.
+ */
+export async function decryptToFile(input: AsyncIterable<Uint8Array>, outPath: string, options: DecryptOptions & { allowClear?: boolean }): Promise<DecryptReport> {
+  let bytesIn = 0;
+  const counted = Readable.from(
+    (async function* () {
+      for await (const chunk of input) {
+        bytesIn += chunk.length;
+        yield chunk;
+      }
+    })(),
+    { objectMode: false },
+  );
+  const { head, stream } = await peek(counted, 512);
+  const kind = sniffContent(head);
+  let bytesOut = 0;
+  const cap = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      bytesOut += chunk.length;
+      if (bytesOut > options.maxClearBytes) callback(new SmtDecryptError('too-large', `clear content exceeds ${options.maxClearBytes} bytes`));
+      else callback(null, chunk);
+    },
+  });
+  try {
+    if (kind === 'clear') {
+      if (!options.allowClear) throw new SmtDecryptError('not-pgp', 'the file is not a PGP message (SMT files are encrypted to our public key)');
+      await pipeline(stream, cap, createWriteStream(outPath, { mode: 0o600 }));
+      return { kind, bytesIn, bytesOut };
+    }
+    const web = Readable.toWeb(stream) as unknown as ReadableStream<Uint8Array>;
+    let message: openpgp.Message<ReadableStream<Uint8Array>>;
+    try {
+      message =
+        kind === 'pgp-armored'
+          ? ((await openpgp.readMessage({ armoredMessage: web.pipeThrough(new TextDecoderStream()) })) as openpgp.Message<ReadableStream<Uint8Array>>)
+          : await openpgp.readMessage({ binaryMessage: web });
+    } catch (error) {
+      throw new SmtDecryptError('corrupt', `the PGP message could not be read: ${messageOf(error)}`, { cause: error });
+    }
+    let data: ReadableStream<Uint8Array>;
+    try {
+      const result = await openpgp.decrypt({
+        message,
+        decryptionKeys: options.keys,
+        format: 'binary',
+        // Bounded memory; integrity is then known only at the end: see the module comment.
+        config: { allowUnauthenticatedStream: true },
+      });
+      data = result.data as ReadableStream<Uint8Array>;
+    } catch (error) {
+      const text = messageOf(error);
+      const reason: DecryptFailureReason = /session key|no decryption key|decryption key|not match/i.test(text) ? 'wrong-key' : 'corrupt';
+      throw new SmtDecryptError(reason, `the PGP message could not be decrypted: ${text}`, { cause: error });
+    }
+    try {
+      await pipeline(Readable.fromWeb(data as unknown as WebReadableStream<Uint8Array>), cap, createWriteStream(outPath, { mode: 0o600 }));
+    } catch (error) {
+      if (error instanceof SmtDecryptError) throw error;
+      const text = messageOf(error);
+      const reason: DecryptFailureReason = /modification|integrity|authentication|tag|mdc|hash/i.test(text) ? 'integrity' : 'corrupt';
+      throw new SmtDecryptError(reason, `the PGP message failed ${reason === 'integrity' ? 'its integrity check' : 'to decrypt'}: ${text}`, { cause: error });
+    }
+    return { kind, bytesIn, bytesOut };
+  } catch (error) {
+    await rm(outPath, { force: true });
+    throw error;
+  }
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

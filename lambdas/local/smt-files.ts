@@ -1,0 +1,218 @@
+/**
+ * Generates SMT files the way SMT delivers them, for tests, the bench and local mode: the real
+ * interval CSV layout (apostrophe ESIIDs, MM/DD/YYYY dates, 96 rows a day, 100 on the fall-back
+ * day with repeated labels, 96 with a blank phantom hour on the spring-forward day, both
+ * channels), optionally zipped, then encrypted by GnuPG (`gpg --encrypt`, armored or binary,
+ * compressed or not) to a key made in a temporary GNUPGHOME (RSA or Curve25519).
+ */
+import { execFile } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+import { localDayGrid } from '../core/smt/local-day.ts';
+import { INTERVAL_CSV_HEADER } from '../core/smt/interval-csv.ts';
+import { SMT_TIME_ZONE } from '../core/smt/model.ts';
+
+const run = promisify(execFile);
+
+export type GpgKeyAlgorithm = 'rsa' | 'cv25519';
+
+export interface GpgKeyring {
+  home: string;
+  fingerprint: string;
+  /** Armored secret key (protected by `passphrase`). */
+  armoredPrivateKey: string;
+  armoredPublicKey: string;
+  passphrase: string;
+  dispose(): Promise<void>;
+}
+
+/** A key pair in a fresh GNUPGHOME: RSA 3072, or legacy Curve25519 (ed25519 primary, cv25519 encryption subkey). */
+export async function createGpgKeyring(algorithm: GpgKeyAlgorithm, options: { passphrase?: string; home?: string } = {}): Promise<GpgKeyring> {
+  const home = options.home ?? (await mkdtemp(join(tmpdir(), 'mb-gnupg-')));
+  const passphrase = options.passphrase ?? 'smt-test-passphrase';
+  const gpg = (args: string[]) => run('gpg', ['--homedir', home, '--batch', '--pinentry-mode', 'loopback', '--passphrase', passphrase, ...args], { maxBuffer: 64 * 1024 * 1024 });
+  const uid = `meterbridge SMT ${algorithm} <smt-${algorithm}@example.invalid>`;
+  const [primary, sub] = algorithm === 'rsa' ? ['rsa3072', 'rsa3072'] : ['ed25519', 'cv25519'];
+  await gpg(['--quick-gen-key', uid, primary, 'sign', 'never']);
+  const { stdout } = await gpg(['--with-colons', '--list-secret-keys', uid]);
+  const fingerprint = /^fpr:+([0-9A-F]{40}):/m.exec(stdout)?.[1];
+  if (!fingerprint) throw new Error(`gpg did not report a fingerprint: ${stdout}`);
+  await gpg(['--quick-add-key', fingerprint, sub, 'encr', 'never']);
+  const { stdout: armoredPrivateKey } = await gpg(['--armor', '--export-secret-keys', fingerprint]);
+  const { stdout: armoredPublicKey } = await gpg(['--armor', '--export', fingerprint]);
+  return {
+    home,
+    fingerprint,
+    armoredPrivateKey,
+    armoredPublicKey,
+    passphrase,
+    async dispose() {
+      await run('gpgconf', ['--homedir', home, '--kill', 'all']).catch(() => undefined);
+      if (!options.home) await rm(home, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface SmtCsvSpec {
+  esiids: string[];
+  /** Local dates `YYYY-MM-DD`. */
+  days: string[];
+  /** REVISION_DATE, `MM/DD/YYYY HH:MM:SS` (SMT's local time). */
+  revision: string;
+  /** @default ['Consumption'] */
+  channels?: Array<'Consumption' | 'Surplus Generation'>;
+  /** Quality flag of every row, or a function of (esiid, date, row). @default 'A' */
+  flag?: 'A' | 'E' | ((esiid: string, date: string, row: number) => 'A' | 'E');
+  /** kWh of a row; undefined leaves it blank (missing). @default a deterministic pattern */
+  value?: (esiid: string, date: string, row: number, channel: string) => number | undefined;
+  /** Write ESIIDs with SMT's leading apostrophe. @default true */
+  apostrophe?: boolean;
+}
+
+/** The default kWh pattern: deterministic, distinct per meter and row, three decimals. */
+export function defaultKwh(esiid: string, _date: string, row: number, channel: string): number {
+  const seed = Number(esiid.slice(-4)) + (channel === 'Consumption' ? 0 : 7);
+  return Math.round((((seed * 31 + row * 17) % 997) / 1000 + 0.05) * 1000) / 1000;
+}
+
+/** The rows' labels as SMT writes them: local wall-clock times, repeating on the fall-back day. */
+function labels(date: string, timeZone: string): Array<[string, string]> {
+  const grid = localDayGrid(date, timeZone);
+  const result: Array<[string, string]> = [];
+  const wall = new Intl.DateTimeFormat('en-US', { timeZone, hourCycle: 'h23', hour: '2-digit', minute: '2-digit' });
+  if (grid.phantomRows.size > 0) {
+    // Spring forward: SMT lists all 96 wall-clock slots, the skipped hour included (blank).
+    for (let row = 0; row < grid.rows; row++) result.push([hhmm(row * 900), hhmm(((row + 1) * 900) % 86_400)]);
+    return result;
+  }
+  for (let i = 0; i < grid.intervals; i++) {
+    const start = wall.format(grid.startMs + i * 900_000);
+    const end = wall.format(grid.startMs + (i + 1) * 900_000);
+    result.push([start, end === '24:00' ? '00:00' : end]);
+  }
+  return result;
+}
+
+function hhmm(seconds: number): string {
+  return `${String(Math.floor(seconds / 3600)).padStart(2, '0')}:${String((seconds % 3600) / 60).padStart(2, '0')}`;
+}
+
+function usDate(date: string): string {
+  const [y, m, d] = date.split('-');
+  return `${m}/${d}/${y}`;
+}
+
+/** CSV lines of the spec, header first, generated lazily (a bench file is a gigabyte). */
+export function* smtCsvLines(spec: SmtCsvSpec, timeZone = SMT_TIME_ZONE): Generator<string> {
+  yield INTERVAL_CSV_HEADER.join(',');
+  const channels = spec.channels ?? ['Consumption'];
+  const value = spec.value ?? defaultKwh;
+  const flagOf = typeof spec.flag === 'function' ? spec.flag : () => (spec.flag as 'A' | 'E' | undefined) ?? 'A';
+  for (const esiid of spec.esiids) {
+    const id = spec.apostrophe === false ? esiid : `'${esiid}`;
+    for (const date of spec.days) {
+      const grid = localDayGrid(date, timeZone);
+      const rowLabels = labels(date, timeZone);
+      for (const channel of channels) {
+        for (let row = 0; row < grid.rows; row++) {
+          const [start, end] = rowLabels[row]!;
+          const kwh = grid.phantomRows.has(row) ? undefined : value(esiid, date, row, channel);
+          const flag = kwh === undefined ? '' : flagOf(esiid, date, row);
+          // SMT pads times with a leading space in some exports; keep one to exercise it.
+          yield `${id},${usDate(date)},${spec.revision},${start}, ${end},${kwh === undefined ? '' : kwh.toFixed(3)},${flag},${channel}`;
+        }
+      }
+    }
+  }
+}
+
+export function smtCsv(spec: SmtCsvSpec): string {
+  return `${[...smtCsvLines(spec)].join('\r\n')}\r\n`;
+}
+
+/** Streams the spec's CSV into a file (bounded memory at any size). */
+export async function writeSmtCsv(path: string, spec: SmtCsvSpec): Promise<number> {
+  const out = createWriteStream(path);
+  let buffer = '';
+  for (const line of smtCsvLines(spec)) {
+    buffer += `${line}\r\n`;
+    if (buffer.length > 1 << 20) {
+      if (!out.write(buffer)) await new Promise((resolve) => out.once('drain', resolve));
+      buffer = '';
+    }
+  }
+  out.end(buffer);
+  await new Promise<void>((resolve, reject) => {
+    out.once('finish', resolve);
+    out.once('error', reject);
+  });
+  return (await stat(path)).size;
+}
+
+export interface SmtFileOptions extends SmtCsvSpec {
+  /** Folder to write into. */
+  dir: string;
+  /** Recipient (public key in this keyring); clear CSV when undefined. */
+  keyring?: GpgKeyring;
+  /** @default true */
+  armor?: boolean;
+  /** gpg compression. @default true (gpg's default, ZLIB) */
+  compress?: boolean;
+  /** Put the CSV inside a ZIP before encrypting. @default false */
+  zip?: boolean;
+  /** File name. @default IntervalMeterUsage<timestamp>_<n>.CSV.<DUNS>.asc, as SMT names them */
+  name?: string;
+}
+
+export interface SmtFile {
+  path: string;
+  name: string;
+  size: number;
+  /** The clear CSV file (kept beside, for comparisons), and its size. */
+  csvPath: string;
+  csvSize: number;
+}
+
+let sequence = 0;
+
+/** Writes one SMT file: real-layout CSV, optionally zipped, encrypted by gpg to `keyring`. */
+export async function writeSmtFile(options: SmtFileOptions): Promise<SmtFile> {
+  sequence += 1;
+  const stamp = new Date().toISOString().replace(/[-:T]/g, '').slice(0, 14);
+  const name = options.name ?? `IntervalMeterUsage${stamp}_${process.pid}_${sequence}.CSV.123456789.${options.keyring ? (options.armor === false ? 'pgp' : 'asc') : 'csv'}`;
+  const path = join(options.dir, name);
+  const work = await mkdtemp(join(tmpdir(), 'mb-smtfile-'));
+  const csvPath = join(work, `${name.replace(/\.(asc|pgp|csv)$/, '')}.csv`);
+  const csvSize = await writeSmtCsv(csvPath, options);
+  let payload = csvPath;
+  if (options.zip) {
+    payload = join(work, 'payload.zip');
+    await run('zip', ['-q', '-j', payload, csvPath]).catch(async () => {
+      // No zip binary: python's zipfile is on every Debian image the tests run on.
+      await run('python3', ['-c', 'import sys,zipfile,os; z=zipfile.ZipFile(sys.argv[1],"w",zipfile.ZIP_DEFLATED); z.write(sys.argv[2], os.path.basename(sys.argv[2])); z.close()', payload, csvPath]);
+    });
+  }
+  if (options.keyring) {
+    const args = ['--homedir', options.keyring.home, '--batch', '--yes', '--trust-model', 'always', '--recipient', options.keyring.fingerprint];
+    if (options.armor !== false) args.push('--armor');
+    args.push('--compress-algo', options.compress === false ? 'none' : 'zlib', '--output', path, '--encrypt', payload);
+    await run('gpg', args, { maxBuffer: 16 * 1024 * 1024 });
+  } else {
+    await run('cp', [payload, path]);
+  }
+  if (payload !== csvPath) await rm(payload, { force: true });
+  return { path, name: basename(path), size: (await stat(path)).size, csvPath, csvSize };
+}
+
+/** Removes the clear CSV kept by writeSmtFile (its folder). */
+export async function disposeSmtFile(file: SmtFile): Promise<void> {
+  await rm(dirname(file.csvPath), { recursive: true, force: true });
+}
+
+/** For tests: the clear CSV's text. */
+export async function readClearCsv(file: SmtFile): Promise<string> {
+  return readFile(file.csvPath, 'utf8');
+}
