@@ -1,0 +1,106 @@
+/**
+ * The READY webhook over real HTTP on loopback, on real stand-ins: DynamoDB Local (store, ledger,
+ * subscription states), s3rver (archive), the recording CloudWatch endpoint (metrics).
+ */
+import { ListObjectsV2Command, GetObjectCommand } from '@aws-sdk/client-s3';
+import { ScanCommand } from '@aws-sdk/client-dynamodb';
+import { randomUUID } from 'node:crypto';
+import { Ledger } from '../../lambdas/core/ledger.ts';
+import { silentLog } from '../../lambdas/core/log.ts';
+import { Metrics } from '../../lambdas/core/metrics.ts';
+import { RawArchive } from '../../lambdas/core/raw-archive.ts';
+import { ReadingStore } from '../../lambdas/core/reading-store.ts';
+import type { VerificationConfig } from '../../lambdas/core/ready/handshake.ts';
+import { staticCredentials, type ReadyCredentials } from '../../lambdas/core/ready/secret.ts';
+import { DynamoSubscriptionStates } from '../../lambdas/core/ready/status.ts';
+import type { ReadyWebhookDependencies } from '../../lambdas/core/ready/webhook.ts';
+import { startReadyHttp, type ReadyHttp } from '../../lambdas/local/ready-http.ts';
+import { startLocalS3, type LocalS3 } from '../../lambdas/local/s3-server.ts';
+import { startCloudWatchEndpoint, type CloudWatchEndpoint } from './cloudwatch-endpoint.ts';
+import { startDynamoDbLocal, type LocalDynamo } from './dynamodb-local.ts';
+
+export const READY_BUCKET = 'ready-archive';
+
+export interface ReadyStandIns {
+  dynamo: LocalDynamo;
+  s3: LocalS3;
+  cloudwatch: CloudWatchEndpoint;
+  stop(): Promise<void>;
+}
+
+export async function startReadyStandIns(): Promise<ReadyStandIns> {
+  const [dynamo, s3, cloudwatch] = await Promise.all([startDynamoDbLocal(), startLocalS3({ buckets: [READY_BUCKET] }), startCloudWatchEndpoint()]);
+  return {
+    dynamo,
+    s3,
+    cloudwatch,
+    async stop() {
+      await Promise.all([dynamo.stop(), s3.stop(), cloudwatch.close()]);
+    },
+  };
+}
+
+export interface ReadyReceiver {
+  http: ReadyHttp;
+  store: ReadingStore;
+  tables: { readings: string; ledger: string };
+  /** Archive prefix unique to this receiver, so tests do not see each other's objects. */
+  prefix: string;
+  stop(): Promise<void>;
+}
+
+export async function startReadyReceiver(
+  standIns: ReadyStandIns,
+  options: { credentials?: ReadyCredentials; verification?: VerificationConfig; maxBodyBytes?: number; now?: () => Date; overrides?: Partial<ReadyWebhookDependencies> } = {},
+): Promise<ReadyReceiver> {
+  const tables = await standIns.dynamo.freshTables();
+  const store = new ReadingStore({ client: standIns.dynamo.client, tableName: tables.readings, blockTimeZone: 'America/Chicago' });
+  const ledger = new Ledger({ client: standIns.dynamo.client, tableName: tables.ledger, lockSeconds: 60 });
+  const subscriptions = new DynamoSubscriptionStates({ client: standIns.dynamo.client, tableName: tables.ledger });
+  const archive = new RawArchive({ client: standIns.s3.client, bucket: READY_BUCKET });
+  const prefix = `t-${randomUUID().slice(0, 8)}`;
+  const credentials = staticCredentials(options.credentials ?? { clientSecret: 'c2VjcmV0LWZyb20tcmVhZHk=' });
+  const cloudwatchClient = standIns.cloudwatch.client();
+  const http = await startReadyHttp({
+    handlerDeps: () => ({
+      archive,
+      store,
+      ledger,
+      subscriptions,
+      credentials,
+      metrics: new Metrics({ client: cloudwatchClient, defaultDimensions: { Stage: 'test', Source: 'ready' }, log: silentLog }),
+      log: silentLog,
+      archivePrefix: prefix,
+      ...(options.verification ? { verification: options.verification } : {}),
+      ...(options.maxBodyBytes ? { maxBodyBytes: options.maxBodyBytes } : {}),
+      ...(options.now ? { clock: options.now } : {}),
+      ...options.overrides,
+    }),
+  });
+  return { http, store, tables, prefix, stop: () => http.stop() };
+}
+
+/** Every object under the receiver's prefix, with its bytes. */
+export async function archivedObjects(standIns: ReadyStandIns, prefix: string): Promise<Array<{ key: string; body: Buffer }>> {
+  const listed = await standIns.s3.client.send(new ListObjectsV2Command({ Bucket: READY_BUCKET, Prefix: `${prefix}/` }));
+  const objects: Array<{ key: string; body: Buffer }> = [];
+  for (const item of listed.Contents ?? []) {
+    const object = await standIns.s3.client.send(new GetObjectCommand({ Bucket: READY_BUCKET, Key: item.Key }));
+    objects.push({ key: item.Key ?? '', body: Buffer.from(await object.Body!.transformToByteArray()) });
+  }
+  return objects;
+}
+
+/** Items in the readings table (blocks): zero means nothing at all was stored. */
+export async function storedBlocks(standIns: ReadyStandIns, table: string): Promise<number> {
+  const scan = await standIns.dynamo.client.send(new ScanCommand({ TableName: table, Select: 'COUNT' }));
+  return scan.Count ?? 0;
+}
+
+/** Sum of a metric's datums (Value, or the sum of Values x Counts), optionally for one dimension value. */
+export function metricSum(cloudwatch: CloudWatchEndpoint, name: string, dimension?: { name: string; value: string }): number {
+  return cloudwatch.requests
+    .flatMap((request) => request.body.MetricData)
+    .filter((datum) => datum.MetricName === name && (!dimension || datum.Dimensions?.some((d) => d.Name === dimension.name && d.Value === dimension.value)))
+    .reduce((sum, datum) => sum + (datum.Value ?? (datum.Values ?? []).reduce((s, v, i) => s + v * (datum.Counts?.[i] ?? 1), 0)), 0);
+}
