@@ -25,7 +25,8 @@ import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
 import { withoutUnusedPlaceholders } from './expressions.ts';
 import { LEDGER_TTL_ATTRIBUTE } from './tables.ts';
 
-export type UnitKind = 'iot-message' | 'smt-file' | 'ready-delivery';
+/** `smt-fetch`: a file on the SMT server (pull + archive + delete); `smt-file`: its archived copy (decrypt + parse + store). */
+export type UnitKind = 'iot-message' | 'smt-fetch' | 'smt-file' | 'ready-delivery';
 export type UnitStatus = 'in_progress' | 'completed' | 'failed';
 
 export interface LedgerRecord {

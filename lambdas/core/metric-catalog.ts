@@ -74,6 +74,28 @@ export const METRIC_CATALOG = {
   SequenceLate: { unit: 'Count', sources: ['iot'], watch: 'informational', why: 'a late message is one that arrived, only out of order', description: 'messages with a seq below the highest seen' },
   SequenceResets: { unit: 'Count', sources: ['iot'], watch: 'informational', why: 'a gateway restarting its sequence (re-install) is logged with its id', description: 'gateway seq restarted at 1' },
 
+  // Ingestion path 2: Smart Meter Texas files (scheduled FTPS/SFTP pull, archive, PGP, parse).
+  FilesFetched: { unit: 'Count', sources: ['smt'], watch: 'informational', why: 'volume only; HoursSinceLastFile carries the freshness alarm', description: 'SMT files archived to S3 by the fetch step (counted also when zero)' },
+  BytesFetched: { unit: 'Bytes', sources: ['smt'], watch: 'informational', why: 'volume only, for capacity and cost', description: 'bytes of SMT files archived' },
+  FetchErrors: {
+    unit: 'Count', sources: ['smt'], extraDimensions: ['Reason'], watch: 'alarm',
+    description: 'fetch-step failures (Reason: auth = login, certificate or host key refused; connect; list; transfer; archive; delete); the file stays on the SMT server for the next run',
+    alarm: { threshold: 1, evaluationPeriods: 3, datapointsToAlarm: 2, periodMinutes: 15, why: 'one failed run heals on the next schedule; two of three failing runs mean the connection or credentials are broken, and SMT deletes files after 10 days' },
+  },
+  FilesProcessed: { unit: 'Count', sources: ['smt'], watch: 'informational', why: 'volume only; failures are alarmed as FilesFailed', description: 'archived SMT files decrypted, parsed and stored' },
+  FilesDuplicate: { unit: 'Count', sources: ['smt'], watch: 'informational', why: 'a re-delivered S3 event or a replay of a completed file is absorbed by the ledger', description: 'archived files already processed (ledger hit), skipped' },
+  FilesFailed: { unit: 'Count', sources: ['smt'], extraDimensions: ['Reason'], watch: 'alarm', description: 'archived SMT files refused for good (Reason: wrong-key, integrity, corrupt, not-pgp, too-large, layout, invalid-reading, incomplete-archive); the original stays in the archive for `meterbridge smt replay`' },
+  DecryptFailures: { unit: 'Count', sources: ['smt'], extraDimensions: ['Reason'], watch: 'alarm', description: 'PGP decryption or integrity failures (wrong key, tampered or truncated file)' },
+  IntervalsMissing: { unit: 'Count', sources: ['smt'], watch: 'informational', why: 'SMT leaves intervals blank until the meter is read; a later revision fills them', description: 'blank intervals in SMT files (missing, not stored as zero)' },
+  OldestUnfetchedFileAge: {
+    unit: 'Seconds', sources: ['smt'], watch: 'alarm', description: 'age of the oldest file left on the SMT server after a fetch run (0 when none is left)',
+    alarm: { statistic: 'Maximum', threshold: 6 * 3600, periodMinutes: 60, why: 'runs every 15 minutes drain the folders; a file older than 6 hours is stuck (SMT deletes files after 10 days)' },
+  },
+  HoursSinceLastFile: {
+    unit: 'None', sources: ['smt'], watch: 'alarm', description: 'hours since the fetch step last archived a new SMT file (recorded on every run)',
+    alarm: { statistic: 'Maximum', threshold: 36, periodMinutes: 60, missingData: 'breaching', why: 'SMT delivers daily files; 36 hours without one is a missed delivery, and no data at all means the fetch step is not running' },
+  },
+
   // Ingestion path 3: Kamstrup READY webhooks (data and status callbacks, verification handshake).
   DeliveriesReceived: { unit: 'Count', sources: ['ready'], extraDimensions: ['Step'], watch: 'informational', why: 'volume only (Step = data | status); the freshness alarm covers silence', description: 'READY callbacks with a body (POST), archived before anything else' },
   DeliveriesRejected: { unit: 'Count', sources: ['ready'], extraDimensions: ['Reason'], watch: 'alarm', description: 'READY callbacks refused with a 4xx (Reason: too_large, bad_json, unsupported_media_type, unknown_shape, unauthenticated, forbidden, ...); the original is in the archive' },
