@@ -85,6 +85,7 @@ export class IotIngestion extends Construct {
       queues: [{ label: 'telemetry', queue: this.queue, deadLetterQueue: this.deadLetterQueue }],
       // Gateways report every 15 minutes; a fleet silent for an hour is an outage, not a lull.
       expectedSilenceMinutes: 60,
+      topicRules: [{ label: 'telemetry', ruleName: this.ruleName }],
     };
   }
 

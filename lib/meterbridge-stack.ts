@@ -6,6 +6,7 @@ import { CfnOutput, Stack, Tags, type StackProps } from 'aws-cdk-lib';
 import type { Construct } from 'constructs';
 import { AlarmTopic } from './alarm-topic.ts';
 import { IotIngestion } from './iot-ingestion.ts';
+import { Operations } from './operations.ts';
 import type { StageSettings } from './settings.ts';
 import { ReadingStorage } from './storage.ts';
 
@@ -20,6 +21,8 @@ export class MeterbridgeStack extends Stack {
   public readonly alarms: AlarmTopic;
   /** Ingestion path 1: gateways over MQTT to IoT Core, through SQS into the store. */
   public readonly iot: IotIngestion;
+  /** Dashboard and alarms over every ingestion path and the tables. */
+  public readonly operations: Operations;
 
   constructor(scope: Construct, id: string, props: MeterbridgeStackProps) {
     super(scope, id, props);
@@ -37,6 +40,16 @@ export class MeterbridgeStack extends Stack {
     });
     this.iot = new IotIngestion(this, 'Iot', { settings, storage: this.storage });
 
+    // After every ingestion path: each one's `monitoring` goes in this list (one line per path).
+    this.operations = new Operations(this, 'Operations', {
+      settings,
+      storage: this.storage,
+      alarmTopic: this.alarms,
+      ingestion: [
+        this.iot.monitoring,
+      ],
+    });
+
     new CfnOutput(this, 'ReadingsTableName', {
       description: 'DynamoDB table of interval blocks of readings',
       value: this.storage.readingsTable.tableName,
@@ -44,6 +57,10 @@ export class MeterbridgeStack extends Stack {
     new CfnOutput(this, 'LedgerTableName', {
       description: 'DynamoDB table of claimed units of work',
       value: this.storage.ledgerTable.tableName,
+    });
+    new CfnOutput(this, 'DashboardName', {
+      description: 'CloudWatch dashboard of this stage (alarm status, one band per source, the tables)',
+      value: this.operations.dashboard.dashboardName,
     });
     new CfnOutput(this, 'AlarmTopicArn', {
       description: 'SNS topic notified by every alarm; subscribe on-call tooling here',

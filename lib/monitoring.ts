@@ -32,4 +32,24 @@ export interface IngestionMonitoring {
    * freshness alarm fires after it. Gateways report every 15 min; SMT delivers daily files.
    */
   expectedSilenceMinutes: number;
+  /** IoT topic rules feeding this path: their failures, error-action failures and throttling are alarmed. */
+  topicRules?: MonitoredTopicRule[];
+  /** API Gateway REST API stages receiving this path's traffic: requests, 4xx/5xx and latency are graphed. */
+  apis?: MonitoredApi[];
+}
+
+export interface MonitoredTopicRule {
+  /** Short label, e.g. 'telemetry'. */
+  label: string;
+  /** The rule's name (its RuleName dimension in AWS/IoT). */
+  ruleName: string;
+}
+
+export interface MonitoredApi {
+  /** Short label, e.g. 'webhook'. */
+  label: string;
+  /** The REST API's name (ApiName dimension in AWS/ApiGateway). */
+  apiName: string;
+  /** The deployed stage's name (Stage dimension). */
+  stageName: string;
 }

@@ -8,6 +8,7 @@
 import { RemovalPolicy } from 'aws-cdk-lib';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type { IConstruct } from 'constructs';
+import { METRIC_CATALOG, type MetricName, type MetricSource } from '../lambdas/core/metric-catalog.ts';
 
 /** Context key holding the name of the stage to synthesize. */
 export const STAGE_CONTEXT_KEY = 'meterbridge:stage';
@@ -29,9 +30,48 @@ export interface StageSettings {
   readonly removalPolicy: RemovalPolicy;
   /** Whether the DynamoDB tables refuse DeleteTable until this is turned off. */
   readonly deletionProtection: boolean;
+  /** Alarm thresholds (cdk.json `alarms`); every field has a default, see {@link DEFAULT_ALARM_SETTINGS}. */
+  readonly alarms: AlarmSettings;
 }
 
-const KNOWN_KEYS = ['alarmEmail', 'blockTimeZone', 'logRetentionDays', 'removalPolicy', 'deletionProtection'] as const;
+/** Per-stage alarm thresholds; the operations construct (lib/operations) applies them. */
+export interface AlarmSettings {
+  /**
+   * Minutes without a newly stored reading after which a source's freshness alarm fires.
+   * A source not listed here uses its ingestion path's own `expectedSilenceMinutes`.
+   */
+  readonly freshnessMinutes: Readonly<Partial<Record<MetricSource, number>>>;
+  /** Age in minutes of the oldest message on a source's work queue that alarms; unlisted sources use 30. */
+  readonly queueAgeMinutes: Readonly<Partial<Record<MetricSource, number>>>;
+  /** Lambda errors per 5 minutes that count as a bad period (two bad periods of three alarm). */
+  readonly lambdaErrors: number;
+  /** Lambda throttles per 5 minutes that count as a bad period (two bad periods of three alarm). */
+  readonly lambdaThrottles: number;
+  /** DynamoDB read + write throttle events per 5 minutes that count as a bad period (two of three alarm). */
+  readonly tableThrottles: number;
+  /** Threshold overrides for the alarms on catalog metrics (`watch: 'alarm'`), by metric name. */
+  readonly metricThresholds: Readonly<Partial<Record<MetricName, number>>>;
+}
+
+/** Used for every alarm setting a stage leaves out. */
+export const DEFAULT_ALARM_SETTINGS: AlarmSettings = {
+  freshnessMinutes: {},
+  queueAgeMinutes: {},
+  lambdaErrors: 1,
+  lambdaThrottles: 1,
+  tableThrottles: 1,
+  metricThresholds: {},
+};
+
+/** Oldest-message age that alarms on a queue whose source has no `queueAgeMinutes` entry. */
+export const DEFAULT_QUEUE_AGE_MINUTES = 30;
+
+// CloudWatch evaluates an alarm over at most 7 days (period x evaluation periods).
+const MAX_FRESHNESS_MINUTES = 7 * 24 * 60;
+const ALARM_KEYS = ['freshnessMinutes', 'queueAgeMinutes', 'lambdaErrors', 'lambdaThrottles', 'tableThrottles', 'metricThresholds'] as const;
+const SOURCES: readonly MetricSource[] = ['iot', 'smt', 'ready'];
+
+const KNOWN_KEYS = ['alarmEmail', 'blockTimeZone', 'logRetentionDays', 'removalPolicy', 'deletionProtection', 'alarms'] as const;
 
 const REMOVAL_POLICIES: Readonly<Record<string, RemovalPolicy>> = {
   retain: RemovalPolicy.RETAIN,
@@ -152,7 +192,74 @@ export function parseStageSettings(stageValue: unknown, stagesValue: unknown): S
     logRetention: logRetentionDays as logs.RetentionDays,
     removalPolicy,
     deletionProtection,
+    alarms: parseAlarmSettings(raw.alarms, `${prefix}.alarms`),
   };
+}
+
+/** Validates the optional `alarms` block of a stage; absent keys take {@link DEFAULT_ALARM_SETTINGS}. */
+export function parseAlarmSettings(value: unknown, key: string): AlarmSettings {
+  if (value === undefined) return DEFAULT_ALARM_SETTINGS;
+  if (!isRecord(value)) throw new StageSettingsError(key, 'must be an object (see cdk.json)');
+  for (const name of Object.keys(value)) {
+    if (!(ALARM_KEYS as readonly string[]).includes(name)) {
+      throw new StageSettingsError(`${key}.${name}`, `unknown alarm setting; known: ${ALARM_KEYS.join(', ')}`);
+    }
+  }
+  const count = (name: 'lambdaErrors' | 'lambdaThrottles' | 'tableThrottles'): number => {
+    const raw = value[name] ?? DEFAULT_ALARM_SETTINGS[name];
+    if (typeof raw !== 'number' || !Number.isInteger(raw) || raw < 1) {
+      throw new StageSettingsError(`${key}.${name}`, `${JSON.stringify(raw)} must be a whole number of at least 1 (events per 5 minutes)`);
+    }
+    return raw;
+  };
+  return {
+    freshnessMinutes: bySource(value.freshnessMinutes, `${key}.freshnessMinutes`, 5, MAX_FRESHNESS_MINUTES),
+    queueAgeMinutes: bySource(value.queueAgeMinutes, `${key}.queueAgeMinutes`, 1, 14 * 24 * 60),
+    lambdaErrors: count('lambdaErrors'),
+    lambdaThrottles: count('lambdaThrottles'),
+    tableThrottles: count('tableThrottles'),
+    metricThresholds: metricThresholds(value.metricThresholds, `${key}.metricThresholds`),
+  };
+}
+
+/** `{ "<source>": <whole minutes> }`, each within [min, max]. */
+function bySource(value: unknown, key: string, min: number, max: number): Partial<Record<MetricSource, number>> {
+  if (value === undefined) return {};
+  if (!isRecord(value)) throw new StageSettingsError(key, `must be an object of source -> minutes, e.g. { "iot": 60 }`);
+  const result: Partial<Record<MetricSource, number>> = {};
+  for (const [source, minutes] of Object.entries(value)) {
+    if (!(SOURCES as readonly string[]).includes(source)) {
+      throw new StageSettingsError(`${key}.${source}`, `unknown source; sources: ${SOURCES.join(', ')}`);
+    }
+    if (typeof minutes !== 'number' || !Number.isInteger(minutes) || minutes < min || minutes > max) {
+      throw new StageSettingsError(`${key}.${source}`, `${JSON.stringify(minutes)} must be whole minutes from ${min} to ${max}`);
+    }
+    result[source as MetricSource] = minutes;
+  }
+  return result;
+}
+
+/** `{ "<catalog metric with watch 'alarm'>": <positive number> }`. */
+function metricThresholds(value: unknown, key: string): Partial<Record<MetricName, number>> {
+  if (value === undefined) return {};
+  if (!isRecord(value)) throw new StageSettingsError(key, 'must be an object of metric name -> threshold');
+  const catalog: Readonly<Record<string, { watch: string }>> = METRIC_CATALOG;
+  const result: Partial<Record<MetricName, number>> = {};
+  for (const [name, threshold] of Object.entries(value)) {
+    const spec = catalog[name];
+    if (spec === undefined || spec.watch !== 'alarm') {
+      const alarmed = Object.keys(catalog).filter((metric) => catalog[metric]?.watch === 'alarm');
+      throw new StageSettingsError(`${key}.${name}`, `not an alarmed metric of lambdas/core/metric-catalog.ts; alarmed: ${alarmed.join(', ')}`);
+    }
+    if (name === 'ReadingsStored') {
+      throw new StageSettingsError(`${key}.${name}`, 'is watched by the freshness alarms: set freshnessMinutes instead');
+    }
+    if (typeof threshold !== 'number' || !Number.isFinite(threshold) || threshold <= 0) {
+      throw new StageSettingsError(`${key}.${name}`, `${JSON.stringify(threshold)} must be a positive number`);
+    }
+    result[name as MetricName] = threshold;
+  }
+  return result;
 }
 
 /** Reads and validates the settings of the stage selected in the construct tree's context. */

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { App, RemovalPolicy } from 'aws-cdk-lib';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import { loadStageSettings, parseStageSettings, StageSettingsError } from '../../lib/settings.ts';
+import { DEFAULT_ALARM_SETTINGS, loadStageSettings, parseStageSettings, StageSettingsError } from '../../lib/settings.ts';
 import { TEST_STAGE_RAW } from '../fixtures/stage-settings.ts';
 
 const stagesWith = (settings: Record<string, unknown>): Record<string, unknown> => ({
@@ -36,6 +36,7 @@ describe('parseStageSettings', () => {
       logRetention: logs.RetentionDays.ONE_MONTH,
       removalPolicy: RemovalPolicy.DESTROY,
       deletionProtection: false,
+      alarms: DEFAULT_ALARM_SETTINGS,
     });
   });
 

@@ -1,0 +1,42 @@
+/**
+ * Operations of one stage: the alarm set (lib/operations/alarms.ts) and the dashboard
+ * (lib/operations/dashboard.ts), both built from the metric catalog and from what each ingestion
+ * path exposes as `monitoring`. Adding an ingestion path to the stack's list is all it takes to
+ * give it alarms, a dashboard band, and a place in the composite "pipeline unhealthy" alarm.
+ */
+import { Construct } from 'constructs';
+import type { AlarmTopic } from './alarm-topic.ts';
+import type { IngestionMonitoring } from './monitoring.ts';
+import { OperationsAlarms, type OperationsAlarm } from './operations/alarms.ts';
+import { OperationsDashboard } from './operations/dashboard.ts';
+import type { StageSettings } from './settings.ts';
+import type { ReadingStorage } from './storage.ts';
+
+export type { OperationsAlarm } from './operations/alarms.ts';
+
+export interface OperationsProps {
+  /** Stage name (alarm and dashboard names) and alarm thresholds (`alarms` in cdk.json). */
+  readonly settings: StageSettings;
+  /** The tables whose throttling and system errors are watched. */
+  readonly storage: ReadingStorage;
+  /** Notified by every alarm on ALARM and on OK. */
+  readonly alarmTopic: AlarmTopic;
+  /** One entry per ingestion path in the stack (each construct's `monitoring`), each source once. */
+  readonly ingestion: readonly IngestionMonitoring[];
+}
+
+export class Operations extends Construct {
+  public readonly alarms: OperationsAlarms;
+  public readonly dashboard: OperationsDashboard;
+
+  constructor(scope: Construct, id: string, props: OperationsProps) {
+    super(scope, id);
+    this.alarms = new OperationsAlarms(this, 'Alarms', props);
+    this.dashboard = new OperationsDashboard(this, 'Dashboard', { ...props, alarms: this.alarms });
+  }
+
+  /** Every alarm with its name and reason, the composite last. */
+  public get allAlarms(): ReadonlyArray<Pick<OperationsAlarm, 'name' | 'why'>> {
+    return [...this.alarms.alarms, { name: this.alarms.pipelineUnhealthyName, why: this.alarms.pipelineUnhealthyWhy }];
+  }
+}
