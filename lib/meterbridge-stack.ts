@@ -7,6 +7,7 @@ import type { Construct } from 'constructs';
 import { AlarmTopic } from './alarm-topic.ts';
 import { IotIngestion } from './iot-ingestion.ts';
 import { Operations } from './operations.ts';
+import { ReadyIngestion } from './ready-ingestion.ts';
 import type { StageSettings } from './settings.ts';
 import { ReadingStorage } from './storage.ts';
 
@@ -21,6 +22,8 @@ export class MeterbridgeStack extends Stack {
   public readonly alarms: AlarmTopic;
   /** Ingestion path 1: gateways over MQTT to IoT Core, through SQS into the store. */
   public readonly iot: IotIngestion;
+  /** Ingestion path 3: Kamstrup READY webhooks through API Gateway into the store. */
+  public readonly ready: ReadyIngestion;
   /** Dashboard and alarms over every ingestion path and the tables. */
   public readonly operations: Operations;
 
@@ -39,6 +42,7 @@ export class MeterbridgeStack extends Stack {
       removalPolicy: settings.removalPolicy,
     });
     this.iot = new IotIngestion(this, 'Iot', { settings, storage: this.storage });
+    this.ready = new ReadyIngestion(this, 'Ready', { settings, storage: this.storage, alarms: this.alarms });
 
     // After every ingestion path: each one's `monitoring` goes in this list (one line per path).
     this.operations = new Operations(this, 'Operations', {
@@ -47,6 +51,7 @@ export class MeterbridgeStack extends Stack {
       alarmTopic: this.alarms,
       ingestion: [
         this.iot.monitoring,
+        this.ready.monitoring,
       ],
     });
 
@@ -81,6 +86,23 @@ export class MeterbridgeStack extends Stack {
     new CfnOutput(this, 'IotGatewayThingTypeName', {
       description: 'Thing type to create gateway things with',
       value: this.iot.thingType.ref,
+    });
+
+    new CfnOutput(this, 'ReadyWebhookUri', {
+      description: 'READY data callback URL: register it as WebhookUri (meterbridge ready subscribe)',
+      value: this.ready.webhookUrl,
+    });
+    new CfnOutput(this, 'ReadyStatusUri', {
+      description: 'READY status callback URL: register it as StatusUri',
+      value: this.ready.statusUrl,
+    });
+    new CfnOutput(this, 'ReadySecretArn', {
+      description: 'Secrets Manager secret to put the READY credentials in: {"tenantId","clientId","clientSecret","signingKey"}',
+      value: this.ready.secret.secretArn,
+    });
+    new CfnOutput(this, 'ReadyArchiveBucketName', {
+      description: 'S3 bucket holding every READY callback byte-exact (ready/<data|status>/YYYY/MM/DD/)',
+      value: this.ready.archiveBucket.bucketName,
     });
 
     // Cost allocation and "which stage is this?" in the console, on every taggable resource.

@@ -1,0 +1,466 @@
+/**
+ * Ingestion path 3: Kamstrup READY "API Access" webhooks.
+ *
+ *   READY ─HTTPS (TLS 1.2+)─▶ API Gateway REST (resource policy: source IPs; stage throttling;
+ *        POST/GET /data (WebhookUri), /status (StatusUri))  ─▶ webhook λ ─▶ S3 archive (first)
+ *                                                                   ├─▶ ledger claim ─▶ reading store
+ *                                                                   └─▶ subscription state ─▶ metric ─▶ alarm
+ *
+ * Why a REST API (v1) and not an HTTP API: resource policies (the source-IP allow list), stage
+ * throttling per method and gateway responses that answer in JSON exist only on REST APIs.
+ *
+ * The request size limit is enforced in the function (READY_MAX_BODY_BYTES, default 4 MiB), not
+ * by a request validator: API Gateway REST has no configurable size limit (10 MB is fixed and a
+ * synchronous Lambda payload is capped at 6 MB), and a body validator would refuse malformed
+ * deliveries before the function could archive them. The function archives first, then answers
+ * 413 with a JSON body; bodies above 6 MB never reach it and get the REQUEST_TOO_LARGE (413) or
+ * an integration 5xx gateway response, both JSON.
+ */
+import { fileURLToPath } from 'node:url';
+import { Aws, Duration, Stack, Validations } from 'aws-cdk-lib';
+import * as apigw from 'aws-cdk-lib/aws-apigateway';
+import * as acm from 'aws-cdk-lib/aws-certificatemanager';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import { Construct, type IConstruct } from 'constructs';
+import { READY_PATHS } from '../lambdas/core/ready/api-gateway.ts';
+import { ANSWER_FORMATS, DEFAULT_VERIFICATION, SECRET_ENCODINGS, VERIFICATION_ALGORITHMS, type VerificationConfig } from '../lambdas/core/ready/handshake.ts';
+import type { AlarmTopic } from './alarm-topic.ts';
+import { METRICS_NAMESPACE, MeterbridgeFunction } from './meterbridge-function.ts';
+import type { IngestionMonitoring } from './monitoring.ts';
+import type { StageSettings } from './settings.ts';
+import type { ReadingStorage } from './storage.ts';
+
+const WEBHOOK_ENTRY = fileURLToPath(new URL('../lambdas/ready-webhook.ts', import.meta.url));
+
+/** Context key of the READY settings, keyed by stage like `meterbridge:stages`. */
+export const READY_CONTEXT_KEY = 'meterbridge:ready';
+
+/** A synchronous Lambda invocation carries at most 6 MB; the event wraps the body (base64: x4/3). */
+const MAX_ENFORCEABLE_BODY_BYTES = 4 * 1024 * 1024;
+
+/** READY settings of one stage. Every field has a default (see DEFAULT_READY_SETTINGS). */
+export interface ReadySettings {
+  /**
+   * Source address ranges (CIDR) allowed to call the webhook. Empty: anyone may call it (the
+   * verification handshake and the optional signing key are then the only gates). Ask Kamstrup
+   * for the egress ranges of READY hosting and list them here for production.
+   */
+  readonly allowedSourceCidrs: readonly string[];
+  /** Stage throttling: steady requests per second. */
+  readonly throttleRateLimit: number;
+  /** Stage throttling: burst bucket size. */
+  readonly throttleBurstLimit: number;
+  /** Largest body the function accepts (413 above it, original archived). At most 4 MiB. */
+  readonly maxBodyBytes: number;
+  /** Verification handshake algorithm (see lambdas/core/ready/handshake.ts). */
+  readonly verification: VerificationConfig;
+  /** Days after which archived deliveries move to Glacier Instant Retrieval. */
+  readonly archiveColdAfterDays: number;
+  /** Optional custom domain (TLS 1.2 security policy) in front of the API. */
+  readonly customDomain?: { readonly domainName: string; readonly certificateArn: string };
+}
+
+export const DEFAULT_READY_SETTINGS: ReadySettings = {
+  allowedSourceCidrs: [],
+  throttleRateLimit: 50,
+  throttleBurstLimit: 100,
+  maxBodyBytes: MAX_ENFORCEABLE_BODY_BYTES,
+  verification: DEFAULT_VERIFICATION,
+  archiveColdAfterDays: 90,
+};
+
+const CIDR = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$|^[0-9a-fA-F:]+\/\d{1,3}$/;
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Validates `meterbridge:ready.<stage>`; a missing block or key takes the default. Messages name the key. */
+export function parseReadySettings(value: unknown, stage: string): ReadySettings {
+  let all = value;
+  if (typeof all === 'string') all = JSON.parse(all) as unknown;
+  if (all === undefined) return DEFAULT_READY_SETTINGS;
+  if (!isRecord(all)) throw new Error(`${READY_CONTEXT_KEY}: must be an object of stage name -> READY settings`);
+  const raw = all[stage];
+  const key = `${READY_CONTEXT_KEY}.${stage}`;
+  if (raw === undefined) return DEFAULT_READY_SETTINGS;
+  if (!isRecord(raw)) throw new Error(`${key}: must be an object`);
+  const known = ['allowedSourceCidrs', 'throttleRateLimit', 'throttleBurstLimit', 'maxBodyBytes', 'verification', 'archiveColdAfterDays', 'customDomain'];
+  for (const name of Object.keys(raw)) if (!known.includes(name)) throw new Error(`${key}.${name}: unknown setting; known: ${known.join(', ')}`);
+
+  const cidrs = raw.allowedSourceCidrs ?? [];
+  if (!Array.isArray(cidrs) || !cidrs.every((c) => typeof c === 'string' && CIDR.test(c))) {
+    throw new Error(`${key}.allowedSourceCidrs: must be a list of CIDR ranges such as "203.0.113.0/24" ([] = open)`);
+  }
+  const positive = (name: string, fallback: number, max = Number.MAX_SAFE_INTEGER): number => {
+    const v = raw[name] ?? fallback;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) throw new Error(`${key}.${name}: ${JSON.stringify(v)} must be a whole number from 1 to ${max}`);
+    return v;
+  };
+  const verificationRaw = raw.verification ?? {};
+  if (!isRecord(verificationRaw)) throw new Error(`${key}.verification: must be an object`);
+  const choice = <T extends string>(name: string, options: readonly T[], fallback: T): T => {
+    const v = verificationRaw[name] ?? fallback;
+    if (typeof v !== 'string' || !(options as readonly string[]).includes(v)) throw new Error(`${key}.verification.${name}: ${JSON.stringify(v)} must be one of ${options.join(', ')}`);
+    return v as T;
+  };
+  const customDomain = raw.customDomain;
+  if (customDomain !== undefined && (!isRecord(customDomain) || typeof customDomain.domainName !== 'string' || typeof customDomain.certificateArn !== 'string')) {
+    throw new Error(`${key}.customDomain: must be {"domainName": "...", "certificateArn": "arn:aws:acm:..."}`);
+  }
+  return {
+    allowedSourceCidrs: cidrs as string[],
+    throttleRateLimit: positive('throttleRateLimit', DEFAULT_READY_SETTINGS.throttleRateLimit, 10_000),
+    throttleBurstLimit: positive('throttleBurstLimit', DEFAULT_READY_SETTINGS.throttleBurstLimit, 5_000),
+    maxBodyBytes: positive('maxBodyBytes', DEFAULT_READY_SETTINGS.maxBodyBytes, MAX_ENFORCEABLE_BODY_BYTES),
+    verification: {
+      algorithm: choice('algorithm', VERIFICATION_ALGORITHMS, DEFAULT_VERIFICATION.algorithm),
+      secretEncoding: choice('secretEncoding', SECRET_ENCODINGS, DEFAULT_VERIFICATION.secretEncoding),
+      answerFormat: choice('answerFormat', ANSWER_FORMATS, DEFAULT_VERIFICATION.answerFormat),
+    },
+    archiveColdAfterDays: positive('archiveColdAfterDays', DEFAULT_READY_SETTINGS.archiveColdAfterDays, 3650),
+    ...(customDomain ? { customDomain: { domainName: customDomain.domainName as string, certificateArn: customDomain.certificateArn as string } } : {}),
+  };
+}
+
+export function loadReadySettings(scope: IConstruct, stage: string): ReadySettings {
+  return parseReadySettings(scope.node.tryGetContext(READY_CONTEXT_KEY), stage);
+}
+
+export interface ReadyIngestionProps {
+  /** Stage settings: names, log retention, removal policy, block time zone. */
+  readonly settings: StageSettings;
+  /** Tables the webhook stores readings in, claims deliveries on and records subscription states in. */
+  readonly storage: ReadingStorage;
+  /**
+   * READY settings (source IPs, throttling, body limit, handshake algorithm).
+   *
+   * @default - read from the `meterbridge:ready` context for the stage, else DEFAULT_READY_SETTINGS
+   */
+  readonly ready?: ReadySettings;
+  /**
+   * Topic the "subscription not active" alarm notifies.
+   *
+   * @default - the alarm is created without actions
+   */
+  readonly alarms?: AlarmTopic;
+}
+
+/** REST API, webhook function, raw archive bucket, READY credentials secret and the subscription alarm. */
+export class ReadyIngestion extends Construct {
+  public readonly api: apigw.RestApi;
+  /** Data callback URL to register as WebhookUri. */
+  public readonly webhookUrl: string;
+  /** Status callback URL to register as StatusUri. */
+  public readonly statusUrl: string;
+  public readonly webhookFunction: MeterbridgeFunction;
+  /** Raw deliveries, byte-exact, under `ready/<data|status>/YYYY/MM/DD/`. */
+  public readonly archiveBucket: s3.Bucket;
+  /** Server access logs of the archive bucket. */
+  public readonly accessLogsBucket: s3.Bucket;
+  /** JSON {tenantId, clientId, clientSecret, signingKey}; the operator puts the values READY issued. */
+  public readonly secret: secretsmanager.Secret;
+  /** API Gateway access log (KMS-encrypted). */
+  public readonly accessLogGroup: logs.LogGroup;
+  /** Fires when a status callback reports the subscription as anything but active. */
+  public readonly subscriptionAlarm: cloudwatch.Alarm;
+  public readonly readySettings: ReadySettings;
+
+  /** What the operations construct watches on this path. */
+  public get monitoring(): IngestionMonitoring {
+    return {
+      source: 'ready',
+      functions: [{ label: 'webhook', fn: this.webhookFunction }],
+      queues: [],
+      // READY pushes meter data as its collection runs, commonly daily: a day and an hour of
+      // silence is an outage, less may be a normal gap between collections.
+      expectedSilenceMinutes: 25 * 60,
+    };
+  }
+
+  constructor(scope: Construct, id: string, props: ReadyIngestionProps) {
+    super(scope, id);
+    const { settings, storage } = props;
+    const ready = props.ready ?? loadReadySettings(this, settings.stage);
+    this.readySettings = ready;
+
+    // --- archive -----------------------------------------------------------------------------
+
+    this.accessLogsBucket = new s3.Bucket(this, 'ArchiveAccessLogs', {
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      enforceSSL: true,
+      minimumTLSVersion: 1.2,
+      lifecycleRules: [{ expiration: Duration.days(365) }],
+      removalPolicy: settings.removalPolicy,
+    });
+    Validations.of(this.accessLogsBucket).acknowledge({
+      id: 'AwsSolutions-S1',
+      reason: 'This bucket is the access-log target of the READY archive; logging the log bucket would recurse.',
+    });
+
+    this.archiveBucket = new s3.Bucket(this, 'Archive', {
+      // SSE-S3 rather than KMS: the function and any replay tool need no key grants, and the
+      // deliveries hold meter readings, not credentials.
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      enforceSSL: true,
+      minimumTLSVersion: 1.2,
+      // An overwritten or deleted original can be recovered: the archive is the replay source.
+      versioned: true,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      serverAccessLogsBucket: this.accessLogsBucket,
+      serverAccessLogsPrefix: 'ready-archive/',
+      lifecycleRules: [
+        { id: 'cold-after', transitions: [{ storageClass: s3.StorageClass.GLACIER_INSTANT_RETRIEVAL, transitionAfter: Duration.days(ready.archiveColdAfterDays) }] },
+        { id: 'old-versions', noncurrentVersionExpiration: Duration.days(30) },
+        { id: 'abandoned-uploads', abortIncompleteMultipartUploadAfter: Duration.days(2) },
+      ],
+      removalPolicy: settings.removalPolicy,
+    });
+
+    // --- credentials --------------------------------------------------------------------------
+
+    this.secret = new secretsmanager.Secret(this, 'Credentials', {
+      description: `meterbridge ${settings.stage}: Kamstrup READY API Access credentials {tenantId, clientId, clientSecret, signingKey}; put the values READY issued`,
+      // A random placeholder, so no credential is ever in the template; handshakes fail (and
+      // are counted) until an operator puts the real client secret.
+      generateSecretString: {
+        secretStringTemplate: JSON.stringify({ tenantId: '', clientId: '', signingKey: '' }),
+        generateStringKey: 'clientSecret',
+        excludePunctuation: true,
+        passwordLength: 48,
+      },
+      removalPolicy: settings.removalPolicy,
+    });
+    Validations.of(this.secret).acknowledge({
+      id: 'AwsSolutions-SMG4',
+      reason: 'The READY client secret is issued by Kamstrup (sent by SMS) and can only be rotated in READY Manager; there is no API a rotation Lambda could call.',
+    });
+
+    // --- function -----------------------------------------------------------------------------
+
+    this.webhookFunction = new MeterbridgeFunction(this, 'WebhookFunction', {
+      entry: WEBHOOK_ENTRY,
+      settings,
+      serviceName: 'ready-webhook',
+      description: `meterbridge ${settings.stage}: Kamstrup READY webhook (handshake, data and status callbacks)`,
+      // Under API Gateway's 29 s integration limit, so a slow store answers 5xx from us, not a gateway timeout.
+      timeout: Duration.seconds(25),
+      environment: {
+        READINGS_TABLE: storage.readingsTable.tableName,
+        LEDGER_TABLE: storage.ledgerTable.tableName,
+        BLOCK_TIME_ZONE: settings.blockTimeZone,
+        ARCHIVE_BUCKET: this.archiveBucket.bucketName,
+        READY_SECRET_ARN: this.secret.secretArn,
+        READY_MAX_BODY_BYTES: String(ready.maxBodyBytes),
+        READY_VERIFICATION_ALGORITHM: ready.verification.algorithm,
+        READY_SECRET_ENCODING: ready.verification.secretEncoding,
+        READY_VERIFICATION_ANSWER: ready.verification.answerFormat,
+      },
+    });
+    storage.grantStoreWrite(this.webhookFunction);
+    storage.grantLedger(this.webhookFunction);
+    this.secret.grantRead(this.webhookFunction);
+    const role = this.webhookFunction.role;
+    if (role === undefined) throw new Error('WebhookFunction has no execution role');
+
+    // The archive: put (and HeadObject, which needs s3:GetObject, to verify the stored size),
+    // only below ready/. Not bucket.grantPut/grantRead: they add actions RawArchive never calls.
+    const archivePolicy = new iam.Policy(this, 'ArchiveWritePolicy', {
+      statements: [
+        new iam.PolicyStatement({
+          actions: ['s3:PutObject', 's3:GetObject', 's3:AbortMultipartUpload'],
+          resources: [this.archiveBucket.arnForObjects('ready/*')],
+        }),
+      ],
+    });
+    archivePolicy.attachToRole(role);
+    const stack = Stack.of(this);
+    const archiveLogicalId = stack.resolve(stack.getLogicalId(this.archiveBucket.node.defaultChild as s3.CfnBucket)) as string;
+    Validations.of(archivePolicy).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::<${archiveLogicalId}.Arn>/ready/*]`,
+      reason: 'Object keys are per delivery (ready/<route>/<date>/<time>-<request id>.json); the wildcard is confined to the ready/ prefix of the READY archive bucket.',
+    });
+
+    const metricsPolicy = new iam.Policy(this, 'WebhookMetricsPolicy', {
+      statements: [
+        new iam.PolicyStatement({
+          actions: ['cloudwatch:PutMetricData'],
+          resources: ['*'],
+          conditions: { StringEquals: { 'cloudwatch:namespace': METRICS_NAMESPACE } },
+        }),
+      ],
+    });
+    metricsPolicy.attachToRole(role);
+    Validations.of(metricsPolicy).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason: 'cloudwatch:PutMetricData supports only Resource "*"; the statement is restricted to the Meterbridge namespace with the cloudwatch:namespace condition key.',
+    });
+    this.webhookFunction.node.addDependency(metricsPolicy, archivePolicy);
+
+    // --- API ----------------------------------------------------------------------------------
+
+    const logKey = new kms.Key(this, 'AccessLogKey', {
+      description: `Encrypts the meterbridge ${settings.stage} READY API access log`,
+      enableKeyRotation: true,
+      removalPolicy: settings.removalPolicy,
+    });
+    this.accessLogGroup = new logs.LogGroup(this, 'AccessLog', {
+      encryptionKey: logKey,
+      retention: settings.logRetention,
+      removalPolicy: settings.removalPolicy,
+    });
+    // CloudWatch Logs encrypts with its own service identity, for this log group only.
+    logKey.addToResourcePolicy(
+      new iam.PolicyStatement({
+        principals: [new iam.ServicePrincipal(`logs.${Aws.REGION}.amazonaws.com`)],
+        actions: ['kms:Encrypt*', 'kms:Decrypt*', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:Describe*'],
+        resources: ['*'],
+        conditions: {
+          ArnEquals: { 'kms:EncryptionContext:aws:logs:arn': `arn:${Aws.PARTITION}:logs:${Aws.REGION}:${Aws.ACCOUNT_ID}:log-group:*` },
+        },
+      }),
+    );
+    this.accessLogGroup.node.addDependency(logKey);
+
+    const invoke = new iam.PolicyStatement({
+      effect: iam.Effect.ALLOW,
+      principals: [new iam.AnyPrincipal()],
+      actions: ['execute-api:Invoke'],
+      resources: ['execute-api:/*'],
+    });
+    const statements = [invoke];
+    if (ready.allowedSourceCidrs.length > 0) {
+      statements.push(
+        new iam.PolicyStatement({
+          effect: iam.Effect.DENY,
+          principals: [new iam.AnyPrincipal()],
+          actions: ['execute-api:Invoke'],
+          resources: ['execute-api:/*'],
+          conditions: { NotIpAddress: { 'aws:SourceIp': [...ready.allowedSourceCidrs] } },
+        }),
+      );
+    }
+
+    this.api = new apigw.RestApi(this, 'Api', {
+      restApiName: `meterbridge-${settings.stage}-ready`,
+      description: `meterbridge ${settings.stage}: Kamstrup READY webhooks (WebhookUri ${READY_PATHS.data}, StatusUri ${READY_PATHS.status})`,
+      endpointConfiguration: { types: [apigw.EndpointType.REGIONAL] },
+      policy: new iam.PolicyDocument({ statements }),
+      // Every body reaches the function base64-encoded, so the archive gets the exact bytes.
+      binaryMediaTypes: ['*/*'],
+      // API Gateway writes execution logs (errors only) through an account-level role.
+      cloudWatchRole: true,
+      deployOptions: {
+        stageName: settings.stage,
+        throttlingRateLimit: ready.throttleRateLimit,
+        throttlingBurstLimit: ready.throttleBurstLimit,
+        loggingLevel: apigw.MethodLoggingLevel.ERROR,
+        // Never log bodies: they are customer meter data.
+        dataTraceEnabled: false,
+        metricsEnabled: true,
+        accessLogDestination: new apigw.LogGroupLogDestination(this.accessLogGroup),
+        accessLogFormat: apigw.AccessLogFormat.jsonWithStandardFields({
+          caller: false,
+          httpMethod: true,
+          ip: true,
+          protocol: true,
+          requestTime: true,
+          resourcePath: true,
+          responseLength: true,
+          status: true,
+          user: false,
+        }),
+      },
+    });
+    const cfnApi = this.api.node.defaultChild as apigw.CfnRestApi;
+    // TLS 1.2 or 1.3 only (with forward secrecy) on the execute-api endpoint; STRICT rejects
+    // requests whose Host/SNI do not name this API.
+    cfnApi.securityPolicy = 'SecurityPolicy_TLS13_1_2_PFS_PQ_2025_09';
+    cfnApi.endpointAccessMode = 'STRICT';
+
+    const json = (code: string, message: string) => ({
+      'application/json': `{"error":{"code":"${code}","message":"${message}","requestId":"$context.requestId"}}`,
+    });
+    const responses: Array<[string, apigw.ResponseType, string, string, string?]> = [
+      ['Throttled', apigw.ResponseType.THROTTLED, 'throttled', 'too many requests; retry later', '429'],
+      ['TooLarge', apigw.ResponseType.REQUEST_TOO_LARGE, 'too_large', 'request body is larger than API Gateway accepts', '413'],
+      ['AccessDenied', apigw.ResponseType.ACCESS_DENIED, 'forbidden', 'this source address may not call the READY webhook', '403'],
+      ['NotFound', apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN, 'not_found', 'no such callback; READY posts to /data and /status', '404'],
+      ['Default4xx', apigw.ResponseType.DEFAULT_4XX, 'bad_request', '$context.error.messageString'],
+      ['Default5xx', apigw.ResponseType.DEFAULT_5XX, 'gateway_error', 'the webhook is unavailable; retry later'],
+    ];
+    for (const [name, type, code, message, statusCode] of responses) {
+      this.api.addGatewayResponse(name, { type, ...(statusCode ? { statusCode } : {}), templates: json(code, message), responseHeaders: { 'Retry-After': code === 'throttled' ? "'10'" : "'30'" } });
+    }
+
+    const integration = new apigw.LambdaIntegration(this.webhookFunction, { proxy: true });
+    for (const path of [READY_PATHS.data, READY_PATHS.status]) {
+      const resource = this.api.root.addResource(path.slice(1));
+      resource.addMethod('POST', integration);
+      resource.addMethod('GET', integration); // verification handshake as a query parameter
+    }
+    this.webhookUrl = this.api.urlForPath(READY_PATHS.data);
+    this.statusUrl = this.api.urlForPath(READY_PATHS.status);
+
+    if (ready.customDomain) {
+      const domain = this.api.addDomainName('Domain', {
+        domainName: ready.customDomain.domainName,
+        certificate: acm.Certificate.fromCertificateArn(this, 'Certificate', ready.customDomain.certificateArn),
+        endpointType: apigw.EndpointType.REGIONAL,
+        securityPolicy: apigw.SecurityPolicy.TLS_1_2,
+      });
+      void domain;
+    }
+
+    Validations.of(this.api).acknowledge(
+      {
+        id: 'AwsSolutions-APIG2',
+        reason: 'Bodies are validated in the function after the original is archived; a gateway validator would refuse malformed deliveries before anyone could replay them.',
+      },
+      {
+        id: 'AwsSolutions-APIG3',
+        reason: 'Callers are limited by the resource policy (source CIDRs of READY hosting) and stage throttling; a WAF web ACL can be associated per deployment if required.',
+      },
+      {
+        id: 'AwsSolutions-APIG4',
+        reason: 'READY cannot present our credentials: it authenticates subscriptions by the verification handshake (client secret) and optionally signs bodies (signing key), checked in the function.',
+      },
+      {
+        id: 'AwsSolutions-COG4',
+        reason: 'A machine-to-machine webhook called by Kamstrup READY; there are no Cognito users.',
+      },
+    );
+    Validations.of(this.api).acknowledge({
+      id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]',
+      reason: 'The account-level role API Gateway uses to write execution logs; AWS documents this managed policy for it.',
+    });
+
+    // --- subscription alarm -------------------------------------------------------------------
+
+    this.subscriptionAlarm = new cloudwatch.Alarm(this, 'SubscriptionNotActive', {
+      alarmName: `meterbridge-${settings.stage}-ready-subscription-not-active`,
+      alarmDescription: 'A READY status callback reported a webhook subscription as pending, suspended, failed or deleted: data has stopped or will stop. Check the status callback log lines (subscriptionId, reason) and re-subscribe with `meterbridge ready subscribe`.',
+      metric: new cloudwatch.Metric({
+        namespace: METRICS_NAMESPACE,
+        metricName: 'SubscriptionInactive',
+        dimensionsMap: { Stage: settings.stage, Source: 'ready' },
+        statistic: cloudwatch.Stats.MAXIMUM,
+        period: Duration.minutes(5),
+      }),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+      // Callbacks come only on changes: between them the last state holds, so does the alarm.
+      treatMissingData: cloudwatch.TreatMissingData.IGNORE,
+    });
+    props.alarms?.addAlarm(this.subscriptionAlarm);
+
+  }
+}
