@@ -1,0 +1,131 @@
+#!/usr/bin/env -S npx tsx
+/**
+ * meterbridge-gateway run|status|simulate (see gateway/README.md).
+ *
+ *   run --config gateway.yaml                 poll meters, spool, publish (until SIGTERM/SIGINT)
+ *   status --config gateway.yaml [--json]     spool depth, oldest unsent reading, last publish, read errors
+ *   simulate [--meters 10] [--port 1502]      simulated Modbus TCP meters, prints their `meters:` config
+ *
+ * Logs are JSON lines on stderr. Exit codes: 0 done, 1 failed, 2 usage or configuration error.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { stringify as toYaml } from 'yaml';
+import { consoleLog } from '../../lambdas/core/log.ts';
+import { faultInjectionFromEnv, startGatewayAgent, type GatewayStatus } from '../src/agent.ts';
+import { ConfigError, loadConfig } from '../src/config.ts';
+import { startSimulatedMeters } from '../src/simulated-meter.ts';
+
+const USAGE = `Usage: meterbridge-gateway <command> [options]
+
+Commands:
+  run --config <file>                 poll the meters, spool readings durably, publish to AWS IoT Core
+  status --config <file> [--json]     spool depth, oldest unsent reading, last publish, read errors
+  simulate [--meters <n>] [--port <p>] [--host <h>]
+                                      run simulated Modbus TCP meters and print their config
+`;
+
+class UsageError extends Error {}
+
+async function run(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } }, strict: true });
+  if (!values.config) throw new UsageError('run needs --config <file>');
+  const config = loadConfig(values.config);
+  const faultPoint = faultInjectionFromEnv();
+  const agent = await startGatewayAgent(config, { log: consoleLog, ...(faultPoint ? { faultPoint } : {}) });
+  await new Promise<void>((resolve) => {
+    const shutdown = (signal: string) => {
+      consoleLog.info('gateway agent: signal received, stopping', { signal });
+      resolve();
+    };
+    process.once('SIGTERM', () => shutdown('SIGTERM'));
+    process.once('SIGINT', () => shutdown('SIGINT'));
+  });
+  await agent.stop();
+  return 0;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM'; // exists, owned by the service user
+  }
+}
+
+async function status(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean' } }, strict: true });
+  if (!values.config) throw new UsageError('status needs --config <file>');
+  const config = loadConfig(values.config);
+  const path = join(config.spool.directory, 'status.json');
+  if (!existsSync(path)) {
+    process.stdout.write(`no status yet: ${path} does not exist (has the agent run?)\n`);
+    return 1;
+  }
+  const s = JSON.parse(readFileSync(path, 'utf8')) as GatewayStatus;
+  const running = alive(s.pid);
+  const ageSeconds = Math.round((Date.now() - Date.parse(s.updatedAt)) / 1000);
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify({ ...s, running, statusAgeSeconds: ageSeconds }, null, 2)}\n`);
+    return 0;
+  }
+  const lines = [
+    `gateway ${s.thingName}: ${running ? `running (pid ${s.pid})` : 'NOT running'}, status written ${ageSeconds} s ago`,
+    `spool depth:          ${s.spool.depth} readings (${s.spool.pendingMessages} messages awaiting PUBACK), ${s.spool.fillPercent}% of ${Math.round(s.spool.maxBytes / 2 ** 20)} MiB`,
+    `oldest unsent:        ${s.oldestUnsentReading ? `${s.oldestUnsentReading.intervalStart} (${s.oldestUnsentReading.meterId} ${s.oldestUnsentReading.channel})` : '-'}`,
+    `last publish:         ${s.publisher.lastPublishAt ?? '-'} (last PUBACK ${s.publisher.lastAckAt ?? '-'}), connected: ${s.publisher.connected}`,
+    `published / acked:    ${s.publisher.messagesPublished} / ${s.publisher.messagesAcked} messages, ${s.publisher.readingsAcked} readings acked`,
+    `read errors:          ${s.poller.readErrors}${Object.keys(s.poller.readErrorsByMeter).length ? ` (${Object.entries(s.poller.readErrorsByMeter).map(([m, n]) => `${m}: ${n}`).join(', ')})` : ''}`,
+    `readings taken:       ${s.poller.readingsTaken} (last poll ${s.poller.lastPollAt ?? '-'})`,
+    `dropped (spool full): ${s.spool.droppedReadings}, refused: ${s.spool.refusedReadings}, torn records dropped at start: ${s.spool.tornRecordsDropped}`,
+    s.publisher.lastError ? `last error:           ${s.publisher.lastError}` : '',
+  ].filter(Boolean);
+  process.stdout.write(`${lines.join('\n')}\n`);
+  return 0;
+}
+
+async function simulate(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { meters: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' } }, strict: true });
+  const count = Number(values.meters ?? 10);
+  const port = values.port !== undefined ? Number(values.port) : 1502;
+  if (!Number.isInteger(count) || count < 1) throw new UsageError('--meters must be a positive integer');
+  if (!Number.isInteger(port) || port < 1 || port > 65_535) throw new UsageError('--port must be a TCP port');
+  const sim = await startSimulatedMeters({ count, port, ...(values.host ? { host: values.host } : {}) });
+  consoleLog.info('simulated meters listening', { meters: count, host: sim.host, firstPort: sim.port });
+  process.stdout.write(`# paste into gateway.yaml\n${toYaml({ meters: sim.meterConfigs() })}`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGTERM', () => resolve());
+    process.once('SIGINT', () => resolve());
+  });
+  await sim.stop();
+  return 0;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    if (command === 'run') return await run(rest);
+    if (command === 'status') return await status(rest);
+    if (command === 'simulate') return await simulate(rest);
+    if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+      process.stdout.write(USAGE);
+      return command === undefined ? 2 : 0;
+    }
+    throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+  } catch (error) {
+    if (error instanceof UsageError || (error instanceof TypeError && (error as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS'))) {
+      process.stderr.write(`${error.message}\n\n${USAGE}`);
+      return 2;
+    }
+    if (error instanceof ConfigError) {
+      process.stderr.write(`${error.message}\n`);
+      return 2;
+    }
+    consoleLog.error('gateway agent failed', { error: error instanceof Error ? (error.stack ?? error.message) : String(error) });
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

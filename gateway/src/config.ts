@@ -1,0 +1,243 @@
+/**
+ * The gateway's one configuration file (`gateway.yaml`, see gateway/gateway.example.yaml),
+ * validated strictly: every problem comes back with the path of the key that is wrong, e.g.
+ * `meters[2].registers[0].type: expected one of uint16|int16|uint32|int32|float32`.
+ *
+ * Limits that AWS IoT Core enforces per connection (DESIGN.md §3: 100 publishes/s, 512 KiB/s,
+ * 128 KB per message, 100 unacknowledged QoS 1 publishes) are upper bounds here, so a gateway
+ * cannot be configured into being throttled or disconnected.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { QUALITIES, UNITS } from '../../lambdas/core/reading.ts';
+
+/** AWS IoT Core per-connection limits (DESIGN.md §3). */
+export const IOT_LIMITS = {
+  publishesPerSecond: 100,
+  bytesPerSecond: 512 * 1024,
+  messageBytes: 128 * 1024,
+  inFlightQos1: 100,
+} as const;
+
+const THING_NAME = /^[a-zA-Z0-9:_-]{1,128}$/;
+const METER_ID = /^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$/;
+const CHANNEL = /^[a-z0-9][a-z0-9._\-]{0,63}$/;
+
+/** "512MiB", "4 MiB", "100kB" or a plain number of bytes. */
+const byteSize = z.union([
+  z.number().int().positive(),
+  z.string().transform((text, ctx) => {
+    const match = /^\s*(\d+(?:\.\d+)?)\s*(B|kB|KB|KiB|MB|MiB|GB|GiB)?\s*$/.exec(text);
+    if (!match) {
+      ctx.addIssue({ code: 'custom', message: `"${text}" is not a size (e.g. 512MiB, 64 kB, 1048576)` });
+      return z.NEVER;
+    }
+    const factor: Record<string, number> = { B: 1, kB: 1e3, KB: 1e3, KiB: 1024, MB: 1e6, MiB: 1024 ** 2, GB: 1e9, GiB: 1024 ** 3 };
+    return Math.floor(Number(match[1]) * factor[match[2] ?? 'B']!);
+  }),
+]);
+
+export const REGISTER_TYPES = ['uint16', 'int16', 'uint32', 'int32', 'float32'] as const;
+export type RegisterType = (typeof REGISTER_TYPES)[number];
+
+const registerSchema = z.strictObject({
+  /** Channel the values are stored under, e.g. energy.active.import. */
+  channel: z.string().regex(CHANNEL, 'must be 1-64 lower-case letters, digits or ._- (e.g. energy.active.import)'),
+  /** Zero-based register address as sent on the wire (not the 4xxxx "register number"). */
+  address: z.number().int().min(0).max(65_535),
+  type: z.enum(REGISTER_TYPES, { error: `expected one of ${REGISTER_TYPES.join('|')}` }),
+  /** 32-bit values: `big` = high word first (Modbus convention), `little` = low word first. */
+  wordOrder: z.enum(['big', 'little']).default('big'),
+  /** Holding registers (function 3) or input registers (function 4). */
+  table: z.enum(['holding', 'input']).default('holding'),
+  /** Multiplies the raw register value into `unit`, e.g. 0.001 for a Wh register reported in kWh. */
+  scale: z.number().positive().finite().default(1),
+  unit: z.enum(UNITS, { error: (issue) => `unknown unit ${JSON.stringify(issue.input)}; known: ${UNITS.join(', ')}` }),
+  /**
+   * `delta`: the register is a cumulative index (energy, volume); each interval's value is the
+   * difference between the reads at its two ends. `interval`: the register already holds the
+   * value of the interval that just ended (e.g. a demand register), stored as read.
+   */
+  mode: z.enum(['delta', 'interval']).default('delta'),
+  quality: z.enum(QUALITIES).default('actual'),
+});
+
+const meterSchema = z.strictObject({
+  id: z.string().regex(METER_ID, 'must be 1-128 letters, digits or ._:- and start with a letter or digit'),
+  host: z.string().min(1),
+  port: z.number().int().min(1).max(65_535).default(502),
+  unitId: z.number().int().min(0).max(255).default(1),
+  registers: z.array(registerSchema).min(1, 'a meter needs at least one register'),
+});
+
+const configSchema = z
+  .strictObject({
+    thingName: z.string().regex(THING_NAME, 'must be an IoT thing name (1-128 of a-z A-Z 0-9 : _ -)'),
+    iot: z.strictObject({
+      /** ATS data endpoint, e.g. a1b2c3-ats.iot.us-east-1.amazonaws.com. */
+      endpoint: z.string().min(1),
+      /** 8883 (MQTT over TLS), or 443 with ALPN `x-amzn-mqtt-ca` where 8883 is blocked. */
+      port: z.number().int().min(1).max(65_535).default(8883),
+      /** Topic rule name: publishes go to `$aws/rules/<ruleName>/gateways/<thingName>/telemetry`. */
+      ruleName: z.string().regex(/^[a-zA-Z0-9_]+$/, 'must be a topic rule name ([a-zA-Z0-9_])'),
+      certFile: z.string().min(1),
+      keyFile: z.string().min(1),
+      caFile: z.string().min(1),
+      /** 5 for IoT Core; 4 (3.1.1) for brokers that speak only that, such as the local aedes stand-in. */
+      protocolVersion: z.union([z.literal(4), z.literal(5)]).default(5),
+      keepaliveSeconds: z.number().int().min(30).max(1200).default(60),
+      connectTimeoutSeconds: z.number().positive().max(120).default(15),
+    }),
+    polling: z
+      .strictObject({
+        /** Interval length; polls happen on its boundaries (:00, :15, ... for 900). */
+        intervalSeconds: z.number().int().min(60).max(86_400).default(900),
+        /** Per Modbus request. */
+        timeoutMs: z.number().int().min(50).max(60_000).default(2000),
+        /** Meters read at the same time. */
+        concurrency: z.number().int().min(1).max(256).default(16),
+      })
+      .default({ intervalSeconds: 900, timeoutMs: 2000, concurrency: 16 }),
+    meters: z.array(meterSchema).min(1, 'configure at least one meter'),
+    spool: z.strictObject({
+      /** Where segments, the outbox and the cursor live (systemd: StateDirectory). */
+      directory: z.string().min(1),
+      maxBytes: byteSize.default(512 * 1024 ** 2),
+      segmentBytes: byteSize.default(4 * 1024 ** 2),
+      /** `drop-oldest`: delete the oldest segment to make room; `stop-accepting`: keep old data, lose new readings. */
+      whenFull: z.enum(['drop-oldest', 'stop-accepting']).default('drop-oldest'),
+      warnAtPercent: z.number().min(1).max(100).default(80),
+    }),
+    publish: z
+      .strictObject({
+        maxPublishesPerSecond: z.number().positive().max(IOT_LIMITS.publishesPerSecond).default(90),
+        maxBytesPerSecond: z.number().int().positive().max(IOT_LIMITS.bytesPerSecond).default(460 * 1024),
+        maxInFlight: z.number().int().min(1).max(IOT_LIMITS.inFlightQos1).default(50),
+        maxMessageBytes: z.number().int().min(4096).max(IOT_LIMITS.messageBytes).default(120 * 1024),
+        /** Publish once the oldest unpublished reading ended this long ago (batching = fewer, cheaper writes). */
+        holdSeconds: z.number().min(0).max(86_400).default(3600),
+        /** Readings regrouped per meter at once while draining a backlog (longer blocks, cheaper writes). */
+        drainWindowReadings: z.number().int().min(1).max(1_000_000).default(100_000),
+        /** Random wait before draining after a (re)connect, so a fleet does not burst at once. */
+        drainStartDelayMaxSeconds: z.number().min(0).max(3600).default(30),
+      })
+      .default({
+        maxPublishesPerSecond: 90,
+        maxBytesPerSecond: 460 * 1024,
+        maxInFlight: 50,
+        maxMessageBytes: 120 * 1024,
+        holdSeconds: 3600,
+        drainWindowReadings: 100_000,
+        drainStartDelayMaxSeconds: 30,
+      }),
+    backoff: z
+      .strictObject({
+        initialSeconds: z.number().positive().max(3600).default(1),
+        maxSeconds: z.number().positive().max(86_400).default(300),
+      })
+      .default({ initialSeconds: 1, maxSeconds: 300 }),
+    /**
+     * Demos and tests only: run the agent's clock faster than real time from a fixed origin
+     * (virtual = virtualStart + (real - realStart) × speedup), so that a day of 15-minute
+     * intervals passes in seconds. Real gateways leave this out.
+     */
+    demoClock: z
+      .strictObject({
+        virtualStart: z.iso.datetime({ offset: true }),
+        realStart: z.iso.datetime({ offset: true }),
+        speedup: z.number().min(1).max(1_000_000),
+      })
+      .optional(),
+    /** Seconds between status.json writes. */
+    statusEverySeconds: z.number().min(0.1).max(3600).default(10),
+  })
+  .superRefine((config, ctx) => {
+    const ids = new Map<string, number>();
+    config.meters.forEach((meter, index) => {
+      const first = ids.get(meter.id);
+      if (first !== undefined) ctx.addIssue({ code: 'custom', path: ['meters', index, 'id'], message: `"${meter.id}" is already used by meters[${first}]` });
+      else ids.set(meter.id, index);
+      const channels = new Set<string>();
+      meter.registers.forEach((register, r) => {
+        if (channels.has(register.channel)) ctx.addIssue({ code: 'custom', path: ['meters', index, 'registers', r, 'channel'], message: `"${register.channel}" appears twice on this meter` });
+        channels.add(register.channel);
+      });
+    });
+    if (config.spool.segmentBytes * 4 > config.spool.maxBytes) {
+      ctx.addIssue({ code: 'custom', path: ['spool', 'segmentBytes'], message: 'must be at most a quarter of spool.maxBytes (the cap is enforced by whole segments)' });
+    }
+    if (config.backoff.maxSeconds < config.backoff.initialSeconds) {
+      ctx.addIssue({ code: 'custom', path: ['backoff', 'maxSeconds'], message: 'must be at least backoff.initialSeconds' });
+    }
+    if (config.publish.maxMessageBytes > config.publish.maxBytesPerSecond) {
+      ctx.addIssue({ code: 'custom', path: ['publish', 'maxMessageBytes'], message: 'must not exceed publish.maxBytesPerSecond' });
+    }
+  });
+
+export type GatewayConfig = z.output<typeof configSchema>;
+export type GatewayConfigInput = z.input<typeof configSchema>;
+export type MeterConfig = GatewayConfig['meters'][number];
+export type RegisterConfig = MeterConfig['registers'][number];
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[], source: string) {
+    super(`invalid gateway configuration (${source}):\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** `meters[2].registers[0].type` for a zod path. */
+function keyPath(path: readonly PropertyKey[]): string {
+  let text = '';
+  for (const part of path) text += typeof part === 'number' ? `[${part}]` : `${text ? '.' : ''}${String(part)}`;
+  return text || '(top level)';
+}
+
+/** Validates an already-parsed object. Relative file paths are taken relative to `baseDir`. */
+export function parseConfig(input: unknown, options: { source?: string; baseDir?: string } = {}): GatewayConfig {
+  const source = options.source ?? 'object';
+  const parsed = configSchema.safeParse(input);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((issue) => {
+        // An unknown key is reported on its parent; name the key itself.
+        const keys = issue.code === 'unrecognized_keys' ? ` (${issue.keys.join(', ')})` : '';
+        return `${keyPath(issue.path)}: ${issue.message}${keys}`;
+      }),
+      source,
+    );
+  }
+  const config = parsed.data;
+  if (options.baseDir) {
+    const base = options.baseDir;
+    config.iot.certFile = resolve(base, config.iot.certFile);
+    config.iot.keyFile = resolve(base, config.iot.keyFile);
+    config.iot.caFile = resolve(base, config.iot.caFile);
+    config.spool.directory = resolve(base, config.spool.directory);
+  }
+  return config;
+}
+
+/** Reads and validates a YAML configuration file. */
+export function loadConfig(path: string): GatewayConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError([`cannot read the file: ${(error as Error).message}`], path);
+  }
+  let document: unknown;
+  try {
+    document = parseYaml(text);
+  } catch (error) {
+    throw new ConfigError([`not valid YAML: ${(error as Error).message}`], path);
+  }
+  return parseConfig(document, { source: path, baseDir: dirname(resolve(path)) });
+}
+
+/** The Basic Ingest topic this gateway publishes to. */
+export function telemetryTopic(config: Pick<GatewayConfig, 'thingName' | 'iot'>): string {
+  return `$aws/rules/${config.iot.ruleName}/gateways/${config.thingName}/telemetry`;
+}

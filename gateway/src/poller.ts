@@ -1,0 +1,222 @@
+/**
+ * Polls every meter on each interval boundary (:00, :15, ... for 900 s intervals) and commits the
+ * cycle's readings to the spool in one group commit. A reading is "taken" once that commit has
+ * returned (fsync'd), and only then logged as such.
+ *
+ * `delta` registers (cumulative indexes) give an interval's value as the difference of the reads
+ * at its two ends, so an interval is only reported when the previous boundary was read too: a
+ * missed poll (meter offline, agent down) leaves that interval out rather than folding two
+ * intervals into one. An index that goes backwards (meter replaced or reset) is logged and
+ * counted, and the next interval starts from the new index.
+ */
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { mapWithConcurrency } from '../../lambdas/core/concurrency.ts';
+import type { Log } from '../../lambdas/core/log.ts';
+import type { AgentClock } from './clock.ts';
+import type { GatewayConfig, RegisterConfig } from './config.ts';
+import { ModbusMeterReader, type MeterRead } from './modbus.ts';
+import type { SpooledReading, Spool } from './spool.ts';
+
+export interface PollerStats {
+  cycles: number;
+  readingsTaken: number;
+  /** Register reads that failed (timeouts, exceptions, bad responses, unreachable meters). */
+  readErrors: number;
+  readErrorsByMeter: Record<string, number>;
+  /** Readings the spool refused because it was full (whenFull: stop-accepting). */
+  readingsRefused: number;
+  /** Cumulative registers that went backwards. */
+  counterResets: number;
+  lastPollAt: string | undefined;
+}
+
+export interface PollerOptions {
+  config: GatewayConfig;
+  spool: Spool;
+  clock: AgentClock;
+  log: Log;
+  /** Called after each committed cycle (the publisher's wake-up). */
+  onCommitted?: (readings: number) => void;
+}
+
+interface LastRead {
+  /** Boundary of the read, epoch seconds. */
+  end: number;
+  counter: number;
+}
+
+/** Decimal places that represent every multiple of `scale` exactly (0.001 → 3, 0.25 → 2). */
+export function decimalsOf(scale: number): number {
+  for (let decimals = 0; decimals <= 9; decimals++) {
+    const shifted = scale * 10 ** decimals;
+    if (Math.abs(shifted - Math.round(shifted)) < 1e-9) return decimals;
+  }
+  return 9;
+}
+
+/** The stored value of a raw register quantity: scaled, without float noise (0.1 × 3 = 0.3). */
+export function scaleValue(raw: number, register: Pick<RegisterConfig, 'scale' | 'type'>): number {
+  const value = raw * register.scale;
+  if (register.type === 'float32') return Number(value.toPrecision(7)); // what a float32 carries
+  const factor = 10 ** decimalsOf(register.scale);
+  return Math.round(value * factor) / factor;
+}
+
+export class Poller {
+  private readonly config: GatewayConfig;
+  private readonly spool: Spool;
+  private readonly clock: AgentClock;
+  private readonly log: Log;
+  private readonly onCommitted: ((readings: number) => void) | undefined;
+  private readonly readers: ModbusMeterReader[];
+  private readonly last = new Map<string, LastRead>();
+  private readonly countersPath: string;
+  private running = false;
+  private loop: Promise<void> | undefined;
+  private wakeSleep: (() => void) | undefined;
+  private readonly counters: PollerStats = {
+    cycles: 0,
+    readingsTaken: 0,
+    readErrors: 0,
+    readErrorsByMeter: {},
+    readingsRefused: 0,
+    counterResets: 0,
+    lastPollAt: undefined,
+  };
+
+  constructor(options: PollerOptions) {
+    this.config = options.config;
+    this.spool = options.spool;
+    this.clock = options.clock;
+    this.log = options.log;
+    this.onCommitted = options.onCommitted;
+    this.readers = this.config.meters.map((meter) => new ModbusMeterReader(meter, this.config.polling.timeoutMs));
+    this.countersPath = join(this.config.spool.directory, 'counters.json');
+    this.restoreCounters();
+  }
+
+  /**
+   * The last index read per meter channel: from counters.json (written after every cycle, also
+   * for reads that produced no reading) or from the spool, whichever is newer.
+   */
+  private restoreCounters(): void {
+    if (existsSync(this.countersPath)) {
+      try {
+        const saved = JSON.parse(readFileSync(this.countersPath, 'utf8')) as Record<string, LastRead>;
+        for (const [key, value] of Object.entries(saved)) this.last.set(key, value);
+      } catch (error) {
+        this.log.warn('poller: counters.json unreadable; deltas restart from the next read', { error: String(error) });
+      }
+    }
+    for (const meter of this.config.meters) {
+      for (const register of meter.registers) {
+        const key = `${meter.id}\u0000${register.channel}`;
+        const fromSpool = this.spool.lastCounter(meter.id, register.channel);
+        const known = this.last.get(key);
+        if (fromSpool && (!known || fromSpool.end > known.end)) this.last.set(key, fromSpool);
+      }
+    }
+  }
+
+  private saveCounters(): void {
+    // Not fsync'd: a stale file only costs one interval after a crash (its end no longer matches).
+    const temporary = `${this.countersPath}.tmp`;
+    writeFileSync(temporary, JSON.stringify(Object.fromEntries(this.last)));
+    renameSync(temporary, this.countersPath);
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wakeSleep?.();
+    await this.loop;
+    for (const reader of this.readers) reader.close();
+  }
+
+  stats(): PollerStats {
+    return { ...this.counters, readErrorsByMeter: { ...this.counters.readErrorsByMeter } };
+  }
+
+  private async run(): Promise<void> {
+    const intervalMs = this.config.polling.intervalSeconds * 1000;
+    let previous: number | undefined;
+    while (this.running) {
+      const boundary = Math.floor(this.clock.now() / intervalMs) * intervalMs + intervalMs;
+      if (previous !== undefined && boundary - previous > intervalMs) {
+        this.log.warn('poller: polls missed (a cycle took longer than the interval)', { missed: (boundary - previous) / intervalMs - 1 });
+      }
+      // Timers may fire a little early, and a fast demo clock magnifies that: wait until it is really time.
+      while (this.running && this.clock.now() < boundary) await this.sleep(Math.max(1, this.clock.realDelay(boundary - this.clock.now())));
+      if (!this.running) break;
+      await this.pollOnce(boundary / 1000);
+      previous = boundary;
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      const self = this;
+      function done(): void {
+        clearTimeout(timer);
+        self.wakeSleep = undefined;
+        resolve();
+      }
+      this.wakeSleep = done;
+    });
+  }
+
+  /** Reads every meter for the boundary `end` (epoch seconds) and commits the readings. */
+  async pollOnce(end: number): Promise<{ taken: number; errors: number }> {
+    const interval = this.config.polling.intervalSeconds;
+    const results = await mapWithConcurrency(this.readers, this.config.polling.concurrency, (reader) => reader.read());
+    const readings: SpooledReading[] = [];
+    const nextLast = new Map<string, LastRead>();
+    let errors = 0;
+    results.forEach((result: MeterRead, i) => {
+      const meter = this.config.meters[i]!;
+      for (const failure of result.errors) {
+        errors++;
+        this.counters.readErrorsByMeter[meter.id] = (this.counters.readErrorsByMeter[meter.id] ?? 0) + 1;
+        this.log.warn('poller: read error', { meterId: meter.id, host: meter.host, unitId: meter.unitId, channel: failure.channel, error: failure.error });
+      }
+      for (const register of meter.registers) {
+        const raw = result.values.get(register.channel);
+        if (raw === undefined) continue;
+        const common = { meterId: meter.id, channel: register.channel, start: end - interval, intervalSeconds: interval, unit: register.unit, quality: register.quality };
+        if (register.mode === 'interval') {
+          readings.push({ ...common, value: scaleValue(raw, register) });
+          continue;
+        }
+        const key = `${meter.id}\u0000${register.channel}`;
+        nextLast.set(key, { end, counter: raw });
+        const previous = this.last.get(key);
+        if (!previous || previous.end !== end - interval) continue; // no read at the interval's start
+        if (raw < previous.counter) {
+          this.counters.counterResets++;
+          this.log.warn('poller: cumulative register went backwards (meter reset or replaced?); interval skipped', { meterId: meter.id, channel: register.channel, previous: previous.counter, now: raw });
+          continue;
+        }
+        readings.push({ ...common, value: scaleValue(raw - previous.counter, register), counter: raw });
+      }
+    });
+    this.counters.readErrors += errors;
+
+    const { appended, refused } = this.spool.append(readings);
+    this.counters.readingsRefused += refused;
+    this.counters.readingsTaken += appended;
+    this.counters.cycles++;
+    this.counters.lastPollAt = new Date(end * 1000).toISOString();
+    for (const [key, value] of nextLast) this.last.set(key, value);
+    this.saveCounters();
+    this.log.info('poll committed', { intervalStart: new Date((end - interval) * 1000).toISOString(), readings: appended, readErrors: errors, spoolDepth: this.spool.stats().depth });
+    if (appended > 0) this.onCommitted?.(appended);
+    return { taken: appended, errors };
+  }
+}
