@@ -84,7 +84,10 @@ export async function startLocalSmtServers(options: LocalSmtServersOptions): Pro
   const isRoot = process.getuid?.() === 0;
   const uid = isRoot ? SERVE_AS_ROOT_ID : (process.getuid?.() ?? 1000);
   const gid = isRoot ? SERVE_AS_ROOT_ID : (process.getgid?.() ?? 1000);
-  if (isRoot) await shareTree(options.root, uid, gid);
+  if (isRoot) {
+    await assertTraversable(options.root);
+    await shareTree(options.root, uid, gid);
+  }
 
   // TLS: a dev CA signing the server certificate and the client certificate; a second CA for the refused one.
   const ca = await createDevCa(stateDir, { commonName: 'meterbridge SMT dev CA', name: 'smt-ca' });
@@ -175,6 +178,19 @@ export async function shareTree(path: string, uid = SERVE_AS_ROOT_ID, gid = SERV
     const full = join(path, entry.name);
     if (entry.isDirectory()) await shareTree(full, uid, gid);
     else await chown(full, uid, gid);
+  }
+}
+
+/** The server runs as nobody: every folder above the served root must let it through. */
+async function assertTraversable(path: string): Promise<void> {
+  const { stat } = await import('node:fs/promises');
+  const { dirname, resolve } = await import('node:path');
+  for (let dir = dirname(resolve(path)); ; dir = dirname(dir)) {
+    const mode = (await stat(dir)).mode;
+    if ((mode & 0o001) === 0) {
+      throw new Error(`the SMT stand-in serves ${path} as user nobody, but ${dir} is not searchable by others (mode ${(mode & 0o777).toString(8)}); chmod o+x it or serve a folder elsewhere`);
+    }
+    if (dir === dirname(dir)) return;
   }
 }
 
