@@ -4,6 +4,7 @@
  * of this shape, so the dashboard and the alarm set are built from the paths that exist rather
  * than from a hand-kept list.
  */
+import type * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { MetricSource } from '../lambdas/core/metric-catalog.ts';
@@ -36,6 +37,18 @@ export interface IngestionMonitoring {
   topicRules?: MonitoredTopicRule[];
   /** API Gateway REST API stages receiving this path's traffic: requests, 4xx/5xx and latency are graphed. */
   apis?: MonitoredApi[];
+  /**
+   * Alarms the path makes itself (prefer a catalog `alarm` spec): they join the composite alarm,
+   * the alarm status widget and the runbook check. They must notify the alarm topic themselves.
+   */
+  alarms?: MonitoredAlarm[];
+}
+
+export interface MonitoredAlarm {
+  /** Must be created with a literal `alarmName` of the form `meterbridge-<stage>-<source>-...`. */
+  alarm: cloudwatch.Alarm;
+  /** One line defending its threshold and missing-data treatment (goes into the runbook table). */
+  why: string;
 }
 
 export interface MonitoredTopicRule {

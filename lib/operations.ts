@@ -5,6 +5,7 @@
  * give it alarms, a dashboard band, and a place in the composite "pipeline unhealthy" alarm.
  */
 import { Construct } from 'constructs';
+import type { MetricSource } from '../lambdas/core/metric-catalog.ts';
 import type { AlarmTopic } from './alarm-topic.ts';
 import type { IngestionMonitoring } from './monitoring.ts';
 import { OperationsAlarms, type OperationsAlarm } from './operations/alarms.ts';
@@ -28,15 +29,18 @@ export interface OperationsProps {
 export class Operations extends Construct {
   public readonly alarms: OperationsAlarms;
   public readonly dashboard: OperationsDashboard;
+  /** The sources watched, in the order given. */
+  public readonly sources: readonly MetricSource[];
 
   constructor(scope: Construct, id: string, props: OperationsProps) {
     super(scope, id);
+    this.sources = props.ingestion.map((path) => path.source);
     this.alarms = new OperationsAlarms(this, 'Alarms', props);
     this.dashboard = new OperationsDashboard(this, 'Dashboard', { ...props, alarms: this.alarms });
   }
 
-  /** Every alarm with its name and reason, the composite last. */
+  /** Every alarm of the stage with its name and reason (the paths' own included), the composite last. */
   public get allAlarms(): ReadonlyArray<Pick<OperationsAlarm, 'name' | 'why'>> {
-    return [...this.alarms.alarms, { name: this.alarms.pipelineUnhealthyName, why: this.alarms.pipelineUnhealthyWhy }];
+    return [...this.alarms.alarms, ...this.alarms.pathAlarms, { name: this.alarms.pipelineUnhealthyName, why: this.alarms.pipelineUnhealthyWhy }];
   }
 }

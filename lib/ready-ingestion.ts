@@ -180,6 +180,13 @@ export class ReadyIngestion extends Construct {
       // READY pushes meter data as its collection runs, commonly daily: a day and an hour of
       // silence is an outage, less may be a normal gap between collections.
       expectedSilenceMinutes: 25 * 60,
+      apis: [{ label: 'webhook', apiName: this.api.restApiName, stageName: this.api.deploymentStage.stageName }],
+      alarms: [
+        {
+          alarm: this.subscriptionAlarm,
+          why: 'any status callback reporting a state other than active (Maximum >= 1); callbacks come only on changes, so missing data keeps the last state',
+        },
+      ],
     };
   }
 

@@ -60,7 +60,9 @@ export interface OperationsAlarmsProps {
 export class OperationsAlarms extends Construct {
   /** Every metric alarm, in creation order (per source, then the tables). */
   public readonly alarms: OperationsAlarm[] = [];
-  /** ANY of `alarms` in ALARM. */
+  /** Alarms the ingestion paths made themselves (`monitoring.alarms`); the composite watches them too. */
+  public readonly pathAlarms: Array<{ name: string; why: string; source: MetricSource; alarm: cloudwatch.Alarm }> = [];
+  /** ANY of `alarms` and `pathAlarms` in ALARM. */
   public readonly pipelineUnhealthy: cloudwatch.CompositeAlarm;
   public readonly pipelineUnhealthyName: string;
   public readonly pipelineUnhealthyWhy =
@@ -81,7 +83,16 @@ export class OperationsAlarms extends Construct {
       throw new Error(`Operations: ingestion source(s) given twice: ${repeated.join(', ')}`);
     }
 
-    for (const path of props.ingestion) this.addIngestionAlarms(path);
+    for (const path of props.ingestion) {
+      this.addIngestionAlarms(path);
+      for (const { alarm, why } of path.alarms ?? []) {
+        const name = (alarm.node.defaultChild as cloudwatch.CfnAlarm).alarmName;
+        if (typeof name !== 'string' || !name.startsWith(`meterbridge-${this.settings.stage}-${path.source}-`)) {
+          throw new Error(`Operations: ${path.source} path alarm ${alarm.node.path} needs a literal name meterbridge-${this.settings.stage}-${path.source}-...`);
+        }
+        this.pathAlarms.push({ name, why, source: path.source, alarm });
+      }
+    }
     this.addTableAlarms('readings', props.storage.readingsTable);
     this.addTableAlarms('ledger', props.storage.ledgerTable);
 
@@ -89,7 +100,7 @@ export class OperationsAlarms extends Construct {
     this.pipelineUnhealthy = new cloudwatch.CompositeAlarm(this, 'PipelineUnhealthy', {
       compositeAlarmName: this.pipelineUnhealthyName,
       alarmDescription: describe('pipeline-unhealthy', this.pipelineUnhealthyWhy),
-      alarmRule: cloudwatch.AlarmRule.anyOf(...this.alarms.map((entry) => entry.alarm)),
+      alarmRule: cloudwatch.AlarmRule.anyOf(...[...this.alarms, ...this.pathAlarms].map((entry) => entry.alarm)),
     });
     this.topic.addAlarm(this.pipelineUnhealthy);
   }
@@ -262,7 +273,7 @@ export class OperationsAlarms extends Construct {
         suffix: `${source}-${label}-rule-throttled`,
         kind: 'rule-throttled',
         source,
-        why: 'the rules engine dropped messages over its rate limit (no error action runs for them), so any one alarms; no data = none',
+        why: 'the rules engine refused messages over its rate limit, so they never reached the queue; any one alarms; no data = none',
         props: anyOccurrence(insightsSum('AWS/IoT', 'RuleMessageThrottled', rule, `${ruleName} throttled messages`)),
       });
     }

@@ -58,7 +58,7 @@ export class OperationsDashboard extends Construct {
       periodOverride: cloudwatch.PeriodOverride.AUTO,
     });
 
-    const everyAlarm = [props.alarms.pipelineUnhealthy, ...props.alarms.alarms.map((entry) => entry.alarm)];
+    const everyAlarm = [props.alarms.pipelineUnhealthy, ...[...props.alarms.alarms, ...props.alarms.pathAlarms].map((entry) => entry.alarm)];
     this.dashboard.addWidgets(
       new cloudwatch.TextWidget({
         markdown: [
