@@ -26,6 +26,10 @@ const COMMANDS: Record<string, CommandEntry> = {
     summary: 'query stored readings (a running local mode by default, or a deployed table)',
     load: async () => (await import('./commands/readings.ts')).command,
   },
+  ready: {
+    summary: 'subscribe, list and unsubscribe Kamstrup READY webhooks (OAuth2 client credentials)',
+    load: async () => (await import('./commands/ready.ts')).command,
+  },
 };
 
 function usage(): string {
