@@ -8,6 +8,7 @@
 import { RemovalPolicy } from 'aws-cdk-lib';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type { IConstruct } from 'constructs';
+import { parseSmtSettings, type SmtSettings } from './smt-settings.ts';
 import { METRIC_CATALOG, type MetricName, type MetricSource } from '../lambdas/core/metric-catalog.ts';
 
 /** Context key holding the name of the stage to synthesize. */
@@ -32,6 +33,8 @@ export interface StageSettings {
   readonly deletionProtection: boolean;
   /** Alarm thresholds (cdk.json `alarms`); every field has a default, see {@link DEFAULT_ALARM_SETTINGS}. */
   readonly alarms: AlarmSettings;
+  /** Smart Meter Texas pull (cdk.json `smt`); absent = deployed but switched off. See lib/smt-settings.ts. */
+  readonly smt: SmtSettings;
 }
 
 /** Per-stage alarm thresholds; the operations construct (lib/operations) applies them. */
@@ -71,7 +74,7 @@ const MAX_FRESHNESS_MINUTES = 7 * 24 * 60;
 const ALARM_KEYS = ['freshnessMinutes', 'queueAgeMinutes', 'lambdaErrors', 'lambdaThrottles', 'tableThrottles', 'metricThresholds'] as const;
 const SOURCES: readonly MetricSource[] = ['iot', 'smt', 'ready'];
 
-const KNOWN_KEYS = ['alarmEmail', 'blockTimeZone', 'logRetentionDays', 'removalPolicy', 'deletionProtection', 'alarms'] as const;
+const KNOWN_KEYS = ['alarmEmail', 'blockTimeZone', 'logRetentionDays', 'removalPolicy', 'deletionProtection', 'alarms', 'smt'] as const;
 
 const REMOVAL_POLICIES: Readonly<Record<string, RemovalPolicy>> = {
   retain: RemovalPolicy.RETAIN,
@@ -193,6 +196,7 @@ export function parseStageSettings(stageValue: unknown, stagesValue: unknown): S
     removalPolicy,
     deletionProtection,
     alarms: parseAlarmSettings(raw.alarms, `${prefix}.alarms`),
+    smt: parseSmtSettings(raw.smt, `${prefix}.smt`, stage),
   };
 }
 
