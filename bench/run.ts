@@ -7,6 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { runIotBench } from './iot.bench.ts';
 import { runStoreBench } from './store.bench.ts';
+import { readyBench } from './ready.bench.ts';
 import type { BenchSection } from './section.ts';
 
 /**
@@ -14,7 +15,7 @@ import type { BenchSection } from './section.ts';
  * Each prints its own markdown (figures, and the figures it is compared against) after the store
  * and IoT sections below. Add a path's benchmark here.
  */
-const SECTIONS: BenchSection[] = [];
+const SECTIONS: BenchSection[] = [readyBench];
 
 /** us-east-1 list prices, as read on 2026-11-23 from ../shared/DESIGN.md §7 (re-check before quoting). */
 const PRICES = {
