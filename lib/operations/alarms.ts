@@ -350,7 +350,7 @@ const MISSING_DATA: Record<NonNullable<MetricAlarmSpec['missingData']>, cloudwat
 };
 
 /** The alarm of a catalog metric: its own spec, or for a Count, "any occurrence in 5 minutes". */
-function alarmRule(name: MetricName, unit: string, description: string, spec: MetricAlarmSpec | undefined): MetricAlarmSpec {
+export function alarmRule(name: MetricName, unit: string, description: string, spec: MetricAlarmSpec | undefined): MetricAlarmSpec {
   if (spec !== undefined) return spec;
   if (unit !== 'Count') {
     throw new Error(
