@@ -4,6 +4,7 @@
  * the real ingest core, DynamoDB Local. Records what reached the broker (time, size, seq) so tests
  * can check order and pacing where IoT Core would measure them.
  */
+import { createHash } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,6 +31,8 @@ export interface BrokerPublish {
   at: number;
   bytes: number;
   seq: number;
+  /** SHA-256 of the payload: a re-sent seq must carry the same bytes. */
+  digest: string;
   blocks: Array<{ meterId: string; start: string; values: Array<number | null> }>;
 }
 
@@ -118,7 +121,7 @@ export async function startGatewayHarness(): Promise<GatewayHarness> {
           harnessState.peakUnacknowledged = Math.max(harnessState.peakUnacknowledged, unacknowledged);
           try {
             const message = JSON.parse(publish.payload.toString('utf8')) as { seq: number; blocks: BrokerPublish['blocks'] };
-            published.push({ at: publish.receivedAt, bytes: publish.payload.length, seq: message.seq, blocks: message.blocks });
+            published.push({ at: publish.receivedAt, bytes: publish.payload.length, seq: message.seq, digest: createHash('sha256').update(publish.payload).digest('hex'), blocks: message.blocks });
             queue.send(toRuleMessageBody(publish));
             if (ackDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, ackDelayMs));
           } finally {
