@@ -44,7 +44,10 @@ export interface AlarmSettings {
    * A source not listed here uses its ingestion path's own `expectedSilenceMinutes`.
    */
   readonly freshnessMinutes: Readonly<Partial<Record<MetricSource, number>>>;
-  /** Age in minutes of the oldest message on a source's work queue that alarms; unlisted sources use 30. */
+  /**
+   * Age in minutes of the oldest message on a source's work queues that alarms; an unlisted source
+   * uses a full retry cycle of each queue plus 15 minutes, at least 30.
+   */
   readonly queueAgeMinutes: Readonly<Partial<Record<MetricSource, number>>>;
   /** Lambda errors per 5 minutes that count as a bad period (two bad periods of three alarm). */
   readonly lambdaErrors: number;
@@ -66,7 +69,7 @@ export const DEFAULT_ALARM_SETTINGS: AlarmSettings = {
   metricThresholds: {},
 };
 
-/** Oldest-message age that alarms on a queue whose source has no `queueAgeMinutes` entry. */
+/** The least oldest-message age that alarms on a queue whose source has no `queueAgeMinutes` entry. */
 export const DEFAULT_QUEUE_AGE_MINUTES = 30;
 
 // CloudWatch evaluates an alarm over at most 7 days (period x evaluation periods).

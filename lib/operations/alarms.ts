@@ -10,6 +10,7 @@
 import { Duration } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import type { MetricAlarmSpec, MetricName, MetricSource } from '../../lambdas/core/metric-catalog.ts';
 import type { AlarmTopic } from '../alarm-topic.ts';
@@ -110,9 +111,17 @@ export class OperationsAlarms extends Construct {
     return this.freshnessBySource.get(source);
   }
 
-  /** Age in seconds of a source's oldest queued message that alarms. */
-  public queueAgeSeconds(source: MetricSource): number {
-    return (this.settings.alarms.queueAgeMinutes[source] ?? DEFAULT_QUEUE_AGE_MINUTES) * 60;
+  /**
+   * Age in seconds of a queue's oldest message that alarms: the stage's `queueAgeMinutes` for the
+   * source, else a full retry cycle of the queue (visibility timeout x receives before the DLQ)
+   * plus 15 minutes, and never under 30 minutes. A message older than that is not being retried,
+   * it is waiting for a consumer.
+   */
+  public queueAgeSeconds(source: MetricSource, queue: sqs.IQueue): number {
+    const configured = this.settings.alarms.queueAgeMinutes[source];
+    if (configured !== undefined) return configured * 60;
+    const cycle = retryCycleSeconds(queue);
+    return Math.max(DEFAULT_QUEUE_AGE_MINUTES * 60, cycle === undefined ? 0 : Math.ceil(cycle / 60) * 60 + 15 * 60);
   }
 
   /** Minutes without a newly stored reading after which a source's freshness alarm fires. */
@@ -185,8 +194,8 @@ export class OperationsAlarms extends Construct {
         kind: 'dead-letter-queue',
         source,
         why:
-          'every message here was not stored (rejected, failed 5 receives, or an IoT rule failure) and stays until redriven, ' +
-          'so > 0 holds the alarm until someone acts; no data = an empty queue SQS stopped reporting',
+          `every message here was not stored (rejected, out of receives${(path.topicRules ?? []).length > 0 ? ', or an IoT rule failure' : ''}) ` +
+          'and stays until redriven, so > 0 holds the alarm until someone acts; no data = an empty queue SQS stopped reporting',
         props: {
           metric: deadLetterQueue.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: FIVE_MINUTES }),
           comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
@@ -195,14 +204,16 @@ export class OperationsAlarms extends Construct {
           treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
         },
       });
-      const ageSeconds = this.queueAgeSeconds(source);
+      const ageSeconds = this.queueAgeSeconds(source, queue);
+      const cycle = retryCycleSeconds(queue);
       this.add({
         suffix: `${source}-${label}-queue-age`,
         kind: 'queue-age',
         source,
         why:
-          `a message waiting ${ageSeconds / 60} min outlasts a full retry cycle, so the consumer is not keeping up or not running ` +
-          '(two periods in a row, so one slow batch does not page); no data = an idle queue',
+          `a message waiting ${ageSeconds / 60} min outlasts a full retry cycle` +
+          (cycle === undefined ? '' : ` (${cycle / 60} min: visibility timeout x receives before the DLQ)`) +
+          ', so the consumer is not keeping up or not running (two periods in a row, so one slow batch does not page); no data = an idle queue',
         props: {
           metric: queue.metricApproximateAgeOfOldestMessage({ statistic: 'Maximum', period: FIVE_MINUTES }),
           comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
@@ -341,6 +352,16 @@ export class OperationsAlarms extends Construct {
     this.alarms.push(made);
     return made;
   }
+}
+
+/** Visibility timeout x maxReceiveCount of a queue defined in this app; undefined for an imported one. */
+function retryCycleSeconds(queue: sqs.IQueue): number | undefined {
+  const resource = queue.node.defaultChild;
+  if (!(resource instanceof sqs.CfnQueue)) return undefined;
+  const visibility = resource.visibilityTimeout;
+  const redrive = resource.redrivePolicy as { maxReceiveCount?: unknown } | undefined;
+  if (typeof visibility !== 'number' || typeof redrive?.maxReceiveCount !== 'number') return undefined;
+  return visibility * redrive.maxReceiveCount;
 }
 
 const MISSING_DATA: Record<NonNullable<MetricAlarmSpec['missingData']>, cloudwatch.TreatMissingData> = {

@@ -158,7 +158,7 @@ export class OperationsDashboard extends Construct {
             queue.metricApproximateNumberOfMessagesNotVisible({ statistic: 'Maximum', period: FIVE_MINUTES, label: 'in flight' }),
           ],
           right: [queue.metricApproximateAgeOfOldestMessage({ statistic: 'Maximum', period: FIVE_MINUTES, label: 'oldest (s)' })],
-          rightAnnotations: [{ value: this.alarms.queueAgeSeconds(source), label: 'alarm', color: cloudwatch.Color.RED }],
+          rightAnnotations: [{ value: this.alarms.queueAgeSeconds(source, queue), label: 'alarm', color: cloudwatch.Color.RED }],
           leftYAxis: { min: 0, showUnits: false },
           rightYAxis: { min: 0, label: 'seconds', showUnits: false },
           width: 8,

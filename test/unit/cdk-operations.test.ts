@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
-import { App, Stack } from 'aws-cdk-lib';
+import { App, Duration, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -41,7 +41,11 @@ function operationsStack(overrides: Record<string, unknown> = {}, extra: (stack:
 /** A stand-in for a second ingestion path (inline code: nothing to bundle). */
 function fakePath(stack: Stack, source: 'smt' | 'ready', id: string = source): IngestionMonitoring {
   const deadLetterQueue = new sqs.Queue(stack, `${id}Dlq`, { enforceSSL: true });
-  const queue = new sqs.Queue(stack, `${id}Queue`, { enforceSSL: true, deadLetterQueue: { queue: deadLetterQueue, maxReceiveCount: 5 } });
+  const queue = new sqs.Queue(stack, `${id}Queue`, {
+    enforceSSL: true,
+    visibilityTimeout: Duration.minutes(10),
+    deadLetterQueue: { queue: deadLetterQueue, maxReceiveCount: 5 },
+  });
   const fn = new lambda.Function(stack, `${id}Fn`, { runtime: lambda.Runtime.NODEJS_22_X, handler: 'index.handler', code: lambda.Code.fromInline('exports.handler=async()=>{}') });
   return { source, functions: [{ label: 'process', fn }], queues: [{ label: 'files', queue, deadLetterQueue }], expectedSilenceMinutes: 26 * 60 };
 }
@@ -226,6 +230,14 @@ describe('Operations alarms', () => {
       alarmNamed(template, name);
     }
     assert.equal(alarmNamed(template, 'meterbridge-test-smt-freshness').Period, 26 * 3600);
+  });
+
+  it("sets a queue's age alarm past its full retry cycle (10 min visibility x 5 receives + 15 min)", () => {
+    const { template } = operationsStack({}, (stack) => [fakePath(stack, 'smt')]);
+
+    const alarm = alarmNamed(template, 'meterbridge-test-smt-files-queue-age');
+    assert.equal(alarm.Threshold, 65 * 60);
+    assert.match(String(alarm.AlarmDescription), /full retry cycle \(50 min: visibility timeout x receives before the DLQ\)/);
   });
 
   it('adds a path alarm to the composite and refuses one without a stage-scoped name', () => {
