@@ -17,19 +17,20 @@
  * an integration 5xx gateway response, both JSON.
  */
 import { fileURLToPath } from 'node:url';
-import { Aws, Duration, Stack, Validations } from 'aws-cdk-lib';
+import { Aws, Duration, Validations } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as acm from 'aws-cdk-lib/aws-certificatemanager';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import * as s3 from 'aws-cdk-lib/aws-s3';
+import type * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct, type IConstruct } from 'constructs';
 import { READY_PATHS } from '../lambdas/core/ready/api-gateway.ts';
 import { ANSWER_FORMATS, DEFAULT_VERIFICATION, SECRET_ENCODINGS, VERIFICATION_ALGORITHMS, type VerificationConfig } from '../lambdas/core/ready/handshake.ts';
 import type { AlarmTopic } from './alarm-topic.ts';
+import { ArchiveBucket } from './archive-bucket.ts';
 import { METRICS_NAMESPACE, MeterbridgeFunction } from './meterbridge-function.ts';
 import type { IngestionMonitoring } from './monitoring.ts';
 import type { StageSettings } from './settings.ts';
@@ -161,8 +162,8 @@ export class ReadyIngestion extends Construct {
   public readonly webhookFunction: MeterbridgeFunction;
   /** Raw deliveries, byte-exact, under `ready/<data|status>/YYYY/MM/DD/`. */
   public readonly archiveBucket: s3.Bucket;
-  /** Server access logs of the archive bucket. */
-  public readonly accessLogsBucket: s3.Bucket;
+  /** The archive bucket with its access-log bucket. */
+  public readonly archive: ArchiveBucket;
   /** JSON {tenantId, clientId, clientSecret, signingKey}; the operator puts the values READY issued. */
   public readonly secret: secretsmanager.Secret;
   /** API Gateway access log (KMS-encrypted). */
@@ -198,38 +199,8 @@ export class ReadyIngestion extends Construct {
 
     // --- archive -----------------------------------------------------------------------------
 
-    this.accessLogsBucket = new s3.Bucket(this, 'ArchiveAccessLogs', {
-      encryption: s3.BucketEncryption.S3_MANAGED,
-      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
-      enforceSSL: true,
-      minimumTLSVersion: 1.2,
-      lifecycleRules: [{ expiration: Duration.days(365) }],
-      removalPolicy: settings.removalPolicy,
-    });
-    Validations.of(this.accessLogsBucket).acknowledge({
-      id: 'AwsSolutions-S1',
-      reason: 'This bucket is the access-log target of the READY archive; logging the log bucket would recurse.',
-    });
-
-    this.archiveBucket = new s3.Bucket(this, 'Archive', {
-      // SSE-S3 rather than KMS: the function and any replay tool need no key grants, and the
-      // deliveries hold meter readings, not credentials.
-      encryption: s3.BucketEncryption.S3_MANAGED,
-      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
-      enforceSSL: true,
-      minimumTLSVersion: 1.2,
-      // An overwritten or deleted original can be recovered: the archive is the replay source.
-      versioned: true,
-      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-      serverAccessLogsBucket: this.accessLogsBucket,
-      serverAccessLogsPrefix: 'ready-archive/',
-      lifecycleRules: [
-        { id: 'cold-after', transitions: [{ storageClass: s3.StorageClass.GLACIER_INSTANT_RETRIEVAL, transitionAfter: Duration.days(ready.archiveColdAfterDays) }] },
-        { id: 'old-versions', noncurrentVersionExpiration: Duration.days(30) },
-        { id: 'abandoned-uploads', abortIncompleteMultipartUploadAfter: Duration.days(2) },
-      ],
-      removalPolicy: settings.removalPolicy,
-    });
+    this.archive = new ArchiveBucket(this, 'Archive', { purpose: 'ready', removalPolicy: settings.removalPolicy, coldAfterDays: ready.archiveColdAfterDays });
+    this.archiveBucket = this.archive.bucket;
 
     // --- credentials --------------------------------------------------------------------------
 
@@ -277,23 +248,7 @@ export class ReadyIngestion extends Construct {
     const role = this.webhookFunction.role;
     if (role === undefined) throw new Error('WebhookFunction has no execution role');
 
-    // The archive: put (and HeadObject, which needs s3:GetObject, to verify the stored size),
-    // only below ready/. Not bucket.grantPut/grantRead: they add actions RawArchive never calls.
-    const archivePolicy = new iam.Policy(this, 'ArchiveWritePolicy', {
-      statements: [
-        new iam.PolicyStatement({
-          actions: ['s3:PutObject', 's3:GetObject', 's3:AbortMultipartUpload'],
-          resources: [this.archiveBucket.arnForObjects('ready/*')],
-        }),
-      ],
-    });
-    archivePolicy.attachToRole(role);
-    const stack = Stack.of(this);
-    const archiveLogicalId = stack.resolve(stack.getLogicalId(this.archiveBucket.node.defaultChild as s3.CfnBucket)) as string;
-    Validations.of(archivePolicy).acknowledge({
-      id: `AwsSolutions-IAM5[Resource::<${archiveLogicalId}.Arn>/ready/*]`,
-      reason: 'Object keys are per delivery (ready/<route>/<date>/<time>-<request id>.json); the wildcard is confined to the ready/ prefix of the READY archive bucket.',
-    });
+    const archivePolicy = this.archive.grantArchiveWrite(this, 'ArchiveWritePolicy', role, 'ready');
 
     const metricsPolicy = new iam.Policy(this, 'WebhookMetricsPolicy', {
       statements: [
