@@ -26,18 +26,16 @@ const METER_ID = /^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$/;
 const CHANNEL = /^[a-z0-9][a-z0-9._\-]{0,63}$/;
 
 /** "512MiB", "4 MiB", "100kB" or a plain number of bytes. */
-const byteSize = z.union([
-  z.number().int().positive(),
-  z.string().transform((text, ctx) => {
-    const match = /^\s*(\d+(?:\.\d+)?)\s*(B|kB|KB|KiB|MB|MiB|GB|GiB)?\s*$/.exec(text);
-    if (!match) {
-      ctx.addIssue({ code: 'custom', message: `"${text}" is not a size (e.g. 512MiB, 64 kB, 1048576)` });
-      return z.NEVER;
-    }
-    const factor: Record<string, number> = { B: 1, kB: 1e3, KB: 1e3, KiB: 1024, MB: 1e6, MiB: 1024 ** 2, GB: 1e9, GiB: 1024 ** 3 };
-    return Math.floor(Number(match[1]) * factor[match[2] ?? 'B']!);
-  }),
-]);
+const byteSize = z.union([z.number(), z.string()], { error: 'must be a size: a number of bytes or e.g. 512MiB' }).transform((input, ctx) => {
+  const factor: Record<string, number> = { B: 1, kB: 1e3, KB: 1e3, KiB: 1024, MB: 1e6, MiB: 1024 ** 2, GB: 1e9, GiB: 1024 ** 3 };
+  const match = typeof input === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*(B|kB|KB|KiB|MB|MiB|GB|GiB)?\s*$/.exec(input) : null;
+  const bytes = typeof input === 'number' ? input : match ? Math.floor(Number(match[1]) * factor[match[2] ?? 'B']!) : NaN;
+  if (!Number.isSafeInteger(bytes) || bytes <= 0) {
+    ctx.addIssue({ code: 'custom', message: `${JSON.stringify(input)} is not a size (e.g. 512MiB, 64 kB, 1048576)` });
+    return z.NEVER;
+  }
+  return bytes;
+});
 
 export const REGISTER_TYPES = ['uint16', 'int16', 'uint32', 'int32', 'float32'] as const;
 export type RegisterType = (typeof REGISTER_TYPES)[number];
