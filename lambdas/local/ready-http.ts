@@ -11,8 +11,18 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { APIGatewayProxyEvent } from 'aws-lambda';
+import type { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { Ledger } from '../core/ledger.ts';
+import { consoleLog, type Log } from '../core/log.ts';
+import { Metrics } from '../core/metrics.ts';
+import { RawArchive } from '../core/raw-archive.ts';
+import { ReadingStore } from '../core/reading-store.ts';
 import { handleApiGatewayEvent, READY_PATHS } from '../core/ready/api-gateway.ts';
 import { DEFAULT_VERIFICATION, verificationAnswer, type VerificationConfig } from '../core/ready/handshake.ts';
+import { staticCredentials, type ReadyCredentials } from '../core/ready/secret.ts';
+import { DynamoSubscriptionStates } from '../core/ready/status.ts';
 import type { ReadyWebhookDependencies } from '../core/ready/webhook.ts';
 
 /** API Gateway REST's own payload limit: larger requests never reach the function. */
@@ -98,6 +108,52 @@ export function toApiGatewayEvent(input: { method: string; path: string; stage: 
       },
     },
   };
+}
+
+export interface LocalReadyDependencyOptions {
+  dynamodb: DynamoDBClient;
+  tables: { readings: string; ledger: string };
+  /** @default 'UTC' */
+  blockTimeZone?: string;
+  s3: S3Client;
+  archiveBucket: string;
+  cloudwatch: CloudWatchClient;
+  /** What the Secrets Manager secret would hold. @default { clientSecret: LOCAL_READY_CLIENT_SECRET } */
+  credentials?: ReadyCredentials;
+  verification?: VerificationConfig;
+  maxBodyBytes?: number;
+  /** @default 'local' */
+  stage?: string;
+  /** @default consoleLog */
+  log?: Log;
+}
+
+/** Client secret local mode uses when none is given (the simulated sender needs it for the handshake). */
+export const LOCAL_READY_CLIENT_SECRET = 'bG9jYWwtcmVhZHktc2VjcmV0';
+
+/**
+ * The webhook's dependencies wired the way lambdas/ready-webhook.ts wires them, on whatever
+ * clients are given (DynamoDB Local, s3rver, a local CloudWatch endpoint): pass the result as
+ * `handlerDeps` to startReadyHttp.
+ */
+export function localReadyDependencies(options: LocalReadyDependencyOptions): () => ReadyWebhookDependencies {
+  const log = options.log ?? consoleLog;
+  const store = new ReadingStore({ client: options.dynamodb, tableName: options.tables.readings, blockTimeZone: options.blockTimeZone ?? 'UTC' });
+  const ledger = new Ledger({ client: options.dynamodb, tableName: options.tables.ledger, lockSeconds: 60 });
+  const subscriptions = new DynamoSubscriptionStates({ client: options.dynamodb, tableName: options.tables.ledger });
+  const archive = new RawArchive({ client: options.s3, bucket: options.archiveBucket });
+  const credentials = staticCredentials(options.credentials ?? { clientSecret: LOCAL_READY_CLIENT_SECRET });
+  return () => ({
+    archive,
+    store,
+    ledger,
+    subscriptions,
+    credentials,
+    metrics: new Metrics({ client: options.cloudwatch, defaultDimensions: { Stage: options.stage ?? 'local', Source: 'ready' }, log }),
+    log,
+    ...(options.verification ? { verification: options.verification } : {}),
+    ...(options.maxBodyBytes ? { maxBodyBytes: options.maxBodyBytes } : {}),
+  });
 }
 
 export async function startReadyHttp(options: ReadyHttpOptions): Promise<ReadyHttp> {

@@ -69,6 +69,18 @@ describe('READY verification handshake over HTTP', () => {
     }
   });
 
+  it('passes the simulated READY sender\'s handshake with the default settings', async () => {
+    const receiver = await startReadyReceiver(standIns, { credentials: { clientSecret: SECRET } });
+    try {
+      const result = await readyHandshake(receiver.http.statusUrl, { clientSecret: SECRET });
+      assert.equal(result.ok, true, JSON.stringify(result));
+      const wrong = await readyHandshake(receiver.http.statusUrl, { clientSecret: 'another-secret' });
+      assert.equal(wrong.ok, false);
+    } finally {
+      await receiver.stop();
+    }
+  });
+
   it('refuses a handshake without a token with 400 and a VerificationFailures metric', async () => {
     const receiver = await startReadyReceiver(standIns);
     try {

@@ -5,16 +5,12 @@
 import { ListObjectsV2Command, GetObjectCommand } from '@aws-sdk/client-s3';
 import { ScanCommand } from '@aws-sdk/client-dynamodb';
 import { randomUUID } from 'node:crypto';
-import { Ledger } from '../../lambdas/core/ledger.ts';
 import { silentLog } from '../../lambdas/core/log.ts';
-import { Metrics } from '../../lambdas/core/metrics.ts';
-import { RawArchive } from '../../lambdas/core/raw-archive.ts';
 import { ReadingStore } from '../../lambdas/core/reading-store.ts';
 import type { VerificationConfig } from '../../lambdas/core/ready/handshake.ts';
-import { staticCredentials, type ReadyCredentials } from '../../lambdas/core/ready/secret.ts';
-import { DynamoSubscriptionStates } from '../../lambdas/core/ready/status.ts';
+import type { ReadyCredentials } from '../../lambdas/core/ready/secret.ts';
 import type { ReadyWebhookDependencies } from '../../lambdas/core/ready/webhook.ts';
-import { startReadyHttp, type ReadyHttp } from '../../lambdas/local/ready-http.ts';
+import { localReadyDependencies, startReadyHttp, type ReadyHttp } from '../../lambdas/local/ready-http.ts';
 import { startLocalS3, type LocalS3 } from '../../lambdas/local/s3-server.ts';
 import { startCloudWatchEndpoint, type CloudWatchEndpoint } from './cloudwatch-endpoint.ts';
 import { startDynamoDbLocal, type LocalDynamo } from './dynamodb-local.ts';
@@ -54,29 +50,25 @@ export async function startReadyReceiver(
   options: { credentials?: ReadyCredentials; verification?: VerificationConfig; maxBodyBytes?: number; now?: () => Date; overrides?: Partial<ReadyWebhookDependencies> } = {},
 ): Promise<ReadyReceiver> {
   const tables = await standIns.dynamo.freshTables();
-  const store = new ReadingStore({ client: standIns.dynamo.client, tableName: tables.readings, blockTimeZone: 'America/Chicago' });
-  const ledger = new Ledger({ client: standIns.dynamo.client, tableName: tables.ledger, lockSeconds: 60 });
-  const subscriptions = new DynamoSubscriptionStates({ client: standIns.dynamo.client, tableName: tables.ledger });
-  const archive = new RawArchive({ client: standIns.s3.client, bucket: READY_BUCKET });
   const prefix = `t-${randomUUID().slice(0, 8)}`;
-  const credentials = staticCredentials(options.credentials ?? { clientSecret: 'c2VjcmV0LWZyb20tcmVhZHk=' });
-  const cloudwatchClient = standIns.cloudwatch.client();
-  const http = await startReadyHttp({
-    handlerDeps: () => ({
-      archive,
-      store,
-      ledger,
-      subscriptions,
-      credentials,
-      metrics: new Metrics({ client: cloudwatchClient, defaultDimensions: { Stage: 'test', Source: 'ready' }, log: silentLog }),
-      log: silentLog,
-      archivePrefix: prefix,
-      ...(options.verification ? { verification: options.verification } : {}),
-      ...(options.maxBodyBytes ? { maxBodyBytes: options.maxBodyBytes } : {}),
-      ...(options.now ? { clock: options.now } : {}),
-      ...options.overrides,
-    }),
+  const base = localReadyDependencies({
+    dynamodb: standIns.dynamo.client,
+    tables,
+    blockTimeZone: 'America/Chicago',
+    s3: standIns.s3.client,
+    archiveBucket: READY_BUCKET,
+    cloudwatch: standIns.cloudwatch.client(),
+    credentials: options.credentials ?? { clientSecret: 'c2VjcmV0LWZyb20tcmVhZHk=' },
+    stage: 'test',
+    log: silentLog,
+    ...(options.verification ? { verification: options.verification } : {}),
+    ...(options.maxBodyBytes ? { maxBodyBytes: options.maxBodyBytes } : {}),
   });
+  const http = await startReadyHttp({
+    handlerDeps: () => ({ ...base(), archivePrefix: prefix, ...(options.now ? { clock: options.now } : {}), ...options.overrides }),
+  });
+  // For the tests' queries; the store is stateless, so a second instance sees what the webhook wrote.
+  const store = new ReadingStore({ client: standIns.dynamo.client, tableName: tables.readings, blockTimeZone: 'America/Chicago' });
   return { http, store, tables, prefix, stop: () => http.stop() };
 }
 
