@@ -138,6 +138,7 @@ export class OperationsAlarms extends Construct {
     if (!Number.isInteger(silence) || silence < 1 || silence > 7 * 24 * 60) {
       throw new Error(`Operations: ${source} freshness window ${silence} min must be whole minutes from 1 to 10080 (CloudWatch evaluates at most 7 days)`);
     }
+    const window = freshnessWindow(silence);
     const freshness = this.add({
       suffix: `${source}-freshness`,
       kind: 'freshness',
@@ -147,10 +148,11 @@ export class OperationsAlarms extends Construct {
         `no reading newly stored from ${source} for ${silence} min (longer than its normal silence); ` +
         'no data counts as breaching because a source that stops sending publishes nothing at all',
       props: {
-        metric: customAlarmMetric(FRESHNESS_METRIC, source, stage, 'Sum', Duration.minutes(silence)),
+        metric: customAlarmMetric(FRESHNESS_METRIC, source, stage, 'Sum', Duration.minutes(window.periodMinutes)),
         comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
         threshold: 1,
-        evaluationPeriods: 1,
+        evaluationPeriods: window.periods,
+        datapointsToAlarm: window.periods,
         treatMissingData: cloudwatch.TreatMissingData.BREACHING,
       },
     });
@@ -352,6 +354,15 @@ export class OperationsAlarms extends Construct {
     this.alarms.push(made);
     return made;
   }
+}
+
+/**
+ * Periods of the freshness alarm: one period of the whole window up to a day; beyond, hourly
+ * periods that must all be empty, so no alarm period exceeds a day (the total stays <= 7 days).
+ */
+export function freshnessWindow(silenceMinutes: number): { periodMinutes: number; periods: number } {
+  if (silenceMinutes <= 24 * 60) return { periodMinutes: silenceMinutes, periods: 1 };
+  return { periodMinutes: 60, periods: Math.ceil(silenceMinutes / 60) };
 }
 
 /** Visibility timeout x maxReceiveCount of a queue defined in this app; undefined for an imported one. */

@@ -140,7 +140,7 @@ export class OperationsDashboard extends Construct {
     if (freshness !== undefined) {
       widgets.push(
         new cloudwatch.AlarmWidget({
-          title: `${source}: freshness (readings newly stored per ${this.alarms.freshnessMinutes(path)} min; alarm below 1)`,
+          title: `${source}: freshness (readings newly stored; alarm when none for ${this.alarms.freshnessMinutes(path)} min)`,
           alarm: freshness.alarm,
           leftYAxis: { min: 0 },
           width: 8,

@@ -47,15 +47,7 @@ export function customAlarmMetric(
   period: Duration = FIVE_MINUTES,
 ): cloudwatch.IMetric {
   const spec = catalogSpec(name);
-  if ((spec.extraDimensions ?? []).length === 0) {
-    return new cloudwatch.Metric({
-      namespace: METRICS_NAMESPACE,
-      metricName: name,
-      dimensionsMap: { Source: source, Stage: stage },
-      statistic,
-      period,
-    });
-  }
+  if ((spec.extraDimensions ?? []).length === 0) return plainMetric(name, source, stage, statistic, period);
   const fn = INSIGHTS_FUNCTION[statistic];
   if (fn === undefined) {
     throw new Error(`${name}: statistic ${statistic} has no Metrics Insights function; use Sum, Maximum, Minimum or Average`);
@@ -80,16 +72,7 @@ export function customGraphMetric(
 ): cloudwatch.IMetric {
   const spec = catalogSpec(name);
   const extra = spec.extraDimensions ?? [];
-  if (extra.length === 0) {
-    return new cloudwatch.Metric({
-      namespace: METRICS_NAMESPACE,
-      metricName: name,
-      dimensionsMap: { Source: source, Stage: stage },
-      statistic,
-      period: FIVE_MINUTES,
-      label,
-    });
-  }
+  if (extra.length === 0) return plainMetric(name, source, stage, statistic, FIVE_MINUTES, label);
   const schema = [METRICS_NAMESPACE, ...[...extra, 'Source', 'Stage'].sort()].join(',');
   return new cloudwatch.MathExpression({
     expression: `SEARCH('{${schema}} MetricName="${name}" Source="${source}" Stage="${stage}"', '${statistic}', ${FIVE_MINUTES.toSeconds()})`,
@@ -97,6 +80,11 @@ export function customGraphMetric(
     label: [label, ...extra.map((dimension) => `\${PROP('Dim.${dimension}')}`)].join(' '),
     period: FIVE_MINUTES,
   });
+}
+
+/** A custom metric with exactly the default dimensions, as every handler publishes it. */
+function plainMetric(name: MetricName, source: MetricSource, stage: string, statistic: Statistic, period: Duration, label?: string): cloudwatch.Metric {
+  return new cloudwatch.Metric({ namespace: METRICS_NAMESPACE, metricName: name, dimensionsMap: { Source: source, Stage: stage }, statistic, period, label });
 }
 
 /** Sum of an AWS metric over every dimension combination matching `where` (Metrics Insights; alarms only look back 3 h). */

@@ -5,6 +5,7 @@ import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { AwsSolutionsChecks } from 'cdk-nag';
 import { METRIC_CATALOG, type MetricSpec } from '../../lambdas/core/metric-catalog.ts';
 import { AlarmTopic } from '../../lib/alarm-topic.ts';
 import { IotIngestion } from '../../lib/iot-ingestion.ts';
@@ -229,7 +230,9 @@ describe('Operations alarms', () => {
     for (const name of [...expected, 'meterbridge-test-smt-freshness', 'meterbridge-test-smt-files-dlq', 'meterbridge-test-smt-process-lambda-errors']) {
       alarmNamed(template, name);
     }
-    assert.equal(alarmNamed(template, 'meterbridge-test-smt-freshness').Period, 26 * 3600);
+    // Over a day: hourly periods that must all be empty (no alarm period longer than a day).
+    const freshness = alarmNamed(template, 'meterbridge-test-smt-freshness');
+    assert.deepEqual([freshness.Period, freshness.EvaluationPeriods, freshness.DatapointsToAlarm, freshness.TreatMissingData], [3600, 26, 26, 'breaching']);
   });
 
   it("sets a queue's age alarm past its full retry cycle (10 min visibility x 5 receives + 15 min)", () => {
@@ -318,7 +321,7 @@ describe('Operations dashboard', () => {
       /^## IoT Core/,
       /^iot: readings by outcome; rejected input/,
       /^iot: end-to-end latency/,
-      /^iot: freshness \(readings newly stored per 60 min/,
+      /^iot: freshness \(readings newly stored; alarm when none for 60 min\)/,
       /^iot: queue telemetry: depth; oldest message age/,
       /^iot: telemetry dead-letter queue/,
       /^iot: λ ingest: invocations, errors, throttles$/,
@@ -361,6 +364,20 @@ describe('Operations dashboard', () => {
     for (const widget of dashboardWidgets(built.template) as Array<{ x?: number; width?: number }>) {
       assert.ok((widget.x ?? 0) + (widget.width ?? 0) <= 24);
     }
+  });
+});
+
+describe('Operations under cdk-nag', () => {
+  it('adds no AwsSolutions finding of its own', () => {
+    // GIVEN
+    const { stack } = operationsStack();
+
+    // WHEN
+    const report = new AwsSolutionsChecks().validateScope(stack);
+
+    // THEN: nothing at all, and in particular nothing under Operations
+    const findings = report.violations.flatMap((violation) => violation.violatingResources.map((resource) => `${violation.ruleName} at ${resource.constructPath ?? '?'}`));
+    assert.deepEqual(findings, []);
   });
 });
 
