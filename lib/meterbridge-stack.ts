@@ -8,6 +8,7 @@ import { AlarmTopic } from './alarm-topic.ts';
 import { IotIngestion } from './iot-ingestion.ts';
 import { Operations } from './operations.ts';
 import { ReadyIngestion } from './ready-ingestion.ts';
+import { SmtIngestion } from './smt-ingestion.ts';
 import type { StageSettings } from './settings.ts';
 import { ReadingStorage } from './storage.ts';
 
@@ -24,6 +25,8 @@ export class MeterbridgeStack extends Stack {
   public readonly iot: IotIngestion;
   /** Ingestion path 3: Kamstrup READY webhooks through API Gateway into the store. */
   public readonly ready: ReadyIngestion;
+  /** Ingestion path 2: Smart Meter Texas files, pulled on a schedule, archived, decrypted, stored. */
+  public readonly smt: SmtIngestion;
   /** Dashboard and alarms over every ingestion path and the tables. */
   public readonly operations: Operations;
 
@@ -43,6 +46,7 @@ export class MeterbridgeStack extends Stack {
     });
     this.iot = new IotIngestion(this, 'Iot', { settings, storage: this.storage });
     this.ready = new ReadyIngestion(this, 'Ready', { settings, storage: this.storage, alarms: this.alarms });
+    this.smt = new SmtIngestion(this, 'Smt', { settings, storage: this.storage });
 
     // After every ingestion path: each one's `monitoring` goes in this list (one line per path).
     this.operations = new Operations(this, 'Operations', {
@@ -52,6 +56,7 @@ export class MeterbridgeStack extends Stack {
       ingestion: [
         this.iot.monitoring,
         this.ready.monitoring,
+        this.smt.monitoring,
       ],
     });
 
@@ -88,6 +93,14 @@ export class MeterbridgeStack extends Stack {
       value: this.iot.thingType.ref,
     });
 
+    new CfnOutput(this, 'SmtArchiveBucketName', {
+      description: 'S3 bucket holding every SMT file as fetched (smt/<folder>/<name>); `meterbridge smt replay <key> --bucket <this>`',
+      value: this.smt.archiveBucket.bucketName,
+    });
+    new CfnOutput(this, 'SmtFetchFunctionName', {
+      description: 'Scheduled SMT fetch function (invoke it to pull now)',
+      value: this.smt.fetchFunction.functionName,
+    });
     new CfnOutput(this, 'ReadyWebhookUri', {
       description: 'READY data callback URL: register it as WebhookUri (meterbridge ready subscribe)',
       value: this.ready.webhookUrl,

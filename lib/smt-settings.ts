@@ -76,7 +76,7 @@ export function parseSmtSettings(value: unknown, key: string, stage: string): Sm
   const tlsServerName = raw.tlsServerName;
   if (tlsServerName !== undefined && (typeof tlsServerName !== 'string' || !HOST.test(tlsServerName))) throw new SmtSettingsError(`${key}.tlsServerName`, 'must be a host name');
   const folders = raw.folders ?? ['intervaldata', 'adhocusage'];
-  if (!Array.isArray(folders) || folders.length === 0 || !folders.every((f) => typeof f === 'string' && FOLDER.test(f))) {
+  if (!Array.isArray(folders) || folders.length === 0 || !folders.every((f) => typeof f === 'string' && FOLDER.test(f) && !f.split('/').some((part) => part === '.' || part === '..'))) {
     throw new SmtSettingsError(`${key}.folders`, 'must be a non-empty list of relative folder paths such as "intervaldata"');
   }
   const afterArchive = raw.afterArchive ?? 'delete';

@@ -4,6 +4,7 @@ import { describe, it } from 'node:test';
 import { App, RemovalPolicy } from 'aws-cdk-lib';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { DEFAULT_ALARM_SETTINGS, loadStageSettings, parseStageSettings, StageSettingsError } from '../../lib/settings.ts';
+import { parseSmtSettings } from '../../lib/smt-settings.ts';
 import { TEST_STAGE_RAW } from '../fixtures/stage-settings.ts';
 
 const stagesWith = (settings: Record<string, unknown>): Record<string, unknown> => ({
@@ -37,6 +38,8 @@ describe('parseStageSettings', () => {
       removalPolicy: RemovalPolicy.DESTROY,
       deletionProtection: false,
       alarms: DEFAULT_ALARM_SETTINGS,
+      // No smt block: SMT deployed but switched off, with the stage's default secret names.
+      smt: parseSmtSettings(undefined, 'meterbridge:stages.dev.smt', 'dev'),
     });
   });
 

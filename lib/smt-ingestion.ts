@@ -1,0 +1,286 @@
+/**
+ * Ingestion path 2: Smart Meter Texas files.
+ *
+ *   EventBridge schedule ─▶ fetch λ ─FTPS/SFTP─▶ SMT server (list, get, delete after archiving)
+ *                             └─▶ S3 raw archive (versioned, encrypted, access-logged, lifecycle)
+ *                                   └─ object created ─▶ queue (+ DLQ) ─▶ process λ ─▶ store, ledger
+ *
+ * The archive sits between the two steps so every file SMT sent is kept byte for byte before
+ * anything interprets it: a wrong key, a drifted layout or a bug costs a replay, never data.
+ */
+import { fileURLToPath } from 'node:url';
+import { Duration, Size, Stack, Validations } from 'aws-cdk-lib';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import type { IngestionMonitoring } from './monitoring.ts';
+import { METRICS_NAMESPACE, MeterbridgeFunction } from './meterbridge-function.ts';
+import type { StageSettings } from './settings.ts';
+import type { SmtSettings } from './smt-settings.ts';
+import type { ReadingStorage } from './storage.ts';
+
+const FETCH_ENTRY = fileURLToPath(new URL('../lambdas/smt-fetch.ts', import.meta.url));
+const PROCESS_ENTRY = fileURLToPath(new URL('../lambdas/smt-process.ts', import.meta.url));
+
+/** Archive keys are `smt/<folder>/<file name>`. */
+export const SMT_ARCHIVE_PREFIX = 'smt/';
+
+/** A run drains the folders; SMT's files are at most tens of MB, so ten minutes is ample. */
+const FETCH_TIMEOUT = Duration.minutes(10);
+/** The Lambda maximum: a 1 GB file decrypts and parses in well under it (bench/RESULTS.md). */
+const PROCESS_TIMEOUT = Duration.minutes(15);
+
+export interface SmtIngestionProps {
+  /** Stage settings; `settings.smt` holds host, protocol, folders, schedule and secret names. */
+  readonly settings: StageSettings;
+  /** Tables the process step stores readings in; both steps claim work in the ledger. */
+  readonly storage: ReadingStorage;
+  /**
+   * Overrides `settings.smt` (tests).
+   * @default settings.smt
+   */
+  readonly smt?: SmtSettings;
+}
+
+/** Schedule, fetch function, raw archive, file queue with DLQ, process function, secret references. */
+export class SmtIngestion extends Construct {
+  /** Every file fetched from SMT, as fetched (versioned; SSE-S3; TLS only; access-logged). */
+  public readonly archiveBucket: s3.Bucket;
+  /** Target of the archive's server access logs. */
+  public readonly accessLogsBucket: s3.Bucket;
+  /** Object-created notifications of the archive, consumed by the process function. */
+  public readonly queue: sqs.Queue;
+  /** Files whose processing kept failing transiently (a permanent failure is in the ledger instead). */
+  public readonly deadLetterQueue: sqs.Queue;
+  public readonly fetchFunction: MeterbridgeFunction;
+  public readonly processFunction: MeterbridgeFunction;
+  /** The schedule of the fetch step (disabled while `smt.enabled` is false). */
+  public readonly schedule: events.Rule;
+  /** FTPS/SFTP credentials, referenced by name (created and filled by the operator). */
+  public readonly transportSecret: secretsmanager.ISecret;
+  /** Our PGP private key and passphrase, referenced by name. */
+  public readonly pgpSecret: secretsmanager.ISecret;
+  public readonly smtSettings: SmtSettings;
+
+  /** What the operations construct watches on this path. */
+  public get monitoring(): IngestionMonitoring {
+    return {
+      source: 'smt',
+      functions: [
+        { label: 'fetch', fn: this.fetchFunction },
+        { label: 'process', fn: this.processFunction },
+      ],
+      queues: [{ label: 'files', queue: this.queue, deadLetterQueue: this.deadLetterQueue }],
+      // SMT publishes daily files (the previous day, usually by early morning); a day and a half
+      // without new readings is a missed delivery, not a late one.
+      expectedSilenceMinutes: 36 * 60,
+    };
+  }
+
+  constructor(scope: Construct, id: string, props: SmtIngestionProps) {
+    super(scope, id);
+    const { settings, storage } = props;
+    const smt = props.smt ?? settings.smt;
+    this.smtSettings = smt;
+    const stack = Stack.of(this);
+
+    // --- archive -----------------------------------------------------------------------------
+
+    this.accessLogsBucket = new s3.Bucket(this, 'ArchiveAccessLogs', {
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      enforceSSL: true,
+      minimumTLSVersion: 1.2,
+      lifecycleRules: [{ expiration: Duration.days(365) }],
+      removalPolicy: settings.removalPolicy,
+    });
+    Validations.of(this.accessLogsBucket).acknowledge({
+      id: 'AwsSolutions-S1',
+      reason: 'This bucket is the access-log target of the SMT archive; logging the log bucket would recurse.',
+    });
+
+    this.archiveBucket = new s3.Bucket(this, 'Archive', {
+      // SSE-S3: the functions and replay tools need no key grants; the files are PGP-encrypted anyway.
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      enforceSSL: true,
+      minimumTLSVersion: 1.2,
+      // A re-delivered file of the same name overwrites the key; versions keep the earlier one.
+      versioned: true,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      serverAccessLogsBucket: this.accessLogsBucket,
+      serverAccessLogsPrefix: 'smt-archive/',
+      lifecycleRules: [
+        {
+          id: 'cheaper-with-age',
+          transitions: [
+            { storageClass: s3.StorageClass.INFREQUENT_ACCESS, transitionAfter: Duration.days(smt.archiveInfrequentAfterDays) },
+            { storageClass: s3.StorageClass.GLACIER_INSTANT_RETRIEVAL, transitionAfter: Duration.days(smt.archiveColdAfterDays) },
+          ],
+        },
+        { id: 'old-versions', noncurrentVersionExpiration: Duration.days(90) },
+        { id: 'abandoned-uploads', abortIncompleteMultipartUploadAfter: Duration.days(2) },
+      ],
+      removalPolicy: settings.removalPolicy,
+    });
+
+    // --- queue -------------------------------------------------------------------------------
+
+    this.deadLetterQueue = new sqs.Queue(this, 'DeadLetterQueue', {
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      retentionPeriod: Duration.days(14),
+      removalPolicy: settings.removalPolicy,
+    });
+    this.queue = new sqs.Queue(this, 'FileQueue', {
+      // SSE-SQS: S3 can publish to it without a KMS key policy.
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      // Six times the function timeout (AWS guidance for Lambda event sources).
+      visibilityTimeout: Duration.seconds(PROCESS_TIMEOUT.toSeconds() * 6),
+      retentionPeriod: Duration.days(14),
+      removalPolicy: settings.removalPolicy,
+      // Three tries: transient failures heal in one retry; what fails three times needs a person.
+      deadLetterQueue: { queue: this.deadLetterQueue, maxReceiveCount: 3 },
+    });
+    this.archiveBucket.addEventNotification(s3.EventType.OBJECT_CREATED, new s3n.SqsDestination(this.queue), { prefix: SMT_ARCHIVE_PREFIX });
+    acknowledgeNotificationsHandler(stack);
+
+    // --- secrets (referenced; an operator creates and fills them, see README) -----------------
+
+    this.transportSecret = secretsmanager.Secret.fromSecretNameV2(this, 'TransportSecret', smt.transportSecretName);
+    this.pgpSecret = secretsmanager.Secret.fromSecretNameV2(this, 'PgpSecret', smt.pgpSecretName);
+
+    // --- functions ---------------------------------------------------------------------------
+
+    const common = {
+      READINGS_TABLE: storage.readingsTable.tableName,
+      LEDGER_TABLE: storage.ledgerTable.tableName,
+      BLOCK_TIME_ZONE: settings.blockTimeZone,
+      ARCHIVE_BUCKET: this.archiveBucket.bucketName,
+    };
+    this.fetchFunction = new MeterbridgeFunction(this, 'FetchFunction', {
+      entry: FETCH_ENTRY,
+      settings,
+      serviceName: 'smt-fetch',
+      description: `meterbridge ${settings.stage}: pulls Smart Meter Texas files into the raw archive`,
+      timeout: FETCH_TIMEOUT,
+      memorySize: 512,
+      // One run at a time: two runs would only race for the same files (the ledger keeps them
+      // correct, but each would open its own session to SMT).
+      reservedConcurrentExecutions: 1,
+      bundling: {
+        // ssh2's optional native add-ons (built for this machine, not for Lambda's arm64) stay out;
+        // ssh2 falls back to its pure-JS crypto when they cannot be loaded.
+        externalModules: ['@aws-sdk/*', 'cpu-features', '*.node'],
+      },
+      environment: {
+        LEDGER_TABLE: storage.ledgerTable.tableName,
+        ARCHIVE_BUCKET: this.archiveBucket.bucketName,
+        SMT_PROTOCOL: smt.protocol,
+        SMT_HOST: smt.host === '' ? 'unset.invalid' : smt.host,
+        SMT_PORT: String(smt.port),
+        SMT_TLS_SERVERNAME: smt.tlsServerName ?? '',
+        SMT_FOLDERS: smt.folders.join(','),
+        SMT_AFTER_ARCHIVE: smt.afterArchive,
+        SMT_TRANSPORT_SECRET: smt.transportSecretName,
+        // Longer than the timeout: a claim of a run that died is re-taken by a later run.
+        SMT_FETCH_LOCK_SECONDS: String(FETCH_TIMEOUT.toSeconds() + 60),
+      },
+    });
+    this.processFunction = new MeterbridgeFunction(this, 'ProcessFunction', {
+      entry: PROCESS_ENTRY,
+      settings,
+      serviceName: 'smt-process',
+      description: `meterbridge ${settings.stage}: decrypts, parses and stores archived Smart Meter Texas files`,
+      timeout: PROCESS_TIMEOUT,
+      // openpgp streams (bounded memory); more memory buys CPU for decryption and parsing.
+      memorySize: 1769,
+      // The clear file is written to /tmp before anything is parsed (integrity first).
+      ephemeralStorageSize: Size.gibibytes(10),
+      environment: { ...common, SMT_PGP_SECRET: smt.pgpSecretName, SMT_PROCESS_LOCK_SECONDS: String(PROCESS_TIMEOUT.toSeconds() + 60) },
+    });
+
+    storage.grantLedger(this.fetchFunction);
+    storage.grantLedger(this.processFunction);
+    storage.grantStoreWrite(this.processFunction);
+    this.transportSecret.grantRead(this.fetchFunction);
+    this.pgpSecret.grantRead(this.processFunction);
+
+    const fetchRole = roleOf(this.fetchFunction);
+    const processRole = roleOf(this.processFunction);
+    const archiveLogicalId = stack.resolve(stack.getLogicalId(this.archiveBucket.node.defaultChild as s3.CfnBucket)) as string;
+    const wildcardFinding = `AwsSolutions-IAM5[Resource::<${archiveLogicalId}.Arn>/smt/*]`;
+    // RawArchive.put (multipart) and its HeadObject size check (which needs s3:GetObject); not
+    // bucket.grantPut/grantRead, which add actions the code never calls.
+    const archiveWrite = new iam.Policy(this, 'ArchiveWritePolicy', {
+      statements: [new iam.PolicyStatement({ actions: ['s3:PutObject', 's3:GetObject', 's3:AbortMultipartUpload'], resources: [this.archiveBucket.arnForObjects(`${SMT_ARCHIVE_PREFIX}*`)] })],
+    });
+    archiveWrite.attachToRole(fetchRole);
+    const archiveRead = new iam.Policy(this, 'ArchiveReadPolicy', {
+      statements: [new iam.PolicyStatement({ actions: ['s3:GetObject', 's3:GetObjectVersion'], resources: [this.archiveBucket.arnForObjects(`${SMT_ARCHIVE_PREFIX}*`)] })],
+    });
+    archiveRead.attachToRole(processRole);
+    for (const policy of [archiveWrite, archiveRead]) {
+      Validations.of(policy).acknowledge({
+        id: wildcardFinding,
+        reason: 'Object keys are per SMT file (smt/<folder>/<file name>); the wildcard is confined to the smt/ prefix of the SMT archive bucket.',
+      });
+    }
+    const metricsPolicy = new iam.Policy(this, 'MetricsPolicy', {
+      statements: [new iam.PolicyStatement({ actions: ['cloudwatch:PutMetricData'], resources: ['*'], conditions: { StringEquals: { 'cloudwatch:namespace': METRICS_NAMESPACE } } })],
+    });
+    metricsPolicy.attachToRole(fetchRole);
+    metricsPolicy.attachToRole(processRole);
+    Validations.of(metricsPolicy).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason: 'cloudwatch:PutMetricData supports only Resource "*"; the statement is restricted to the Meterbridge namespace with the cloudwatch:namespace condition key.',
+    });
+    this.fetchFunction.node.addDependency(archiveWrite, metricsPolicy);
+    this.processFunction.node.addDependency(archiveRead, metricsPolicy);
+
+    this.processFunction.addEventSource(
+      new SqsEventSource(this.queue, {
+        // One file per invocation: a file may take minutes, and a failure then retries only itself.
+        batchSize: 1,
+        reportBatchItemFailures: true,
+        // Caps the write rate a backlog (a month of replays) puts on the store.
+        maxConcurrency: 5,
+      }),
+    );
+
+    this.schedule = new events.Rule(this, 'FetchSchedule', {
+      description: `meterbridge ${settings.stage}: pull Smart Meter Texas files`,
+      schedule: events.Schedule.expression(smt.schedule),
+      enabled: smt.enabled,
+      targets: [new targets.LambdaFunction(this.fetchFunction, { retryAttempts: 0 })],
+    });
+  }
+}
+
+/**
+ * S3 bucket notifications are configured at deploy time by CDK's own singleton custom resource,
+ * whose role carries AWSLambdaBasicExecutionRole. It is CDK's code, not ours, and runs only
+ * during deployments.
+ */
+function acknowledgeNotificationsHandler(stack: Stack): void {
+  const handler = stack.node.children.find((child) => child.node.id.startsWith('BucketNotificationsHandler'));
+  const role = handler?.node.tryFindChild('Role');
+  if (!role) return;
+  Validations.of(role).acknowledge({
+    id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
+    reason: "CDK's BucketNotificationsHandler custom resource (sets the SMT archive's S3 -> SQS notification at deploy time) comes with this role; it writes only its own deploy-time logs.",
+  });
+}
+
+function roleOf(fn: MeterbridgeFunction): iam.IRole {
+  // Always set by MeterbridgeFunction; optional in the type only because lambda.Function's is.
+  if (fn.role === undefined) throw new Error(`${fn.node.id} has no execution role`);
+  return fn.role;
+}

@@ -1,0 +1,107 @@
+import assert from 'node:assert/strict';
+import { before, describe, it } from 'node:test';
+import { App, Stack } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import { SmtIngestion } from '../../lib/smt-ingestion.ts';
+import { parseSmtSettings, SmtSettingsError } from '../../lib/smt-settings.ts';
+import { ReadingStorage } from '../../lib/storage.ts';
+import { testSettings } from '../fixtures/stage-settings.ts';
+
+function smtStack(smt: Record<string, unknown> = {}): { template: Template; smt: SmtIngestion } {
+  const stack = new Stack(new App(), 'Test');
+  const settings = testSettings({ smt });
+  const storage = new ReadingStorage(stack, 'Storage');
+  const construct = new SmtIngestion(stack, 'Smt', { settings, storage });
+  return { template: Template.fromStack(stack), smt: construct };
+}
+
+describe('SmtIngestion', () => {
+  let enabled: { template: Template; smt: SmtIngestion };
+  before(() => {
+    enabled = smtStack({ enabled: true, protocol: 'ftps', host: 'ftp.smartmetertexas.biz', folders: ['intervaldata'], afterArchive: 'keep', schedule: 'rate(30 minutes)' });
+  });
+
+  it('keeps the archive versioned, encrypted, TLS-only, access-logged, with lifecycle transitions', () => {
+    enabled.template.hasResourceProperties('AWS::S3::Bucket', {
+      VersioningConfiguration: { Status: 'Enabled' },
+      BucketEncryption: { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }] },
+      LoggingConfiguration: Match.objectLike({ LogFilePrefix: 'smt-archive/' }),
+      LifecycleConfiguration: {
+        Rules: Match.arrayWith([
+          Match.objectLike({ Transitions: [{ StorageClass: 'STANDARD_IA', TransitionInDays: 30 }, { StorageClass: 'GLACIER_IR', TransitionInDays: 180 }] }),
+        ]),
+      },
+    });
+    enabled.template.hasResourceProperties('AWS::S3::BucketPolicy', {
+      PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]) },
+    });
+  });
+
+  it('sends object-created events under smt/ to the file queue, which dead-letters after 3 receives', () => {
+    enabled.template.hasResourceProperties('Custom::S3BucketNotifications', {
+      NotificationConfiguration: {
+        QueueConfigurations: [Match.objectLike({ Events: ['s3:ObjectCreated:*'], Filter: { Key: { FilterRules: [{ Name: 'prefix', Value: 'smt/' }] } } })],
+      },
+    });
+    enabled.template.hasResourceProperties('AWS::SQS::Queue', { VisibilityTimeout: 5400, RedrivePolicy: Match.objectLike({ maxReceiveCount: 3 }) });
+    enabled.template.hasResourceProperties('AWS::Lambda::EventSourceMapping', { BatchSize: 1, FunctionResponseTypes: ['ReportBatchItemFailures'] });
+  });
+
+  it('runs the fetch function on the configured schedule with the configured server, and one run at a time', () => {
+    enabled.template.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'rate(30 minutes)', State: 'ENABLED' });
+    enabled.template.hasResourceProperties('AWS::Lambda::Function', {
+      ReservedConcurrentExecutions: 1,
+      Timeout: 600,
+      Environment: { Variables: Match.objectLike({ SMT_PROTOCOL: 'ftps', SMT_HOST: 'ftp.smartmetertexas.biz', SMT_PORT: '21', SMT_FOLDERS: 'intervaldata', SMT_AFTER_ARCHIVE: 'keep', SMT_TRANSPORT_SECRET: 'meterbridge/test/smt/transport' }) },
+    });
+  });
+
+  it('gives the process function 10 GiB of /tmp for the verified clear file, and the PGP secret name', () => {
+    enabled.template.hasResourceProperties('AWS::Lambda::Function', {
+      EphemeralStorage: { Size: 10240 },
+      Timeout: 900,
+      Environment: { Variables: Match.objectLike({ SMT_PGP_SECRET: 'meterbridge/test/smt/pgp' }) },
+    });
+  });
+
+  it('grants the fetch function put on smt/* only, and the process function get on smt/* only', () => {
+    const policies = enabled.template.findResources('AWS::IAM::Policy');
+    const statements = Object.values(policies).flatMap((p) => (p as { Properties: { PolicyDocument: { Statement: Array<{ Action: string | string[] }> } } }).Properties.PolicyDocument.Statement);
+    const s3Actions = statements.flatMap((s) => (Array.isArray(s.Action) ? s.Action : [s.Action])).filter((a) => a.startsWith('s3:') && a !== 's3:PutBucketNotification'); // that one is CDK's notification custom resource
+    assert.deepEqual([...new Set(s3Actions)].sort(), ['s3:AbortMultipartUpload', 's3:GetObject', 's3:GetObjectVersion', 's3:PutObject']);
+  });
+
+  it('is deployed switched off when the stage has no smt block', () => {
+    const { template } = smtStack();
+    template.hasResourceProperties('AWS::Events::Rule', { State: 'DISABLED' });
+  });
+
+  it('exposes monitoring with both functions and the file queue', () => {
+    const monitoring = enabled.smt.monitoring;
+    assert.equal(monitoring.source, 'smt');
+    assert.deepEqual(monitoring.functions.map((f) => f.label), ['fetch', 'process']);
+    assert.deepEqual(monitoring.queues.map((q) => q.label), ['files']);
+  });
+});
+
+describe('parseSmtSettings', () => {
+  it('defaults to SFTP on port 22, switched off, deleting after archive', () => {
+    const smt = parseSmtSettings(undefined, 'k', 'prod');
+    assert.deepEqual([smt.enabled, smt.protocol, smt.port, smt.afterArchive, smt.transportSecretName], [false, 'sftp', 22, 'delete', 'meterbridge/prod/smt/transport']);
+  });
+
+  for (const [raw, key] of [
+    [{ enabled: true }, 'k.host'],
+    [{ protocol: 'ftp' }, 'k.protocol'],
+    [{ port: 70000 }, 'k.port'],
+    [{ folders: ['../etc'] }, 'k.folders'],
+    [{ schedule: 'every 5 minutes' }, 'k.schedule'],
+    [{ afterArchive: 'move' }, 'k.afterArchive'],
+    [{ hots: 'x' }, 'k.hots'],
+    [{ archiveInfrequentAfterDays: 10 }, 'k.archiveInfrequentAfterDays'],
+  ] as const) {
+    it(`refuses ${JSON.stringify(raw)} naming ${key}`, () => {
+      assert.throws(() => parseSmtSettings(raw, 'k', 'dev'), (error: unknown) => error instanceof SmtSettingsError && error.message.startsWith(`${key}: `));
+    });
+  }
+});
