@@ -159,7 +159,7 @@ async function route(request: ReadyRequest, deps: ReadyWebhookDependencies): Pro
 
   const reject = (code: RejectCode, message: string, extra: Record<string, unknown> = {}, archivedKey?: string): ReadyResponse => {
     metrics.count('DeliveriesRejected', 1, { Reason: code });
-    log.warn('callback rejected', { requestId, route: request.route, code, message, archivedKey, ...extra });
+    log.warn('callback rejected', { requestId, route: request.route, code, reason: message, archivedKey, ...extra });
     return problem(REJECT_STATUS[code], code, message, requestId, extra);
   };
 
