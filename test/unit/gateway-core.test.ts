@@ -201,3 +201,11 @@ describe('pacing', () => {
     assert.deepEqual(peakRate([{ at: 0, bytes: 1 }, { at: 999, bytes: 2 }, { at: 1000, bytes: 4 }, { at: 1500, bytes: 8 }]), { publishes: 3, bytes: 14 });
   });
 });
+
+describe('the shipped example configuration', () => {
+  it('is valid', () => {
+    const config = loadConfig(new URL('../../gateway/gateway.example.yaml', import.meta.url).pathname);
+    assert.equal(config.meters.length, 2);
+    assert.equal(config.meters[1]!.registers[0]!.type, 'float32');
+  });
+});
