@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
+import type { ReadingStore } from '../../lambdas/core/reading-store.ts';
 import { sendReadyDeliveries, sendReadyStatus, readyHandshake, buildReadyDelivery } from '../../lambdas/local/ready-http.ts';
 import { archivedObjects, metricSum, startReadyReceiver, startReadyStandIns, storedBlocks, type ReadyStandIns } from '../support/ready-webhook.ts';
 
@@ -240,6 +241,36 @@ describe('READY data callbacks over HTTP', () => {
       assert.equal(signed?.status, 200);
     } finally {
       await receiver.stop();
+    }
+  });
+
+  it('answer 429 with Retry-After when the store is throttled, and store the re-sent delivery once it is not', async () => {
+    let throttled = true;
+    let target: ReadingStore | undefined;
+    const flaky = await startReadyReceiver(standIns, {
+      now: () => NOW,
+      overrides: {
+        store: {
+          write: async (readings) => {
+            if (throttled) throw Object.assign(new Error('Throughput exceeds the current capacity'), { name: 'ProvisionedThroughputExceededException' });
+            return target!.write(readings);
+          },
+        },
+      },
+    });
+    target = flaky.store; // the receiver's own tables
+    try {
+      const [first] = await sendReadyDeliveries(flaky.http.dataUrl, { meters: [{ meterId: 'kam-1' }], start: START });
+      assert.equal(first?.status, 429);
+      assert.equal((first?.body as { error: { code: string } }).error.code, 'throttled');
+      throttled = false;
+      // the claim was released: the retry is stored at once, not refused as in progress
+      const [retry] = await sendReadyDeliveries(flaky.http.dataUrl, { meters: [{ meterId: 'kam-1' }], start: START });
+      assert.equal(retry?.status, 200, JSON.stringify(retry?.body));
+      assert.equal((retry?.body as { status: string }).status, 'stored');
+      assert.ok((await storedBlocks(standIns, flaky.tables.readings)) > 0);
+    } finally {
+      await flaky.stop();
     }
   });
 
