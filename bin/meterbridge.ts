@@ -30,6 +30,10 @@ const COMMANDS: Record<string, CommandEntry> = {
     summary: 'subscribe, list and unsubscribe Kamstrup READY webhooks (OAuth2 client credentials)',
     load: async () => (await import('./commands/ready.ts')).command,
   },
+  smt: {
+    summary: 'parse a Smart Meter Texas file (decrypt, unzip, print readings) or replay an archived one',
+    load: async () => (await import('./commands/smt.ts')).command,
+  },
 };
 
 function usage(): string {

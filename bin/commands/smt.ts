@@ -1,0 +1,236 @@
+/**
+ * `meterbridge smt parse|replay`: Smart Meter Texas files for operators.
+ *
+ * `parse` decrypts (when the file is PGP), unzips and parses a file exactly like the process
+ * step, and prints one JSON reading per line, only after the whole file passed its integrity and
+ * layout checks: a failing file prints no reading at all and exits 1.
+ * `replay` runs the process step on an archived file (e.g. one that failed for a wrong key).
+ */
+import { createReadStream } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { S3Client } from '@aws-sdk/client-s3';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import type { PrivateKey } from 'openpgp';
+import { Ledger } from '../../lambdas/core/ledger.ts';
+import { Metrics } from '../../lambdas/core/metrics.ts';
+import { RawArchive } from '../../lambdas/core/raw-archive.ts';
+import { ReadingStore } from '../../lambdas/core/reading-store.ts';
+import { readingToJson, validateReading } from '../../lambdas/core/reading.ts';
+import { decryptToFile, loadPrivateKey, SmtDecryptError } from '../../lambdas/core/smt/decrypt.ts';
+import { SMT_TIME_ZONE, SmtLayoutError } from '../../lambdas/core/smt/model.ts';
+import { daysOf, processArchivedFile } from '../../lambdas/core/smt/process.ts';
+import { pgpKeyFrom, readSecretJson } from '../../lambdas/core/smt/secrets.ts';
+import { assertTimeZone } from '../../lambdas/core/time.ts';
+import { cliLog, EXIT_FAILED, EXIT_OK, parseCommandLine, UsageError, type CliCommand, type CliIo } from './cli.ts';
+
+const HELP = 'meterbridge smt --help';
+
+const USAGE = `Usage:
+  meterbridge smt parse <file> [--private-key <armored key file>] [--passphrase-env <VAR>]
+  meterbridge smt replay <s3 key> --bucket <archive bucket> --readings-table <t> --ledger-table <t> [options]
+
+parse
+  Decrypts <file> when it is PGP (armored or binary), unzips it when the clear content is a ZIP,
+  parses it (interval CSV or LSE) and prints one JSON object per reading per line:
+    {"meterId","channel","kind","start","end","value","unit","quality","revision","source","originId"[,"status"]}
+  (start/end ISO-8601 UTC; meterId without SMT's apostrophe; a blank interval prints nothing).
+  Nothing is printed unless the whole file passed its integrity and layout checks; a summary goes
+  to stderr. Exit 1 on a failed file.
+
+  --private-key <file>     armored PGP private key (needed for encrypted files)
+  --passphrase-env <VAR>   environment variable holding the key's passphrase
+  --time-zone <zone>       zone of SMT's local times                    default ${SMT_TIME_ZONE}
+
+replay
+  Processes an archived file again, as the process Lambda does: claims it in the ledger (a
+  failed file is re-taken; a completed one is skipped: its readings are stored), decrypts,
+  parses and stores. Needs AWS credentials for S3, DynamoDB and, without --private-key, Secrets
+  Manager. The bucket name is the stack output SmtArchiveBucketName.
+
+  --bucket <name>            SMT archive bucket                             required
+  --readings-table <name>    readings table (stack output ReadingsTableName) required
+  --ledger-table <name>      ledger table (stack output LedgerTableName)     required
+  --pgp-secret <name>        Secrets Manager secret with the PGP key   default meterbridge/<stage>/smt/pgp
+  --stage <name>             stage, for the default secret name              default dev
+  --private-key <file>       use this key instead of the secret (with --passphrase-env)
+  --passphrase-env <VAR>
+  --time-zone <zone>         block time zone of the readings table          default ${SMT_TIME_ZONE}
+  --region <region>          AWS region                                       default $AWS_REGION
+  --s3-endpoint <url>        S3 endpoint (local mode's s3rver)
+  --dynamodb-endpoint <url>  DynamoDB endpoint (DynamoDB Local)
+
+common
+  -h, --help                 this text
+`;
+
+export const command: CliCommand = {
+  async run(args, io) {
+    const [subcommand, ...rest] = args;
+    if (subcommand === undefined) throw new UsageError('missing subcommand: parse or replay', HELP);
+    if (subcommand === '--help' || subcommand === '-h' || subcommand === 'help') {
+      io.out(USAGE);
+      return EXIT_OK;
+    }
+    if (subcommand === 'parse') return parse(rest, io);
+    if (subcommand === 'replay') return replay(rest, io);
+    throw new UsageError(`unknown smt subcommand ${JSON.stringify(subcommand)} (expected parse or replay)`, HELP);
+  },
+};
+
+async function keyFromFile(path: string | undefined, passphraseEnv: string | undefined, io: CliIo): Promise<PrivateKey[]> {
+  if (!path) return [];
+  const passphrase = passphraseEnv ? io.env[passphraseEnv] : undefined;
+  if (passphraseEnv && passphrase === undefined) throw new UsageError(`environment variable ${passphraseEnv} (--passphrase-env) is not set`, HELP);
+  return [await loadPrivateKey({ armoredKey: await readFile(path, 'utf8'), passphrase })];
+}
+
+async function parse(args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseCommandLine(args, HELP, {
+    'private-key': { type: 'string' },
+    'passphrase-env': { type: 'string' },
+    'time-zone': { type: 'string', default: SMT_TIME_ZONE },
+    help: { type: 'boolean', short: 'h' },
+  });
+  if (values.help) {
+    io.out(USAGE);
+    return EXIT_OK;
+  }
+  if (positionals.length !== 1) throw new UsageError(`parse takes one file, got ${positionals.length}`, HELP);
+  const file = positionals[0]!;
+  const timeZone = values['time-zone'];
+  try {
+    assertTimeZone(timeZone);
+  } catch (error) {
+    throw new UsageError((error as Error).message, HELP);
+  }
+  const keys = await keyFromFile(values['private-key'], values['passphrase-env'], io);
+
+  const work = await mkdtemp(join(tmpdir(), 'mb-smt-cli-'));
+  try {
+    const clearPath = join(work, 'clear');
+    let kind: string;
+    try {
+      const report = await decryptToFile(createReadStream(file), clearPath, { keys, maxClearBytes: 8 * 2 ** 30, allowClear: true });
+      kind = report.kind;
+    } catch (error) {
+      if (error instanceof SmtDecryptError) {
+        const hint = keys.length === 0 && error.reason !== 'not-pgp' ? ' (the file is PGP-encrypted: give --private-key)' : '';
+        io.err(`smt parse: ${file}: refused (${error.reason}): ${error.message}${hint}\n`);
+        return EXIT_FAILED;
+      }
+      throw error;
+    }
+    const options = { originId: file, timeZone };
+    const maxUnzipped = 8 * 2 ** 30;
+    const now = new Date();
+    // Pass 1: everything must parse and validate before a single reading is printed.
+    let days = 0;
+    let readings = 0;
+    let missing = 0;
+    let layout = '';
+    try {
+      for await (const batch of daysOf(clearPath, options, maxUnzipped)) {
+        for (const day of batch) {
+          days += 1;
+          layout = day.layout;
+          missing += day.missing;
+          for (const reading of day.readings) {
+            readings += 1;
+            const result = validateReading(reading, { now });
+            if (!result.ok) throw new SmtLayoutError(`${day.meterId} ${day.date} ${reading.start.toISOString()}: ${result.reasons.join('; ')}`);
+          }
+        }
+      }
+    } catch (error) {
+      if (error instanceof SmtLayoutError) {
+        io.err(`smt parse: ${file}: refused (layout): ${error.message}\n`);
+        return EXIT_FAILED;
+      }
+      throw error;
+    }
+    // Pass 2: print.
+    for await (const batch of daysOf(clearPath, options, maxUnzipped)) {
+      let text = '';
+      for (const day of batch) {
+        for (const reading of day.readings) {
+          const status = day.unknownStatuses?.[reading.start.toISOString()];
+          text += `${JSON.stringify(status === undefined ? readingToJson(reading) : { ...readingToJson(reading), status })}\n`;
+        }
+      }
+      io.out(text);
+    }
+    io.err(`smt parse: ${file}: ${kind}, ${layout || 'no data'}, ${days} day(s), ${readings} reading(s), ${missing} blank interval(s)\n`);
+    return EXIT_OK;
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+async function replay(args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseCommandLine(args, HELP, {
+    bucket: { type: 'string' },
+    'readings-table': { type: 'string' },
+    'ledger-table': { type: 'string' },
+    'pgp-secret': { type: 'string' },
+    stage: { type: 'string', default: 'dev' },
+    'private-key': { type: 'string' },
+    'passphrase-env': { type: 'string' },
+    'time-zone': { type: 'string', default: SMT_TIME_ZONE },
+    region: { type: 'string' },
+    's3-endpoint': { type: 'string' },
+    'dynamodb-endpoint': { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  });
+  if (values.help) {
+    io.out(USAGE);
+    return EXIT_OK;
+  }
+  if (positionals.length !== 1) throw new UsageError(`replay takes one archive key, got ${positionals.length}`, HELP);
+  for (const required of ['bucket', 'readings-table', 'ledger-table'] as const) {
+    if (!values[required]) throw new UsageError(`replay needs --${required}`, HELP);
+  }
+  const region = values.region ?? io.env.AWS_REGION;
+  const local = (endpoint: string | undefined) => ({
+    ...(region ? { region } : endpoint ? { region: 'us-east-1' } : {}),
+    ...(endpoint ? { endpoint, credentials: { accessKeyId: 'local', secretAccessKey: 'local' } } : {}),
+  });
+  // A local endpoint is local mode's s3rver, which takes its own fixed credentials.
+  const s3 = values['s3-endpoint'] ? (await import('../../lambdas/local/s3-server.ts')).localS3Client(values['s3-endpoint']) : new S3Client(region ? { region } : {});
+  const dynamodb = new DynamoDBClient(local(values['dynamodb-endpoint']));
+  const log = cliLog(io);
+  try {
+    let keys = await keyFromFile(values['private-key'], values['passphrase-env'], io);
+    if (keys.length === 0) {
+      const secretId = values['pgp-secret'] ?? `meterbridge/${values.stage}/smt/pgp`;
+      const secrets = new SecretsManagerClient(region ? { region } : {});
+      try {
+        keys = [await loadPrivateKey(pgpKeyFrom(secretId, await readSecretJson(secrets, secretId)))];
+      } finally {
+        secrets.destroy();
+      }
+    }
+    // Metrics of a replay are not sent anywhere: the CLI reports the outcome itself.
+    const metrics = new Metrics({ client: new CloudWatchClient({ region: region ?? 'us-east-1' }), log });
+    const outcome = await processArchivedFile(
+      {
+        archive: new RawArchive({ client: s3, bucket: values.bucket! }),
+        ledger: new Ledger({ client: dynamodb, tableName: values['ledger-table']! }),
+        store: new ReadingStore({ client: dynamodb, tableName: values['readings-table']!, blockTimeZone: values['time-zone'] }),
+        metrics,
+        log,
+        keys: async () => keys,
+      },
+      positionals[0]!,
+      { replay: true },
+    );
+    io.out(`${JSON.stringify(outcome)}\n`);
+    return outcome.status === 'failed' ? EXIT_FAILED : EXIT_OK;
+  } finally {
+    s3.destroy();
+    dynamodb.destroy();
+  }
+}
