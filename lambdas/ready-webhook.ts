@@ -16,6 +16,7 @@ import { RawArchive } from './core/raw-archive.ts';
 import { ReadingStore } from './core/reading-store.ts';
 import { handleApiGatewayEvent } from './core/ready/api-gateway.ts';
 import { verificationConfigFromEnv } from './core/ready/handshake.ts';
+import { isReplayEvent, replayArchived, type ReplayEvent, type ReplayResult } from './core/ready/replay.ts';
 import { SecretsManagerCredentials } from './core/ready/secret.ts';
 import { DynamoSubscriptionStates } from './core/ready/status.ts';
 import { DEFAULT_MAX_BODY_BYTES } from './core/ready/webhook.ts';
@@ -36,11 +37,16 @@ const credentials = new SecretsManagerCredentials({ client: new SecretsManagerCl
 const verification = verificationConfigFromEnv(process.env);
 const maxBodyBytes = Number(process.env.READY_MAX_BODY_BYTES ?? DEFAULT_MAX_BODY_BYTES);
 
-async function receive(event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> {
+// A Metrics buffer per request, flushed once before the response.
+const newMetrics = () => new Metrics({ client: cloudwatch, defaultDimensions: { Stage: process.env.STAGE ?? 'dev', Source: 'ready' }, log });
+
+async function receive(event: APIGatewayProxyEvent | ReplayEvent): Promise<APIGatewayProxyResult | { replayed: ReplayResult[] }> {
+  // An operator's direct invocation (aws lambda invoke), never reachable through API Gateway.
+  if (isReplayEvent(event)) {
+    return { replayed: await replayArchived(event.replayKeys, { archive, store, ledger, subscriptions, credentials, metrics: newMetrics, log, verification, maxBodyBytes }) };
+  }
   logger.appendKeys({ requestId: event.requestContext?.requestId });
-  // A Metrics buffer per request, flushed once before the response.
-  const metrics = new Metrics({ client: cloudwatch, defaultDimensions: { Stage: process.env.STAGE ?? 'dev', Source: 'ready' }, log });
-  return handleApiGatewayEvent(event, { archive, store, ledger, subscriptions, credentials, metrics, log, verification, maxBodyBytes });
+  return handleApiGatewayEvent(event, { archive, store, ledger, subscriptions, credentials, metrics: newMetrics(), log, verification, maxBodyBytes });
 }
 
 export const handler = middy(receive);

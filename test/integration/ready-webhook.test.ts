@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import type { ReadingStore } from '../../lambdas/core/reading-store.ts';
 import { sendReadyDeliveries, sendReadyStatus, readyHandshake, buildReadyDelivery } from '../../lambdas/local/ready-http.ts';
-import { archivedObjects, metricSum, startReadyReceiver, startReadyStandIns, storedBlocks, type ReadyStandIns } from '../support/ready-webhook.ts';
+import { archivedObjects, metricSum, READY_BUCKET, startReadyReceiver, startReadyStandIns, storedBlocks, type ReadyStandIns } from '../support/ready-webhook.ts';
 
 let standIns: ReadyStandIns;
 before(async () => {
@@ -307,5 +307,39 @@ describe('READY status callbacks over HTTP', () => {
     } finally {
       await receiver.stop();
     }
+  });
+});
+
+describe('replay of archived READY callbacks', () => {
+  it('stores an archived delivery once the cause of its rejection is fixed, and only once', async () => {
+    // GIVEN a delivery refused as too large and archived
+    const tight = await startReadyReceiver(standIns, { now: () => NOW, maxBodyBytes: 512 });
+    let archivedKey: string;
+    try {
+      const [sent] = await sendReadyDeliveries(tight.http.dataUrl, { meters: [{ meterId: 'kam-1' }, { meterId: 'kam-2' }, { meterId: 'kam-3' }], start: START });
+      assert.equal(sent?.status, 413);
+      const archived = await archivedObjects(standIns, `${tight.prefix}/data`);
+      assert.equal(archived.length, 1);
+      archivedKey = archived[0]!.key;
+    } finally {
+      await tight.stop();
+    }
+    // WHEN the limit is raised and the archived original replayed (the same tables, the default limit)
+    const { RawArchive } = await import('../../lambdas/core/raw-archive.ts');
+    const { replayArchived } = await import('../../lambdas/core/ready/replay.ts');
+    const { localReadyDependencies } = await import('../../lambdas/local/ready-http.ts');
+    const { silentLog } = await import('../../lambdas/core/log.ts');
+    const tables = await standIns.dynamo.freshTables();
+    const base = localReadyDependencies({ dynamodb: standIns.dynamo.client, tables, s3: standIns.s3.client, archiveBucket: READY_BUCKET, cloudwatch: standIns.cloudwatch.client(), log: silentLog })();
+    const deps = { ...base, clock: () => NOW, archive: new RawArchive({ client: standIns.s3.client, bucket: READY_BUCKET }), metrics: () => base.metrics };
+    const [first] = await replayArchived([archivedKey], deps);
+    const [again] = await replayArchived([archivedKey, 'ready/data/none.json'], deps);
+    // THEN
+    assert.equal(first?.statusCode, 200, JSON.stringify(first?.body));
+    assert.equal((first?.body as { status: string }).status, 'stored');
+    assert.equal((again?.body as { status: string }).status, 'duplicate');
+    assert.equal(await storedBlocks(standIns, tables.readings) > 0, true);
+    const [missing] = (await replayArchived(['ready/data/none.json'], deps));
+    assert.equal(missing?.statusCode, 404);
   });
 });

@@ -123,6 +123,11 @@ function utcPath(date: Date): string {
   return `${iso.slice(0, 4)}/${iso.slice(5, 7)}/${iso.slice(8, 10)}`;
 }
 
+/** S3 metadata travels as HTTP headers: printable ASCII only, and bounded. */
+function asciiHeader(value: string): string {
+  return value.replace(/[^\x20-\x7e]/g, '?').slice(0, 512);
+}
+
 /** `application/json`, optionally with `charset=utf-8`; anything else is not a READY callback. */
 export function isJsonContentType(value: string | undefined): boolean {
   if (!value) return false;
@@ -177,12 +182,21 @@ async function route(request: ReadyRequest, deps: ReadyWebhookDependencies): Pro
 
   // 1. Archive first: from here on nothing is lost, whatever the verdict.
   const contentType = request.headers['content-type'];
-  const key = `${deps.archivePrefix ?? 'ready'}/${request.route}/${utcPath(now)}/${now.toISOString().replace(/[:.]/g, '-')}-${requestId}.json`;
+  let key = `${deps.archivePrefix ?? 'ready'}/${request.route}/${utcPath(now)}/${now.toISOString().replace(/[:.]/g, '-')}-${requestId}.json`;
   try {
-    await deps.archive.put(key, request.body, {
+    // The archive says where it put the body (a replay answers with the original's key).
+    ({ key } = await deps.archive.put(key, request.body, {
       contentType: contentType ?? 'application/octet-stream',
-      metadata: { route: request.route, requestid: requestId, receivedat: now.toISOString(), ...(request.sourceIp ? { sourceip: request.sourceIp } : {}) },
-    });
+      // What a replay needs to judge the body again exactly as on arrival (see replay.ts).
+      metadata: {
+        route: request.route,
+        requestid: requestId,
+        receivedat: now.toISOString(),
+        ...(request.sourceIp ? { sourceip: request.sourceIp } : {}),
+        ...(contentType ? { contenttype: asciiHeader(contentType) } : {}),
+        ...(request.headers[SIGNATURE_HEADER] ? { signature: asciiHeader(request.headers[SIGNATURE_HEADER]) } : {}),
+      },
+    }));
   } catch (error) {
     metrics.count('WebhookErrors', 1, { Step: 'archive' });
     log.error('could not archive the callback; asking the sender to retry', { requestId, key, error: String(error) });
