@@ -6,11 +6,13 @@
  * path or a catalog metric added later is checked without editing this file.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { before, describe, it } from 'node:test';
 import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
-import { METRIC_CATALOG, type MetricSource, type MetricSpec } from '../../lambdas/core/metric-catalog.ts';
+import { METRIC_CATALOG, READING_STATUS_METRIC, type MetricSource, type MetricSpec } from '../../lambdas/core/metric-catalog.ts';
 import { METRICS_NAMESPACE } from '../../lib/meterbridge-function.ts';
 import { MeterbridgeStack } from '../../lib/meterbridge-stack.ts';
 import { testSettings } from '../fixtures/stage-settings.ts';
@@ -41,6 +43,12 @@ const AWS_METRICS: Readonly<Record<string, readonly string[]>> = {
   'AWS/DynamoDB': ['ReadThrottleEvents', 'WriteThrottleEvents', 'SystemErrors', 'ConsumedReadCapacityUnits', 'ConsumedWriteCapacityUnits', 'SuccessfulRequestLatency'],
   'AWS/ApiGateway': ['Count', '4XXError', '5XXError', 'Latency', 'IntegrationLatency'],
 };
+
+/** Every .ts file under lambdas/. */
+function lambdaSources(): string[] {
+  const root = fileURLToPath(new URL('../../lambdas/', import.meta.url));
+  return (readdirSync(root, { recursive: true }) as string[]).filter((file) => file.endsWith('.ts')).map((file) => join(root, file));
+}
 
 /** The runbook section of the README: from `## Runbook` to the next `## ` heading. */
 function runbookSection(): string {
@@ -117,6 +125,21 @@ describe('operations consistency', () => {
 
     // THEN
     assert.deepEqual(missing, [], "catalog metrics with watch 'alarm' that no alarm watches (metric/source)");
+  });
+
+  it('finds every catalog metric published somewhere in the handler code', () => {
+    // GIVEN: the sources under lambdas/ (the catalog itself aside)
+    const code = lambdaSources()
+      .filter((file) => !file.endsWith('metric-catalog.ts'))
+      .map((file) => readFileSync(file, 'utf8'))
+      .join('\n');
+    const viaStatusMap = new Set<string>(code.includes('READING_STATUS_METRIC') ? Object.values(READING_STATUS_METRIC) : []);
+
+    // WHEN
+    const unpublished = Object.keys(CATALOG).filter((name) => !viaStatusMap.has(name) && !code.includes(`'${name}'`));
+
+    // THEN: an alarm on one of these would watch a metric nobody sends
+    assert.deepEqual(unpublished, []);
   });
 
   it("says why every informational catalog metric needs no alarm", () => {
