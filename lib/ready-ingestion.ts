@@ -347,19 +347,25 @@ export class ReadyIngestion extends Construct {
     cfnApi.securityPolicy = 'SecurityPolicy_TLS13_1_2_PFS_PQ_2025_09';
     cfnApi.endpointAccessMode = 'STRICT';
 
+    // $context.error.messageString arrives already quoted; literal messages are quoted here.
     const json = (code: string, message: string) => ({
-      'application/json': `{"error":{"code":"${code}","message":"${message}","requestId":"$context.requestId"}}`,
+      'application/json': `{"error":{"code":"${code}","message":${message.startsWith('$context') ? message : `"${message}"`},"requestId":"$context.requestId"}}`,
     });
-    const responses: Array<[string, apigw.ResponseType, string, string, string?]> = [
-      ['Throttled', apigw.ResponseType.THROTTLED, 'throttled', 'too many requests; retry later', '429'],
-      ['TooLarge', apigw.ResponseType.REQUEST_TOO_LARGE, 'too_large', 'request body is larger than API Gateway accepts', '413'],
-      ['AccessDenied', apigw.ResponseType.ACCESS_DENIED, 'forbidden', 'this source address may not call the READY webhook', '403'],
-      ['NotFound', apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN, 'not_found', 'no such callback; READY posts to /data and /status', '404'],
-      ['Default4xx', apigw.ResponseType.DEFAULT_4XX, 'bad_request', '$context.error.messageString'],
-      ['Default5xx', apigw.ResponseType.DEFAULT_5XX, 'gateway_error', 'the webhook is unavailable; retry later'],
+    const responses: Array<{ id: string; type: apigw.ResponseType; code: string; message: string; statusCode?: string; retryAfter?: string }> = [
+      { id: 'Throttled', type: apigw.ResponseType.THROTTLED, code: 'throttled', message: 'too many requests; retry later', statusCode: '429', retryAfter: '10' },
+      { id: 'TooLarge', type: apigw.ResponseType.REQUEST_TOO_LARGE, code: 'too_large', message: 'request body is larger than API Gateway accepts', statusCode: '413' },
+      { id: 'AccessDenied', type: apigw.ResponseType.ACCESS_DENIED, code: 'forbidden', message: 'this source address may not call the READY webhook', statusCode: '403' },
+      { id: 'NotFound', type: apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN, code: 'not_found', message: 'no such callback; READY posts to /data and /status', statusCode: '404' },
+      { id: 'Default4xx', type: apigw.ResponseType.DEFAULT_4XX, code: 'bad_request', message: '$context.error.messageString' },
+      { id: 'Default5xx', type: apigw.ResponseType.DEFAULT_5XX, code: 'gateway_error', message: 'the webhook is unavailable; retry later', retryAfter: '30' },
     ];
-    for (const [name, type, code, message, statusCode] of responses) {
-      this.api.addGatewayResponse(name, { type, ...(statusCode ? { statusCode } : {}), templates: json(code, message), responseHeaders: { 'Retry-After': code === 'throttled' ? "'10'" : "'30'" } });
+    for (const r of responses) {
+      this.api.addGatewayResponse(r.id, {
+        type: r.type,
+        ...(r.statusCode ? { statusCode: r.statusCode } : {}),
+        templates: json(r.code, r.message),
+        ...(r.retryAfter ? { responseHeaders: { 'Retry-After': `'${r.retryAfter}'` } } : {}),
+      });
     }
 
     const integration = new apigw.LambdaIntegration(this.webhookFunction, { proxy: true });

@@ -121,6 +121,12 @@ describe('ReadyIngestion', () => {
     template.hasResourceProperties('AWS::ApiGateway::GatewayResponse', { ResponseType: 'THROTTLED', StatusCode: '429', ResponseTemplates: { 'application/json': Match.stringLikeRegexp('"code":"throttled"') } });
     template.hasResourceProperties('AWS::ApiGateway::GatewayResponse', { ResponseType: 'REQUEST_TOO_LARGE', StatusCode: '413' });
     template.hasResourceProperties('AWS::ApiGateway::GatewayResponse', { ResponseType: 'ACCESS_DENIED', StatusCode: '403' });
+    template.hasResourceProperties('AWS::ApiGateway::GatewayResponse', { ResponseType: 'THROTTLED', ResponseParameters: { 'gatewayresponse.header.Retry-After': "'10'" } });
+    // every template is JSON once API Gateway substitutes its (already quoted) variables
+    for (const response of Object.values(template.findResources('AWS::ApiGateway::GatewayResponse')) as Array<{ Properties: { ResponseTemplates: Record<string, string> } }>) {
+      const text = response.Properties.ResponseTemplates['application/json']!.replace('$context.error.messageString', '"a message"').replace('$context.requestId', 'r-1');
+      assert.doesNotThrow(() => JSON.parse(text), text);
+    }
   });
 
   it('alarms when a subscription reports anything but active, keeping the state between callbacks', () => {
