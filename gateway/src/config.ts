@@ -113,6 +113,11 @@ const configSchema = z
         maxPublishesPerSecond: z.number().positive().max(IOT_LIMITS.publishesPerSecond).default(90),
         maxBytesPerSecond: z.number().int().positive().max(IOT_LIMITS.bytesPerSecond).default(460 * 1024),
         maxInFlight: z.number().int().min(1).max(IOT_LIMITS.inFlightQos1).default(50),
+        /**
+         * The two budgets above hold over every window of this many seconds. Longer than 1 s is a
+         * margin: network and broker delays can bunch publishes together on arrival.
+         */
+        rateWindowSeconds: z.number().min(1).max(10).default(1.25),
         maxMessageBytes: z.number().int().min(4096).max(IOT_LIMITS.messageBytes).default(120 * 1024),
         /** Publish once the oldest unpublished reading ended this long ago (batching = fewer, cheaper writes). */
         holdSeconds: z.number().min(0).max(86_400).default(3600),
@@ -125,6 +130,7 @@ const configSchema = z
         maxPublishesPerSecond: 90,
         maxBytesPerSecond: 460 * 1024,
         maxInFlight: 50,
+        rateWindowSeconds: 1.25,
         maxMessageBytes: 120 * 1024,
         holdSeconds: 3600,
         drainWindowReadings: 100_000,

@@ -1,8 +1,8 @@
 /**
- * Keeps publishes within a per-second count and byte budget over every sliding window, which is
- * how a broker sees a connection (a token bucket would allow twice the rate across a window
- * boundary). The window is a little longer than a second, so network jitter that bunches
- * publishes together on the way cannot push the broker's measurement over the limit.
+ * Keeps publishes within a count and byte budget over every sliding window, which is how a broker
+ * sees a connection (a token bucket would allow twice the rate across a window boundary). The
+ * agent uses a window somewhat longer than a second (publish.rateWindowSeconds), so delays that
+ * bunch publishes together on the way cannot push the broker's per-second measurement over.
  */
 export class Pacer {
   private readonly sent: Array<{ at: number; bytes: number }> = [];
@@ -11,7 +11,7 @@ export class Pacer {
   constructor(
     private readonly maxPublishes: number,
     private readonly maxBytes: number,
-    private readonly windowMs = 1100,
+    private readonly windowMs = 1000,
     private readonly now: () => number = () => performance.now(),
   ) {}
 

@@ -16,6 +16,7 @@ import type { Log } from '../../lambdas/core/log.ts';
 import type { AgentClock } from './clock.ts';
 import type { GatewayConfig, RegisterConfig } from './config.ts';
 import { ModbusMeterReader, type MeterRead } from './modbus.ts';
+import { Signal } from './signal.ts';
 import type { SpooledReading, Spool } from './spool.ts';
 
 export interface PollerStats {
@@ -74,7 +75,7 @@ export class Poller {
   private readonly countersPath: string;
   private running = false;
   private loop: Promise<void> | undefined;
-  private wakeSleep: (() => void) | undefined;
+  private readonly signal = new Signal();
   private readonly counters: PollerStats = {
     cycles: 0,
     readingsTaken: 0,
@@ -134,7 +135,7 @@ export class Poller {
 
   async stop(): Promise<void> {
     this.running = false;
-    this.wakeSleep?.();
+    this.signal.notify();
     await this.loop;
     for (const reader of this.readers) reader.close();
   }
@@ -152,24 +153,11 @@ export class Poller {
         this.log.warn('poller: polls missed (a cycle took longer than the interval)', { missed: (boundary - previous) / intervalMs - 1 });
       }
       // Timers may fire a little early, and a fast demo clock magnifies that: wait until it is really time.
-      while (this.running && this.clock.now() < boundary) await this.sleep(Math.max(1, this.clock.realDelay(boundary - this.clock.now())));
+      while (this.running && this.clock.now() < boundary) await this.signal.wait(Math.max(1, this.clock.realDelay(boundary - this.clock.now())));
       if (!this.running) break;
       await this.pollOnce(boundary / 1000);
       previous = boundary;
     }
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      const self = this;
-      function done(): void {
-        clearTimeout(timer);
-        self.wakeSleep = undefined;
-        resolve();
-      }
-      this.wakeSleep = done;
-    });
   }
 
   /** Reads every meter for the boundary `end` (epoch seconds) and commits the readings. */

@@ -21,6 +21,7 @@ import type { AgentClock } from './clock.ts';
 import { telemetryTopic, type GatewayConfig } from './config.ts';
 import { buildMessages } from './message-builder.ts';
 import { Pacer } from './pacer.ts';
+import { Signal } from './signal.ts';
 import type { Spool } from './spool.ts';
 
 export type PublisherFaultPoint = 'publish' | 'ack';
@@ -51,29 +52,6 @@ export interface PublisherStats {
   lastPublishAt: string | undefined;
   lastAckAt: string | undefined;
   lastError: string | undefined;
-}
-
-/** Wakes a sleeping loop early (new readings, an ack, a closed connection, stop). */
-class Signal {
-  private waiters: Array<() => void> = [];
-
-  notify(): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const wake of waiters) wake();
-  }
-
-  wait(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, Math.max(0, ms));
-      const waiters = this.waiters;
-      function done(): void {
-        clearTimeout(timer);
-        resolve();
-      }
-      waiters.push(done);
-    });
-  }
 }
 
 export class Publisher {
@@ -246,8 +224,8 @@ export class Publisher {
       while (open && this.running && Date.now() < until) await this.signal.wait(until - Date.now());
     }
 
-    const { maxPublishesPerSecond, maxBytesPerSecond, maxInFlight } = this.config.publish;
-    const pacer = new Pacer(maxPublishesPerSecond, maxBytesPerSecond);
+    const { maxPublishesPerSecond, maxBytesPerSecond, maxInFlight, rateWindowSeconds } = this.config.publish;
+    const pacer = new Pacer(maxPublishesPerSecond, maxBytesPerSecond, rateWindowSeconds * 1000);
     let lastSentSeq = 0;
     let inFlight = 0;
 

@@ -128,7 +128,8 @@ describe('gateway agent killed with SIGKILL at random moments', () => {
       }, 20_000, 'the final run to drain the spool');
     } finally {
       child.kill('SIGTERM');
-      await new Promise((resolve) => child.once('exit', resolve));
+      const exitCode = await new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      assert.equal(exitCode, 0, 'SIGTERM stops the agent cleanly');
       for (let i = 0; i < METERS; i++) sim.setFault(i, undefined);
     }
     for (const start of finalCommitted) committed.add(start);
