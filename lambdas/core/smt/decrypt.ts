@@ -139,7 +139,7 @@ export async function decryptToFile(input: AsyncIterable<Uint8Array>, outPath: s
       await pipeline(stream, cap, createWriteStream(outPath, { mode: 0o600 }));
       return { kind, bytesIn, bytesOut };
     }
-    const web = Readable.toWeb(stream) as unknown as ReadableStream<Uint8Array>;
+    const web = pullStream(stream);
     let message: openpgp.Message<ReadableStream<Uint8Array>>;
     try {
       message =
@@ -177,6 +177,29 @@ export async function decryptToFile(input: AsyncIterable<Uint8Array>, outPath: s
     await rm(outPath, { force: true });
     throw error;
   }
+}
+
+/**
+ * A web ReadableStream that reads `stream` only when openpgp pulls: bounded memory. Node 20's
+ * Readable.toWeb reads ahead without backpressure (the whole input ends up buffered while
+ * decryption lags behind), which defeats streaming on large files.
+ */
+export function pullStream(stream: Readable): ReadableStream<Uint8Array> {
+  const iterator = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        const next = await iterator.next();
+        if (next.done) controller.close();
+        else controller.enqueue(new Uint8Array(next.value.buffer, next.value.byteOffset, next.value.byteLength));
+      },
+      async cancel() {
+        await iterator.return?.();
+        stream.destroy();
+      },
+    },
+    { highWaterMark: 1 },
+  );
 }
 
 function messageOf(error: unknown): string {

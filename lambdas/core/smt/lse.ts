@@ -106,7 +106,8 @@ export class LseParser {
   private header(fields: string[], line: number): Cut {
     if (fields.length < 7) throw new SmtLayoutError(`00000001 needs 6 fields after the sort code, found ${fields.length - 1}`, line);
     const [, esiidField, channelField, start, stop, dstFlag] = fields as [string, string, string, string, string, string];
-    const meterId = esiidField.replace(/^'/, '');
+    // A copy, not a slice of the chunk the line came from (see interval-csv.ts, detach).
+    const meterId = Buffer.from(esiidField.replace(/^'/, ''), 'utf8').toString('utf8');
     if (!/^\d{17}$|^\d{22}$/.test(meterId)) throw new SmtLayoutError(`ESIID ${JSON.stringify(esiidField)} is not 17 or 22 digits`, line);
     const channel = CHANNEL_OF[channelField.replace(/^0+(?=\d)/, '')];
     if (!channel) throw new SmtLayoutError(`channel ${JSON.stringify(channelField)} is neither 1 (generation) nor 4 (load)`, line);
