@@ -6,7 +6,7 @@ import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { consoleLog, type Log } from '../../lambdas/core/log.ts';
 import { clockFor, type AgentClock } from './clock.ts';
-import type { GatewayConfig } from './config.ts';
+import { assertTlsFilesReadable, type GatewayConfig } from './config.ts';
 import { Poller, type PollerStats } from './poller.ts';
 import { Publisher, type PublisherFaultPoint, type PublisherStats } from './publisher.ts';
 import { Spool, type SpoolFaultPoint, type SpoolStats } from './spool.ts';
@@ -65,6 +65,7 @@ export function faultInjectionFromEnv(env: NodeJS.ProcessEnv = process.env): ((p
 
 export async function startGatewayAgent(config: GatewayConfig, options: GatewayAgentOptions = {}): Promise<GatewayAgent> {
   const log = options.log ?? consoleLog;
+  assertTlsFilesReadable(config);
   const clock = options.clock ?? clockFor(config);
   const startedAt = new Date().toISOString();
   const spool = Spool.open({

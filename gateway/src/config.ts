@@ -7,7 +7,7 @@
  * 128 KB per message, 100 unacknowledged QoS 1 publishes) are upper bounds here, so a gateway
  * cannot be configured into being throttled or disconnected.
  */
-import { readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -208,7 +208,8 @@ export function parseConfig(input: unknown, options: { source?: string; baseDir?
       parsed.error.issues.map((issue) => {
         // An unknown key is reported on its parent; name the key itself.
         const keys = issue.code === 'unrecognized_keys' ? ` (${issue.keys.join(', ')})` : '';
-        return `${keyPath(issue.path)}: ${issue.message}${keys}`;
+        const message = /received undefined$/.test(issue.message) ? 'is required' : issue.message;
+        return `${keyPath(issue.path)}: ${message}${keys}`;
       }),
       source,
     );
@@ -239,6 +240,19 @@ export function loadConfig(path: string): GatewayConfig {
     throw new ConfigError([`not valid YAML: ${(error as Error).message}`], path);
   }
   return parseConfig(document, { source: path, baseDir: dirname(resolve(path)) });
+}
+
+/** Fails at start, naming the key, when a certificate or key file cannot be read (rather than retrying forever). */
+export function assertTlsFilesReadable(config: GatewayConfig): void {
+  const problems: string[] = [];
+  for (const key of ['certFile', 'keyFile', 'caFile'] as const) {
+    try {
+      accessSync(config.iot[key], constants.R_OK);
+    } catch (error) {
+      problems.push(`iot.${key}: cannot read ${config.iot[key]} (${(error as NodeJS.ErrnoException).code ?? String(error)})`);
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems, 'TLS files');
 }
 
 /** The Basic Ingest topic this gateway publishes to. */

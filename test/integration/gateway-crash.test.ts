@@ -98,8 +98,8 @@ describe('gateway agent killed with SIGKILL at random moments', () => {
 
     const random = (n: number) => Math.floor(Math.random() * n);
     const trials: Array<{ crashAt?: string; killAfterMs: number }> = [];
-    for (const point of FAULT_POINTS) for (let k = 0; k < 2; k++) trials.push({ crashAt: `${point}:${1 + random(3)}`, killAfterMs: 3000 });
-    for (let k = 0; k < 12; k++) trials.push({ killAfterMs: 100 + random(1200) });
+    for (const point of FAULT_POINTS) for (let k = 0; k < 2; k++) trials.push({ crashAt: `${point}:${1 + random(3)}`, killAfterMs: 2500 });
+    for (let k = 0; k < 12; k++) trials.push({ killAfterMs: 100 + random(900) });
 
     const committed = new Set<number>();
     const hits = new Map<FaultPoint, number>();

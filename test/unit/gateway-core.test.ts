@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeTelemetry, MAX_MESSAGE_BYTES } from '../../lambdas/core/telemetry.ts';
-import { ConfigError, loadConfig, parseConfig, telemetryTopic } from '../../gateway/src/config.ts';
+import { assertTlsFilesReadable, ConfigError, loadConfig, parseConfig, telemetryTopic } from '../../gateway/src/config.ts';
 import { decodeRegister, encodeRegister } from '../../gateway/src/modbus.ts';
 import { buildMessages, toBlocks } from '../../gateway/src/message-builder.ts';
 import { Pacer, peakRate } from '../../gateway/src/pacer.ts';
@@ -83,6 +83,16 @@ describe('gateway configuration', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('TLS files', () => {
+  it('refuses to start when the certificate, key or CA cannot be read, naming each key', () => {
+    const config = parseConfig({ ...minimal(), iot: { ...minimal().iot, certFile: '/nonexistent/device.cert.pem' } });
+    assert.throws(
+      () => assertTlsFilesReadable(config),
+      (error: Error) => error instanceof ConfigError && error.problems.length === 3 && error.problems[0]!.startsWith('iot.certFile: cannot read /nonexistent/device.cert.pem'),
+    );
   });
 });
 
