@@ -36,6 +36,19 @@ const FETCH_TIMEOUT = Duration.minutes(10);
 /** The Lambda maximum: a 1 GB file decrypts and parses in well under it (bench/RESULTS.md). */
 const PROCESS_TIMEOUT = Duration.minutes(15);
 
+/**
+ * Bundling of both SMT functions, over MeterbridgeFunction's defaults:
+ * - the banner's createRequire gets a name of its own: openpgp's ES module imports
+ *   `createRequire` itself, and the default banner's identical import would be a duplicate
+ *   declaration (a SyntaxError at cold start);
+ * - ssh2's optional native add-ons (built for this machine, not Lambda's arm64) stay out of the
+ *   bundle; ssh2 falls back to its pure-JS crypto when they cannot be loaded.
+ */
+export const SMT_BUNDLING = {
+  banner: "import { createRequire as __meterbridgeCreateRequire } from 'module'; const require = __meterbridgeCreateRequire(import.meta.url);",
+  externalModules: ['@aws-sdk/*', 'cpu-features', '*.node'],
+};
+
 export interface SmtIngestionProps {
   /** Stage settings; `settings.smt` holds host, protocol, folders, schedule and secret names. */
   readonly settings: StageSettings;
@@ -175,11 +188,7 @@ export class SmtIngestion extends Construct {
       // One run at a time: two runs would only race for the same files (the ledger keeps them
       // correct, but each would open its own session to SMT).
       reservedConcurrentExecutions: 1,
-      bundling: {
-        // ssh2's optional native add-ons (built for this machine, not for Lambda's arm64) stay out;
-        // ssh2 falls back to its pure-JS crypto when they cannot be loaded.
-        externalModules: ['@aws-sdk/*', 'cpu-features', '*.node'],
-      },
+      bundling: SMT_BUNDLING,
       environment: {
         LEDGER_TABLE: storage.ledgerTable.tableName,
         ARCHIVE_BUCKET: this.archiveBucket.bucketName,
@@ -204,6 +213,7 @@ export class SmtIngestion extends Construct {
       memorySize: 1769,
       // The clear file is written to /tmp before anything is parsed (integrity first).
       ephemeralStorageSize: Size.gibibytes(10),
+      bundling: SMT_BUNDLING,
       environment: { ...common, SMT_PGP_SECRET: smt.pgpSecretName, SMT_PROCESS_LOCK_SECONDS: String(PROCESS_TIMEOUT.toSeconds() + 60) },
     });
 

@@ -105,3 +105,26 @@ describe('parseSmtSettings', () => {
     });
   }
 });
+
+describe('SMT function bundles', () => {
+  for (const entry of ['lambdas/smt-fetch.ts', 'lambdas/smt-process.ts']) {
+    it(`${entry} bundles as the construct bundles it and parses as an ES module (no duplicate createRequire)`, async () => {
+      const { execFileSync } = await import('node:child_process');
+      const { mkdtempSync, rmSync } = await import('node:fs');
+      const { tmpdir } = await import('node:os');
+      const { join } = await import('node:path');
+      const { SMT_BUNDLING } = await import('../../lib/smt-ingestion.ts');
+      const dir = mkdtempSync(join(tmpdir(), 'mb-smt-bundle-'));
+      try {
+        const out = join(dir, 'index.mjs');
+        execFileSync('node_modules/.bin/esbuild', [
+          entry, '--bundle', '--platform=node', '--format=esm', '--target=node22', `--outfile=${out}`, '--main-fields=module,main',
+          `--banner:js=${SMT_BUNDLING.banner}`, ...SMT_BUNDLING.externalModules.map((m) => `--external:${m}`),
+        ], { stdio: 'pipe' });
+        execFileSync(process.execPath, ['--check', out], { stdio: 'pipe' });
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  }
+});

@@ -74,6 +74,9 @@ export interface ProcessCounts extends Record<WriteStatus, number> {
   missing: number;
   bytes: number;
   clearBytes: number;
+  /** DynamoDB write requests and write units the store spent (cost per file). */
+  writeRequests: number;
+  writeUnits: number;
 }
 
 /** The file is being processed elsewhere (or a crashed run's lock has not expired): retry later. */
@@ -189,13 +192,15 @@ async function decryptParseStore(
   await deps.onStep?.('validated', key);
 
   // Pass 2: whole days, several per write call (the store writes one item per day block).
-  const counts: ProcessCounts = { days, readings, missing, bytes: head.size, clearBytes, stored: 0, superseded: 0, duplicate: 0, stale: 0, conflict: 0 };
+  const counts: ProcessCounts = { days, readings, missing, bytes: head.size, clearBytes, writeRequests: 0, writeUnits: 0, stored: 0, superseded: 0, duplicate: 0, stale: 0, conflict: 0 };
   const perWrite = deps.readingsPerWrite ?? 4000;
   let pending: Reading[] = [];
   const flush = async () => {
     if (pending.length === 0) return;
     const report = await deps.store.write(pending);
     for (const status of WRITE_STATUSES) counts[status] += report.counts[status];
+    counts.writeRequests += report.requests;
+    counts.writeUnits += report.writeUnits;
     for (const outcome of report.outcomes) {
       if (outcome.status === 'conflict') deps.log.warn('reading conflict', { key, unitId, meterId: outcome.reading.meterId, reason: outcome.reason });
     }
