@@ -29,6 +29,8 @@ export interface PollerStats {
   readingsRefused: number;
   /** Cumulative registers that went backwards. */
   counterResets: number;
+  /** Poll cycles the spool could not commit (disk full, I/O errors). */
+  failedCycles: number;
   lastPollAt: string | undefined;
 }
 
@@ -83,6 +85,7 @@ export class Poller {
     readErrorsByMeter: {},
     readingsRefused: 0,
     counterResets: 0,
+    failedCycles: 0,
     lastPollAt: undefined,
   };
 
@@ -121,10 +124,15 @@ export class Poller {
   }
 
   private saveCounters(): void {
-    // Not fsync'd: a stale file only costs one interval after a crash (its end no longer matches).
+    // Not fsync'd, and failures only logged: a stale file costs one interval after a restart (its
+    // end no longer matches), never a wrong value.
     const temporary = `${this.countersPath}.tmp`;
-    writeFileSync(temporary, JSON.stringify(Object.fromEntries(this.last)));
-    renameSync(temporary, this.countersPath);
+    try {
+      writeFileSync(temporary, JSON.stringify(Object.fromEntries(this.last)));
+      renameSync(temporary, this.countersPath);
+    } catch (error) {
+      this.log.warn('poller: could not save counters.json', { error: String(error) });
+    }
   }
 
   start(): void {
@@ -155,7 +163,13 @@ export class Poller {
       // Timers may fire a little early, and a fast demo clock magnifies that: wait until it is really time.
       while (this.running && this.clock.now() < boundary) await this.signal.wait(Math.max(1, this.clock.realDelay(boundary - this.clock.now())));
       if (!this.running) break;
-      await this.pollOnce(boundary / 1000);
+      try {
+        await this.pollOnce(boundary / 1000);
+      } catch (error) {
+        // The spool could not take the cycle (disk full, I/O error): nothing of it counts as taken.
+        this.counters.failedCycles++;
+        this.log.error('poller: cycle not committed; its readings were not taken', { intervalEnd: new Date(boundary).toISOString(), error: String(error) });
+      }
       previous = boundary;
     }
   }

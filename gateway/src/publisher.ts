@@ -267,7 +267,15 @@ export class Publisher {
         this.faultPoint?.('publish');
         continue;
       }
-      if (this.buildNext()) continue;
+      try {
+        if (this.buildNext()) continue;
+      } catch (error) {
+        // The outbox could not be written (disk full, I/O error): nothing was published; try again.
+        this.counters.lastError = `building messages: ${String(error)}`;
+        this.log.error('publish: could not write built messages to the outbox; retrying', { error: String(error) });
+        await this.signal.wait(5000);
+        continue;
+      }
       await this.signal.wait(this.holdRemainingMs());
     }
   }
@@ -281,7 +289,12 @@ export class Publisher {
     if (!this.persistTimer) {
       this.persistTimer = setTimeout(() => {
         this.persistTimer = undefined;
-        this.spool.persistState();
+        try {
+          this.spool.persistState();
+        } catch (error) {
+          // Not persisted yet: after a crash these messages are re-sent (duplicates, never losses).
+          this.log.error('publish: could not persist the cursor', { error: String(error) });
+        }
       }, this.persistDelayMs);
     }
   }

@@ -375,8 +375,7 @@ export class Spool {
       this.startSegment(this.nextIndexValue);
       active = this.segments.at(-1)!;
     }
-    writeAll(this.fd, batch);
-    fsyncSync(this.fd);
+    this.writeOrRollBack(this.fd, batch, active.bytes);
     active.count += readings.length;
     active.bytes += batch.length;
     this.totalBytes += batch.length;
@@ -413,6 +412,24 @@ export class Spool {
     } else if (this.warned && percent < this.warnAtPercent * 0.9) {
       this.warned = false;
       this.log.info('spool: back below the warning level', { fillPercent: Math.round(percent) });
+    }
+  }
+
+  /**
+   * Writes and fsyncs a batch; if that fails (disk full, I/O error), cuts the file back to where
+   * the batch began, so a half-written batch never sits in front of later records.
+   */
+  private writeOrRollBack(fd: number, batch: Buffer, sizeBefore: number): void {
+    try {
+      writeAll(fd, batch);
+      fsyncSync(fd);
+    } catch (error) {
+      try {
+        ftruncateSync(fd, sizeBefore);
+      } catch {
+        // Nothing more to do here: at the next start the scan drops what follows the last good record.
+      }
+      throw error;
     }
   }
 
@@ -463,8 +480,7 @@ export class Spool {
   addMessages(messages: OutboxMessage[], buildTo: number): void {
     if (messages.length === 0) return;
     const batch = Buffer.concat(messages.map((m) => frameRecord(Buffer.from(JSON.stringify(m)))));
-    writeAll(this.outboxFd, batch);
-    fsyncSync(this.outboxFd);
+    this.writeOrRollBack(this.outboxFd, batch, this.outboxBytes);
     this.outboxBytes += batch.length;
     this.faultPoint?.('outbox');
     this.pending.push(...messages);
