@@ -9,6 +9,7 @@ import { runIotBench } from './iot.bench.ts';
 import { runStoreBench } from './store.bench.ts';
 import { readyBench } from './ready.bench.ts';
 import { gatewayBench } from './gateway.bench.ts';
+import { smtBench } from './smt.bench.ts';
 import type { BenchSection } from './section.ts';
 
 /**
@@ -16,7 +17,7 @@ import type { BenchSection } from './section.ts';
  * Each prints its own markdown (figures, and the figures it is compared against) after the store
  * and IoT sections below. Add a path's benchmark here.
  */
-const SECTIONS: BenchSection[] = [readyBench, gatewayBench];
+const SECTIONS: BenchSection[] = [readyBench, gatewayBench, smtBench];
 
 /** us-east-1 list prices, as read on 2026-11-23 from ../shared/DESIGN.md §7 (re-check before quoting). */
 const PRICES = {
