@@ -22,6 +22,10 @@ const COMMANDS: Record<string, CommandEntry> = {
     summary: 'provision and revoke gateway certificates on AWS IoT Core',
     load: async () => (await import('./commands/device.ts')).command,
   },
+  local: {
+    summary: 'run the whole pipeline on this machine against local stand-ins (npm start)',
+    load: async () => (await import('./commands/local.ts')).command,
+  },
   readings: {
     summary: 'query stored readings (a running local mode by default, or a deployed table)',
     load: async () => (await import('./commands/readings.ts')).command,

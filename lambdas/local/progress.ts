@@ -18,6 +18,8 @@ export interface SourceTally {
   conflict: number;
   /** Messages, deliveries or files refused (their own metric per source). */
   rejected: number;
+  /** Whole units of work sent again and absorbed by the ledger (MQTT re-sends, READY retries). */
+  resent: number;
 }
 
 const TALLIED: Record<string, keyof SourceTally> = {
@@ -30,8 +32,9 @@ const TALLIED: Record<string, keyof SourceTally> = {
 
 /** Metrics that count refused input, per source (each path names its own). */
 const REJECTED = new Set(['MessagesRejected', 'DeliveriesRejected', 'FilesFailed']);
+const RESENT = new Set(['MessagesDuplicate', 'DeliveriesDuplicate']);
 
-const emptyTally = (): SourceTally => ({ stored: 0, superseded: 0, duplicate: 0, stale: 0, conflict: 0, rejected: 0 });
+const emptyTally = (): SourceTally => ({ stored: 0, superseded: 0, duplicate: 0, stale: 0, conflict: 0, rejected: 0, resent: 0 });
 
 /** Sums the counters the sink received, per Source dimension. */
 export function tallyMetrics(requests: readonly RecordedRequest[]): Record<MetricSource, SourceTally> {
@@ -44,6 +47,7 @@ export function tallyMetrics(requests: readonly RecordedRequest[]): Record<Metri
       const field = TALLIED[datum.MetricName];
       if (field) tallies[source][field] += value;
       else if (REJECTED.has(datum.MetricName)) tallies[source].rejected += value;
+      else if (RESENT.has(datum.MetricName)) tallies[source].resent += value;
     }
   }
   return tallies;
@@ -67,7 +71,7 @@ export function formatProgress(
     const rate = previous ? (tally.stored + tally.superseded - previous.stored[source]) / seconds : 0;
     return (
       `${source.padEnd(5)} ${rate.toFixed(0).padStart(6)} readings/s  stored ${String(tally.stored).padStart(7)}` +
-      `  superseded ${String(tally.superseded).padStart(5)}  duplicate ${String(tally.duplicate).padStart(6)}` +
+      `  superseded ${String(tally.superseded).padStart(5)}  duplicate ${String(tally.duplicate).padStart(6)}  re-sent ${String(tally.resent).padStart(4)}` +
       `  rejected ${String(tally.rejected).padStart(4)}  backlog ${String(backlog[source] ?? 0).padStart(6)}`
     );
   });
@@ -83,6 +87,10 @@ export interface ExpectedReading {
   /** Interval start or register time. */
   at: Date;
   value: number;
+}
+
+export function readingToExpected(reading: Reading): ExpectedReading {
+  return { meterId: reading.meterId, channel: reading.channel, at: reading.kind === 'interval' ? reading.start : reading.at, value: reading.value };
 }
 
 export interface VerifyReport {

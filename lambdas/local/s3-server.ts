@@ -73,3 +73,26 @@ export function localS3Client(endpoint: string): S3Client {
     credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
   });
 }
+
+/**
+ * The body S3 sends to an SQS queue for an object-created notification (the fields the process
+ * step reads), with the key URL-encoded as S3 encodes it (spaces as `+`).
+ */
+export function toS3NotificationBody(event: ObjectCreated, eventTime = new Date()): string {
+  return JSON.stringify({
+    Records: [
+      {
+        eventVersion: '2.1',
+        eventSource: 'aws:s3',
+        awsRegion: 'us-east-1',
+        eventTime: eventTime.toISOString(),
+        eventName: 'ObjectCreated:Put',
+        s3: {
+          s3SchemaVersion: '1.0',
+          bucket: { name: event.bucket, arn: `arn:aws:s3:::${event.bucket}` },
+          object: { key: encodeURIComponent(event.key).replace(/%20/g, '+').replace(/%2F/g, '/'), size: event.size },
+        },
+      },
+    ],
+  });
+}

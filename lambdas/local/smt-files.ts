@@ -140,7 +140,7 @@ export async function writeSmtCsv(path: string, spec: SmtCsvSpec): Promise<numbe
   for (const line of smtCsvLines(spec)) {
     buffer += `${line}\r\n`;
     if (buffer.length > 1 << 20) {
-      if (!out.write(buffer)) await new Promise((resolve) => out.once('drain', resolve));
+      if (!out.write(buffer)) await new Promise<void>((resolve) => out.once('drain', () => resolve()));
       buffer = '';
     }
   }

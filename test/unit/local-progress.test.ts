@@ -12,7 +12,7 @@ describe('local mode progress', () => {
       request(datum('ReadingsStored', 96, 'iot'), datum('ReadingsDuplicate', 4, 'iot'), datum('MessagesRejected', 1, 'iot')),
       request(datum('ReadingsStored', 4, 'iot'), datum('ReadingsSuperseded', 10, 'smt'), datum('ReadingsStored', 3, 'ready'), datum('MessagesReceived', 50, 'iot')),
     ]);
-    assert.deepEqual(tallies.iot, { stored: 100, superseded: 0, duplicate: 4, stale: 0, conflict: 0, rejected: 1 });
+    assert.deepEqual(tallies.iot, { stored: 100, superseded: 0, duplicate: 4, stale: 0, conflict: 0, rejected: 1, resent: 0 });
     assert.equal(tallies.smt.superseded, 10);
     assert.equal(tallies.ready.stored, 3);
   });

@@ -1,0 +1,204 @@
+/**
+ * Gateways in local mode: each simulated gateway is the real agent (gateway/) as its own child
+ * process, polling its own simulated Modbus meters, spooling to disk and publishing over MQTT with
+ * its own device certificate to the platform's broker. Time runs on a demo clock (one 15-minute
+ * interval every few real seconds, starting days back so readings are never in the future).
+ *
+ * What was taken is known from each agent's own log line "poll committed" (written after the
+ * spool's fsync): every committed interval of every meter must end up stored with the value the
+ * simulated meter measured. A gateway can be SIGKILLed and restarted (`killGateway`).
+ */
+import type { ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { stringify as toYaml } from 'yaml';
+import { demoClock, spawnGatewayAgent, startSimulatedMeters, SIMULATED_CHANNEL, type GatewayConfigInput, type GatewayStatus, type SimulatedMeters } from '../../../gateway/src/index.ts';
+import type { LocalSource } from '../local-mode.ts';
+import type { ExpectedReading } from '../progress.ts';
+import type { LocalPlatform } from '../platform.ts';
+import { LOCAL_RULE_NAME } from '../defaults.ts';
+
+export interface IotSourceOptions {
+  gateways: number;
+  metersPerGateway: number;
+  stateDir: string;
+  /** First simulated meter server port; gateway g uses modbusBasePort + g. */
+  modbusBasePort: number;
+  /** Meter time runs this many times faster than real time. @default 300 (an interval every 3 s) */
+  speedup?: number;
+  /** Meter time starts this many days back. @default 14 */
+  daysBack?: number;
+  /** Where gateways' own log lines go. @default dropped */
+  onLog?: (thingName: string, line: string) => void;
+}
+
+export interface IotSource extends LocalSource {
+  /** SIGKILLs gateway `index` (0-based) and starts it again after `restartAfterMs`. */
+  killGateway(index: number, restartAfterMs?: number): Promise<void>;
+}
+
+const INTERVAL_SECONDS = 900;
+
+interface Gateway {
+  thingName: string;
+  configPath: string;
+  spoolDirectory: string;
+  sim: SimulatedMeters;
+  child: ChildProcess | undefined;
+  exited: Promise<void> | undefined;
+  /** Interval starts (epoch s) committed with readings, across restarts. */
+  committed: Set<number>;
+}
+
+export async function iotSource(platform: LocalPlatform, options: IotSourceOptions): Promise<IotSource> {
+  const speedup = options.speedup ?? 300;
+  const intervalMs = INTERVAL_SECONDS * 1000;
+  const realStart = Date.now();
+  const virtualStart = Math.floor((realStart - (options.daysBack ?? 14) * 86_400_000) / intervalMs) * intervalMs;
+  const clock = demoClock(virtualStart, realStart, speedup);
+  const clockConfig = { virtualStart: new Date(virtualStart).toISOString(), realStart: new Date(realStart).toISOString(), speedup };
+  const brokerPort = platform.broker()?.port;
+  if (brokerPort === undefined) throw new Error('the IoT broker is not running');
+
+  const gateways: Gateway[] = [];
+  let stopped = false;
+  const start = (gateway: Gateway) => {
+    const child = spawnGatewayAgent(gateway.configPath);
+    gateway.child = child;
+    gateway.exited = new Promise((resolve) => child.once('exit', () => resolve()));
+    let buffered = '';
+    child.stderr?.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString('utf8');
+      const lines = buffered.split('\n');
+      buffered = lines.pop() ?? '';
+      for (const line of lines) {
+        options.onLog?.(gateway.thingName, line);
+        if (!line.startsWith('{')) continue;
+        try {
+          const entry = JSON.parse(line) as { message?: string; intervalStart?: string; readings?: number };
+          if (entry.message === 'poll committed' && (entry.readings ?? 0) > 0 && entry.intervalStart) gateway.committed.add(Date.parse(entry.intervalStart) / 1000);
+        } catch {
+          // not one of the agent's JSON lines
+        }
+      }
+    });
+    child.stdout?.resume();
+  };
+
+  try {
+    for (let g = 0; g < options.gateways; g += 1) {
+      const thingName = `gw-local-${String(g + 1).padStart(3, '0')}`;
+      const dir = join(options.stateDir, 'gateways', thingName);
+      const spoolDirectory = join(dir, 'spool');
+      // Fresh each run: a spool left from an earlier run would replay readings of its own clock.
+      await rm(dir, { recursive: true, force: true });
+      await mkdir(dir, { recursive: true });
+      const device = await platform.issueDevice(thingName);
+      const sim = await startSimulatedMeters({
+        count: options.metersPerGateway,
+        port: options.modbusBasePort + g,
+        clock,
+        stepSeconds: INTERVAL_SECONDS,
+        idPrefix: `${thingName}-m`,
+      });
+      const config: GatewayConfigInput = {
+        thingName,
+        iot: {
+          endpoint: '127.0.0.1',
+          port: brokerPort,
+          ruleName: LOCAL_RULE_NAME,
+          certFile: device.certPath,
+          keyFile: device.keyPath,
+          caFile: platform.ca.certPath,
+          protocolVersion: 4, // the local broker (aedes) speaks MQTT 3.1.1
+          connectTimeoutSeconds: 3,
+        },
+        meters: sim.meterConfigs(),
+        polling: { intervalSeconds: INTERVAL_SECONDS, timeoutMs: 1000 },
+        spool: { directory: spoolDirectory, maxBytes: '64MiB', segmentBytes: '1MiB' },
+        // Reconnect fast and drain soon after an outage: a demo, not a fleet.
+        backoff: { initialSeconds: 0.2, maxSeconds: 2 },
+        publish: { drainStartDelayMaxSeconds: 1 },
+        statusEverySeconds: 0.5,
+        demoClock: clockConfig,
+      };
+      const configPath = join(dir, 'gateway.yaml');
+      await writeFile(configPath, toYaml(config));
+      const gateway: Gateway = { thingName, configPath, spoolDirectory, sim, child: undefined, exited: undefined, committed: new Set() };
+      gateways.push(gateway);
+      start(gateway);
+    }
+  } catch (error) {
+    for (const gateway of gateways) {
+      gateway.child?.kill('SIGKILL');
+      await gateway.sim.stop();
+    }
+    throw error;
+  }
+
+  const statusOf = (gateway: Gateway): GatewayStatus | undefined => {
+    try {
+      return JSON.parse(readFileSync(join(gateway.spoolDirectory, 'status.json'), 'utf8')) as GatewayStatus;
+    } catch {
+      return undefined; // not written yet, or being replaced
+    }
+  };
+
+  const stopChild = async (gateway: Gateway, signal: NodeJS.Signals) => {
+    const { child, exited } = gateway;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    child.kill(signal);
+    await exited;
+  };
+
+  // The outside client of the join hint gets its own thing and certificate: borrowing a
+  // gateway's client id would take over that gateway's MQTT session.
+  const outsideThing = 'local-cli';
+  const outside = await platform.issueDevice(outsideThing);
+  return {
+    source: 'iot',
+    expected() {
+      const expected: ExpectedReading[] = [];
+      for (const gateway of gateways) {
+        for (const start of gateway.committed) {
+          gateway.sim.meters.forEach((meter, index) => {
+            expected.push({ meterId: meter.meterId, channel: SIMULATED_CHANNEL, at: new Date(start * 1000), value: gateway.sim.intervalKwh(index, start, INTERVAL_SECONDS) });
+          });
+        }
+      }
+      return expected;
+    },
+    backlog: () => gateways.reduce((sum, gateway) => sum + (statusOf(gateway)?.spool.depth ?? 0), 0),
+    async quiesce() {
+      // The meters stop answering: nothing new is taken, the agents go on draining their spools.
+      for (const gateway of gateways) for (let i = 0; i < gateway.sim.meters.length; i += 1) gateway.sim.setFault(i, 'exception');
+    },
+    async drained() {
+      return gateways.every((gateway) => {
+        const status = statusOf(gateway);
+        return status !== undefined && status.spool.depth === 0 && gateway.child?.exitCode === null;
+      });
+    },
+    joinHints: () => [
+      `  MQTT (IoT Core stand-in) on 127.0.0.1:${brokerPort}, mTLS with the dev CA; a device certificate for thing ${outsideThing} is ready:`,
+      `    mosquitto_pub -h localhost -p ${brokerPort} --cafile ${platform.ca.certPath} \\`,
+      `      --cert ${outside.certPath} --key ${outside.keyPath} \\`,
+      `      -i ${outsideThing} -q 1 -t '$aws/rules/${LOCAL_RULE_NAME}/gateways/${outsideThing}/telemetry' \\`,
+      `      -m '{"v":1,"gatewayId":"${outsideThing}","seq":1,"sentAt":"${new Date().toISOString()}","readings":[{"meterId":"cli-meter","channel":"energy.active.import","start":"${new Date(virtualStart).toISOString()}","end":"${new Date(virtualStart + intervalMs).toISOString()}","value":1.25,"unit":"kWh"}]}'`,
+      `    then: npx tsx bin/meterbridge.ts readings query --meter cli-meter --from ${new Date(virtualStart).toISOString().slice(0, 10)}`,
+    ],
+    async killGateway(index, restartAfterMs = 1000) {
+      const gateway = gateways[index];
+      if (!gateway) throw new Error(`no gateway ${index}`);
+      await stopChild(gateway, 'SIGKILL');
+      await new Promise((resolve) => setTimeout(resolve, restartAfterMs));
+      if (!stopped) start(gateway);
+    },
+    async stop() {
+      stopped = true;
+      for (const gateway of gateways) await stopChild(gateway, 'SIGTERM');
+      for (const gateway of gateways) await gateway.sim.stop();
+    },
+  };
+}
