@@ -249,7 +249,7 @@ export class OperationsAlarms extends Construct {
         kind: 'lambda-throttles',
         source,
         why:
-          `throttling delays queued work and refuses synchronous callers (429); >= ${thresholds.lambdaThrottles} in 2 of 3 ` +
+          `throttling delays queued work and fails synchronous callers (an error answer they retry); >= ${thresholds.lambdaThrottles} in 2 of 3 ` +
           'five-minute periods is a concurrency limit, not a blip; no data = no throttles',
         props: {
           metric: fn.metricThrottles({ statistic: 'Sum', period: FIVE_MINUTES }),
