@@ -8,7 +8,7 @@
 import type { MetricSource } from '../core/metric-catalog.ts';
 import type { LocalPortName } from './defaults.ts';
 import { startLocalPlatform, type LocalPlatform } from './platform.ts';
-import { formatProgress, tallyMetrics, verifySource, type ExpectedReading, type RateWindow, type VerifyReport } from './progress.ts';
+import { formatProgress, tallyMetrics, verifySource, type ExpectedReading, type RateWindow, type SourceTally, type VerifyReport } from './progress.ts';
 
 export interface LocalSource {
   source: MetricSource;
@@ -54,7 +54,7 @@ export interface LocalModeOptions {
 export interface LocalModeSummary {
   ok: boolean;
   elapsedMs: number;
-  perSource: Record<string, { report: VerifyReport; stored: number; superseded: number; duplicate: number; rejected: number; drained: boolean }>;
+  perSource: Record<string, { report: VerifyReport; drained: boolean } & SourceTally>;
   lines: string[];
 }
 

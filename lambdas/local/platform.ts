@@ -16,7 +16,7 @@ import { ReadingStore } from '../core/reading-store.ts';
 import { SequenceTracker } from '../core/sequence-tracker.ts';
 import { createLocalTables } from '../core/tables.ts';
 import { startCloudWatchEndpoint, type CloudWatchEndpoint } from './cloudwatch-endpoint.ts';
-import { LOCAL_BLOCK_TIME_ZONE, LOCAL_RULE_NAME, LOCAL_STAGE, LOCAL_TABLES, type LocalPortName } from './defaults.ts';
+import { LOCAL_BLOCK_TIME_ZONE, LOCAL_PORTS, LOCAL_RULE_NAME, LOCAL_STAGE, LOCAL_TABLES, type LocalPortName } from './defaults.ts';
 import { createDevCa, issueDeviceCert, issueServerCert, type DevCa, type IssuedCert } from './dev-ca.ts';
 import { startDynamoDbLocal, type LocalDynamo } from './dynamodb-local.ts';
 import { LocalQueue, toRuleMessageBody, type LocalQueueMessage, type Poller } from './iot-bridge.ts';
@@ -56,6 +56,11 @@ export interface LocalPlatform {
   /** A metrics buffer for one handler invocation of `source`, flushing to the local sink. */
   metricsFor(source: MetricSource): Metrics;
   stop(): Promise<void>;
+}
+
+/** ` --endpoint <url>` for a printed `readings query` line when DynamoDB Local is not on its default port. */
+export function queryEndpointFlag(platform: LocalPlatform): string {
+  return platform.dynamo.endpoint === `http://127.0.0.1:${LOCAL_PORTS.dynamodb}` ? '' : ` --endpoint ${platform.dynamo.endpoint}`;
 }
 
 export async function startLocalPlatform(options: PlatformOptions): Promise<LocalPlatform> {

@@ -16,7 +16,7 @@ import { stringify as toYaml } from 'yaml';
 import { demoClock, spawnGatewayAgent, startSimulatedMeters, SIMULATED_CHANNEL, type GatewayConfigInput, type GatewayStatus, type SimulatedMeters } from '../../../gateway/src/index.ts';
 import type { LocalSource } from '../local-mode.ts';
 import type { ExpectedReading } from '../progress.ts';
-import type { LocalPlatform } from '../platform.ts';
+import { queryEndpointFlag, type LocalPlatform } from '../platform.ts';
 import { LOCAL_RULE_NAME } from '../defaults.ts';
 
 export interface IotSourceOptions {
@@ -186,7 +186,7 @@ export async function iotSource(platform: LocalPlatform, options: IotSourceOptio
       `      --cert ${outside.certPath} --key ${outside.keyPath} \\`,
       `      -i ${outsideThing} -q 1 -t '$aws/rules/${LOCAL_RULE_NAME}/gateways/${outsideThing}/telemetry' \\`,
       `      -m '{"v":1,"gatewayId":"${outsideThing}","seq":1,"sentAt":"${new Date().toISOString()}","readings":[{"meterId":"cli-meter","channel":"energy.active.import","start":"${new Date(virtualStart).toISOString()}","end":"${new Date(virtualStart + intervalMs).toISOString()}","value":1.25,"unit":"kWh"}]}'`,
-      `    then: npx tsx bin/meterbridge.ts readings query --meter cli-meter --from ${new Date(virtualStart).toISOString().slice(0, 10)}`,
+      `    then: npx tsx bin/meterbridge.ts readings query --meter cli-meter --from ${new Date(virtualStart).toISOString().slice(0, 10)}${queryEndpointFlag(platform)}`,
     ],
     async killGateway(index, restartAfterMs = 1000) {
       const gateway = gateways[index];

@@ -8,7 +8,7 @@ import { mapDelivery } from '../../core/ready/delivery.ts';
 import { readingToExpected } from '../progress.ts';
 import type { ExpectedReading } from '../progress.ts';
 import type { LocalSource } from '../local-mode.ts';
-import { LOCAL_BUCKETS, type LocalPlatform } from '../platform.ts';
+import { LOCAL_BUCKETS, queryEndpointFlag, type LocalPlatform } from '../platform.ts';
 import { LOCAL_BLOCK_TIME_ZONE } from '../defaults.ts';
 import { LOCAL_READY_CLIENT_SECRET, buildReadyDelivery, localReadyDependencies, readyHandshake, startReadyHttp, type SimulatedMeter } from '../ready-http.ts';
 import { silentLog } from '../../core/log.ts';
@@ -88,7 +88,7 @@ export async function readySource(platform: LocalPlatform, options: ReadySourceO
       `  READY webhook (data callback), ${failures ? `${failures} failed posts so far; ` : ''}e.g.:`,
       `    curl -sS -X POST ${http.dataUrl} -H 'content-type: application/json' \\`,
       `      -d '{"deliveryId":"curl-1","subscriptionId":"${SUBSCRIPTION}","resource":"meterReadings","meters":[{"meterId":"kamstrup-curl","utility":"water","registers":[{"register":"volume","value":12.5,"unit":"m3","readAt":"${new Date(firstHour).toISOString()}"}]}]}'`,
-      `    then: npx tsx bin/meterbridge.ts readings query --meter kamstrup-curl --channel water.volume`,
+      `    then: npx tsx bin/meterbridge.ts readings query --meter kamstrup-curl --channel water.volume${queryEndpointFlag(platform)}`,
     ],
     stop: () => http.stop(),
   };
