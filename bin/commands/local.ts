@@ -6,7 +6,7 @@
 import { resolve } from 'node:path';
 import { LOCAL_PORTS, LOCAL_STATE_DIR, type LocalPortName } from '../../lambdas/local/defaults.ts';
 import { runLocalMode, type SourceFactory } from '../../lambdas/local/local-mode.ts';
-import { iotSource } from '../../lambdas/local/sources/iot.ts';
+import { iotSource, type IotSource } from '../../lambdas/local/sources/iot.ts';
 import { readySource } from '../../lambdas/local/sources/ready.ts';
 import { smtSource } from '../../lambdas/local/sources/smt.ts';
 import { EXIT_FAILED, EXIT_OK, UsageError, parseCommandLine, type CliCommand } from './cli.ts';
@@ -29,6 +29,7 @@ lost or stored twice. Without --duration it runs until Ctrl-C, then drains and s
   --meters <n>            simulated Modbus meters per gateway                default 5
   --duration <time>       run this long, then drain, check and exit (e.g. 60, 90s, 2m)
   --broker-outage <time>  take the IoT broker down for this long, 10 s after the start
+  --kill-gateway <time>   SIGKILL the first gateway this long after the start, restart it 1 s later
   --sources <list>        which sources to run                  default iot,smt,ready
   --state-dir <dir>       generated certificates, spools, SMT files, S3 data   default ${LOCAL_STATE_DIR}/
   --port <name>=<n>       override a port (repeatable); names and defaults:
@@ -43,6 +44,7 @@ export const command: CliCommand = {
       meters: { type: 'string', default: '5' },
       duration: { type: 'string' },
       'broker-outage': { type: 'string' },
+      'kill-gateway': { type: 'string' },
       sources: { type: 'string', default: SOURCES.join(',') },
       'state-dir': { type: 'string', default: LOCAL_STATE_DIR },
       port: { type: 'string', multiple: true, default: [] },
@@ -57,6 +59,7 @@ export const command: CliCommand = {
     const meters = positiveInteger(values.meters, '--meters');
     const durationMs = values.duration === undefined ? undefined : parseDuration(values.duration, '--duration');
     const outageMs = values['broker-outage'] === undefined ? undefined : parseDuration(values['broker-outage'], '--broker-outage');
+    const killAtMs = values['kill-gateway'] === undefined ? undefined : parseDuration(values['kill-gateway'], '--kill-gateway');
     const ports = { ...LOCAL_PORTS } as Record<LocalPortName, number>;
     for (const override of values.port) {
       const match = /^([a-z0-9]+)=(\d{1,5})$/.exec(override);
@@ -69,7 +72,9 @@ export const command: CliCommand = {
     }
     const stateDir = resolve(values['state-dir']);
     const factories: SourceFactory[] = [];
-    if (chosen.includes('iot')) factories.push((platform) => iotSource(platform, { gateways, metersPerGateway: meters, stateDir, modbusBasePort: ports.modbus }));
+    let iot: IotSource | undefined;
+    if (chosen.includes('iot')) factories.push(async (platform) => (iot = await iotSource(platform, { gateways, metersPerGateway: meters, stateDir, modbusBasePort: ports.modbus })));
+    if (killAtMs !== undefined && !chosen.includes('iot')) throw new UsageError('--kill-gateway needs the iot source', HELP);
     if (chosen.includes('smt')) factories.push((platform) => smtSource(platform, { stateDir, ftpsPort: ports.ftps, sftpPort: ports.sftp }));
     if (chosen.includes('ready')) factories.push((platform) => readySource(platform, { port: ports.ready, meters: meters * gateways }));
 
@@ -87,6 +92,7 @@ export const command: CliCommand = {
         sources: factories,
         ...(durationMs !== undefined ? { durationMs } : {}),
         ...(outageMs !== undefined ? { brokerOutage: { afterMs: 10_000, forMs: outageMs } } : {}),
+        ...(killAtMs !== undefined ? { schedule: [{ atMs: killAtMs, label: 'SIGKILL gateway 1 (restart in 1 s)', run: async () => iot?.killGateway(0, 1000) }] } : {}),
         signal: abort.signal,
         out: io.out,
         err: io.err,
