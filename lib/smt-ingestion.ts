@@ -19,6 +19,7 @@ import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { ArchiveBucket } from './archive-bucket.ts';
 import type { IngestionMonitoring } from './monitoring.ts';
 import { METRICS_NAMESPACE, MeterbridgeFunction } from './meterbridge-function.ts';
 import type { StageSettings } from './settings.ts';
@@ -63,7 +64,7 @@ export interface SmtIngestionProps {
 
 /** Schedule, fetch function, raw archive, file queue with DLQ, process function, secret references. */
 export class SmtIngestion extends Construct {
-  /** Every file fetched from SMT, as fetched (versioned; SSE-S3; TLS only; access-logged). */
+  /** Every file fetched from SMT, as fetched (lib/archive-bucket.ts: versioned, SSE-S3, TLS only, access-logged). */
   public readonly archiveBucket: s3.Bucket;
   /** Target of the archive's server access logs. */
   public readonly accessLogsBucket: s3.Bucket;
@@ -105,43 +106,16 @@ export class SmtIngestion extends Construct {
 
     // --- archive -----------------------------------------------------------------------------
 
-    this.accessLogsBucket = new s3.Bucket(this, 'ArchiveAccessLogs', {
-      encryption: s3.BucketEncryption.S3_MANAGED,
-      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
-      enforceSSL: true,
-      minimumTLSVersion: 1.2,
-      lifecycleRules: [{ expiration: Duration.days(365) }],
+    // SSE-S3, versioned (a re-delivered file name keeps the earlier version), TLS only, access-logged,
+    // Glacier Instant Retrieval after a while (still readable at once for replays).
+    const archive = new ArchiveBucket(this, 'Archive', {
+      purpose: 'smt',
       removalPolicy: settings.removalPolicy,
+      coldAfterDays: smt.archiveColdAfterDays,
+      noncurrentVersionDays: 90,
     });
-    Validations.of(this.accessLogsBucket).acknowledge({
-      id: 'AwsSolutions-S1',
-      reason: 'This bucket is the access-log target of the SMT archive; logging the log bucket would recurse.',
-    });
-
-    this.archiveBucket = new s3.Bucket(this, 'Archive', {
-      // SSE-S3: the functions and replay tools need no key grants; the files are PGP-encrypted anyway.
-      encryption: s3.BucketEncryption.S3_MANAGED,
-      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
-      enforceSSL: true,
-      minimumTLSVersion: 1.2,
-      // A re-delivered file of the same name overwrites the key; versions keep the earlier one.
-      versioned: true,
-      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-      serverAccessLogsBucket: this.accessLogsBucket,
-      serverAccessLogsPrefix: 'smt-archive/',
-      lifecycleRules: [
-        {
-          id: 'cheaper-with-age',
-          transitions: [
-            { storageClass: s3.StorageClass.INFREQUENT_ACCESS, transitionAfter: Duration.days(smt.archiveInfrequentAfterDays) },
-            { storageClass: s3.StorageClass.GLACIER_INSTANT_RETRIEVAL, transitionAfter: Duration.days(smt.archiveColdAfterDays) },
-          ],
-        },
-        { id: 'old-versions', noncurrentVersionExpiration: Duration.days(90) },
-        { id: 'abandoned-uploads', abortIncompleteMultipartUploadAfter: Duration.days(2) },
-      ],
-      removalPolicy: settings.removalPolicy,
-    });
+    this.archiveBucket = archive.bucket;
+    this.accessLogsBucket = archive.accessLogsBucket;
 
     // --- queue -------------------------------------------------------------------------------
 
@@ -225,24 +199,16 @@ export class SmtIngestion extends Construct {
 
     const fetchRole = roleOf(this.fetchFunction);
     const processRole = roleOf(this.processFunction);
+    const archiveWrite = archive.grantArchiveWrite(this, 'ArchiveWritePolicy', fetchRole, SMT_ARCHIVE_PREFIX.replace(/\/$/, ''));
     const archiveLogicalId = stack.resolve(stack.getLogicalId(this.archiveBucket.node.defaultChild as s3.CfnBucket)) as string;
-    const wildcardFinding = `AwsSolutions-IAM5[Resource::<${archiveLogicalId}.Arn>/smt/*]`;
-    // RawArchive.put (multipart) and its HeadObject size check (which needs s3:GetObject); not
-    // bucket.grantPut/grantRead, which add actions the code never calls.
-    const archiveWrite = new iam.Policy(this, 'ArchiveWritePolicy', {
-      statements: [new iam.PolicyStatement({ actions: ['s3:PutObject', 's3:GetObject', 's3:AbortMultipartUpload'], resources: [this.archiveBucket.arnForObjects(`${SMT_ARCHIVE_PREFIX}*`)] })],
-    });
-    archiveWrite.attachToRole(fetchRole);
     const archiveRead = new iam.Policy(this, 'ArchiveReadPolicy', {
       statements: [new iam.PolicyStatement({ actions: ['s3:GetObject', 's3:GetObjectVersion'], resources: [this.archiveBucket.arnForObjects(`${SMT_ARCHIVE_PREFIX}*`)] })],
     });
     archiveRead.attachToRole(processRole);
-    for (const policy of [archiveWrite, archiveRead]) {
-      Validations.of(policy).acknowledge({
-        id: wildcardFinding,
-        reason: 'Object keys are per SMT file (smt/<folder>/<file name>); the wildcard is confined to the smt/ prefix of the SMT archive bucket.',
-      });
-    }
+    Validations.of(archiveRead).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::<${archiveLogicalId}.Arn>/smt/*]`,
+      reason: 'Object keys are per SMT file (smt/<folder>/<file name>); the wildcard is confined to the smt/ prefix of the SMT archive bucket.',
+    });
     const metricsPolicy = new iam.Policy(this, 'MetricsPolicy', {
       statements: [new iam.PolicyStatement({ actions: ['cloudwatch:PutMetricData'], resources: ['*'], conditions: { StringEquals: { 'cloudwatch:namespace': METRICS_NAMESPACE } } })],
     });

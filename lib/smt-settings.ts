@@ -6,7 +6,8 @@
  *   "smt": { "enabled": true, "protocol": "sftp", "host": "sftp.smartmetertexas.biz", "port": 22,
  *            "folders": ["intervaldata", "adhocusage"], "afterArchive": "delete",
  *            "schedule": "rate(15 minutes)",
- *            "transportSecretName": "meterbridge/prod/smt/transport", "pgpSecretName": "meterbridge/prod/smt/pgp" }
+ *            "transportSecretName": "meterbridge/prod/smt/transport", "pgpSecretName": "meterbridge/prod/smt/pgp",
+ *            "archiveColdAfterDays": 90 }
  */
 
 export interface SmtSettings {
@@ -30,15 +31,13 @@ export interface SmtSettings {
   readonly transportSecretName: string;
   /** Secrets Manager name of the PGP private key and passphrase. */
   readonly pgpSecretName: string;
-  /** Days after which archived files move to S3 Standard-IA. @default 30 */
-  readonly archiveInfrequentAfterDays: number;
-  /** Days after which they move to Glacier Instant Retrieval. @default 180 */
+  /** Days after which archived files move to Glacier Instant Retrieval (still readable at once). @default 90 */
   readonly archiveColdAfterDays: number;
 }
 
 const KNOWN = [
   'enabled', 'protocol', 'host', 'port', 'tlsServerName', 'folders', 'afterArchive', 'schedule',
-  'transportSecretName', 'pgpSecretName', 'archiveInfrequentAfterDays', 'archiveColdAfterDays',
+  'transportSecretName', 'pgpSecretName', 'archiveColdAfterDays',
 ] as const;
 
 const HOST = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
@@ -95,10 +94,7 @@ export function parseSmtSettings(value: unknown, key: string, stage: string): Sm
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 3650) throw new SmtSettingsError(`${key}.${name}`, `${JSON.stringify(v)} must be a whole number of days from 1 to 3650`);
     return v;
   };
-  const archiveInfrequentAfterDays = days('archiveInfrequentAfterDays', 30);
-  const archiveColdAfterDays = days('archiveColdAfterDays', 180);
-  if (archiveInfrequentAfterDays < 30) throw new SmtSettingsError(`${key}.archiveInfrequentAfterDays`, 'S3 moves objects to Standard-IA after 30 days at the earliest');
-  if (archiveColdAfterDays <= archiveInfrequentAfterDays) throw new SmtSettingsError(`${key}.archiveColdAfterDays`, 'must be later than archiveInfrequentAfterDays');
+  const archiveColdAfterDays = days('archiveColdAfterDays', 90);
   return {
     enabled,
     protocol,
@@ -110,7 +106,6 @@ export function parseSmtSettings(value: unknown, key: string, stage: string): Sm
     schedule,
     transportSecretName: secretName('transportSecretName', `meterbridge/${stage}/smt/transport`),
     pgpSecretName: secretName('pgpSecretName', `meterbridge/${stage}/smt/pgp`),
-    archiveInfrequentAfterDays,
     archiveColdAfterDays,
   };
 }

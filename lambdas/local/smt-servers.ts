@@ -11,11 +11,11 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { chmod, chown, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createDevCa, issueDeviceCert, issueServerCert } from './dev-ca.ts';
+import { freePort } from './dynamodb-local.ts';
 
 const run = promisify(execFile);
 
@@ -118,8 +118,8 @@ export async function startLocalSmtServers(options: LocalSmtServersOptions): Pro
   const group = join(stateDir, 'ftpd.group');
   await writeFile(group, `smt:x:${gid}:${user}\n`, { mode: 0o600 });
 
-  const ftpsPort = options.ftpsPort || (await freeLoopbackPort());
-  const sftpPort = options.sftpPort || (await freeLoopbackPort());
+  const ftpsPort = options.ftpsPort || (await freePort());
+  const sftpPort = options.sftpPort || (await freePort());
   const config = proftpdConfig({
     stateDir, ftpsPort, sftpPort, passwd, group, isRoot,
     tlsCert: server.certPath, tlsKey: server.keyPath, caCert: ca.certPath,
@@ -270,17 +270,6 @@ function proftpdConfig(p: ConfigParts): string {
     '</VirtualHost>',
     '',
   ].join('\n');
-}
-
-async function freeLoopbackPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
 }
 
 async function waitForPort(port: number, child: ChildProcess, output: () => string): Promise<void> {

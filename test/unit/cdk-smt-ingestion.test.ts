@@ -28,7 +28,8 @@ describe('SmtIngestion', () => {
       LoggingConfiguration: Match.objectLike({ LogFilePrefix: 'smt-archive/' }),
       LifecycleConfiguration: {
         Rules: Match.arrayWith([
-          Match.objectLike({ Transitions: [{ StorageClass: 'STANDARD_IA', TransitionInDays: 30 }, { StorageClass: 'GLACIER_IR', TransitionInDays: 180 }] }),
+          Match.objectLike({ Transitions: [{ StorageClass: 'GLACIER_IR', TransitionInDays: 90 }] }),
+          Match.objectLike({ NoncurrentVersionExpiration: { NoncurrentDays: 90 } }),
         ]),
       },
     });
@@ -98,7 +99,7 @@ describe('parseSmtSettings', () => {
     [{ schedule: 'every 5 minutes' }, 'k.schedule'],
     [{ afterArchive: 'move' }, 'k.afterArchive'],
     [{ hots: 'x' }, 'k.hots'],
-    [{ archiveInfrequentAfterDays: 10 }, 'k.archiveInfrequentAfterDays'],
+    [{ archiveColdAfterDays: 0 }, 'k.archiveColdAfterDays'],
   ] as const) {
     it(`refuses ${JSON.stringify(raw)} naming ${key}`, () => {
       assert.throws(() => parseSmtSettings(raw, 'k', 'dev'), (error: unknown) => error instanceof SmtSettingsError && error.message.startsWith(`${key}: `));
