@@ -17,8 +17,8 @@ const key = await loadPrivateKey({ armoredKey: await readFile(keyFile, 'utf8'), 
 // Let the unlock's buffers go before measuring (the bench runs this with --expose-gc).
 (globalThis as { gc?: () => void }).gc?.();
 const work = await mkdtemp(join(process.env.SMT_BENCH_TMP ?? tmpdir(), 'mb-smt-bench-'));
-// Peak RSS of the streaming phase alone, sampled: unlocking a GnuPG-exported key (iterated S2K,
-// ~65 M bytes hashed, which openpgp materialises) costs a one-off ~130 MB before it starts.
+// Peak RSS of the streaming phase alone, sampled (the key unlock before it allocates transiently:
+// openpgp materialises GnuPG's iterated S2K input, tens of MB).
 let streamingPeak = 0;
 const sampler = setInterval(() => (streamingPeak = Math.max(streamingPeak, process.memoryUsage.rss())), 10);
 try {
