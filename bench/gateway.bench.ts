@@ -2,18 +2,19 @@
  * Gateway agent figures:
  * - spool append throughput, durable (each batch fsync'd before append returns), by batch size;
  * - the time to drain a 24-hour outage of 1,000 meters at 15-minute readings (96,000 readings)
- *   through the real agent over MQTT with mutual TLS to the local broker, with the default
+ *   through the real agent (a child process) over MQTT with mutual TLS to the local broker, with the default
  *   pacing (under IoT Core's 100 publishes/s and 512 KiB/s per connection), measured at the broker.
  *
  * Run alone: `npx tsx bench/gateway.bench.ts`.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { silentLog } from '../lambdas/core/log.ts';
+import { stringify as toYaml } from 'yaml';
 import { createDevCa, issueDeviceCert, issueServerCert } from '../lambdas/local/dev-ca.ts';
 import { startLocalIotBroker } from '../lambdas/local/mqtt-broker.ts';
-import { startGatewayAgent } from '../gateway/src/agent.ts';
+import type { GatewayStatus } from '../gateway/src/agent.ts';
+import { spawnGatewayAgent } from '../gateway/src/index.ts';
 import { IOT_LIMITS, parseConfig } from '../gateway/src/config.ts';
 import { peakRate } from '../gateway/src/pacer.ts';
 import { freePort } from '../gateway/src/simulated-meter.ts';
@@ -39,7 +40,8 @@ function backlogReading(meter: number, interval: number, dayStart: number): Spoo
 
 export interface GatewayBenchResult {
   append: Array<{ batch: number; readings: number; readingsPerSecond: number; fsyncsPerSecond: number }>;
-  drain: {
+  drain: Array<{
+    drainWindowReadings: number;
     readings: number;
     seconds: number;
     messages: number;
@@ -48,7 +50,7 @@ export interface GatewayBenchResult {
     peakKiBPerSecond: number;
     averageKiBPerSecond: number;
     flatBytes: number;
-  };
+  }>;
 }
 
 function measureAppend(batch: number, readings: number): GatewayBenchResult['append'][number] {
@@ -68,7 +70,7 @@ function measureAppend(batch: number, readings: number): GatewayBenchResult['app
   }
 }
 
-async function measureDrain(): Promise<GatewayBenchResult['drain']> {
+async function measureDrain(drainWindowReadings: number): Promise<GatewayBenchResult['drain'][number]> {
   const dir = mkdtempSync(join(tmpdir(), 'mb-bench-gw-'));
   try {
     const ca = await createDevCa(dir);
@@ -95,23 +97,46 @@ async function measureDrain(): Promise<GatewayBenchResult['drain']> {
       return JSON.stringify({ meterId: r.meterId, channel: r.channel, start, end, value: r.value, unit: r.unit, quality: r.quality }).length + 1;
     }).reduce((a, b) => a + b, 0);
 
-    const config = parseConfig({
+    const config = {
       thingName: 'gw-bench',
       iot: { endpoint: '127.0.0.1', port: broker.port, ruleName: 'meterbridge_bench_telemetry', certFile: device.certPath, keyFile: device.keyPath, caFile: ca.certPath, protocolVersion: 4 },
       // A meter nobody answers for: the bench is about the backlog.
       meters: [{ id: 'meter-none', host: '127.0.0.1', port: await freePort(), registers: [{ channel: 'energy.active.import', address: 0, type: 'uint32', unit: 'kWh', scale: 0.001 }] }],
       spool: { directory: spoolDirectory },
-      publish: { holdSeconds: 0, drainStartDelayMaxSeconds: 0 },
-    });
-    const started = Date.now();
-    const agent = await startGatewayAgent(config, { log: silentLog });
-    while (agent.status().spool.depth > 0) await new Promise((resolve) => setTimeout(resolve, 20));
-    const seconds = (Date.now() - started) / 1000;
-    await agent.stop();
+      publish: { holdSeconds: 0, drainStartDelayMaxSeconds: 0, drainWindowReadings },
+      statusEverySeconds: 0.1,
+    };
+    parseConfig(config);
+    const configPath = join(dir, 'gateway.yaml');
+    writeFileSync(configPath, toYaml(config));
+    // The agent in its own process, as in the field: the broker's clock is not held up by the agent's work.
+    const child = spawnGatewayAgent(configPath, { stdio: ['ignore', 'ignore', 'ignore'] });
+    const statusPath = join(spoolDirectory, 'status.json');
+    const status = (): GatewayStatus | undefined => {
+      try {
+        return JSON.parse(readFileSync(statusPath, 'utf8')) as GatewayStatus;
+      } catch {
+        return undefined;
+      }
+    };
+    let started: number | undefined;
+    for (;;) {
+      const s = status();
+      if (s !== undefined && s.pid === child.pid) {
+        started ??= Date.parse(s.startedAt);
+        if (s.spool.depth === 0) break;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    // From the agent's start to the last PUBACK (the broker acknowledges as it receives).
+    const seconds = (Math.max(...received.map((r) => r.at)) - started!) / 1000;
+    child.kill('SIGTERM');
+    await new Promise((resolve) => child.once('exit', resolve));
     await broker.close();
     const peak = peakRate(received, 1000);
     const bytes = received.reduce((sum, r) => sum + r.bytes, 0);
     return {
+      drainWindowReadings,
       readings: METERS * INTERVALS,
       seconds,
       messages: received.length,
@@ -128,7 +153,9 @@ async function measureDrain(): Promise<GatewayBenchResult['drain']> {
 
 export async function runGatewayBench(): Promise<GatewayBenchResult> {
   const append = [measureAppend(1, 2_000), measureAppend(100, 100_000), measureAppend(1000, 200_000)];
-  return { append, drain: await measureDrain() };
+  // The default window regroups the whole backlog per meter; a window of one poll cycle shows what
+  // regrouping saves (one-value blocks) and puts the pacing under real load.
+  return { append, drain: [await measureDrain(100_000), await measureDrain(METERS)] };
 }
 
 export const gatewayBench: BenchSection = {
@@ -142,17 +169,18 @@ export const gatewayBench: BenchSection = {
       '| ---: | ---: | ---: | ---: |',
       ...result.append.map((a) => `| ${fmt(a.batch)} | ${fmt(a.readings)} | ${fmt(a.readingsPerSecond)} | ${fmt(a.fsyncsPerSecond)} |`),
       '',
-      `Backlog drain: a 24-hour outage of ${fmt(METERS)} meters at 15-minute readings (${fmt(result.drain.readings)} readings) through the agent over MQTT with mTLS to the local broker, default pacing (90 publishes/s, 460 KiB/s, 50 in flight, 120 KiB messages); measured at the broker over sliding 1 s windows:`,
+      `Backlog drain: a 24-hour outage of ${fmt(METERS)} meters at 15-minute readings (${fmt(METERS * INTERVALS)} readings) through the agent over MQTT with mTLS to the local broker, default pacing (90 publishes/s and 460 KiB/s over every 1.25 s window, 50 in flight, 120 KiB messages); measured at the broker over sliding 1 s windows. Goal: under 15 s.`,
       '',
-      '| figure | value |',
-      '| --- | ---: |',
-      `| time to drain (agent start to empty spool; goal < 15 s) | ${fmt(result.drain.seconds, 2)} s |`,
-      `| messages | ${fmt(result.drain.messages)} |`,
-      `| bytes published | ${fmt(result.drain.bytes)} (${fmt(result.drain.bytes / result.drain.readings, 1)} per reading) |`,
-      `| peak publishes/s (limit ${IOT_LIMITS.publishesPerSecond}) | ${fmt(result.drain.peakPublishesPerSecond)} |`,
-      `| peak KiB/s (limit ${IOT_LIMITS.bytesPerSecond / 1024}) | ${fmt(result.drain.peakKiBPerSecond, 1)} |`,
-      `| average KiB/s | ${fmt(result.drain.averageKiBPerSecond, 1)} |`,
-      `| same readings as flat JSON readings (for comparison) | ${fmt(result.drain.flatBytes)} bytes: at least ${fmt(result.drain.flatBytes / IOT_LIMITS.bytesPerSecond, 1)} s at 512 KiB/s |`,
+      `| figure | ${result.drain.map((d) => `drainWindowReadings ${fmt(d.drainWindowReadings)}${d.drainWindowReadings >= METERS * INTERVALS ? ' (default: whole backlog regrouped per meter)' : ' (one poll cycle per window)'}`).join(' | ')} |`,
+      `| --- | ${result.drain.map(() => '---:').join(' | ')} |`,
+      `| time to drain (agent start to last PUBACK) | ${result.drain.map((d) => `${fmt(d.seconds, 2)} s`).join(' | ')} |`,
+      `| messages | ${result.drain.map((d) => fmt(d.messages)).join(' | ')} |`,
+      `| bytes published (per reading) | ${result.drain.map((d) => `${fmt(d.bytes)} (${fmt(d.bytes / d.readings, 1)})`).join(' | ')} |`,
+      `| peak publishes/s (limit ${IOT_LIMITS.publishesPerSecond}) | ${result.drain.map((d) => fmt(d.peakPublishesPerSecond)).join(' | ')} |`,
+      `| peak KiB/s (limit ${IOT_LIMITS.bytesPerSecond / 1024}) | ${result.drain.map((d) => fmt(d.peakKiBPerSecond, 1)).join(' | ')} |`,
+      `| average KiB/s | ${result.drain.map((d) => fmt(d.averageKiBPerSecond, 1)).join(' | ')} |`,
+      '',
+      `The same readings as flat JSON readings would be ${fmt(result.drain[0]!.flatBytes)} bytes: at least ${fmt(result.drain[0]!.flatBytes / IOT_LIMITS.bytesPerSecond, 1)} s at 512 KiB/s.`,
     ];
     return lines;
   },

@@ -96,8 +96,13 @@ const configSchema = z
         timeoutMs: z.number().int().min(50).max(60_000).default(2000),
         /** Meters read at the same time. */
         concurrency: z.number().int().min(1).max(256).default(16),
+        /**
+         * A read that completes later than this after its boundary no longer measures the interval
+         * exactly: the intervals it ends and starts are stored with quality `estimated`.
+         */
+        maxReadDelaySeconds: z.number().min(1).max(86_400).default(60),
       })
-      .default({ intervalSeconds: 900, timeoutMs: 2000, concurrency: 16 }),
+      .default({ intervalSeconds: 900, timeoutMs: 2000, concurrency: 16, maxReadDelaySeconds: 60 }),
     meters: z.array(meterSchema).min(1, 'configure at least one meter'),
     spool: z.strictObject({
       /** Where segments, the outbox and the cursor live (systemd: StateDirectory). */

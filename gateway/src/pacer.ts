@@ -40,6 +40,27 @@ export class Pacer {
   }
 }
 
+/** The peak publishes and bytes over any 1 s sliding window, kept as events happen (constant memory per second). */
+export class RateMeter {
+  private readonly recent: Array<{ at: number; bytes: number }> = [];
+  private bytes = 0;
+  private best = { publishes: 0, bytes: 0 };
+
+  constructor(private readonly windowMs = 1000, private readonly now: () => number = () => performance.now()) {}
+
+  record(bytes: number): void {
+    const now = this.now();
+    while (this.recent.length > 0 && this.recent[0]!.at <= now - this.windowMs) this.bytes -= this.recent.shift()!.bytes;
+    this.recent.push({ at: now, bytes });
+    this.bytes += bytes;
+    this.best = { publishes: Math.max(this.best.publishes, this.recent.length), bytes: Math.max(this.best.bytes, this.bytes) };
+  }
+
+  peak(): { publishes: number; bytes: number } {
+    return { ...this.best };
+  }
+}
+
 /** Most publishes and bytes seen in any `windowMs` window of a list of (time, bytes), e.g. measured at a broker. */
 export function peakRate(events: ReadonlyArray<{ at: number; bytes: number }>, windowMs = 1000): { publishes: number; bytes: number } {
   const sorted = [...events].sort((a, b) => a.at - b.at);

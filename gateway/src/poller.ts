@@ -7,7 +7,9 @@
  * at its two ends, so an interval is only reported when the previous boundary was read too: a
  * missed poll (meter offline, agent down) leaves that interval out rather than folding two
  * intervals into one. An index that goes backwards (meter replaced or reset) is logged and
- * counted, and the next interval starts from the new index.
+ * counted, and the next interval starts from the new index. A read that completes more than
+ * `maxReadDelaySeconds` after its boundary (a slow meter, an overloaded box) no longer measures
+ * the interval exactly: the intervals it ends and starts are stored as `estimated`.
  */
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -31,6 +33,8 @@ export interface PollerStats {
   counterResets: number;
   /** Poll cycles the spool could not commit (disk full, I/O errors). */
   failedCycles: number;
+  /** Meter reads that completed later than polling.maxReadDelaySeconds after their boundary. */
+  lateReads: number;
   lastPollAt: string | undefined;
 }
 
@@ -47,6 +51,8 @@ interface LastRead {
   /** Boundary of the read, epoch seconds. */
   end: number;
   counter: number;
+  /** The read completed more than maxReadDelaySeconds after its boundary. */
+  late?: boolean;
 }
 
 /** Decimal places that represent every multiple of `scale` exactly (0.001 → 3, 0.25 → 2). */
@@ -86,6 +92,7 @@ export class Poller {
     readingsRefused: 0,
     counterResets: 0,
     failedCycles: 0,
+    lateReads: 0,
     lastPollAt: undefined,
   };
 
@@ -177,28 +184,35 @@ export class Poller {
   /** Reads every meter for the boundary `end` (epoch seconds) and commits the readings. */
   async pollOnce(end: number): Promise<{ taken: number; errors: number }> {
     const interval = this.config.polling.intervalSeconds;
-    const results = await mapWithConcurrency(this.readers, this.config.polling.concurrency, (reader) => reader.read());
+    const { concurrency, maxReadDelaySeconds } = this.config.polling;
+    const results = await mapWithConcurrency(this.readers, concurrency, async (reader) => {
+      const read = await reader.read();
+      return { ...read, late: this.clock.now() / 1000 - end > maxReadDelaySeconds };
+    });
     const readings: SpooledReading[] = [];
     const nextLast = new Map<string, LastRead>();
     let errors = 0;
-    results.forEach((result: MeterRead, i) => {
+    let lateReads = 0;
+    results.forEach((result: MeterRead & { late: boolean }, i) => {
       const meter = this.config.meters[i]!;
       for (const failure of result.errors) {
         errors++;
         this.counters.readErrorsByMeter[meter.id] = (this.counters.readErrorsByMeter[meter.id] ?? 0) + 1;
         this.log.warn('poller: read error', { meterId: meter.id, host: meter.host, unitId: meter.unitId, channel: failure.channel, error: failure.error });
       }
+      if (result.late && result.values.size > 0) lateReads++;
       for (const register of meter.registers) {
         const raw = result.values.get(register.channel);
         if (raw === undefined) continue;
-        const common = { meterId: meter.id, channel: register.channel, start: end - interval, intervalSeconds: interval, unit: register.unit, quality: register.quality };
+        const key = `${meter.id}\u0000${register.channel}`;
+        const previous = this.last.get(key);
+        const estimated = result.late || (register.mode === 'delta' && previous?.late === true);
+        const common = { meterId: meter.id, channel: register.channel, start: end - interval, intervalSeconds: interval, unit: register.unit, quality: estimated ? ('estimated' as const) : register.quality };
         if (register.mode === 'interval') {
           readings.push({ ...common, value: scaleValue(raw, register) });
           continue;
         }
-        const key = `${meter.id}\u0000${register.channel}`;
-        nextLast.set(key, { end, counter: raw });
-        const previous = this.last.get(key);
+        nextLast.set(key, { end, counter: raw, ...(result.late ? { late: true } : {}) });
         if (!previous || previous.end !== end - interval) continue; // no read at the interval's start
         if (raw < previous.counter) {
           this.counters.counterResets++;
@@ -209,6 +223,10 @@ export class Poller {
       }
     });
     this.counters.readErrors += errors;
+    if (lateReads > 0) {
+      this.counters.lateReads += lateReads;
+      this.log.warn('poller: meters read late; their intervals are stored as estimated', { meters: lateReads, intervalEnd: new Date(end * 1000).toISOString(), maxReadDelaySeconds });
+    }
 
     const { appended, refused } = this.spool.append(readings);
     this.counters.readingsRefused += refused;

@@ -6,7 +6,7 @@
  *   byte for byte, so the cloud ledger sees the same (gatewayId, seq) with the same content.
  * - The cursor moves on PUBACK only, over an unbroken run from the oldest message.
  * - Publishes are paced under the per-connection limits (count and bytes per second, sliding
- *   window) with at most `maxInFlight` unacknowledged.
+ *   window) with at most `maxInFlight` messages and one second's byte budget unacknowledged.
  * - Connection failures back off exponentially with full jitter; after a (re)connect with a
  *   backlog the drain starts after a random delay, so a fleet coming back from a network outage
  *   does not hit the endpoint in the same second.
@@ -20,7 +20,7 @@ import type { Log } from '../../lambdas/core/log.ts';
 import type { AgentClock } from './clock.ts';
 import { telemetryTopic, type GatewayConfig } from './config.ts';
 import { buildMessages } from './message-builder.ts';
-import { Pacer } from './pacer.ts';
+import { Pacer, RateMeter } from './pacer.ts';
 import { Signal } from './signal.ts';
 import type { Spool } from './spool.ts';
 
@@ -52,6 +52,8 @@ export interface PublisherStats {
   lastPublishAt: string | undefined;
   lastAckAt: string | undefined;
   lastError: string | undefined;
+  /** The most publishes and bytes this publisher sent in any 1 s window (sender side of the pacing). */
+  peakSendRate: { publishes: number; bytes: number };
 }
 
 export class Publisher {
@@ -68,7 +70,11 @@ export class Publisher {
   private loop: Promise<void> | undefined;
   private client: MqttClient | undefined;
   private persistTimer: NodeJS.Timeout | undefined;
-  private readonly counters: PublisherStats = {
+  /** One pacer for the publisher's life: a quick reconnect does not reset the budget. */
+  private readonly pacer: Pacer;
+  /** Publishes and bytes sent in the last second, and the peak, as the sender saw them. */
+  private readonly sendRate = new RateMeter();
+  private readonly counters: Omit<PublisherStats, 'peakSendRate'> = {
     connected: false,
     connects: 0,
     connectFailures: 0,
@@ -93,6 +99,8 @@ export class Publisher {
     this.faultPoint = options.faultPoint;
     this.persistDelayMs = options.persistDelayMs ?? 100;
     this.topic = telemetryTopic(this.config);
+    const { maxPublishesPerSecond, maxBytesPerSecond, rateWindowSeconds } = this.config.publish;
+    this.pacer = new Pacer(maxPublishesPerSecond, maxBytesPerSecond, rateWindowSeconds * 1000);
   }
 
   start(): void {
@@ -107,7 +115,7 @@ export class Publisher {
   }
 
   stats(): PublisherStats {
-    return { ...this.counters };
+    return { ...this.counters, peakSendRate: this.sendRate.peak() };
   }
 
   async stop(): Promise<void> {
@@ -224,31 +232,37 @@ export class Publisher {
       while (open && this.running && Date.now() < until) await this.signal.wait(until - Date.now());
     }
 
-    const { maxPublishesPerSecond, maxBytesPerSecond, maxInFlight, rateWindowSeconds } = this.config.publish;
-    const pacer = new Pacer(maxPublishesPerSecond, maxBytesPerSecond, rateWindowSeconds * 1000);
+    const { maxBytesPerSecond, maxInFlight } = this.config.publish;
+    const pacer = this.pacer;
     let lastSentSeq = 0;
     let inFlight = 0;
+    let inFlightBytes = 0;
 
     while (open && this.running) {
       const next = this.spool.pendingMessages().find((m) => m.seq > lastSentSeq);
       if (next) {
-        if (inFlight >= maxInFlight) {
+        const bytes = Buffer.byteLength(next.body);
+        // Unacknowledged bytes are capped at one second's budget too: whatever a network stall
+        // holds back and then releases at once stays within what the broker allows in a second.
+        if (inFlight >= maxInFlight || (inFlight > 0 && inFlightBytes + bytes > maxBytesPerSecond)) {
           await this.signal.wait(1000);
           continue;
         }
-        const bytes = Buffer.byteLength(next.body);
         const delay = pacer.delayFor(bytes);
         if (delay > 0) {
           await this.signal.wait(delay);
           continue;
         }
         pacer.record(bytes);
+        this.sendRate.record(bytes);
         lastSentSeq = next.seq;
         inFlight++;
+        inFlightBytes += bytes;
         this.counters.inFlight = inFlight;
         const { seq, readings } = next;
         client.publish(this.topic, next.body, { qos: 1 }, (error) => {
           inFlight--;
+          inFlightBytes -= bytes;
           this.counters.inFlight = inFlight;
           if (error) {
             // Not acknowledged (MQTT 5 negative PUBACK, or the connection went): it stays in the

@@ -59,6 +59,17 @@ describe('Modbus TCP polling', () => {
     // A missed boundary leaves that interval out instead of folding two intervals into one.
     now += 2 * 900_000;
     assert.equal((await poller.pollOnce(first + 2700)).taken, 0);
+
+    // A read long after its boundary: the interval it ends and the one it starts are estimates.
+    now += 900_000 + 120_000;
+    assert.equal((await poller.pollOnce(first + 3600)).taken, 3);
+    now += 900_000 - 120_000;
+    assert.equal((await poller.pollOnce(first + 4500)).taken, 3);
+    assert.deepEqual(spool.readForward(3, 10).map((r) => r.quality), ['estimated', 'estimated', 'estimated', 'estimated', 'estimated', 'estimated']);
+    assert.equal(poller.stats().lateReads, 3);
+    now += 900_000;
+    await poller.pollOnce(first + 5400);
+    assert.deepEqual(spool.readForward(9, 10).map((r) => r.quality), ['actual', 'actual', 'actual'], 'on time again: actual');
     await poller.stop();
     spool.close();
   });

@@ -11,7 +11,7 @@ import { decodeTelemetry, MAX_MESSAGE_BYTES } from '../../lambdas/core/telemetry
 import { assertTlsFilesReadable, ConfigError, loadConfig, parseConfig, telemetryTopic } from '../../gateway/src/config.ts';
 import { decodeRegister, encodeRegister } from '../../gateway/src/modbus.ts';
 import { buildMessages, toBlocks } from '../../gateway/src/message-builder.ts';
-import { Pacer, peakRate } from '../../gateway/src/pacer.ts';
+import { Pacer, peakRate, RateMeter } from '../../gateway/src/pacer.ts';
 import { decimalsOf, scaleValue } from '../../gateway/src/poller.ts';
 import type { SpooledReading } from '../../gateway/src/spool.ts';
 
@@ -205,6 +205,16 @@ describe('pacing', () => {
     assert.ok(peak.publishes <= 10, `publishes ${peak.publishes}`);
     assert.ok(peak.bytes <= 5000, `bytes ${peak.bytes}`);
     assert.ok(now < 200 / 4 * 1000, 'and does not wait needlessly');
+  });
+
+  it('tracks the sender-side peak as publishes happen', () => {
+    let now = 0;
+    const meter = new RateMeter(1000, () => now);
+    for (const [at, bytes] of [[0, 1], [999, 2], [1000, 4], [1500, 8]] as const) {
+      now = at;
+      meter.record(bytes);
+    }
+    assert.deepEqual(meter.peak(), { publishes: 3, bytes: 14 });
   });
 
   it('measures peaks over sliding windows', () => {
