@@ -24,7 +24,7 @@ const later = () => new Date(Date.now() + 3_600_000);
 describe('SMT crash safety (worker killed with SIGKILL)', () => {
   let h: SmtHarness;
   before(async () => {
-    h = await startSmtHarness();
+    h = await startSmtHarness({ keyAlgorithm: 'cv25519' });
   });
   after(async () => h.stop());
 

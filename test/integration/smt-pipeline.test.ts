@@ -27,7 +27,7 @@ const ORDINARY = '2025-11-03';
 describe('SMT pipeline against proftpd, s3rver and DynamoDB Local', () => {
   let h: SmtHarness;
   before(async () => {
-    h = await startSmtHarness();
+    h = await startSmtHarness({ keyAlgorithm: 'cv25519' });
   });
   after(async () => h.stop());
 
