@@ -56,7 +56,8 @@ export class MeterbridgeStack extends Stack {
       ingestion: [
         this.iot.monitoring,
         this.ready.monitoring,
-        this.smt.monitoring,
+        // Watched only when switched on: a disabled pull would hold its freshness alarms in ALARM.
+        ...(this.smt.smtSettings.enabled ? [this.smt.monitoring] : []),
       ],
     });
 

@@ -129,3 +129,18 @@ describe('SMT function bundles', () => {
     });
   }
 });
+
+describe('SMT in the stack', () => {
+  it('is watched by the operations construct only when switched on', async () => {
+    const { MeterbridgeStack } = await import('../../lib/meterbridge-stack.ts');
+    const build = (smt: Record<string, unknown>) =>
+      new MeterbridgeStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'Meterbridge-test', { settings: testSettings({ smt }) });
+    const on = build({ enabled: true, host: 'sftp.example.invalid' });
+    const names = on.operations.allAlarms.map((a) => a.name);
+    for (const expected of ['meterbridge-test-smt-hours-since-last-file', 'meterbridge-test-smt-files-failed', 'meterbridge-test-smt-fetch-errors', 'meterbridge-test-smt-files-dlq', 'meterbridge-test-smt-freshness']) {
+      assert.ok(names.includes(expected), `${expected} in ${names.filter((n) => n.includes('smt')).join(', ')}`);
+    }
+    const off = build({});
+    assert.deepEqual(off.operations.allAlarms.map((a) => a.name).filter((n) => n.includes('-smt-')), []);
+  });
+});
