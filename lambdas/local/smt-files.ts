@@ -7,7 +7,7 @@
  */
 import { execFile } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { chown, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -204,6 +204,12 @@ export async function writeSmtFile(options: SmtFileOptions): Promise<SmtFile> {
     await run('cp', [payload, path]);
   }
   if (payload !== csvPath) await rm(payload, { force: true });
+  // The file takes the owner of its folder, so a stand-in server running as that user (proftpd as
+  // nobody, see smt-servers.ts) may delete it after the fetch step archived it.
+  if (process.getuid?.() === 0) {
+    const folder = await stat(options.dir);
+    await chown(path, folder.uid, folder.gid);
+  }
   return { path, name: basename(path), size: (await stat(path)).size, csvPath, csvSize };
 }
 
