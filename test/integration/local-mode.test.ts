@@ -76,7 +76,7 @@ describe('local mode end to end', () => {
     assert.match(text, /Every simulated reading was stored exactly once/);
   });
 
-  it('the printed mosquitto_pub line stores a reading that the printed readings query line shows', { timeout: 120_000 }, async (t) => {
+  it('the printed mosquitto_pub and curl lines store readings that the printed readings query lines show', { timeout: 120_000 }, async (t) => {
     const hasMosquitto = await run('sh', ['-c', 'command -v mosquitto_pub']).then(() => true, () => false);
     if (!hasMosquitto) {
       t.skip('mosquitto_pub is not installed (scripts/setup.sh installs it)');
@@ -85,6 +85,7 @@ describe('local mode end to end', () => {
     const ports = await freePorts();
     let platform: LocalPlatform | undefined;
     let source: LocalSource | undefined;
+    let ready: LocalSource | undefined;
     try {
       platform = await startLocalPlatform({ ports, stateDir: join(stateDir, 'join') });
       source = await iotSource(platform, { gateways: 1, metersPerGateway: 1, stateDir: join(stateDir, 'join'), modbusBasePort: ports.modbus });
@@ -97,7 +98,20 @@ describe('local mode end to end', () => {
       const { stdout } = await run('bash', ['-c', query], { cwd: repo, timeout: 60_000 });
       const lines = stdout.trim().split('\n').map((line) => JSON.parse(line) as { meterId: string; value: number; channel: string });
       assert.deepEqual(lines.map((l) => [l.meterId, l.channel, l.value]), [['cli-meter', 'energy.active.import', 1.25]]);
+
+      // The READY curl line, as printed.
+      ready = await readySource(platform, { port: ports.ready, meters: 1, everyMs: 60_000 });
+      const readyHints = ready.joinHints();
+      const curlStart = readyHints.findIndex((line) => line.trim().startsWith('curl'));
+      const curl = readyHints.slice(curlStart, curlStart + 2).map((line) => line.trim().replace(/\\$/, '')).join(' ');
+      const readyQuery = readyHints.find((line) => line.includes('readings query'))!.replace(/^\s*then:\s*/, '');
+      const posted = await run('bash', ['-c', `${curl} -w ' HTTP %{http_code}'`], { cwd: repo, timeout: 20_000 });
+      assert.match(posted.stdout, /HTTP 200$/, posted.stdout);
+      const shown = await run('bash', ['-c', readyQuery], { cwd: repo, timeout: 60_000 });
+      const readyLines = shown.stdout.trim().split('\n').map((line) => JSON.parse(line) as { meterId: string; value: number; channel: string });
+      assert.deepEqual(readyLines.map((l) => [l.meterId, l.channel, l.value]), [['kamstrup-curl', 'water.volume', 12.5]]);
     } finally {
+      await ready?.stop();
       await source?.stop();
       await platform?.stop();
     }

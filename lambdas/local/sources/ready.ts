@@ -87,7 +87,7 @@ export async function readySource(platform: LocalPlatform, options: ReadySourceO
     joinHints: () => [
       `  READY webhook (data callback), ${failures ? `${failures} failed posts so far; ` : ''}e.g.:`,
       `    curl -sS -X POST ${http.dataUrl} -H 'content-type: application/json' \\`,
-      `      -d '{"deliveryId":"curl-1","subscriptionId":"${SUBSCRIPTION}","resource":"meterReadings","meters":[{"meterId":"kamstrup-curl","utility":"water","registers":[{"register":"volume","value":12.5,"unit":"m3","readAt":"${new Date(firstHour).toISOString()}"}]}]}'`,
+      `      -d '{"deliveryId":"curl-1","subscriptionId":"${SUBSCRIPTION}","resource":"meterReadings","sentAt":"${new Date(firstHour + 3_600_000).toISOString()}","meters":[{"meterId":"kamstrup-curl","utility":"water","registers":[{"register":"volume","value":12.5,"unit":"m3","readAt":"${new Date(firstHour).toISOString()}"}]}]}'`,
       `    then: npx tsx bin/meterbridge.ts readings query --meter kamstrup-curl --channel water.volume${queryEndpointFlag(platform)}`,
     ],
     stop: () => http.stop(),
