@@ -29,7 +29,8 @@ export const METRICS_NAMESPACE = 'Meterbridge';
 export const DEFAULT_BUNDLING: nodejs.BundlingOptions = {
   format: nodejs.OutputFormat.ESM,
   mainFields: ['module', 'main'],
-  banner: "import { createRequire } from 'module'; const require = createRequire(import.meta.url);",
+  // A name of its own: a bundled ES module (openpgp) may import `createRequire` itself.
+  banner: "import { createRequire as __meterbridgeCreateRequire } from 'module'; const require = __meterbridgeCreateRequire(import.meta.url);",
   target: 'node22',
   minify: true,
   sourceMap: true,

@@ -7,6 +7,7 @@
  */
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { CHANNELS, readingToJson, type Reading } from '../../lambdas/core/reading.ts';
+import { readyChannels } from '../../lambdas/core/ready/delivery.ts';
 import { ReadingStore } from '../../lambdas/core/reading-store.ts';
 import { assertTimeZone } from '../../lambdas/core/time.ts';
 import { LOCAL_BLOCK_TIME_ZONE, LOCAL_PORTS, LOCAL_TABLES } from '../../lambdas/local/defaults.ts';
@@ -14,6 +15,8 @@ import { EXIT_FAILED, EXIT_OK, UsageError, parseCommandLine, type CliCommand, ty
 
 const HELP = 'meterbridge readings --help';
 const DAY_MS = 86_400_000;
+/** A block's key names its channel, so without --channel every channel a source can write is asked. */
+const KNOWN_CHANNELS = [...new Set<string>([...Object.values(CHANNELS), ...readyChannels()])];
 
 const USAGE = `Usage:
   meterbridge readings query --meter <id> [options]
@@ -33,7 +36,7 @@ A summary goes to stderr. Exit 1 when the store cannot be read.
   --region <region>     AWS region with --table                        default $AWS_REGION
   -h, --help            this text
 
-Known channels: ${Object.values(CHANNELS).join(', ')}
+Known channels: ${KNOWN_CHANNELS.join(', ')}
 `;
 
 export const command: CliCommand = {
@@ -90,7 +93,7 @@ async function query(args: string[], io: CliIo): Promise<number> {
   });
   const tableName = values.table ?? LOCAL_TABLES.readings;
   const store = new ReadingStore({ client, tableName, blockTimeZone: timeZone });
-  const channels = values.channel ? [values.channel] : Object.values(CHANNELS);
+  const channels = values.channel ? [values.channel] : KNOWN_CHANNELS;
   try {
     const readings: Reading[] = [];
     for (const channel of channels) readings.push(...(await store.query({ meterId: values.meter, channel, from, to })));

@@ -239,3 +239,16 @@ export function mapDelivery(json: unknown, rawBody: Uint8Array, options: { now: 
   if (readings.length === 0) return { ok: false, reasons: ['delivery: carries no registers, intervals or events'] };
   return { ok: true, delivery, deliveryId, unitId, readings, events };
 }
+
+/** Every channel a READY delivery can write (registers, their interval series, events). */
+export function readyChannels(): string[] {
+  const channels = new Set<string>();
+  for (const registers of Object.values(REGISTER_MAP)) {
+    for (const registerSpec of Object.values(registers) as RegisterSpec[]) {
+      channels.add(registerSpec.register);
+      channels.add(registerSpec.interval);
+    }
+  }
+  for (const code of EVENT_CODES) channels.add(`event.${code}`);
+  return [...channels];
+}
