@@ -11,6 +11,7 @@ import { readyBench } from './ready.bench.ts';
 import { gatewayBench } from './gateway.bench.ts';
 import { smtBench } from './smt.bench.ts';
 import type { BenchSection } from './section.ts';
+import { costModel, costTable } from './cost.ts';
 
 /**
  * Benchmarks of the ingestion paths, each a module exporting a BenchSection (see section.ts).
@@ -71,6 +72,20 @@ async function main(): Promise<void> {
     process.stderr.write(`bench: ${section.title}...\n`);
     lines.push('', `## ${section.title}`, '', ...(await section.run()));
   }
+  const hourly = store.figures.find((f) => f.scenario.startsWith('(c)'))!;
+  const costInputs = {
+    writeUnitsPerReadingWholeDay: day.writeUnitsPerReading,
+    writeUnitsPerReadingHourly: hourly.writeUnitsPerReading,
+    storedBytesPerReading: store.bytesPerReadingBlock,
+    iotCpuMicrosPerReading: iot.cpuMicrosPerReadingBlocks,
+    // From the READY and SMT sections' figures of 2026-11-23 (they print their own, above).
+    readyCpuMsPerDelivery: 1.2,
+    readyReadingsPerDelivery: 50,
+    smtMegabytesPerSecond: 53,
+    // A CSV row (~75 B) per reading, armored (x 4/3), before gpg's compression: an upper bound.
+    smtArmoredBytesPerReading: 100,
+  };
+  lines.push('', '## Cost model', '', ...costTable(costModel(costInputs), costInputs));
   const text = `${lines.join('\n')}\n`;
   process.stdout.write(text);
   writeFileSync(new URL('./RESULTS.md', import.meta.url), text);
