@@ -46,6 +46,7 @@ export async function readySource(platform: LocalPlatform, options: ReadySourceO
   let inFlight = 0;
   let failures = 0;
   let running = true;
+  let wake: (value: unknown) => void = () => {};
 
   const sendOne = async () => {
     const start = new Date(firstHour + hour * 3_600_000);
@@ -71,7 +72,10 @@ export async function readySource(platform: LocalPlatform, options: ReadySourceO
   const loop = (async () => {
     while (running) {
       await sendOne().catch(() => void (failures += 1));
-      await new Promise((resolve) => setTimeout(resolve, options.everyMs ?? 3000));
+      await new Promise((resolve) => {
+        wake = resolve;
+        setTimeout(resolve, options.everyMs ?? 3000).unref();
+      });
     }
   })();
 
@@ -81,6 +85,7 @@ export async function readySource(platform: LocalPlatform, options: ReadySourceO
     backlog: () => inFlight,
     async quiesce() {
       running = false;
+      wake(undefined);
       await loop;
     },
     drained: async () => inFlight === 0,
@@ -90,6 +95,11 @@ export async function readySource(platform: LocalPlatform, options: ReadySourceO
       `      -d '{"deliveryId":"curl-1","subscriptionId":"${SUBSCRIPTION}","resource":"meterReadings","sentAt":"${new Date(firstHour + 3_600_000).toISOString()}","meters":[{"meterId":"kamstrup-curl","utility":"water","registers":[{"register":"volume","value":12.5,"unit":"m3","readAt":"${new Date(firstHour).toISOString()}"}]}]}'`,
       `    then: npx tsx bin/meterbridge.ts readings query --meter kamstrup-curl --channel water.volume${queryEndpointFlag(platform)}`,
     ],
-    stop: () => http.stop(),
+    async stop() {
+      running = false;
+      wake(undefined);
+      await loop;
+      await http.stop();
+    },
   };
 }
