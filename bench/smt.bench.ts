@@ -18,7 +18,7 @@ import { silentLog } from '../lambdas/core/log.ts';
 import { processArchivedFile, type ProcessCounts } from '../lambdas/core/smt/process.ts';
 import { createGpgKeyring, writeSmtCsv, writeSmtFile, type GpgKeyring } from '../lambdas/local/smt-files.ts';
 import { archiveOf, processDeps, startSmtHarness } from '../test/support/smt-harness.ts';
-import { SMT_BUNDLING } from '../lib/smt-ingestion.ts';
+import { DEFAULT_BUNDLING } from '../lib/meterbridge-function.ts';
 import type { BenchSection } from './section.ts';
 
 const run = promisify(execFile);
@@ -59,7 +59,7 @@ async function bundleWorker(dir: string): Promise<string> {
   await run(join(ROOT, 'node_modules/.bin/esbuild'), [
     WORKER, '--bundle', '--platform=node', '--format=esm', '--target=node20', `--outfile=${out}`,
     '--external:cpu-features', '--external:*.node',
-    `--banner:js=${SMT_BUNDLING.banner}`,
+    `--banner:js=${DEFAULT_BUNDLING.banner}`,
   ], { cwd: ROOT });
   return out;
 }

@@ -38,15 +38,12 @@ const FETCH_TIMEOUT = Duration.minutes(10);
 const PROCESS_TIMEOUT = Duration.minutes(15);
 
 /**
- * Bundling of both SMT functions, over MeterbridgeFunction's defaults:
- * - the banner's createRequire gets a name of its own: openpgp's ES module imports
- *   `createRequire` itself, and the default banner's identical import would be a duplicate
- *   declaration (a SyntaxError at cold start);
- * - ssh2's optional native add-ons (built for this machine, not Lambda's arm64) stay out of the
- *   bundle; ssh2 falls back to its pure-JS crypto when they cannot be loaded.
+ * Bundling of both SMT functions, over MeterbridgeFunction's defaults (whose banner already gives
+ * createRequire a name of its own, since openpgp imports `createRequire` too): ssh2's optional
+ * native add-ons (built for this machine, not Lambda's arm64) stay out of the bundle; ssh2 falls
+ * back to its pure-JS crypto when they cannot be loaded.
  */
 export const SMT_BUNDLING = {
-  banner: "import { createRequire as __meterbridgeCreateRequire } from 'module'; const require = __meterbridgeCreateRequire(import.meta.url);",
   externalModules: ['@aws-sdk/*', 'cpu-features', '*.node'],
 };
 

@@ -115,12 +115,13 @@ describe('SMT function bundles', () => {
       const { tmpdir } = await import('node:os');
       const { join } = await import('node:path');
       const { SMT_BUNDLING } = await import('../../lib/smt-ingestion.ts');
+      const { DEFAULT_BUNDLING } = await import('../../lib/meterbridge-function.ts');
       const dir = mkdtempSync(join(tmpdir(), 'mb-smt-bundle-'));
       try {
         const out = join(dir, 'index.mjs');
         execFileSync('node_modules/.bin/esbuild', [
           entry, '--bundle', '--platform=node', '--format=esm', '--target=node22', `--outfile=${out}`, '--main-fields=module,main',
-          `--banner:js=${SMT_BUNDLING.banner}`, ...SMT_BUNDLING.externalModules.map((m) => `--external:${m}`),
+          `--banner:js=${DEFAULT_BUNDLING.banner}`, ...SMT_BUNDLING.externalModules.map((m) => `--external:${m}`),
         ], { stdio: 'pipe' });
         execFileSync(process.execPath, ['--check', out], { stdio: 'pipe' });
       } finally {
