@@ -240,9 +240,56 @@ describe('SMT pipeline against proftpd, s3rver and DynamoDB Local', () => {
     assert.equal(files.filter((f) => existsSync(f.path)).length, 2);
     const nextDeps = fetchDeps(h, tables, 'ftps');
     const next = await runSmtFetch(nextDeps);
-    assert.equal(next.archived, 2);
+    assert.equal(next.archived, 2, JSON.stringify(next.files));
     assert.equal(files.filter((f) => existsSync(f.path)).length, 0);
     const hours = nextDeps.metrics.pending().find((d) => d.MetricName === 'HoursSinceLastFile');
     assert.ok(hours?.Values && hours.Values[0]! < 0.1, 'a file just arrived: HoursSinceLastFile ~ 0');
+  });
+
+  /** A real FTPS session whose first `failures` downloads break after some bytes, as a cut data connection does. */
+  function flakyFtps(failures: number) {
+    const opened: string[] = [];
+    let left = failures;
+    const connect = async () => {
+      const real = await connectFtps({ ...h.servers.ftps, timeoutMs: 10_000 });
+      opened.push('session');
+      return {
+        ...real,
+        async download(file: Parameters<typeof real.download>[0], sink: Parameters<typeof real.download>[1]) {
+          if (left <= 0) return real.download(file, sink);
+          left -= 1;
+          sink.write(Buffer.alloc(Math.min(100, file.size - 1), 0x2d));
+          throw new Error('426 Connection closed; transfer aborted');
+        },
+      };
+    };
+    return { connect, opened };
+  }
+
+  it('retries a broken transfer once on a fresh session; the archive holds only the whole file', async () => {
+    const tables = await h.dynamo.freshTables();
+    const file = await drop('intervaldata');
+    const flaky = flakyFtps(1);
+    const deps = fetchDeps(h, tables, 'ftps', { connect: flaky.connect });
+    const report = await runSmtFetch(deps);
+    assert.equal(report.archived, 1, JSON.stringify(report.files));
+    assert.equal(flaky.opened.length, 2, 'the retry opened a second session');
+    assert.equal(metricValue(deps.metrics, 'FetchErrors'), 0, 'a transfer that succeeded on retry is not a fetch error');
+    assert.equal((await archiveOf(h).head(`smt/intervaldata/${file.name}`))?.size, file.size);
+    assert.equal(existsSync(file.path), false);
+  });
+
+  it('gives up on a file after its attempts, releases the claim and leaves it on the server; the next run takes it', async () => {
+    const tables = await h.dynamo.freshTables();
+    const file = await drop('intervaldata');
+    const flaky = flakyFtps(2);
+    const deps = fetchDeps(h, tables, 'ftps', { connect: flaky.connect });
+    const report = await runSmtFetch(deps);
+    assert.equal(report.files.find((f) => f.file.name === file.name)?.status, 'error');
+    assert.equal(metricValue(deps.metrics, 'FetchErrors', 'transfer'), 1);
+    assert.equal(await archiveOf(h).head(`smt/intervaldata/${file.name}`), undefined, 'no partial object in the archive');
+    assert.ok(existsSync(file.path));
+    const next = await runSmtFetch(fetchDeps(h, tables, 'ftps'));
+    assert.equal(next.files.find((f) => f.file.name === file.name)?.status, 'archived', JSON.stringify(next.files));
   });
 });

@@ -58,6 +58,11 @@ export interface SmtFetchDependencies {
   reserveMs?: number;
   /** @default () => new Date() */
   clock?: () => Date;
+  /**
+   * Attempts per file when the transfer itself fails (a data connection refused or cut, as FTPS
+   * servers do now and then under TLS 1.3): each retry opens a fresh session first. @default 2
+   */
+  transferAttempts?: number;
   /** Observes progress; tests use it to die at a chosen point. */
   onStep?: (step: 'archived' | 'deleted' | 'completed', file: RemoteFile, detail: { key: string }) => void | Promise<void>;
 }
@@ -96,10 +101,11 @@ export async function runSmtFetch(deps: SmtFetchDependencies): Promise<FetchRepo
   const serverId = deps.serverId ?? 'smt';
   const report: FetchReport = { files: [], archived: 0, bytes: 0, left: 0 };
 
-  let transport: SmtTransport | undefined;
+  const session = new Session(deps.connect);
+  let transport: SmtTransport;
   try {
     try {
-      transport = await deps.connect();
+      transport = await session.open();
     } catch (error) {
       const reason = error instanceof TransportAuthError ? 'auth' : 'connect';
       metrics.count('FetchErrors', 1, { Reason: reason });
@@ -126,7 +132,7 @@ export async function runSmtFetch(deps: SmtFetchDependencies): Promise<FetchRepo
         report.files.push({ status: 'left', file, why: 'time' });
         continue;
       }
-      const outcome = await fetchOne(file, transport, { deps, prefix, serverId, deleteAfter });
+      const outcome = await fetchOne(file, session, { deps, prefix, serverId, deleteAfter, attempts: Math.max(1, deps.transferAttempts ?? 2) });
       report.files.push(outcome);
       if (outcome.status === 'archived') {
         report.archived += 1;
@@ -134,7 +140,7 @@ export async function runSmtFetch(deps: SmtFetchDependencies): Promise<FetchRepo
       }
     }
   } finally {
-    await transport?.close().catch(() => undefined);
+    await session.close();
   }
 
   const now = clock().getTime();
@@ -162,11 +168,43 @@ interface FetchContext {
   prefix: string;
   serverId: string;
   deleteAfter: boolean;
+  attempts: number;
 }
 
-async function fetchOne(file: RemoteFile, transport: SmtTransport, ctx: FetchContext): Promise<FileOutcome> {
+/** The run's connection to the server, re-opened after a failed transfer left it unusable. */
+class Session {
+  private current: SmtTransport | undefined;
+  constructor(private readonly connect: () => Promise<SmtTransport>) {}
+
+  async open(): Promise<SmtTransport> {
+    this.current ??= await this.connect();
+    return this.current;
+  }
+
+  async reopen(): Promise<SmtTransport> {
+    await this.close();
+    return this.open();
+  }
+
+  async close(): Promise<void> {
+    const closing = this.current;
+    this.current = undefined;
+    await closing?.close().catch(() => undefined);
+  }
+}
+
+async function fetchOne(file: RemoteFile, session: Session, ctx: FetchContext): Promise<FileOutcome> {
   const { deps } = ctx;
   const { metrics, log } = deps;
+  let transport: SmtTransport;
+  try {
+    transport = await session.open();
+  } catch (error) {
+    // An earlier file's retry could not reconnect: this file waits for the next run, unclaimed.
+    metrics.count('FetchErrors', 1, { Reason: 'connect' });
+    log.error('could not reopen the SMT session', { error: messageOf(error) });
+    return { status: 'error', file, reason: messageOf(error) };
+  }
   const unitId = fetchUnitId(ctx.serverId, file);
   const key = archiveKeyFor(ctx.prefix, file);
   const claimed = await deps.ledger.claim('smt-fetch', unitId, { detail: { key, size: file.size }, retakeFailed: true });
@@ -188,18 +226,32 @@ async function fetchOne(file: RemoteFile, transport: SmtTransport, ctx: FetchCon
   if (claimed.status === 'failed') return { status: 'skipped', file, why: 'failed' };
   const claim: Claim = claimed.claim;
 
-  try {
-    if (!(await archivedCopyMatches(deps, key, unitId, file))) {
-      await archiveFrom(transport, file, deps.archive, key, unitId);
-    } else {
-      log.info('archive already holds this file (an earlier run stopped before deleting it)', { unitId, key });
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      if (!(await archivedCopyMatches(deps, key, unitId, file))) {
+        await archiveFrom(transport, file, deps.archive, key, unitId);
+      } else {
+        log.info('archive already holds this file (an earlier run stopped before deleting it)', { unitId, key });
+      }
+      break;
+    } catch (caught) {
+      let error = caught;
+      let reason = error instanceof TransportAuthError ? 'auth' : /archive|S3|size/i.test(messageOf(error)) ? 'archive' : 'transfer';
+      if (reason === 'transfer' && attempt < ctx.attempts) {
+        log.warn('SMT transfer failed; retrying on a fresh session', { unitId, attempt, error: messageOf(error) });
+        try {
+          transport = await session.reopen();
+          continue;
+        } catch (reconnectError) {
+          error = reconnectError;
+          reason = 'connect';
+        }
+      }
+      await deps.ledger.release(claim).catch(() => undefined);
+      metrics.count('FetchErrors', 1, { Reason: reason });
+      log.error('could not archive an SMT file; it stays on the server', { unitId, key, attempts: attempt, error: messageOf(error) });
+      return { status: 'error', file, reason: messageOf(error) };
     }
-  } catch (error) {
-    await deps.ledger.release(claim).catch(() => undefined);
-    const reason = error instanceof TransportAuthError ? 'auth' : /archive|S3|size/i.test(messageOf(error)) ? 'archive' : 'transfer';
-    metrics.count('FetchErrors', 1, { Reason: reason });
-    log.error('could not archive an SMT file; it stays on the server', { unitId, key, error: messageOf(error) });
-    return { status: 'error', file, reason: messageOf(error) };
   }
   await deps.onStep?.('archived', file, { key });
 
