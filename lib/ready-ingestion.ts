@@ -26,112 +26,17 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
-import { Construct, type IConstruct } from 'constructs';
+import { Construct } from 'constructs';
 import { READY_PATHS } from '../lambdas/core/ready/api-gateway.ts';
-import { ANSWER_FORMATS, DEFAULT_VERIFICATION, SECRET_ENCODINGS, VERIFICATION_ALGORITHMS, type VerificationConfig } from '../lambdas/core/ready/handshake.ts';
 import type { AlarmTopic } from './alarm-topic.ts';
 import { ArchiveBucket } from './archive-bucket.ts';
 import { METRICS_NAMESPACE, MeterbridgeFunction } from './meterbridge-function.ts';
 import type { IngestionMonitoring } from './monitoring.ts';
+import type { ReadySettings } from './ready-settings.ts';
 import type { StageSettings } from './settings.ts';
 import type { ReadingStorage } from './storage.ts';
 
 const WEBHOOK_ENTRY = fileURLToPath(new URL('../lambdas/ready-webhook.ts', import.meta.url));
-
-/** Context key of the READY settings, keyed by stage like `meterbridge:stages`. */
-export const READY_CONTEXT_KEY = 'meterbridge:ready';
-
-/** A synchronous Lambda invocation carries at most 6 MB; the event wraps the body (base64: x4/3). */
-const MAX_ENFORCEABLE_BODY_BYTES = 4 * 1024 * 1024;
-
-/** READY settings of one stage. Every field has a default (see DEFAULT_READY_SETTINGS). */
-export interface ReadySettings {
-  /**
-   * Source address ranges (CIDR) allowed to call the webhook. Empty: anyone may call it (the
-   * verification handshake and the optional signing key are then the only gates). Ask Kamstrup
-   * for the egress ranges of READY hosting and list them here for production.
-   */
-  readonly allowedSourceCidrs: readonly string[];
-  /** Stage throttling: steady requests per second. */
-  readonly throttleRateLimit: number;
-  /** Stage throttling: burst bucket size. */
-  readonly throttleBurstLimit: number;
-  /** Largest body the function accepts (413 above it, original archived). At most 4 MiB. */
-  readonly maxBodyBytes: number;
-  /** Verification handshake algorithm (see lambdas/core/ready/handshake.ts). */
-  readonly verification: VerificationConfig;
-  /** Days after which archived deliveries move to Glacier Instant Retrieval. */
-  readonly archiveColdAfterDays: number;
-  /** Optional custom domain (TLS 1.2 security policy) in front of the API. */
-  readonly customDomain?: { readonly domainName: string; readonly certificateArn: string };
-}
-
-export const DEFAULT_READY_SETTINGS: ReadySettings = {
-  allowedSourceCidrs: [],
-  throttleRateLimit: 50,
-  throttleBurstLimit: 100,
-  maxBodyBytes: MAX_ENFORCEABLE_BODY_BYTES,
-  verification: DEFAULT_VERIFICATION,
-  archiveColdAfterDays: 90,
-};
-
-const CIDR = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$|^[0-9a-fA-F:]+\/\d{1,3}$/;
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-/** Validates `meterbridge:ready.<stage>`; a missing block or key takes the default. Messages name the key. */
-export function parseReadySettings(value: unknown, stage: string): ReadySettings {
-  let all = value;
-  if (typeof all === 'string') all = JSON.parse(all) as unknown;
-  if (all === undefined) return DEFAULT_READY_SETTINGS;
-  if (!isRecord(all)) throw new Error(`${READY_CONTEXT_KEY}: must be an object of stage name -> READY settings`);
-  const raw = all[stage];
-  const key = `${READY_CONTEXT_KEY}.${stage}`;
-  if (raw === undefined) return DEFAULT_READY_SETTINGS;
-  if (!isRecord(raw)) throw new Error(`${key}: must be an object`);
-  const known = ['allowedSourceCidrs', 'throttleRateLimit', 'throttleBurstLimit', 'maxBodyBytes', 'verification', 'archiveColdAfterDays', 'customDomain'];
-  for (const name of Object.keys(raw)) if (!known.includes(name)) throw new Error(`${key}.${name}: unknown setting; known: ${known.join(', ')}`);
-
-  const cidrs = raw.allowedSourceCidrs ?? [];
-  if (!Array.isArray(cidrs) || !cidrs.every((c) => typeof c === 'string' && CIDR.test(c))) {
-    throw new Error(`${key}.allowedSourceCidrs: must be a list of CIDR ranges such as "203.0.113.0/24" ([] = open)`);
-  }
-  const positive = (name: string, fallback: number, max = Number.MAX_SAFE_INTEGER): number => {
-    const v = raw[name] ?? fallback;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) throw new Error(`${key}.${name}: ${JSON.stringify(v)} must be a whole number from 1 to ${max}`);
-    return v;
-  };
-  const verificationRaw = raw.verification ?? {};
-  if (!isRecord(verificationRaw)) throw new Error(`${key}.verification: must be an object`);
-  const choice = <T extends string>(name: string, options: readonly T[], fallback: T): T => {
-    const v = verificationRaw[name] ?? fallback;
-    if (typeof v !== 'string' || !(options as readonly string[]).includes(v)) throw new Error(`${key}.verification.${name}: ${JSON.stringify(v)} must be one of ${options.join(', ')}`);
-    return v as T;
-  };
-  const customDomain = raw.customDomain;
-  if (customDomain !== undefined && (!isRecord(customDomain) || typeof customDomain.domainName !== 'string' || typeof customDomain.certificateArn !== 'string')) {
-    throw new Error(`${key}.customDomain: must be {"domainName": "...", "certificateArn": "arn:aws:acm:..."}`);
-  }
-  return {
-    allowedSourceCidrs: cidrs as string[],
-    throttleRateLimit: positive('throttleRateLimit', DEFAULT_READY_SETTINGS.throttleRateLimit, 10_000),
-    throttleBurstLimit: positive('throttleBurstLimit', DEFAULT_READY_SETTINGS.throttleBurstLimit, 5_000),
-    maxBodyBytes: positive('maxBodyBytes', DEFAULT_READY_SETTINGS.maxBodyBytes, MAX_ENFORCEABLE_BODY_BYTES),
-    verification: {
-      algorithm: choice('algorithm', VERIFICATION_ALGORITHMS, DEFAULT_VERIFICATION.algorithm),
-      secretEncoding: choice('secretEncoding', SECRET_ENCODINGS, DEFAULT_VERIFICATION.secretEncoding),
-      answerFormat: choice('answerFormat', ANSWER_FORMATS, DEFAULT_VERIFICATION.answerFormat),
-    },
-    archiveColdAfterDays: positive('archiveColdAfterDays', DEFAULT_READY_SETTINGS.archiveColdAfterDays, 3650),
-    ...(customDomain ? { customDomain: { domainName: customDomain.domainName as string, certificateArn: customDomain.certificateArn as string } } : {}),
-  };
-}
-
-export function loadReadySettings(scope: IConstruct, stage: string): ReadySettings {
-  return parseReadySettings(scope.node.tryGetContext(READY_CONTEXT_KEY), stage);
-}
 
 export interface ReadyIngestionProps {
   /** Stage settings: names, log retention, removal policy, block time zone. */
@@ -139,9 +44,10 @@ export interface ReadyIngestionProps {
   /** Tables the webhook stores readings in, claims deliveries on and records subscription states in. */
   readonly storage: ReadingStorage;
   /**
-   * READY settings (source IPs, throttling, body limit, handshake algorithm).
+   * READY settings (source IPs, throttling, body limit, handshake algorithm). Overrides
+   * `settings.ready` (tests).
    *
-   * @default - read from the `meterbridge:ready` context for the stage, else DEFAULT_READY_SETTINGS
+   * @default settings.ready
    */
   readonly ready?: ReadySettings;
   /**
@@ -194,7 +100,7 @@ export class ReadyIngestion extends Construct {
   constructor(scope: Construct, id: string, props: ReadyIngestionProps) {
     super(scope, id);
     const { settings, storage } = props;
-    const ready = props.ready ?? loadReadySettings(this, settings.stage);
+    const ready = props.ready ?? settings.ready;
     this.readySettings = ready;
 
     // --- archive -----------------------------------------------------------------------------

@@ -8,8 +8,10 @@
 import { RemovalPolicy } from 'aws-cdk-lib';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type { IConstruct } from 'constructs';
+import { parseReadySettings, type ReadySettings } from './ready-settings.ts';
 import { parseSmtSettings, type SmtSettings } from './smt-settings.ts';
 import { METRIC_CATALOG, type MetricName, type MetricSource } from '../lambdas/core/metric-catalog.ts';
+import { isRecord } from './settings-values.ts';
 
 /** Context key holding the name of the stage to synthesize. */
 export const STAGE_CONTEXT_KEY = 'meterbridge:stage';
@@ -35,6 +37,8 @@ export interface StageSettings {
   readonly alarms: AlarmSettings;
   /** Smart Meter Texas pull (cdk.json `smt`); absent = deployed but switched off. See lib/smt-settings.ts. */
   readonly smt: SmtSettings;
+  /** Kamstrup READY webhook (cdk.json `ready`); every field has a default. See lib/ready-settings.ts. */
+  readonly ready: ReadySettings;
 }
 
 /** Per-stage alarm thresholds; the operations construct (lib/operations) applies them. */
@@ -77,7 +81,7 @@ const MAX_FRESHNESS_MINUTES = 7 * 24 * 60;
 const ALARM_KEYS = ['freshnessMinutes', 'queueAgeMinutes', 'lambdaErrors', 'lambdaThrottles', 'tableThrottles', 'metricThresholds'] as const;
 const SOURCES: readonly MetricSource[] = ['iot', 'smt', 'ready'];
 
-const KNOWN_KEYS = ['alarmEmail', 'blockTimeZone', 'logRetentionDays', 'removalPolicy', 'deletionProtection', 'alarms', 'smt'] as const;
+const KNOWN_KEYS = ['alarmEmail', 'blockTimeZone', 'logRetentionDays', 'removalPolicy', 'deletionProtection', 'alarms', 'smt', 'ready'] as const;
 
 const REMOVAL_POLICIES: Readonly<Record<string, RemovalPolicy>> = {
   retain: RemovalPolicy.RETAIN,
@@ -104,9 +108,6 @@ export class StageSettingsError extends Error {
   }
 }
 
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 /**
  * Validates the raw context values and turns them into typed settings.
@@ -200,6 +201,7 @@ export function parseStageSettings(stageValue: unknown, stagesValue: unknown): S
     deletionProtection,
     alarms: parseAlarmSettings(raw.alarms, `${prefix}.alarms`),
     smt: parseSmtSettings(raw.smt, `${prefix}.smt`, stage),
+    ready: parseReadySettings(raw.ready, `${prefix}.ready`),
   };
 }
 

@@ -9,6 +9,7 @@
  *            "transportSecretName": "meterbridge/prod/smt/transport", "pgpSecretName": "meterbridge/prod/smt/pgp",
  *            "archiveColdAfterDays": 90 }
  */
+import { isRecord } from './settings-values.ts';
 
 export interface SmtSettings {
   /** Whether the fetch schedule runs. @default false */
@@ -52,9 +53,6 @@ export class SmtSettingsError extends Error {
   }
 }
 
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 /** Validates the `smt` block of a stage; `key` is its context path for messages. */
 export function parseSmtSettings(value: unknown, key: string, stage: string): SmtSettings {

@@ -4,7 +4,8 @@ import { App, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { AlarmTopic } from '../../lib/alarm-topic.ts';
-import { DEFAULT_READY_SETTINGS, parseReadySettings, ReadyIngestion, type ReadySettings } from '../../lib/ready-ingestion.ts';
+import { ReadyIngestion } from '../../lib/ready-ingestion.ts';
+import { DEFAULT_READY_SETTINGS, parseReadySettings, type ReadySettings } from '../../lib/ready-settings.ts';
 import { ReadingStorage } from '../../lib/storage.ts';
 import { testSettings } from '../fixtures/stage-settings.ts';
 
@@ -155,21 +156,29 @@ describe('ReadyIngestion', () => {
 
 describe('parseReadySettings', () => {
   it('defaults everything when the stage has no READY block', () => {
-    assert.deepEqual(parseReadySettings(undefined, 'dev'), DEFAULT_READY_SETTINGS);
-    assert.deepEqual(parseReadySettings({ prod: { throttleRateLimit: 5 } }, 'dev'), DEFAULT_READY_SETTINGS);
+    assert.deepEqual(parseReadySettings(undefined, 'meterbridge:stages.dev.ready'), DEFAULT_READY_SETTINGS);
+    assert.deepEqual(testSettings().ready, DEFAULT_READY_SETTINGS);
   });
 
-  it('reads source ranges, throttling and the handshake choice', () => {
-    const settings = parseReadySettings({ prod: { allowedSourceCidrs: ['203.0.113.0/24'], throttleRateLimit: 20, verification: { algorithm: 'sha256-token-secret', secretEncoding: 'base64' } } }, 'prod');
+  it('reads source ranges, throttling and the handshake choice from the stage block', () => {
+    const settings = testSettings({ ready: { allowedSourceCidrs: ['203.0.113.0/24'], throttleRateLimit: 20, verification: { algorithm: 'sha256-token-secret', secretEncoding: 'base64' } } }, 'prod').ready;
     assert.deepEqual(settings.allowedSourceCidrs, ['203.0.113.0/24']);
     assert.equal(settings.throttleRateLimit, 20);
     assert.deepEqual(settings.verification, { algorithm: 'sha256-token-secret', secretEncoding: 'base64', answerFormat: 'text' });
   });
 
   it('names the key of a bad value', () => {
-    assert.throws(() => parseReadySettings({ dev: { allowedSourceCidrs: ['203.0.113.0'] } }, 'dev'), /meterbridge:ready\.dev\.allowedSourceCidrs/);
-    assert.throws(() => parseReadySettings({ dev: { maxBodyBytes: 10 * 1024 * 1024 } }, 'dev'), /maxBodyBytes/);
-    assert.throws(() => parseReadySettings({ dev: { verification: { algorithm: 'md5' } } }, 'dev'), /verification\.algorithm/);
-    assert.throws(() => parseReadySettings({ dev: { throttle: 1 } }, 'dev'), /unknown setting/);
+    assert.throws(() => testSettings({ ready: { allowedSourceCidrs: ['203.0.113.0'] } }, 'dev'), /meterbridge:stages\.dev\.ready\.allowedSourceCidrs/);
+    assert.throws(() => testSettings({ ready: { maxBodyBytes: 10 * 1024 * 1024 } }), /maxBodyBytes/);
+    assert.throws(() => testSettings({ ready: { verification: { algorithm: 'md5' } } }), /verification\.algorithm/);
+    assert.throws(() => testSettings({ ready: { throttle: 1 } }), /unknown setting/);
+  });
+
+  it('wires the stage block into the construct when no override is given', () => {
+    const stack = new Stack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'FromStage');
+    const settings = testSettings({ ready: { throttleRateLimit: 7, throttleBurstLimit: 9 } });
+    const construct = new ReadyIngestion(stack, 'Ready', { settings, storage: new ReadingStorage(stack, 'Storage') });
+    assert.equal(construct.readySettings.throttleRateLimit, 7);
+    Template.fromStack(stack).hasResourceProperties('AWS::ApiGateway::Stage', { MethodSettings: Match.arrayWith([Match.objectLike({ ThrottlingRateLimit: 7, ThrottlingBurstLimit: 9 })]) });
   });
 });

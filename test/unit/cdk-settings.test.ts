@@ -5,6 +5,7 @@ import { App, RemovalPolicy } from 'aws-cdk-lib';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { DEFAULT_ALARM_SETTINGS, loadStageSettings, parseStageSettings, StageSettingsError } from '../../lib/settings.ts';
 import { parseSmtSettings } from '../../lib/smt-settings.ts';
+import { DEFAULT_READY_SETTINGS } from '../../lib/ready-settings.ts';
 import { TEST_STAGE_RAW } from '../fixtures/stage-settings.ts';
 
 const stagesWith = (settings: Record<string, unknown>): Record<string, unknown> => ({
@@ -40,6 +41,7 @@ describe('parseStageSettings', () => {
       alarms: DEFAULT_ALARM_SETTINGS,
       // No smt block: SMT deployed but switched off, with the stage's default secret names.
       smt: parseSmtSettings(undefined, 'meterbridge:stages.dev.smt', 'dev'),
+      ready: DEFAULT_READY_SETTINGS,
     });
   });
 
