@@ -1,36 +1,121 @@
 /**
- * Text lines from a byte stream, for parsers that must not hold a whole file (SMT files reach
- * gigabytes). Faster than node:readline on large inputs because it splits whole chunks at once.
+ * Lines of a byte stream, for parsers that must not hold a whole file (SMT files reach
+ * gigabytes). Lines stay bytes: the interval CSV parser reads them in place, and only what is
+ * decoded (a new meter or day, an error message, an LSE record) becomes a string. Decoding the
+ * whole stream to text first cost more than the parsing itself (string_decoder, one sliced string
+ * per line, and the garbage both leave behind).
+ *
+ * Line ends are found with Buffer.indexOf (memchr): measured 5x faster than a JavaScript byte loop
+ * on a 141 MB interval CSV. `\n` and `\r\n` both end a line; a UTF-8 byte-order mark at the very
+ * start is dropped. `\n` never occurs inside a multi-byte UTF-8 sequence, so decoding a line on its
+ * own gives the text a whole-file decode would, wherever the chunks were cut.
  */
-import { StringDecoder } from 'node:string_decoder';
 
-/** Longest line accepted: an LSE data record of a day of 1-minute triples stays far below this. */
-const MAX_LINE_CHARS = 1_000_000;
+/** Longest partial line held between chunks: an LSE data record of a day of 1-minute triples stays far below this. */
+const MAX_LINE_BYTES = 1_000_000;
+
+const LF = 10;
+const CR = 13;
 
 /**
- * Yields the lines of each chunk as one array (one await per chunk rather than per line), without
- * their `\n` / `\r\n`; a byte-order mark at the start is dropped.
+ * Some whole lines: line i is `bytes[starts[i], ends[i])`, without its `\n` / `\r\n`. The arrays
+ * are reused for the next block: read a block completely before asking for the next.
  */
-export async function* lineBatches(source: AsyncIterable<Uint8Array | string>): AsyncGenerator<string[]> {
-  const decoder = new StringDecoder('utf8');
-  let rest = '';
+export interface LineBlock {
+  bytes: Buffer;
+  starts: Int32Array;
+  ends: Int32Array;
+  count: number;
+}
+
+/** Line i of the block as text (UTF-8; invalid bytes become U+FFFD, as in any decode). */
+export function lineText(block: LineBlock, i: number): string {
+  return block.bytes.toString('utf8', block.starts[i], block.ends[i]);
+}
+
+/**
+ * Yields the lines of each chunk as one block (one await per chunk rather than per line); a line
+ * cut by a chunk boundary comes as a block of its own, joined from its pieces.
+ */
+export async function* lineBlocks(source: AsyncIterable<Uint8Array | string>): AsyncGenerator<LineBlock> {
+  const block: LineBlock = { bytes: Buffer.alloc(0), starts: new Int32Array(1024), ends: new Int32Array(1024), count: 0 };
+  /** Pieces of the line in progress (cut by chunk boundaries), and their total length. */
+  let pieces: Buffer[] = [];
+  let pending = 0;
   let first = true;
-  for await (const chunk of source) {
-    let text = rest + (typeof chunk === 'string' ? chunk : decoder.write(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)));
-    if (first && text.length > 0) {
-      if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+  /** A string chunk's trailing high surrogate, kept to be encoded with its pair from the next chunk. */
+  let surrogate = '';
+
+  const add = (bytes: Buffer, start: number, end: number): void => {
+    if (first) {
       first = false;
+      if (end - start >= 3 && bytes[start] === 0xef && bytes[start + 1] === 0xbb && bytes[start + 2] === 0xbf) start += 3;
     }
-    const batch: string[] = [];
+    if (end > start && bytes[end - 1] === CR) end--;
+    if (block.count === block.starts.length) {
+      const starts = new Int32Array(block.count * 2);
+      const ends = new Int32Array(block.count * 2);
+      starts.set(block.starts);
+      ends.set(block.ends);
+      block.starts = starts;
+      block.ends = ends;
+    }
+    block.starts[block.count] = start;
+    block.ends[block.count] = end;
+    block.count++;
+  };
+
+  for await (const input of source) {
+    let chunk: Buffer;
+    if (typeof input === 'string') {
+      let text = surrogate + input;
+      surrogate = '';
+      const lastCode = text.charCodeAt(text.length - 1);
+      if (lastCode >= 0xd800 && lastCode <= 0xdbff) {
+        surrogate = text.slice(-1);
+        text = text.slice(0, -1);
+      }
+      chunk = Buffer.from(text, 'utf8');
+    } else {
+      chunk = Buffer.isBuffer(input) ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
+    }
     let start = 0;
-    for (let end = text.indexOf('\n', start); end !== -1; end = text.indexOf('\n', start)) {
-      batch.push(text.charCodeAt(end - 1) === 13 ? text.slice(start, end - 1) : text.slice(start, end));
+    let end = chunk.indexOf(LF);
+    if (pieces.length > 0 && end !== -1) {
+      // The line in progress ends in this chunk: join it and hand it over alone.
+      pieces.push(chunk.subarray(0, end));
+      const line = Buffer.concat(pieces, pending + end);
+      pieces = [];
+      pending = 0;
+      block.bytes = line;
+      block.count = 0;
+      add(line, 0, line.length);
+      yield block;
+      start = end + 1;
+      end = chunk.indexOf(LF, start);
+    }
+    block.bytes = chunk;
+    block.count = 0;
+    for (; end !== -1; end = chunk.indexOf(LF, start)) {
+      add(chunk, start, end);
       start = end + 1;
     }
-    rest = text.slice(start);
-    if (batch.length > 0) yield batch;
-    if (rest.length > MAX_LINE_CHARS) throw new Error(`a line longer than ${MAX_LINE_CHARS} characters: not a text file of a known layout`);
+    if (block.count > 0) yield block;
+    if (start < chunk.length) {
+      pieces.push(chunk.subarray(start));
+      pending += chunk.length - start;
+      if (pending > MAX_LINE_BYTES) throw new Error(`a line longer than ${MAX_LINE_BYTES} bytes: not a text file of a known layout`);
+    }
   }
-  rest += decoder.end();
-  if (rest.length > 0) yield [rest.endsWith('\r') ? rest.slice(0, -1) : rest];
+  if (surrogate !== '') {
+    pieces.push(Buffer.from(surrogate, 'utf8'));
+    pending += 3;
+  }
+  if (pending > 0) {
+    const line = Buffer.concat(pieces, pending);
+    block.bytes = line;
+    block.count = 0;
+    add(line, 0, line.length);
+    yield block;
+  }
 }

@@ -2,9 +2,12 @@
  * One entry point for clear SMT content: detects the layout from the first line (the interval
  * CSV header, or an LSE 00000001 record) and yields whole local days. Anything else is refused
  * with the line it saw, so a drifted layout is a clear failure and never a wrong reading.
+ *
+ * The interval CSV parser reads the lines as bytes (it carries gigabytes; see interval-csv.ts);
+ * the LSE parser takes them as text.
  */
 import { IntervalCsvParser, isIntervalCsvHeader } from './interval-csv.ts';
-import { lineBatches } from './lines.ts';
+import { lineBlocks, lineText } from './lines.ts';
 import { isLseRecord, LseParser } from './lse.ts';
 import { SmtLayoutError, type ParseOptions, type SmtDay } from './model.ts';
 
@@ -13,22 +16,36 @@ export type SmtLayout = 'interval-csv' | 'lse';
 export async function* parseSmt(source: AsyncIterable<Uint8Array | string>, options: ParseOptions): AsyncGenerator<SmtDay[]> {
   let parser: IntervalCsvParser | LseParser | undefined;
   let lineNumber = 0;
-  for await (const batch of lineBatches(source)) {
+  for await (const block of lineBlocks(source)) {
     const days: SmtDay[] = [];
-    for (const line of batch) {
-      lineNumber += 1;
+    let i = 0;
+    // Text lines until the layout is known, and all along for LSE.
+    for (; i < block.count && !(parser instanceof IntervalCsvParser); i++) {
+      const line = lineText(block, i);
       if (!parser) {
-        if (line.trim() === '') continue;
-        parser = detect(line, lineNumber, options);
+        if (line.trim() === '') {
+          lineNumber += 1;
+          continue;
+        }
+        parser = detect(line, lineNumber + 1, options);
+        if (parser instanceof IntervalCsvParser) break; // it takes its header line as bytes, below
       }
-      const completed = parser.push(line, lineNumber);
-      for (const day of completed) days.push(day);
+      lineNumber += 1;
+      append(days, parser.push(line, lineNumber));
+    }
+    if (parser instanceof IntervalCsvParser && i < block.count) {
+      append(days, parser.pushLines(block, i, lineNumber + 1));
+      lineNumber += block.count - i;
     }
     if (days.length > 0) yield days;
   }
   if (!parser) throw new SmtLayoutError('empty file: neither an interval CSV nor an LSE file');
   const rest = parser.end();
   if (rest.length > 0) yield rest;
+}
+
+function append(days: SmtDay[], more: SmtDay[]): void {
+  for (const day of more) days.push(day);
 }
 
 function detect(line: string, lineNumber: number, options: ParseOptions): IntervalCsvParser | LseParser {
