@@ -6,6 +6,11 @@
  * plaintext goes to an ephemeral file FIRST, and callers act on it only after `decryptToFile`
  * resolved, i.e. after the stream ended cleanly and the check passed. On any error the partial
  * file is removed: no reading can ever come from unverified bytes.
+ *
+ * Armored input is turned into binary packets by armor.ts (native base64 in large slices) before
+ * openpgp sees it: openpgp's own armor decoder works line by line in JavaScript and cost as much
+ * as the decryption itself. A malformed armor is 'corrupt'; a CRC24 mismatch is not checked
+ * (see armor.ts), so a changed base64 letter fails openpgp's MDC/AEAD check as 'integrity'.
  */
 import { createWriteStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
@@ -13,6 +18,7 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import * as openpgp from 'openpgp';
+import { ArmorError, dearmor } from './armor.ts';
 
 export type DecryptFailureReason = 'not-pgp' | 'wrong-key' | 'integrity' | 'corrupt' | 'too-large';
 
@@ -139,13 +145,11 @@ export async function decryptToFile(input: AsyncIterable<Uint8Array>, outPath: s
       await pipeline(stream, cap, createWriteStream(outPath, { mode: 0o600 }));
       return { kind, bytesIn, bytesOut };
     }
-    const web = pullStream(stream);
+    // Armor is decoded natively (armor.ts): openpgp's JS decoder cost as much as the decryption.
+    const web = pullStream(kind === 'pgp-armored' ? dearmor(stream) : stream);
     let message: openpgp.Message<ReadableStream<Uint8Array>>;
     try {
-      message =
-        kind === 'pgp-armored'
-          ? ((await openpgp.readMessage({ armoredMessage: web.pipeThrough(new TextDecoderStream()) })) as openpgp.Message<ReadableStream<Uint8Array>>)
-          : await openpgp.readMessage({ binaryMessage: web });
+      message = await openpgp.readMessage({ binaryMessage: web });
     } catch (error) {
       throw new SmtDecryptError('corrupt', `the PGP message could not be read: ${messageOf(error)}`, { cause: error });
     }
@@ -161,7 +165,7 @@ export async function decryptToFile(input: AsyncIterable<Uint8Array>, outPath: s
       data = result.data as ReadableStream<Uint8Array>;
     } catch (error) {
       const text = messageOf(error);
-      const reason: DecryptFailureReason = /session key|no decryption key|decryption key|not match/i.test(text) ? 'wrong-key' : 'corrupt';
+      const reason: DecryptFailureReason = !armorFault(error) && /session key|no decryption key|decryption key|not match/i.test(text) ? 'wrong-key' : 'corrupt';
       throw new SmtDecryptError(reason, `the PGP message could not be decrypted: ${text}`, { cause: error });
     }
     try {
@@ -169,7 +173,7 @@ export async function decryptToFile(input: AsyncIterable<Uint8Array>, outPath: s
     } catch (error) {
       if (error instanceof SmtDecryptError) throw error;
       const text = messageOf(error);
-      const reason: DecryptFailureReason = /modification|integrity|authentication|tag|mdc|hash/i.test(text) ? 'integrity' : 'corrupt';
+      const reason: DecryptFailureReason = !armorFault(error) && /modification|integrity|authentication|tag|mdc|hash/i.test(text) ? 'integrity' : 'corrupt';
       throw new SmtDecryptError(reason, `the PGP message failed ${reason === 'integrity' ? 'its integrity check' : 'to decrypt'}: ${text}`, { cause: error });
     }
     return { kind, bytesIn, bytesOut };
@@ -184,8 +188,8 @@ export async function decryptToFile(input: AsyncIterable<Uint8Array>, outPath: s
  * Readable.toWeb reads ahead without backpressure (the whole input ends up buffered while
  * decryption lags behind), which defeats streaming on large files.
  */
-export function pullStream(stream: Readable): ReadableStream<Uint8Array> {
-  const iterator = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+export function pullStream(stream: AsyncIterable<Uint8Array>): ReadableStream<Uint8Array> {
+  const iterator = stream[Symbol.asyncIterator]();
   return new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
@@ -194,12 +198,18 @@ export function pullStream(stream: Readable): ReadableStream<Uint8Array> {
         else controller.enqueue(new Uint8Array(next.value.buffer, next.value.byteOffset, next.value.byteLength));
       },
       async cancel() {
+        // Ends a Readable source too: for-await (in dearmor, or the Readable's own iterator) destroys it on return.
         await iterator.return?.();
-        stream.destroy();
       },
     },
     { highWaterMark: 1 },
   );
+}
+
+/** The armor itself was malformed (the error may reach us wrapped by openpgp's streams). */
+function armorFault(error: unknown): boolean {
+  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) if (e instanceof ArmorError) return true;
+  return false;
 }
 
 function messageOf(error: unknown): string {
