@@ -33,11 +33,11 @@ async function* chunked(input: Buffer, next: () => number): AsyncGenerator<Uint8
   }
 }
 
-/** Decodes with every chunk boundary honoured (minBlockBytes 1) unless told otherwise. */
-async function decode(input: Buffer | string, maxChunk = 1 << 20, seed = 7, minBlockBytes = 1): Promise<Buffer> {
+/** Decodes handing on every chunk's output at once (outputBytes 1) unless told otherwise. */
+async function decode(input: Buffer | string, maxChunk = 1 << 20, seed = 7, outputBytes = 1): Promise<Buffer> {
   const bytes = typeof input === 'string' ? Buffer.from(input, 'latin1') : input;
   const out: Buffer[] = [];
-  for await (const part of dearmor(chunked(bytes, sizes(seed, maxChunk)), { minBlockBytes })) out.push(part);
+  for await (const part of dearmor(chunked(bytes, sizes(seed, maxChunk)), { outputBytes })) out.push(part);
   return Buffer.concat(out);
 }
 
@@ -86,7 +86,7 @@ describe('ASCII armor decoder: round trips', () => {
       if (size > 100) assert.match(armored.toString('latin1'), /^-----BEGIN PGP MESSAGE-----\n\n[A-Za-z0-9+/]{64}\n/);
       assert.deepEqual(await decode(armored), binary, `${size} bytes, one chunk`);
       assert.deepEqual(await decode(armored, size > 50_000 ? 5000 : 3, i + 1), binary, `${size} bytes, small chunks`);
-      assert.deepEqual(await decode(armored, 70_000, i + 11, 64 * 1024), binary, `${size} bytes, gathered into blocks`);
+      assert.deepEqual(await decode(armored, 70_000, i + 11, 64 * 1024), binary, `${size} bytes, output gathered into 64 KiB`);
     }
   });
 

@@ -43,14 +43,15 @@ export class ArmorError extends Error {
 
 export interface DearmorOptions {
   /**
-   * Small input chunks (S3 bodies arrive in ~16-64 KiB pieces) are gathered up to this many
-   * bytes before decoding: each block costs a few native calls, so fewer, larger blocks are
-   * cheaper. Tests set it to 1 to exercise every chunk boundary.
+   * Decoded bytes are gathered up to about this many before they are handed on. openpgp pays per
+   * chunk, and S3 bodies arrive in ~16-64 KiB pieces: decoding them into one shared buffer gives
+   * it large chunks without copying the input together first (measured on 64 KiB input chunks:
+   * 1.60 s instead of 1.78 s for the 191 MB file).
    */
-  minBlockBytes?: number;
+  outputBytes?: number;
 }
 
-const DEFAULT_MIN_BLOCK_BYTES = 64 * 1024;
+const DEFAULT_OUTPUT_BYTES = 768 * 1024;
 /**
  * Blocks are decoded in slices of about this size: a latin1 string above ~128 KiB is a V8
  * large object (its own mmap, page faults, a full GC to free it), which made decoding 1 MiB
@@ -70,28 +71,32 @@ const EQUALS = 0x3d;
 const DASH = 0x2d;
 const UNDERSCORE = 0x5f;
 
+/** An upper bound of the bytes `inputBytes` of armor decode to, with room to spare for the checks. */
+function maxDecoded(inputBytes: number): number {
+  return Math.ceil((inputBytes * 3) / 4) + 6;
+}
+
 function isBlank(byte: number | undefined): boolean {
   return byte === SPACE || byte === TAB || byte === CR || byte === LF;
 }
 
-/** Decodes an armored PGP MESSAGE from `source` into its binary packets, chunk by chunk. */
+/**
+ * Decodes an armored PGP MESSAGE from `source` into its binary packets, chunk by chunk. Memory:
+ * one input chunk and one output buffer (outputBytes, or 3/4 of a larger input chunk).
+ */
 export async function* dearmor(source: AsyncIterable<Uint8Array>, options: DearmorOptions = {}): AsyncGenerator<Buffer> {
-  const minBlockBytes = options.minBlockBytes ?? DEFAULT_MIN_BLOCK_BYTES;
-  const decoder = new ArmorDecoder();
-  let pending: Buffer[] = [];
-  let pendingBytes = 0;
+  const outputBytes = Math.max(1, options.outputBytes ?? DEFAULT_OUTPUT_BYTES);
+  const decoder = new ArmorDecoder(outputBytes);
   for await (const chunk of source) {
     if (chunk.byteLength === 0) continue;
-    pending.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-    pendingBytes += chunk.byteLength;
-    if (pendingBytes < minBlockBytes) continue;
-    const block = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
-    pending = [];
-    pendingBytes = 0;
-    for (const out of decoder.push(block)) yield out;
+    // A decoded chunk must fit the output buffer: hand on what is there first if it might not.
+    if (!decoder.fits(chunk.byteLength)) yield decoder.take();
+    decoder.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+    if (decoder.pending >= outputBytes) yield decoder.take();
   }
-  if (pendingBytes > 0) for (const out of decoder.push(pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes))) yield out;
-  for (const out of decoder.end()) yield out;
+  if (!decoder.fits(4)) yield decoder.take(); // room for a last quantum the END line completes
+  decoder.end();
+  if (decoder.pending > 0) yield decoder.take();
 }
 
 type Phase = 'begin' | 'headers' | 'body' | 'tail' | 'done';
@@ -116,6 +121,9 @@ export class ArmorDecoder {
   private lineCrLf = false;
   /** Slice boundaries found by countChars for the current block. */
   private readonly splits: number[] = [];
+  /** Decoded bytes not yet handed on: out[0..outAt). Never written again once taken. */
+  private out: Buffer = Buffer.alloc(0);
+  private outAt = 0;
   // Tail state.
   private tailAtLineStart = true;
   private padNeeded = 0;
@@ -123,8 +131,34 @@ export class ArmorDecoder {
   private dataDone = false;
   private sawChecksum = false;
 
-  push(block: Buffer): Buffer[] {
-    const out: Buffer[] = [];
+  constructor(private readonly outputBytes = DEFAULT_OUTPUT_BYTES) {}
+
+  /** Decoded bytes waiting to be taken. */
+  get pending(): number {
+    return this.outAt;
+  }
+
+  /** Whether pushing `bytes` more input can decode into the current output buffer. */
+  fits(bytes: number): boolean {
+    return this.outAt === 0 || this.out.length - this.outAt >= maxDecoded(bytes);
+  }
+
+  /** The decoded bytes so far; the decoder writes later bytes to a new buffer. */
+  take(): Buffer {
+    const taken = this.out.subarray(0, this.outAt);
+    this.out = Buffer.alloc(0);
+    this.outAt = 0;
+    return taken;
+  }
+
+  /** Room for `bytes` more decoded bytes (never moves bytes already decoded). */
+  private reserve(bytes: number): void {
+    if (this.out.length - this.outAt >= bytes) return;
+    if (this.outAt > 0) throw new Error('ArmorDecoder: take() the decoded bytes before pushing a chunk that does not fit (see fits())');
+    this.out = Buffer.allocUnsafe(Math.max(this.outputBytes, bytes));
+  }
+
+  push(block: Buffer): void {
     let at = 0;
     if (block.length > 0) this.sawBytes = true;
     if (this.phase === 'begin' || this.phase === 'headers') {
@@ -132,21 +166,19 @@ export class ArmorDecoder {
       at = this.pushPreamble(block);
       if (at < 0) {
         this.offset += block.length;
-        return out;
+        return;
       }
     }
     if (this.phase === 'body') {
-      const tailAt = this.pushBody(block, at, out);
-      if (tailAt >= 0) this.enterTail(block, tailAt, out);
+      const tailAt = this.pushBody(block, at);
+      if (tailAt >= 0) this.enterTail(block, tailAt);
     } else if (this.phase === 'tail' || this.phase === 'done') {
-      this.pushTail(block.toString('latin1'), out);
+      this.pushTail(block.toString('latin1'));
     }
     this.offset += block.length;
-    return out;
   }
 
-  end(): Buffer[] {
-    const out: Buffer[] = [];
+  end(): void {
     switch (this.phase) {
       case 'begin':
         if (this.text.length > 0) this.preambleLine(this.text);
@@ -165,10 +197,10 @@ export class ArmorDecoder {
           if (this.phase === 'tail' && trimmed !== END_LINE && trimmed.startsWith('-') && END_LINE.startsWith(trimmed)) {
             throw new ArmorError(`the armored message is truncated: it ends in its "${END_LINE}" line`);
           }
-          this.tailLine(line, out);
+          this.tailLine(line);
         }
         if (this.phase !== 'done') throw new ArmorError(`the armored message is truncated: no "${END_LINE}" line`);
-        return out;
+        return;
     }
   }
 
@@ -223,7 +255,7 @@ export class ArmorDecoder {
   // --- Body: native scans and native base64 --------------------------------------------------------
 
   /** Decodes the body in block[from..]; returns where the tail starts, or -1. */
-  private pushBody(block: Buffer, from: number, out: Buffer[]): number {
+  private pushBody(block: Buffer, from: number): number {
     let bodyEnd = block.length;
     let tailAt = -1;
     // The first '=' is padding or the checksum line: the base64 data ends there.
@@ -253,33 +285,34 @@ export class ArmorDecoder {
     if (bodyEnd > from) {
       const last = block[bodyEnd - 1];
       this.blankTail = tailAt === -1 && (last === SPACE || last === TAB || last === CR);
-      const decoded = this.decodeRange(block, from, bodyEnd, true) ?? this.decodeRange(block, from, bodyEnd, false);
-      if (decoded === undefined) throw this.badCharacter(block, this.firstBadByte(block, from, bodyEnd));
-      if (decoded.length > 0) out.push(decoded);
+      this.reserve(maxDecoded(bodyEnd - from));
+      const decoded = this.decodeRange(block, from, bodyEnd, true) || this.decodeRange(block, from, bodyEnd, false);
+      if (!decoded) throw this.badCharacter(block, this.firstBadByte(block, from, bodyEnd));
       this.atLineStart = block[bodyEnd - 1] === LF;
     }
     return tailAt;
   }
 
   /**
-   * Decodes the whole quanta of carry + block[from..to) and keeps the rest as carry. Returns
-   * undefined when the decoded length disagrees with the character count (see the module comment).
+   * Decodes the whole quanta of carry + block[from..to) into the output buffer and keeps the rest
+   * as carry. False when the decoded length disagrees with the character count (module comment);
+   * nothing counts as decoded then, so a second try overwrites the same bytes.
    */
-  private decodeRange(block: Buffer, from: number, to: number, guessLayout: boolean): Buffer | undefined {
+  private decodeRange(block: Buffer, from: number, to: number, guessLayout: boolean): boolean {
     const chars = this.countChars(block, from, to, guessLayout);
     const all = this.carry.length + chars;
     if (all < 4) {
       const rest = block.toString('latin1', from, to).replace(/[ \t\r\n]+/g, '');
-      if (rest.length !== chars || /[^A-Za-z0-9+/]/.test(rest)) return undefined;
+      if (rest.length !== chars || /[^A-Za-z0-9+/]/.test(rest)) return false;
       this.carry += rest;
-      return Buffer.alloc(0);
+      return true;
     }
     // Complete the carried quantum from the block's first characters, so that the big decode needs
     // no string concatenation (V8 would flatten the cons string: a copy of the whole block).
     let start = from;
     let head = this.carry;
     while (head.length > 0 && head.length < 4) {
-      if (start >= to) return undefined;
+      if (start >= to) return false;
       const byte = block[start++]!;
       if (!isBlank(byte)) head += String.fromCharCode(byte);
     }
@@ -287,28 +320,31 @@ export class ArmorDecoder {
     let cut = to;
     let rest = '';
     for (let left = all % 4; left > 0; ) {
-      if (cut <= start) return undefined;
+      if (cut <= start) return false;
       const byte = block[--cut]!;
       if (!isBlank(byte)) {
         rest = String.fromCharCode(byte) + rest;
         left--;
       }
     }
-    if (/[^A-Za-z0-9+/]/.test(head + rest)) return undefined;
+    if (/[^A-Za-z0-9+/]/.test(head + rest)) return false;
     const expected = ((all - rest.length) / 4) * 3;
-    // Room for more than expected, so that a count that was too low could not hide in a truncated write.
-    const decoded = Buffer.allocUnsafe(expected + 3);
-    let written = head.length > 0 ? decoded.write(head, 0, 'base64') : 0;
+    // reserve() left room for maxDecoded(to - from) >= expected + 3: a count that was too low
+    // cannot hide in a write cut short by the end of the buffer.
+    const out = this.out;
+    const base = this.outAt;
+    let at = base + (head.length > 0 ? out.write(head, base, 'base64') : 0);
     let sliceStart = start;
     for (const split of this.splits) {
       if (split <= sliceStart || split >= cut) continue;
-      written += decoded.write(block.toString('latin1', sliceStart, split), written, 'base64');
+      at += out.write(block.toString('latin1', sliceStart, split), at, 'base64');
       sliceStart = split;
     }
-    written += decoded.write(block.toString('latin1', sliceStart, cut), written, 'base64');
-    if (written !== expected) return undefined;
+    at += out.write(block.toString('latin1', sliceStart, cut), at, 'base64');
+    if (at - base !== expected) return false;
+    this.outAt = at;
     this.carry = rest;
-    return decoded.subarray(0, expected);
+    return true;
   }
 
   /**
@@ -406,22 +442,22 @@ export class ArmorDecoder {
 
   // --- Tail: padding, checksum line, END line; a few short lines ----------------------------------
 
-  private enterTail(block: Buffer, at: number, out: Buffer[]): void {
+  private enterTail(block: Buffer, at: number): void {
     this.phase = 'tail';
     this.tailAtLineStart = at === 0 ? this.atLineStart : block[at - 1] === LF;
     if (this.carry.length === 1) throw new ArmorError('the base64 body ends with a lone character (a truncated quantum)');
     this.padNeeded = this.carry.length === 0 ? 0 : 4 - this.carry.length;
     this.text = '';
-    this.pushTail(block.toString('latin1', at), out);
+    this.pushTail(block.toString('latin1', at));
   }
 
-  private pushTail(chunk: string, out: Buffer[]): void {
+  private pushTail(chunk: string): void {
     const text = this.text + chunk;
     let lineStart = 0;
     for (;;) {
       const lf = text.indexOf('\n', lineStart);
       if (lf === -1) break;
-      this.tailLine(text.slice(lineStart, lf), out);
+      this.tailLine(text.slice(lineStart, lf));
       lineStart = lf + 1;
     }
     this.text = text.slice(lineStart);
@@ -430,7 +466,7 @@ export class ArmorDecoder {
     }
   }
 
-  private tailLine(raw: string, out: Buffer[]): void {
+  private tailLine(raw: string): void {
     const midLine = !this.tailAtLineStart;
     this.tailAtLineStart = true;
     const line = raw.replace(/[ \t\r]+$/, '');
@@ -442,7 +478,7 @@ export class ArmorDecoder {
       if (line.length > this.padNeeded) throw new ArmorError(`too much '=' padding: ${quote(line)}`);
       this.padNeeded -= line.length;
       this.padded = true;
-      if (this.padNeeded === 0) this.finishData(out);
+      if (this.padNeeded === 0) this.finishData();
       return;
     }
     if (midLine && /^=+$/.test(line)) throw new ArmorError(`'=' padding where the base64 data needs none: ${quote(line)}`);
@@ -455,11 +491,11 @@ export class ArmorDecoder {
       // The CRC24 footer: accepted, not verified (module comment). Anything '='-led after the data counts as one.
       if (this.sawChecksum) throw new ArmorError(`a second armor checksum line: ${quote(line)}`);
       this.sawChecksum = true;
-      this.finishData(out);
+      this.finishData();
       return;
     }
     if (line === END_LINE) {
-      this.finishData(out);
+      this.finishData();
       this.phase = 'done';
       return;
     }
@@ -469,10 +505,13 @@ export class ArmorDecoder {
   }
 
   /** The last quantum: with its padding, or (lenient) without. */
-  private finishData(out: Buffer[]): void {
+  private finishData(): void {
     if (this.dataDone) return;
     this.dataDone = true;
-    if (this.carry.length > 0) out.push(Buffer.from(this.carry, 'base64'));
+    if (this.carry.length > 0) {
+      this.reserve(3);
+      this.outAt += this.out.write(this.carry, this.outAt, 'base64');
+    }
     this.carry = '';
     this.padNeeded = 0;
   }

@@ -59,7 +59,7 @@ export async function peek(stream: AsyncIterable<Uint8Array>, bytes: number): Pr
       done = true;
       break;
     }
-    const chunk = Buffer.from(next.value);
+    const chunk = asBuffer(next.value);
     chunks.push(chunk);
     length += chunk.length;
   }
@@ -70,7 +70,7 @@ export async function peek(stream: AsyncIterable<Uint8Array>, bytes: number): Pr
     for (;;) {
       const next = await iterator.next();
       if (next.done) return;
-      yield Buffer.from(next.value);
+      yield asBuffer(next.value);
     }
   }
   return { head, stream: Readable.from(replay(), { objectMode: false }) };
@@ -204,6 +204,11 @@ export function pullStream(stream: AsyncIterable<Uint8Array>): ReadableStream<Ui
     },
     { highWaterMark: 1 },
   );
+}
+
+/** A Buffer view of the same bytes: Buffer.from(uint8Array) would copy every chunk of the file. */
+function asBuffer(chunk: Uint8Array): Buffer {
+  return Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
 }
 
 /** The armor itself was malformed (the error may reach us wrapped by openpgp's streams). */
