@@ -106,7 +106,7 @@ export class LseParser {
   private header(fields: string[], line: number): Cut {
     if (fields.length < 7) throw new SmtLayoutError(`00000001 needs 6 fields after the sort code, found ${fields.length - 1}`, line);
     const [, esiidField, channelField, start, stop, dstFlag] = fields as [string, string, string, string, string, string];
-    // A copy, not a slice of the chunk the line came from (see interval-csv.ts, detach).
+    // A copy, not a slice of the record's line: the id outlives the line in every reading of the cut.
     const meterId = Buffer.from(esiidField.replace(/^'/, ''), 'utf8').toString('utf8');
     if (!/^\d{17}$|^\d{22}$/.test(meterId)) throw new SmtLayoutError(`ESIID ${JSON.stringify(esiidField)} is not 17 or 22 digits`, line);
     const channel = CHANNEL_OF[channelField.replace(/^0+(?=\d)/, '')];
