@@ -244,6 +244,12 @@ describe('decryptToFile on armored input', () => {
     assert.deepEqual(await run(rewrap(armored, 64, '\r\n')), clear);
   });
 
+  it('decrypts the same message in binary, gathered from small chunks', async () => {
+    const binary = await decode(armored);
+    assert.equal(binary[0]! & 0x80, 0x80, 'an OpenPGP packet');
+    assert.deepEqual(await run(binary.toString('latin1')), clear);
+  });
+
   it('reports malformed armor as corrupt, a changed base64 letter as integrity, and removes the partial file', async () => {
     const lines = armored.split('\n');
     const middle = Math.floor(lines.length / 2);

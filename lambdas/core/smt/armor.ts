@@ -45,8 +45,8 @@ export interface DearmorOptions {
   /**
    * Decoded bytes are gathered up to about this many before they are handed on. openpgp pays per
    * chunk, and S3 bodies arrive in ~16-64 KiB pieces: decoding them into one shared buffer gives
-   * it large chunks without copying the input together first (measured on 64 KiB input chunks:
-   * 1.60 s instead of 1.78 s for the 191 MB file).
+   * it large chunks without copying the input together first (decryptToFile of the 191 MB file
+   * fed from memory in 64 KiB chunks: 1.23 s instead of 2.0 s).
    */
   outputBytes?: number;
 }

@@ -146,7 +146,7 @@ export async function decryptToFile(input: AsyncIterable<Uint8Array>, outPath: s
       return { kind, bytesIn, bytesOut };
     }
     // Armor is decoded natively (armor.ts): openpgp's JS decoder cost as much as the decryption.
-    const web = pullStream(kind === 'pgp-armored' ? dearmor(stream) : stream);
+    const web = pullStream(kind === 'pgp-armored' ? dearmor(stream, { outputBytes: CHUNK_BYTES }) : gather(stream, CHUNK_BYTES));
     let message: openpgp.Message<ReadableStream<Uint8Array>>;
     try {
       message = await openpgp.readMessage({ binaryMessage: web });
@@ -204,6 +204,36 @@ export function pullStream(stream: AsyncIterable<Uint8Array>): ReadableStream<Ui
     },
     { highWaterMark: 1 },
   );
+}
+
+/**
+ * openpgp pays per chunk it reads, and S3 bodies (and fs streams by default) come in 16-64 KiB
+ * pieces. Gathered (binary) or decoded into one buffer (armored, see dearmor's outputBytes), the
+ * 141 MB test message fed from memory in 64 KiB chunks decrypted in 1.30 s instead of 1.76 s
+ * (binary) and 1.23 s instead of 2.0 s (armored), best of 4 on a busy 2-core machine. Memory
+ * stays bounded: one gathered chunk at a time.
+ */
+const CHUNK_BYTES = 768 * 1024;
+
+/** Chunks of at least `bytes` (the last one may be smaller); large chunks pass without a copy. */
+async function* gather(stream: AsyncIterable<Uint8Array>, bytes: number): AsyncGenerator<Buffer> {
+  let parts: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of stream) {
+    const part = asBuffer(chunk);
+    if (size === 0 && part.length >= bytes) {
+      yield part;
+      continue;
+    }
+    parts.push(part);
+    size += part.length;
+    if (size >= bytes) {
+      yield Buffer.concat(parts, size);
+      parts = [];
+      size = 0;
+    }
+  }
+  if (size > 0) yield Buffer.concat(parts, size);
 }
 
 /** A Buffer view of the same bytes: Buffer.from(uint8Array) would copy every chunk of the file. */
