@@ -430,12 +430,11 @@ function sameBytes(bytes: Uint8Array, at: number, expected: Uint8Array, from: nu
 /**
  * sameBytes four bytes at a time (measured 2-3x faster than byte by byte on a row's 49-byte
  * prefix); the last four bytes overlap the previous word when the length is not a multiple of 4.
+ * False below 4 bytes (never so short: an ESIID or a channel name alone is longer), which only
+ * sends the row to the field-by-field path.
  */
 function sameView(view: DataView, at: number, expected: DataView, from: number, length: number): boolean {
-  if (length < 4) {
-    for (let i = 0; i < length; i++) if (view.getUint8(at + i) !== expected.getUint8(from + i)) return false;
-    return true;
-  }
+  if (length < 4) return false;
   for (let i = 0; i < length - 4; i += 4) if (view.getUint32(at + i, true) !== expected.getUint32(from + i, true)) return false;
   return view.getUint32(at + length - 4, true) === expected.getUint32(from + length - 4, true);
 }
