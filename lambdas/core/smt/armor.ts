@@ -92,7 +92,8 @@ export async function* dearmor(source: AsyncIterable<Uint8Array>, options: Dearm
     // A decoded chunk must fit the output buffer: hand on what is there first if it might not.
     if (!decoder.fits(chunk.byteLength)) yield decoder.take();
     decoder.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-    if (decoder.pending >= outputBytes) yield decoder.take();
+    // Hand on now rather than when the next chunk arrives if a chunk like this one would not fit.
+    if (decoder.pending >= outputBytes || !decoder.fits(chunk.byteLength)) yield decoder.take();
   }
   if (!decoder.fits(4)) yield decoder.take(); // room for a last quantum the END line completes
   decoder.end();
