@@ -138,25 +138,34 @@ export class IntervalCsvParser {
   }
 
   /**
-   * The fast path, for nearly every row: one more row of the previous row's group, on an ordinary
-   * day, written the usual way (`HH:MM` labels, a plain decimal of at most 15 digits, A or E).
+   * The fast path, for nearly every row: one more row of the previous row's group, written the
+   * usual way (`HH:MM` labels on an ordinary day, a plain decimal of at most 15 digits, A or E).
    * Takes the row and returns true, or returns false having changed nothing: `row` then reads the
    * line field by field (and raises any error). Every byte between the third and the last comma
    * is accounted for, so a row taken here has exactly the 8 fields and no quotes.
    */
   private quick(bytes: Buffer, view: DataView, start: number, end: number, last: LastRow): boolean {
     const group = last.group;
-    if (group.done || !group.labelled) return false;
+    if (group.done) return false;
     const { prefixLength, channelLength } = last;
     const channelComma = end - channelLength - 1;
     const startComma = start + prefixLength;
     if (channelComma <= startComma || bytes[startComma] !== COMMA || bytes[channelComma] !== COMMA) return false;
     if (!sameView(view, start, this.lastView, 0, prefixLength) || !sameView(view, channelComma + 1, this.lastView, prefixLength, channelLength)) return false;
     const position = group.count;
-    const endComma = labelField(bytes, startComma + 1, channelComma, LABELS[position]!);
-    if (endComma < 0) return false;
-    let kwhComma = labelField(bytes, endComma + 1, channelComma, LABELS[(position + 1) % 96]!);
-    if (kwhComma < 0 && position === 95) kwhComma = labelField(bytes, endComma + 1, channelComma, MIDNIGHT_24);
+    let endComma: number;
+    let kwhComma: number;
+    if (group.labelled) {
+      endComma = labelField(bytes, startComma + 1, channelComma, LABELS[position]!);
+      if (endComma < 0) return false;
+      kwhComma = labelField(bytes, endComma + 1, channelComma, LABELS[(position + 1) % 96]!);
+      if (kwhComma < 0 && position === 95) kwhComma = labelField(bytes, endComma + 1, channelComma, MIDNIGHT_24);
+    } else {
+      // A DST change day: labels are not checked (rows are placed by position), only skipped.
+      if (group.grid.phantomRows.has(position)) return false;
+      endComma = nextComma(bytes, startComma + 1, channelComma);
+      kwhComma = endComma < 0 ? -1 : nextComma(bytes, endComma + 1, channelComma);
+    }
     if (kwhComma < 0) return false;
 
     let at = kwhComma + 1;
@@ -437,6 +446,16 @@ function sameView(view: DataView, at: number, expected: DataView, from: number, 
   if (length < 4) return false;
   for (let i = 0; i < length - 4; i += 4) if (view.getUint32(at + i, true) !== expected.getUint32(from + i, true)) return false;
   return view.getUint32(at + length - 4, true) === expected.getUint32(from + length - 4, true);
+}
+
+/** The index of the next comma in bytes[at, limit), or -1 (none, or a quote first). */
+function nextComma(bytes: Uint8Array, at: number, limit: number): number {
+  for (; at < limit; at++) {
+    const byte = bytes[at];
+    if (byte === COMMA) return at;
+    if (byte === QUOTE) return -1;
+  }
+  return -1;
 }
 
 /**
