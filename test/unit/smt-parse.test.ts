@@ -66,6 +66,11 @@ describe('SMT interval CSV', () => {
     await assert.rejects(parse(`${HEADER.replace('USAGE_KWH', 'KWH')}\n`), (error: unknown) => error instanceof SmtLayoutError && /unknown layout/.test(error.message));
   });
 
+  it('refuses a file with an endless line as a layout error (a permanent failure, not a retry)', async () => {
+    const binaryish = `${HEADER}\n${'x'.repeat(1_200_000)}`;
+    await assert.rejects(parse(binaryish), (error: unknown) => error instanceof SmtLayoutError && /a line longer than/.test(error.message));
+  });
+
   it('refuses a day with rows missing, rows out of order, or a bad value', async () => {
     const csv = smtCsv({ esiids: ['10443720004766435'], days: ['2025-11-03'], revision: '11/04/2025 06:00:00' });
     const lines = csv.trim().split('\r\n');

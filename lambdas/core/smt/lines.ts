@@ -10,6 +10,7 @@
  * start is dropped. `\n` never occurs inside a multi-byte UTF-8 sequence, so decoding a line on its
  * own gives the text a whole-file decode would, wherever the chunks were cut.
  */
+import { SmtLayoutError } from './model.ts';
 
 /** Longest partial line held between chunks: an LSE data record of a day of 1-minute triples stays far below this. */
 const MAX_LINE_BYTES = 1_000_000;
@@ -104,7 +105,7 @@ export async function* lineBlocks(source: AsyncIterable<Uint8Array | string>): A
     if (start < chunk.length) {
       pieces.push(chunk.subarray(start));
       pending += chunk.length - start;
-      if (pending > MAX_LINE_BYTES) throw new Error(`a line longer than ${MAX_LINE_BYTES} bytes: not a text file of a known layout`);
+      if (pending > MAX_LINE_BYTES) throw new SmtLayoutError(`a line longer than ${MAX_LINE_BYTES} bytes: not a text file of a known layout`);
     }
   }
   if (surrogate !== '') {
