@@ -14,7 +14,7 @@
  */
 import { createWriteStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { Readable, Transform } from 'node:stream';
+import { Readable, Transform, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import * as openpgp from 'openpgp';
@@ -142,7 +142,7 @@ export async function decryptToFile(input: AsyncIterable<Uint8Array>, outPath: s
   try {
     if (kind === 'clear') {
       if (!options.allowClear) throw new SmtDecryptError('not-pgp', 'the file is not a PGP message (SMT files are encrypted to our public key)');
-      await pipeline(stream, cap, createWriteStream(outPath, { mode: 0o600 }));
+      await pipeline(stream, cap, clearFileSink(outPath));
       return { kind, bytesIn, bytesOut };
     }
     // Armor is decoded natively (armor.ts): openpgp's JS decoder cost as much as the decryption.
@@ -169,7 +169,7 @@ export async function decryptToFile(input: AsyncIterable<Uint8Array>, outPath: s
       throw new SmtDecryptError(reason, `the PGP message could not be decrypted: ${text}`, { cause: error });
     }
     try {
-      await pipeline(Readable.fromWeb(data as unknown as WebReadableStream<Uint8Array>), cap, createWriteStream(outPath, { mode: 0o600 }));
+      await pipeline(Readable.fromWeb(data as unknown as WebReadableStream<Uint8Array>), cap, clearFileSink(outPath));
     } catch (error) {
       if (error instanceof SmtDecryptError) throw error;
       const text = messageOf(error);
@@ -181,6 +181,15 @@ export async function decryptToFile(input: AsyncIterable<Uint8Array>, outPath: s
     await rm(outPath, { force: true });
     throw error;
   }
+}
+
+/**
+ * The ephemeral clear file, owner-only. Its buffer holds several decrypted chunks (~768 KiB each):
+ * with the default 16 KiB every chunk waited for its disk write before decryption went on, and the
+ * CPU idled ~15 % of the time.
+ */
+function clearFileSink(path: string): Writable {
+  return createWriteStream(path, { mode: 0o600, highWaterMark: 8 * 1024 * 1024 });
 }
 
 /**
