@@ -19,6 +19,7 @@ import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import * as openpgp from 'openpgp';
 import { ArmorError, dearmor } from './armor.ts';
+import { useStreamingS2k } from './s2k.ts';
 
 export type DecryptFailureReason = 'not-pgp' | 'wrong-key' | 'integrity' | 'corrupt' | 'too-large';
 
@@ -93,6 +94,7 @@ export async function loadPrivateKey(material: PgpKeyMaterial): Promise<openpgp.
   }
   if (key.isDecrypted()) return key;
   if (!material.passphrase) throw new Error(`the PGP private key ${key.getKeyID().toHex()} is protected and no passphrase was given`);
+  useStreamingS2k(key);
   try {
     return await openpgp.decryptKey({ privateKey: key, passphrase: material.passphrase });
   } catch (error) {
