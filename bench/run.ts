@@ -81,6 +81,8 @@ async function main(): Promise<void> {
     // From the READY and SMT sections' figures of 2026-11-23 (they print their own, above).
     readyCpuMsPerDelivery: 1.2,
     readyReadingsPerDelivery: 50,
+    // Conservative: measured before the byte parser and native dearmor (53 MB/s). The process
+    // step decrypts once and parses twice: now ~75 MB/s (5.7 s + 2 x 3.8 s per GB, see above).
     smtMegabytesPerSecond: 53,
     // A CSV row (~75 B) per reading, armored (x 4/3), before gpg's compression: an upper bound.
     smtArmoredBytesPerReading: 100,
