@@ -40,6 +40,7 @@
  * openpgp's objects are live), then decoded; plus reading 50 MB more input. Alone, dearmor
  * takes ~0.15 s for the file; interleaved with openpgp it costs about twice that.
  */
+import { asBuffer } from './lines.ts';
 
 /** The armor is not a well-formed PGP MESSAGE block. decrypt.ts reports it as 'corrupt'. */
 export class ArmorError extends Error {
@@ -99,7 +100,7 @@ export async function* dearmor(source: AsyncIterable<Uint8Array>, options: Dearm
     if (chunk.byteLength === 0) continue;
     // A decoded chunk must fit the output buffer: hand on what is there first if it might not.
     if (!decoder.fits(chunk.byteLength)) yield decoder.take();
-    decoder.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+    decoder.push(asBuffer(chunk));
     // Hand on now rather than when the next chunk arrives if a chunk like this one would not fit.
     if (decoder.pending >= outputBytes || !decoder.fits(chunk.byteLength)) yield decoder.take();
   }

@@ -19,6 +19,7 @@ import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import * as openpgp from 'openpgp';
 import { ArmorError, dearmor } from './armor.ts';
+import { asBuffer } from './lines.ts';
 import { useStreamingS2k } from './s2k.ts';
 
 export type DecryptFailureReason = 'not-pgp' | 'wrong-key' | 'integrity' | 'corrupt' | 'too-large';
@@ -245,11 +246,6 @@ async function* gather(stream: AsyncIterable<Uint8Array>, bytes: number): AsyncG
     }
   }
   if (size > 0) yield Buffer.concat(parts, size);
-}
-
-/** A Buffer view of the same bytes: Buffer.from(uint8Array) would copy every chunk of the file. */
-function asBuffer(chunk: Uint8Array): Buffer {
-  return Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
 }
 
 /** The armor itself was malformed (the error may reach us wrapped by openpgp's streams). */

@@ -12,6 +12,11 @@
  */
 import { SmtLayoutError } from './model.ts';
 
+/** A Buffer view of the same bytes: Buffer.from(uint8Array) would copy every chunk of a file. */
+export function asBuffer(chunk: Uint8Array): Buffer {
+  return Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+}
+
 /** Longest partial line held between chunks: an LSE data record of a day of 1-minute triples stays far below this. */
 const MAX_LINE_BYTES = 1_000_000;
 
@@ -78,7 +83,7 @@ export async function* lineBlocks(source: AsyncIterable<Uint8Array | string>): A
       }
       chunk = Buffer.from(text, 'utf8');
     } else {
-      chunk = Buffer.isBuffer(input) ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
+      chunk = asBuffer(input);
     }
     let start = 0;
     let end = chunk.indexOf(LF);
