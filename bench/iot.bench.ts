@@ -3,10 +3,10 @@
  * encoding, with the store's DynamoDB calls left out), and DynamoDB write units per reading for
  * telemetry carrying one reading per meter per message versus a 96-interval block per meter.
  */
-import { decodeTelemetry } from '../lambdas/core/telemetry.ts';
+import { decodeTelemetry } from '../shared/telemetry.ts';
 import { buildBlockUpdate, initialGuard, locate, roundsOfDistinctSlots } from '../lambdas/core/interval-block.ts';
 import { ReadingStore } from '../lambdas/core/reading-store.ts';
-import type { Reading } from '../lambdas/core/reading.ts';
+import type { Reading } from '../shared/reading.ts';
 import { startDynamoDbLocal } from '../test/support/dynamodb-local.ts';
 
 export interface IotBenchResult {

@@ -4,7 +4,7 @@
  * deliveries re-sent (ledger hits), and the pure CPU of parsing + mapping + validating a delivery
  * (what the function spends per delivery short of its AWS calls).
  */
-import { buildReadyDelivery } from '../lambdas/local/ready-http.ts';
+import { buildReadyDelivery } from '../local/ready-http.ts';
 import { mapDelivery } from '../lambdas/core/ready/delivery.ts';
 import { startReadyReceiver, startReadyStandIns } from '../test/support/ready-webhook.ts';
 import type { BenchSection } from './section.ts';

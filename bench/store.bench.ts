@@ -5,8 +5,8 @@
 import { ScanCommand, type AttributeValue } from '@aws-sdk/client-dynamodb';
 import { ReadingStore } from '../lambdas/core/reading-store.ts';
 import { itemSizeBytes } from '../lambdas/core/item-size.ts';
-import { mapWithConcurrency } from '../lambdas/core/concurrency.ts';
-import type { IntervalReading } from '../lambdas/core/reading.ts';
+import { mapWithConcurrency } from '../shared/concurrency.ts';
+import type { IntervalReading } from '../shared/reading.ts';
 import { startDynamoDbLocal } from '../test/support/dynamodb-local.ts';
 import { day } from '../test/support/readings.ts';
 

@@ -3,7 +3,7 @@
  * Lambda context on every line) adapted to the small Log interface core code depends on.
  */
 import { Logger } from '@aws-lambda-powertools/logger';
-import type { Log } from './core/log.ts';
+import type { Log } from '../shared/log.ts';
 
 export function createLogger(serviceName: string): { logger: Logger; log: Log } {
   const logger = new Logger({ serviceName });

@@ -1,7 +1,7 @@
 /**
  * Lambda entry for Kamstrup READY callbacks behind API Gateway (REST, proxy integration).
  * Thin: clients are created once per container; lambdas/core/ready/api-gateway.ts does the work,
- * the same function the local HTTP adapter (lambdas/local/ready-http.ts) calls.
+ * the same function the local HTTP adapter (local/ready-http.ts) calls.
  */
 import middy from '@middy/core';
 import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';

@@ -1,4 +1,4 @@
-// s3rver ships no types; only what lambdas/local/s3-server.ts uses is declared.
+// s3rver ships no types; only what local/s3-server.ts uses is declared.
 declare module 's3rver' {
   import { EventEmitter } from 'node:events';
   interface S3rverOptions {

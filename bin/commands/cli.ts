@@ -1,6 +1,6 @@
 /** What the CLI entry (bin/meterbridge.ts) and its commands share; kept apart so commands never import the entry. */
 import { parseArgs } from 'node:util';
-import type { Log } from '../../lambdas/core/log.ts';
+import type { Log } from '../../shared/log.ts';
 
 /** Where a command writes; the process streams in real use, buffers in tests. */
 export interface CliIo {

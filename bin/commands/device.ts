@@ -2,11 +2,11 @@
  * `meterbridge device provision|revoke`: gateway certificates on AWS IoT Core.
  *
  * The private key is generated on the machine that runs this (ideally the gateway itself) and
- * never leaves it; IoT Core only sees a CSR. The work is in lambdas/core/device-provisioning.ts;
+ * never leaves it; IoT Core only sees a CSR. The work is in bin/operator/device-provisioning.ts;
  * this module parses the command line, creates the IoT client and prints the outcome.
  */
 import { IoTClient } from '@aws-sdk/client-iot';
-import { assertThingName, provisionDevice, revokeDevice } from '../../lambdas/core/device-provisioning.ts';
+import { assertThingName, provisionDevice, revokeDevice } from '../operator/device-provisioning.ts';
 import { EXIT_OK, UsageError, cliLog, parseCommandLine, type CliCommand, type CliIo } from './cli.ts';
 
 const HELP = 'meterbridge device --help';

@@ -1,14 +1,14 @@
 /**
  * `meterbridge local` (`npm start`): the whole pipeline on this machine against the local
  * stand-ins, with simulated gateways, SMT servers and a READY sender. The work is in
- * lambdas/local/local-mode.ts; this module parses the command line and picks the sources.
+ * local/local-mode.ts; this module parses the command line and picks the sources.
  */
 import { resolve } from 'node:path';
-import { LOCAL_PORTS, LOCAL_STATE_DIR, type LocalPortName } from '../../lambdas/local/defaults.ts';
-import { runLocalMode, type SourceFactory } from '../../lambdas/local/local-mode.ts';
-import { iotSource, type IotSource } from '../../lambdas/local/sources/iot.ts';
-import { readySource } from '../../lambdas/local/sources/ready.ts';
-import { smtSource } from '../../lambdas/local/sources/smt.ts';
+import { LOCAL_PORTS, LOCAL_STATE_DIR, type LocalPortName } from '../../local/defaults.ts';
+import { runLocalMode, type SourceFactory } from '../../local/local-mode.ts';
+import { iotSource, type IotSource } from '../../local/sources/iot.ts';
+import { readySource } from '../../local/sources/ready.ts';
+import { smtSource } from '../../local/sources/smt.ts';
 import { EXIT_FAILED, EXIT_OK, UsageError, parseCommandLine, type CliCommand } from './cli.ts';
 
 const HELP = 'meterbridge local --help';

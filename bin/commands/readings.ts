@@ -6,11 +6,11 @@
  * credentials. The work is ReadingStore.query, the same code the handlers write through.
  */
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { CHANNELS, readingToJson, type Reading } from '../../lambdas/core/reading.ts';
+import { CHANNELS, readingToJson, type Reading } from '../../shared/reading.ts';
 import { readyChannels } from '../../lambdas/core/ready/delivery.ts';
 import { ReadingStore } from '../../lambdas/core/reading-store.ts';
 import { assertTimeZone } from '../../lambdas/core/time.ts';
-import { LOCAL_BLOCK_TIME_ZONE, LOCAL_PORTS, LOCAL_TABLES } from '../../lambdas/local/defaults.ts';
+import { LOCAL_BLOCK_TIME_ZONE, LOCAL_PORTS, LOCAL_TABLES } from '../../local/defaults.ts';
 import { EXIT_FAILED, EXIT_OK, UsageError, parseCommandLine, type CliCommand, type CliIo } from './cli.ts';
 
 const HELP = 'meterbridge readings --help';

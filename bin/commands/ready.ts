@@ -8,9 +8,9 @@
  * lambdas/core/ready/{oauth,subscriptions}.ts.
  */
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { azureAdTokenUrl, TokenProvider } from '../../lambdas/core/ready/oauth.ts';
+import { azureAdTokenUrl, TokenProvider } from '../operator/ready-oauth.ts';
 import { SecretsManagerCredentials } from '../../lambdas/core/ready/secret.ts';
-import { DEFAULT_READY_API, ReadySubscriptionClient } from '../../lambdas/core/ready/subscriptions.ts';
+import { DEFAULT_READY_API, ReadySubscriptionClient } from '../operator/ready-subscriptions.ts';
 import { EXIT_OK, UsageError, cliLog, parseCommandLine, type CliCommand, type CliIo } from './cli.ts';
 
 const HELP = 'meterbridge ready --help';

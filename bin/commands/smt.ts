@@ -19,7 +19,7 @@ import { Ledger } from '../../lambdas/core/ledger.ts';
 import { Metrics } from '../../lambdas/core/metrics.ts';
 import { RawArchive } from '../../lambdas/core/raw-archive.ts';
 import { ReadingStore } from '../../lambdas/core/reading-store.ts';
-import { readingToJson, validateReading } from '../../lambdas/core/reading.ts';
+import { readingToJson, validateReading } from '../../shared/reading.ts';
 import { decryptToFile, loadPrivateKey, SmtDecryptError } from '../../lambdas/core/smt/decrypt.ts';
 import { SMT_TIME_ZONE, SmtLayoutError } from '../../lambdas/core/smt/model.ts';
 import { daysOf, processArchivedFile } from '../../lambdas/core/smt/process.ts';
@@ -199,7 +199,7 @@ async function replay(args: string[], io: CliIo): Promise<number> {
     ...(endpoint ? { endpoint, credentials: { accessKeyId: 'local', secretAccessKey: 'local' } } : {}),
   });
   // A local endpoint is local mode's s3rver, which takes its own fixed credentials.
-  const s3 = values['s3-endpoint'] ? (await import('../../lambdas/local/s3-server.ts')).localS3Client(values['s3-endpoint']) : new S3Client(region ? { region } : {});
+  const s3 = values['s3-endpoint'] ? (await import('../../local/s3-server.ts')).localS3Client(values['s3-endpoint']) : new S3Client(region ? { region } : {});
   const dynamodb = new DynamoDBClient(local(values['dynamodb-endpoint']));
   const log = cliLog(io);
   try {

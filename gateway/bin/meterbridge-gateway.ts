@@ -12,7 +12,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { stringify as toYaml } from 'yaml';
-import { consoleLog } from '../../lambdas/core/log.ts';
+import { consoleLog } from '../../shared/log.ts';
 import { faultInjectionFromEnv, startGatewayAgent, type GatewayStatus } from '../src/agent.ts';
 import { ConfigError, loadConfig } from '../src/config.ts';
 import { startSimulatedMeters } from '../src/simulated-meter.ts';

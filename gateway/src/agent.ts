@@ -4,7 +4,7 @@
  */
 import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { consoleLog, type Log } from '../../lambdas/core/log.ts';
+import { consoleLog, type Log } from '../../shared/log.ts';
 import { clockFor, type AgentClock } from './clock.ts';
 import { assertTlsFilesReadable, type GatewayConfig } from './config.ts';
 import { Poller, type PollerStats } from './poller.ts';

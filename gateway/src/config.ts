@@ -11,7 +11,7 @@ import { accessSync, constants, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { QUALITIES, UNITS } from '../../lambdas/core/reading.ts';
+import { QUALITIES, UNITS } from '../../shared/reading.ts';
 
 /** AWS IoT Core per-connection limits (DESIGN.md §3). */
 export const IOT_LIMITS = {

@@ -13,8 +13,8 @@
  */
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { mapWithConcurrency } from '../../lambdas/core/concurrency.ts';
-import type { Log } from '../../lambdas/core/log.ts';
+import { mapWithConcurrency } from '../../shared/concurrency.ts';
+import type { Log } from '../../shared/log.ts';
 import type { AgentClock } from './clock.ts';
 import type { GatewayConfig, RegisterConfig } from './config.ts';
 import { ModbusMeterReader, type MeterRead } from './modbus.ts';

@@ -16,7 +16,7 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
-import type { Log } from '../../lambdas/core/log.ts';
+import type { Log } from '../../shared/log.ts';
 import type { AgentClock } from './clock.ts';
 import { telemetryTopic, type GatewayConfig } from './config.ts';
 import { buildMessages } from './message-builder.ts';

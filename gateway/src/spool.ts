@@ -39,8 +39,8 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import type { Quality, Unit } from '../../lambdas/core/reading.ts';
-import { silentLog, type Log } from '../../lambdas/core/log.ts';
+import type { Quality, Unit } from '../../shared/reading.ts';
+import { silentLog, type Log } from '../../shared/log.ts';
 
 /** One interval reading as spooled (compact: thousands per poll cycle on a large gateway). */
 export interface SpooledReading {

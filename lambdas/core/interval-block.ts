@@ -24,7 +24,7 @@
 import { createHash } from 'node:crypto';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import { withoutUnusedPlaceholders } from './expressions.ts';
-import { identityInstant, type Quality, type Reading, type Source, type Unit } from './reading.ts';
+import { identityInstant, type Quality, type Reading, type Source, type Unit } from '../../shared/reading.ts';
 import { localDate, startOfLocalDay } from './time.ts';
 
 export interface BlockKey {

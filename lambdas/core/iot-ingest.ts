@@ -10,13 +10,13 @@
  */
 import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
-import { mapWithConcurrency } from './concurrency.ts';
+import { mapWithConcurrency } from '../../shared/concurrency.ts';
 import type { Ledger } from './ledger.ts';
-import type { Log } from './log.ts';
+import type { Log } from '../../shared/log.ts';
 import type { Metrics } from './metrics.ts';
 import type { ReadingStore, WriteReport } from './reading-store.ts';
 import type { SequenceTracker } from './sequence-tracker.ts';
-import { decodeTelemetry, thingNameFromTopic } from './telemetry.ts';
+import { decodeTelemetry, thingNameFromTopic } from '../../shared/telemetry.ts';
 import { WRITE_STATUSES } from './interval-block.ts';
 import { READING_STATUS_METRIC } from './metric-catalog.ts';
 

@@ -10,7 +10,7 @@
  * was stored fine. It logs, counts the loss, and gives up after a short timeout.
  */
 import { PutMetricDataCommand, type CloudWatchClient, type MetricDatum, type StandardUnit } from '@aws-sdk/client-cloudwatch';
-import { consoleLog, type Log } from './log.ts';
+import { consoleLog, type Log } from '../../shared/log.ts';
 import type { MetricName } from './metric-catalog.ts';
 
 /** The only dimension names metrics may carry (see the module comment for why). */

@@ -18,7 +18,7 @@ import {
   type AttributeValue,
   type DynamoDBClient,
 } from '@aws-sdk/client-dynamodb';
-import { mapWithConcurrency } from './concurrency.ts';
+import { mapWithConcurrency } from '../../shared/concurrency.ts';
 import {
   buildBlockUpdate,
   classify,
@@ -39,7 +39,7 @@ import {
   type WriteStatus,
 } from './interval-block.ts';
 import { itemSizeBytes, writeUnitsFor } from './item-size.ts';
-import { identityInstant, type Reading } from './reading.ts';
+import { identityInstant, type Reading } from '../../shared/reading.ts';
 import { addDays, assertTimeZone, localDate } from './time.ts';
 
 export interface ReadingStoreOptions {

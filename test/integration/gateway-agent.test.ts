@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { appendFileSync, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { silentLog } from '../../lambdas/core/log.ts';
+import { silentLog } from '../../shared/log.ts';
 import { parseConfig, type GatewayConfigInput } from '../../gateway/src/config.ts';
 import { startGatewayAgent, type GatewayStatus } from '../../gateway/src/agent.ts';
 import { spawnGatewayAgent } from '../../gateway/src/index.ts';

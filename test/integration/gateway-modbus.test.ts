@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { silentLog } from '../../lambdas/core/log.ts';
+import { silentLog } from '../../shared/log.ts';
 import { parseConfig } from '../../gateway/src/config.ts';
 import { ModbusMeterReader } from '../../gateway/src/modbus.ts';
 import { Poller } from '../../gateway/src/poller.ts';

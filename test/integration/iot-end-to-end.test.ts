@@ -12,13 +12,13 @@ import { join } from 'node:path';
 import { connect, type MqttClient } from 'mqtt';
 import { ingestBatch } from '../../lambdas/core/iot-ingest.ts';
 import { Ledger } from '../../lambdas/core/ledger.ts';
-import { silentLog } from '../../lambdas/core/log.ts';
+import { silentLog } from '../../shared/log.ts';
 import { Metrics } from '../../lambdas/core/metrics.ts';
 import { ReadingStore } from '../../lambdas/core/reading-store.ts';
 import { SequenceTracker } from '../../lambdas/core/sequence-tracker.ts';
-import { createDevCa, issueDeviceCert, issueServerCert, type IssuedCert } from '../../lambdas/local/dev-ca.ts';
-import { LocalQueue, toRuleMessageBody, type Poller } from '../../lambdas/local/iot-bridge.ts';
-import { startLocalIotBroker, type LocalIotBroker } from '../../lambdas/local/mqtt-broker.ts';
+import { createDevCa, issueDeviceCert, issueServerCert, type IssuedCert } from '../../local/dev-ca.ts';
+import { LocalQueue, toRuleMessageBody, type Poller } from '../../local/iot-bridge.ts';
+import { startLocalIotBroker, type LocalIotBroker } from '../../local/mqtt-broker.ts';
 import { startCloudWatchEndpoint, type CloudWatchEndpoint } from '../support/cloudwatch-endpoint.ts';
 import { startDynamoDbLocal, type LocalDynamo } from '../support/dynamodb-local.ts';
 

@@ -5,12 +5,12 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { ingestBatch, SqsRejectSink, type IotIngestDependencies } from '../../lambdas/core/iot-ingest.ts';
 import { Ledger } from '../../lambdas/core/ledger.ts';
-import { silentLog } from '../../lambdas/core/log.ts';
+import { silentLog } from '../../shared/log.ts';
 import { Metrics } from '../../lambdas/core/metrics.ts';
 import { ReadingStore } from '../../lambdas/core/reading-store.ts';
 import { SequenceTracker } from '../../lambdas/core/sequence-tracker.ts';
-import { decodeTelemetry } from '../../lambdas/core/telemetry.ts';
-import { toSqsEvent } from '../../lambdas/local/iot-bridge.ts';
+import { decodeTelemetry } from '../../shared/telemetry.ts';
+import { toSqsEvent } from '../../local/iot-bridge.ts';
 import { startCloudWatchEndpoint, type CloudWatchEndpoint } from '../support/cloudwatch-endpoint.ts';
 import { startDynamoDbLocal, type LocalDynamo } from '../support/dynamodb-local.ts';
 

@@ -1,7 +1,7 @@
 import { after, before, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Metrics } from '../../lambdas/core/metrics.ts';
-import { silentLog, type Log } from '../../lambdas/core/log.ts';
+import { silentLog, type Log } from '../../shared/log.ts';
 import { startCloudWatchEndpoint, type CloudWatchEndpoint } from '../support/cloudwatch-endpoint.ts';
 
 let cloudwatch: CloudWatchEndpoint;

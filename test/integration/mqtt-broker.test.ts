@@ -6,9 +6,9 @@ import { join } from 'node:path';
 import { createHash, X509Certificate } from 'node:crypto';
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 import type { SQSEvent } from 'aws-lambda';
-import { createDevCa, issueDeviceCert, issueServerCert, type IssuedCert } from '../../lambdas/local/dev-ca.ts';
-import { startLocalIotBroker, type LocalIotBroker, type LocalIotPublish } from '../../lambdas/local/mqtt-broker.ts';
-import { LocalQueue, toRuleMessageBody, toSqsEvent, type LocalQueueMessage, type RuleMessage } from '../../lambdas/local/iot-bridge.ts';
+import { createDevCa, issueDeviceCert, issueServerCert, type IssuedCert } from '../../local/dev-ca.ts';
+import { startLocalIotBroker, type LocalIotBroker, type LocalIotPublish } from '../../local/mqtt-broker.ts';
+import { LocalQueue, toRuleMessageBody, toSqsEvent, type LocalQueueMessage, type RuleMessage } from '../../local/iot-bridge.ts';
 
 const RULE = 'meterbridge_telemetry';
 const topicOf = (thing: string): string => `$aws/rules/${RULE}/gateways/${thing}/telemetry`;

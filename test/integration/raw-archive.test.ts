@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { Readable } from 'node:stream';
 import { createHash } from 'node:crypto';
 import { ArchiveSizeMismatch, RawArchive } from '../../lambdas/core/raw-archive.ts';
-import { startLocalS3, type LocalS3, type ObjectCreated } from '../../lambdas/local/s3-server.ts';
+import { startLocalS3, type LocalS3, type ObjectCreated } from '../../local/s3-server.ts';
 
 describe('RawArchive against s3rver on loopback', () => {
   let s3: LocalS3;

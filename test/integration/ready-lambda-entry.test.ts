@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { mockClient } from 'aws-sdk-client-mock';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
-import { toApiGatewayEvent } from '../../lambdas/local/ready-http.ts';
+import { toApiGatewayEvent } from '../../local/ready-http.ts';
 import { startCloudWatchEndpoint, type CloudWatchEndpoint } from '../support/cloudwatch-endpoint.ts';
 import { metricSum } from '../support/ready-webhook.ts';
 

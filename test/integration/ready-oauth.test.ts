@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { fetchWithRetry } from '../../lambdas/core/ready/http-retry.ts';
-import { OAuthError, TokenProvider, azureAdTokenUrl } from '../../lambdas/core/ready/oauth.ts';
-import { ReadySubscriptionClient } from '../../lambdas/core/ready/subscriptions.ts';
+import { fetchWithRetry } from '../../bin/operator/http-retry.ts';
+import { OAuthError, TokenProvider, azureAdTokenUrl } from '../../bin/operator/ready-oauth.ts';
+import { ReadySubscriptionClient } from '../../bin/operator/ready-subscriptions.ts';
 import { startReadyApiStub, type ReadyApiStub } from '../support/ready-api-stub.ts';
 
 let stub: ReadyApiStub;

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import type { ReadingStore } from '../../lambdas/core/reading-store.ts';
-import { sendReadyDeliveries, sendReadyStatus, readyHandshake, buildReadyDelivery } from '../../lambdas/local/ready-http.ts';
+import { sendReadyDeliveries, sendReadyStatus, readyHandshake, buildReadyDelivery } from '../../local/ready-http.ts';
 import { archivedObjects, metricSum, READY_BUCKET, startReadyReceiver, startReadyStandIns, storedBlocks, type ReadyStandIns } from '../support/ready-webhook.ts';
 
 let standIns: ReadyStandIns;
@@ -327,8 +327,8 @@ describe('replay of archived READY callbacks', () => {
     // WHEN the limit is raised and the archived original replayed (the same tables, the default limit)
     const { RawArchive } = await import('../../lambdas/core/raw-archive.ts');
     const { replayArchived } = await import('../../lambdas/core/ready/replay.ts');
-    const { localReadyDependencies } = await import('../../lambdas/local/ready-http.ts');
-    const { silentLog } = await import('../../lambdas/core/log.ts');
+    const { localReadyDependencies } = await import('../../local/ready-http.ts');
+    const { silentLog } = await import('../../shared/log.ts');
     const tables = await standIns.dynamo.freshTables();
     const base = localReadyDependencies({ dynamodb: standIns.dynamo.client, tables, s3: standIns.s3.client, archiveBucket: READY_BUCKET, cloudwatch: standIns.cloudwatch.client(), log: silentLog })();
     const deps = { ...base, clock: () => NOW, archive: new RawArchive({ client: standIns.s3.client, bucket: READY_BUCKET }), metrics: () => base.metrics };

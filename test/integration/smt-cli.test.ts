@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { main } from '../../bin/meterbridge.ts';
 import type { CliIo } from '../../bin/commands/cli.ts';
 import { processArchivedFile } from '../../lambdas/core/smt/process.ts';
-import { createGpgKeyring, writeSmtFile } from '../../lambdas/local/smt-files.ts';
+import { createGpgKeyring, writeSmtFile } from '../../local/smt-files.ts';
 import { ARCHIVE_BUCKET, archiveOf, ledgerOf, processDeps, startSmtHarness, storeOf, type SmtHarness } from '../support/smt-harness.ts';
 
 function bufferIo(env: NodeJS.ProcessEnv = {}): CliIo & { stdout: string; stderr: string } {

@@ -12,8 +12,8 @@ import { after, before, describe, it } from 'node:test';
 import { processArchivedFile } from '../../lambdas/core/smt/process.ts';
 import { ARCHIVE_METADATA, runSmtFetch } from '../../lambdas/core/smt/fetch.ts';
 import type { TableNames } from '../../lambdas/core/tables.ts';
-import { shareTree } from '../../lambdas/local/smt-servers.ts';
-import { writeSmtFile } from '../../lambdas/local/smt-files.ts';
+import { shareTree } from '../../local/smt-servers.ts';
+import { writeSmtFile } from '../../local/smt-files.ts';
 import { ARCHIVE_BUCKET, archiveOf, fetchDeps, ledgerOf, processDeps, startSmtHarness, storeOf, type SmtHarness } from '../support/smt-harness.ts';
 
 const WORKER = fileURLToPath(new URL('../support/smt-crash-worker.ts', import.meta.url));

@@ -14,7 +14,7 @@ import { decryptToFile, loadPrivateKey, SmtDecryptError } from '../../lambdas/co
 import type { SmtDay } from '../../lambdas/core/smt/model.ts';
 import { parseSmtAll } from '../../lambdas/core/smt/parse.ts';
 import { daysOf } from '../../lambdas/core/smt/process.ts';
-import { createGpgKeyring, disposeSmtFile, writeSmtFile, type GpgKeyring, type SmtFile } from '../../lambdas/local/smt-files.ts';
+import { createGpgKeyring, disposeSmtFile, writeSmtFile, type GpgKeyring, type SmtFile } from '../../local/smt-files.ts';
 
 const SPEC = { esiids: ['10443720004766435', '1008901023808105290100'], days: ['2025-11-02', '2025-03-09', '2025-11-03'], revision: '11/04/2025 06:00:00', channels: ['Consumption', 'Surplus Generation'] as Array<'Consumption' | 'Surplus Generation'> };
 

@@ -14,8 +14,8 @@ import { runSmtFetch } from '../../lambdas/core/smt/fetch.ts';
 import { connectFtps } from '../../lambdas/core/smt/ftps.ts';
 import { connectSftp } from '../../lambdas/core/smt/sftp.ts';
 import type { TableNames } from '../../lambdas/core/tables.ts';
-import { shareTree } from '../../lambdas/local/smt-servers.ts';
-import { writeSmtFile, type SmtFile, type SmtFileOptions } from '../../lambdas/local/smt-files.ts';
+import { shareTree } from '../../local/smt-servers.ts';
+import { writeSmtFile, type SmtFile, type SmtFileOptions } from '../../local/smt-files.ts';
 import { archiveOf, fetchDeps, ledgerOf, metricValue, processDeps, startSmtHarness, storeOf, type SmtHarness } from '../support/smt-harness.ts';
 
 const ESIID_A = '10443720004766435';
@@ -183,7 +183,7 @@ describe('SMT pipeline against proftpd, s3rver and DynamoDB Local', () => {
   it('a file encrypted to another key or with an unknown layout is refused and stores nothing', async () => {
     const tables = await h.dynamo.freshTables();
     const first = h.created.length;
-    const { createGpgKeyring } = await import('../../lambdas/local/smt-files.ts');
+    const { createGpgKeyring } = await import('../../local/smt-files.ts');
     const other = await createGpgKeyring('cv25519');
     try {
       await drop('intervaldata', { keyring: other, name: 'other-key.asc' });

@@ -1,2 +1,2 @@
 // The DynamoDB Local stand-in lives with the other stand-ins (local mode starts it too).
-export * from '../../lambdas/local/dynamodb-local.ts';
+export * from '../../local/dynamodb-local.ts';

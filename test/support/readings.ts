@@ -1,5 +1,5 @@
 /** Builders for readings in tests: valid by default, every field overridable. */
-import { toReading, type IntervalReading, type Reading, type RegisterReading } from '../../lambdas/core/reading.ts';
+import { toReading, type IntervalReading, type Reading, type RegisterReading } from '../../shared/reading.ts';
 
 export function interval(overrides: Partial<Omit<IntervalReading, 'start' | 'end'>> & { start?: string | Date; minutes?: number } = {}): IntervalReading {
   const { start = '2026-03-10T06:00:00Z', minutes = 15, ...rest } = overrides;

@@ -5,13 +5,13 @@
 import { ListObjectsV2Command, GetObjectCommand } from '@aws-sdk/client-s3';
 import { ScanCommand } from '@aws-sdk/client-dynamodb';
 import { randomUUID } from 'node:crypto';
-import { silentLog } from '../../lambdas/core/log.ts';
+import { silentLog } from '../../shared/log.ts';
 import { ReadingStore } from '../../lambdas/core/reading-store.ts';
 import type { VerificationConfig } from '../../lambdas/core/ready/handshake.ts';
 import type { ReadyCredentials } from '../../lambdas/core/ready/secret.ts';
 import type { ReadyWebhookDependencies } from '../../lambdas/core/ready/webhook.ts';
-import { localReadyDependencies, startReadyHttp, type ReadyHttp } from '../../lambdas/local/ready-http.ts';
-import { startLocalS3, type LocalS3 } from '../../lambdas/local/s3-server.ts';
+import { localReadyDependencies, startReadyHttp, type ReadyHttp } from '../../local/ready-http.ts';
+import { startLocalS3, type LocalS3 } from '../../local/s3-server.ts';
 import { startCloudWatchEndpoint, type CloudWatchEndpoint } from './cloudwatch-endpoint.ts';
 import { startDynamoDbLocal, type LocalDynamo } from './dynamodb-local.ts';
 

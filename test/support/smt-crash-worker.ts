@@ -7,14 +7,14 @@
  */
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { Ledger } from '../../lambdas/core/ledger.ts';
-import { silentLog } from '../../lambdas/core/log.ts';
+import { silentLog } from '../../shared/log.ts';
 import { RawArchive } from '../../lambdas/core/raw-archive.ts';
 import { ReadingStore } from '../../lambdas/core/reading-store.ts';
 import { loadPrivateKey } from '../../lambdas/core/smt/decrypt.ts';
 import { runSmtFetch } from '../../lambdas/core/smt/fetch.ts';
 import { connectFtps, type FtpsOptions } from '../../lambdas/core/smt/ftps.ts';
 import { processArchivedFile } from '../../lambdas/core/smt/process.ts';
-import { localS3Client } from '../../lambdas/local/s3-server.ts';
+import { localS3Client } from '../../local/s3-server.ts';
 import { bufferMetrics } from './smt-harness.ts';
 
 interface CrashConfig {

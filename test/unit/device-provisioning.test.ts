@@ -35,7 +35,7 @@ import {
   provisionDevice,
   revokeDevice,
   type ProvisionDeviceOptions,
-} from '../../lambdas/core/device-provisioning.ts';
+} from '../../bin/operator/device-provisioning.ts';
 
 const iotMock = mockClient(IoTClient);
 const iot = new IoTClient({ region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { decodeTelemetry, MAX_MESSAGE_BYTES } from '../../lambdas/core/telemetry.ts';
+import { decodeTelemetry, MAX_MESSAGE_BYTES } from '../../shared/telemetry.ts';
 import { assertTlsFilesReadable, ConfigError, loadConfig, parseConfig, telemetryTopic } from '../../gateway/src/config.ts';
 import { decodeRegister, encodeRegister } from '../../gateway/src/modbus.ts';
 import { buildMessages, toBlocks } from '../../gateway/src/message-builder.ts';

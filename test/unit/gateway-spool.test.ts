@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Log } from '../../lambdas/core/log.ts';
+import type { Log } from '../../shared/log.ts';
 import { frameRecord, scanRecords, Spool, type SpooledReading } from '../../gateway/src/spool.ts';
 
 const dirs: string[] = [];

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { formatProgress, tallyMetrics } from '../../lambdas/local/progress.ts';
-import type { RecordedRequest } from '../../lambdas/local/cloudwatch-endpoint.ts';
+import { formatProgress, tallyMetrics } from '../../local/progress.ts';
+import type { RecordedRequest } from '../../local/cloudwatch-endpoint.ts';
 
 const datum = (MetricName: string, Value: number, Source: string) => ({ MetricName, Value, Dimensions: [{ Name: 'Stage', Value: 'local' }, { Name: 'Source', Value: Source }] });
 const request = (...data: ReturnType<typeof datum>[]): RecordedRequest => ({ target: 'PutMetricData', body: { Namespace: 'Meterbridge', MetricData: data } });

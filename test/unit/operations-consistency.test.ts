@@ -44,10 +44,12 @@ const AWS_METRICS: Readonly<Record<string, readonly string[]>> = {
   'AWS/ApiGateway': ['Count', '4XXError', '5XXError', 'Latency', 'IntegrationLatency'],
 };
 
-/** Every .ts file under lambdas/. */
+/** Every .ts file that deploys: under lambdas/ and the shared/ code the handlers import. */
 function lambdaSources(): string[] {
-  const root = fileURLToPath(new URL('../../lambdas/', import.meta.url));
-  return (readdirSync(root, { recursive: true }) as string[]).filter((file) => file.endsWith('.ts')).map((file) => join(root, file));
+  return ['../../lambdas/', '../../shared/'].flatMap((folder) => {
+    const root = fileURLToPath(new URL(folder, import.meta.url));
+    return (readdirSync(root, { recursive: true }) as string[]).filter((file) => file.endsWith('.ts')).map((file) => join(root, file));
+  });
 }
 
 /** The runbook section of the README: from `## Runbook` to the next `## ` heading. */

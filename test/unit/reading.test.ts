@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { validateReading, toReading, InvalidReadingError } from '../../lambdas/core/reading.ts';
+import { validateReading, toReading, InvalidReadingError } from '../../shared/reading.ts';
 
 const now = new Date('2026-11-23T12:00:00Z');
 const valid = {

@@ -5,7 +5,7 @@ import { SmtLayoutError, type SmtDay } from '../../lambdas/core/smt/model.ts';
 import { parseSmtAll } from '../../lambdas/core/smt/parse.ts';
 import { archiveKeysOf } from '../../lambdas/core/smt/s3-event.ts';
 import { sniffContent } from '../../lambdas/core/smt/decrypt.ts';
-import { smtCsv } from '../../lambdas/local/smt-files.ts';
+import { smtCsv } from '../../local/smt-files.ts';
 
 const HEADER = 'ESIID,USAGE_DATE,REVISION_DATE,USAGE_START_TIME,USAGE_END_TIME,USAGE_KWH,ESTIMATED_ACTUAL,CONSUMPTION_SURPLUSGENERATION';
 const parse = (text: string, chunk = 0): Promise<SmtDay[]> => {

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodeTelemetry, MAX_MESSAGE_BYTES, thingNameFromTopic } from '../../lambdas/core/telemetry.ts';
+import { decodeTelemetry, MAX_MESSAGE_BYTES, thingNameFromTopic } from '../../shared/telemetry.ts';
 
 const now = new Date('2026-11-23T12:00:00Z');
 const base = { v: 1, gatewayId: 'gw-1', seq: 42, sentAt: '2026-11-23T11:59:00Z' };

@@ -10,12 +10,12 @@
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { validateReading, type Reading, type ReadingInput, type Unit } from '../reading.ts';
+import { validateReading, type Reading, type ReadingInput, type Unit } from '../../../shared/reading.ts';
 
 const instant = z.iso.datetime({ offset: true });
 const id = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$/, 'must be 1-128 letters, digits or ._:- and start with a letter or digit');
 
-/** Units as READY may spell them, to the canonical unit names of lambdas/core/reading.ts. */
+/** Units as READY may spell them, to the canonical unit names of shared/reading.ts. */
 const UNIT_ALIASES: Record<string, Unit> = {
   m3: 'm3', 'm³': 'm3', L: 'L', l: 'L', gal: 'gal', ft3: 'ft3',
   'm3/h': 'm3/h', 'm³/h': 'm3/h', 'L/h': 'L/h', 'l/h': 'L/h', 'gal/min': 'gal/min',

@@ -16,7 +16,7 @@
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { Ledger } from '../ledger.ts';
-import type { Log } from '../log.ts';
+import type { Log } from '../../../shared/log.ts';
 import type { Metrics } from '../metrics.ts';
 import { READING_STATUS_METRIC } from '../metric-catalog.ts';
 import type { RawArchive } from '../raw-archive.ts';

@@ -18,7 +18,7 @@
 import { PassThrough } from 'node:stream';
 import type { RawArchive } from '../raw-archive.ts';
 import type { Claim, Ledger } from '../ledger.ts';
-import type { Log } from '../log.ts';
+import type { Log } from '../../../shared/log.ts';
 import type { Metrics } from '../metrics.ts';
 import { TransportAuthError, type RemoteFile, type SmtTransport } from './transport.ts';
 import type { SmtFetchState } from './fetch-state.ts';

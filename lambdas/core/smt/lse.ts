@@ -11,7 +11,7 @@
  * (stop - start) / seconds per interval (stop may be the last second of the last interval).
  * A cut is split into local days, each an SmtDay. The 00000004 time stamp is the revision.
  */
-import { CHANNELS, type Quality, type Unit } from '../reading.ts';
+import { CHANNELS, type Quality, type Unit } from '../../../shared/reading.ts';
 import { localDate, utcOffsetMs } from '../time.ts';
 import { localWallTimeToUtc } from './local-day.ts';
 import { SMT_TIME_ZONE, SmtLayoutError, type IntervalReading, type ParseOptions, type SmtDay } from './model.ts';

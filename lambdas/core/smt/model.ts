@@ -3,7 +3,7 @@
  * the UTC time line, as canonical interval readings. The process step writes one day as one
  * store delivery; the CLI prints the readings.
  */
-import type { Reading } from '../reading.ts';
+import type { Reading } from '../../../shared/reading.ts';
 
 /** The zone SMT's local prevailing times are in (ERCOT). */
 export const SMT_TIME_ZONE = 'America/Chicago';

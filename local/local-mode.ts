@@ -1,11 +1,11 @@
 /**
- * Local mode: the whole pipeline on one machine. The platform (lambdas/local/platform.ts) stands
+ * Local mode: the whole pipeline on one machine. The platform (local/platform.ts) stands
  * in for AWS; each source simulator (gateways over MQTT, SMT servers, a READY sender) implements
  * LocalSource and feeds the real handlers' core code. While it runs, a progress block per source
  * is printed from the metrics the handlers publish; at the end every reading the simulators
  * produced is looked up in the store, and the run fails if one is lost or was stored twice.
  */
-import type { MetricSource } from '../core/metric-catalog.ts';
+import type { MetricSource } from '../lambdas/core/metric-catalog.ts';
 import type { LocalPortName } from './defaults.ts';
 import { startLocalPlatform, type LocalPlatform } from './platform.ts';
 import { formatProgress, tallyMetrics, verifySource, type ExpectedReading, type RateWindow, type SourceTally, type VerifyReport } from './progress.ts';

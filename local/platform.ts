@@ -7,14 +7,14 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ingestBatch } from '../core/iot-ingest.ts';
-import { Ledger } from '../core/ledger.ts';
-import { silentLog, type Log } from '../core/log.ts';
-import type { MetricSource } from '../core/metric-catalog.ts';
-import { Metrics } from '../core/metrics.ts';
-import { ReadingStore } from '../core/reading-store.ts';
-import { SequenceTracker } from '../core/sequence-tracker.ts';
-import { createLocalTables } from '../core/tables.ts';
+import { ingestBatch } from '../lambdas/core/iot-ingest.ts';
+import { Ledger } from '../lambdas/core/ledger.ts';
+import { silentLog, type Log } from '../shared/log.ts';
+import type { MetricSource } from '../lambdas/core/metric-catalog.ts';
+import { Metrics } from '../lambdas/core/metrics.ts';
+import { ReadingStore } from '../lambdas/core/reading-store.ts';
+import { SequenceTracker } from '../lambdas/core/sequence-tracker.ts';
+import { createLocalTables } from './tables.ts';
 import { startCloudWatchEndpoint, type CloudWatchEndpoint } from './cloudwatch-endpoint.ts';
 import { LOCAL_BLOCK_TIME_ZONE, LOCAL_PORTS, LOCAL_RULE_NAME, LOCAL_STAGE, LOCAL_TABLES, type LocalPortName } from './defaults.ts';
 import { createDevCa, issueDeviceCert, issueServerCert, type DevCa, type IssuedCert } from './dev-ca.ts';

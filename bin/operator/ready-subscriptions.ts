@@ -13,7 +13,7 @@
  */
 import { z } from 'zod';
 import { fetchWithRetry, type RetryOptions } from './http-retry.ts';
-import type { TokenProvider } from './oauth.ts';
+import type { TokenProvider } from './ready-oauth.ts';
 
 export const DEFAULT_READY_API = 'https://api-eu.ready.kamstrup.com';
 export const SUBSCRIPTIONS_PATH = '/api/v1/webhooks/subscriptions';

@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
-import { demoClock, spawnGatewayAgent, startSimulatedMeters, SIMULATED_CHANNEL, type GatewayConfigInput, type GatewayStatus, type SimulatedMeters } from '../../../gateway/src/index.ts';
+import { demoClock, spawnGatewayAgent, startSimulatedMeters, SIMULATED_CHANNEL, type GatewayConfigInput, type GatewayStatus, type SimulatedMeters } from '../../gateway/src/index.ts';
 import type { LocalSource } from '../local-mode.ts';
 import type { ExpectedReading } from '../progress.ts';
 import { queryEndpointFlag, type LocalPlatform } from '../platform.ts';

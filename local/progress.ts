@@ -3,9 +3,9 @@
  * to the metrics sink (so the numbers on screen are the numbers CloudWatch would get), plus what
  * the simulators say they produced and what the store holds.
  */
-import type { MetricSource } from '../core/metric-catalog.ts';
-import type { Reading } from '../core/reading.ts';
-import type { ReadingStore } from '../core/reading-store.ts';
+import type { MetricSource } from '../lambdas/core/metric-catalog.ts';
+import type { Reading } from '../shared/reading.ts';
+import type { ReadingStore } from '../lambdas/core/reading-store.ts';
 import type { RecordedRequest } from './cloudwatch-endpoint.ts';
 
 export const PROGRESS_SOURCES: readonly MetricSource[] = ['iot', 'smt', 'ready'];

@@ -35,7 +35,7 @@ import { once } from 'node:events';
 import type { AddressInfo, Socket } from 'node:net';
 import tls from 'node:tls';
 import { Aedes, type AuthenticateError, type Client, type PublishPacket } from 'aedes';
-import { silentLog, type Log } from '../core/log.ts';
+import { silentLog, type Log } from '../shared/log.ts';
 
 /** One publish the broker accepted, as handed to the rule. */
 export interface LocalIotPublish {

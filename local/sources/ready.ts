@@ -4,14 +4,14 @@
  * hourly 15-minute values per simulated hour (one hour every few seconds), each delivery sent
  * twice (READY retries) so the duplicate path is exercised.
  */
-import { mapDelivery } from '../../core/ready/delivery.ts';
+import { mapDelivery } from '../../lambdas/core/ready/delivery.ts';
 import { readingToExpected } from '../progress.ts';
 import type { ExpectedReading } from '../progress.ts';
 import type { LocalSource } from '../local-mode.ts';
 import { LOCAL_BUCKETS, queryEndpointFlag, type LocalPlatform } from '../platform.ts';
 import { LOCAL_BLOCK_TIME_ZONE } from '../defaults.ts';
 import { LOCAL_READY_CLIENT_SECRET, buildReadyDelivery, localReadyDependencies, readyHandshake, startReadyHttp, type SimulatedMeter } from '../ready-http.ts';
-import { silentLog } from '../../core/log.ts';
+import { silentLog } from '../../shared/log.ts';
 
 export interface ReadySourceOptions {
   port: number;

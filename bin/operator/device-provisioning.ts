@@ -48,7 +48,7 @@ import {
   UpdateCertificateCommand,
   type IoTClient,
 } from '@aws-sdk/client-iot';
-import { silentLog, type Log } from './log.ts';
+import { silentLog, type Log } from '../../shared/log.ts';
 
 /**
  * Amazon Root CA 1, the root of IoT Core's ATS endpoints (`iot:Data-ATS`). Public; embedded so a

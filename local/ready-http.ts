@@ -14,16 +14,16 @@ import type { APIGatewayProxyEvent } from 'aws-lambda';
 import type { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { Ledger } from '../core/ledger.ts';
-import { consoleLog, type Log } from '../core/log.ts';
-import { Metrics } from '../core/metrics.ts';
-import { RawArchive } from '../core/raw-archive.ts';
-import { ReadingStore } from '../core/reading-store.ts';
-import { handleApiGatewayEvent, READY_PATHS } from '../core/ready/api-gateway.ts';
-import { DEFAULT_VERIFICATION, verificationAnswer, type VerificationConfig } from '../core/ready/handshake.ts';
-import { staticCredentials, type ReadyCredentials } from '../core/ready/secret.ts';
-import { DynamoSubscriptionStates } from '../core/ready/status.ts';
-import type { ReadyWebhookDependencies } from '../core/ready/webhook.ts';
+import { Ledger } from '../lambdas/core/ledger.ts';
+import { consoleLog, type Log } from '../shared/log.ts';
+import { Metrics } from '../lambdas/core/metrics.ts';
+import { RawArchive } from '../lambdas/core/raw-archive.ts';
+import { ReadingStore } from '../lambdas/core/reading-store.ts';
+import { handleApiGatewayEvent, READY_PATHS } from '../lambdas/core/ready/api-gateway.ts';
+import { DEFAULT_VERIFICATION, verificationAnswer, type VerificationConfig } from '../lambdas/core/ready/handshake.ts';
+import { staticCredentials, type ReadyCredentials } from '../lambdas/core/ready/secret.ts';
+import { DynamoSubscriptionStates } from '../lambdas/core/ready/status.ts';
+import type { ReadyWebhookDependencies } from '../lambdas/core/ready/webhook.ts';
 
 /** API Gateway REST's own payload limit: larger requests never reach the function. */
 export const API_GATEWAY_MAX_BODY_BYTES = 10 * 1024 * 1024;
