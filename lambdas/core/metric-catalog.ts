@@ -10,7 +10,13 @@
  * Step or Status as listed.
  */
 import type { WriteStatus } from './interval-block.ts';
-import type { DimensionName, MetricUnit } from './metrics.ts';
+
+/** The only dimension names metrics may carry: low-cardinality by construction (lambdas/core/metrics.ts refuses others). */
+export const ALLOWED_DIMENSIONS = ['Stage', 'Source', 'Step', 'Status', 'Reason'] as const;
+export type DimensionName = (typeof ALLOWED_DIMENSIONS)[number];
+
+/** The CloudWatch units meterbridge's metrics use (a subset of the SDK's StandardUnit). */
+export type MetricUnit = 'Count' | 'Seconds' | 'Milliseconds' | 'Bytes' | 'None';
 
 export type MetricSource = 'iot' | 'smt' | 'ready';
 

@@ -9,16 +9,11 @@
  * flush() never throws: CloudWatch being slow or down must not fail a batch of readings that
  * was stored fine. It logs, counts the loss, and gives up after a short timeout.
  */
-import { PutMetricDataCommand, type CloudWatchClient, type MetricDatum, type StandardUnit } from '@aws-sdk/client-cloudwatch';
+import { PutMetricDataCommand, type CloudWatchClient, type MetricDatum } from '@aws-sdk/client-cloudwatch';
 import { consoleLog, type Log } from '../../shared/log.ts';
-import type { MetricName } from './metric-catalog.ts';
+import { ALLOWED_DIMENSIONS, type DimensionName, type MetricName, type MetricUnit } from './metric-catalog.ts';
 
-/** The only dimension names metrics may carry (see the module comment for why). */
-export const ALLOWED_DIMENSIONS = ['Stage', 'Source', 'Step', 'Status', 'Reason'] as const;
-export type DimensionName = (typeof ALLOWED_DIMENSIONS)[number];
 export type Dimensions = Partial<Record<DimensionName, string>>;
-
-export type MetricUnit = Extract<StandardUnit, 'Count' | 'Seconds' | 'Milliseconds' | 'Bytes' | 'None'>;
 
 /** PutMetricData limits: datums per request, and distinct values per datum. */
 const MAX_DATUMS_PER_REQUEST = 1000;

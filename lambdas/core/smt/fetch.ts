@@ -22,15 +22,7 @@ import type { Log } from '../../../shared/log.ts';
 import type { Metrics } from '../metrics.ts';
 import { TransportAuthError, type RemoteFile, type SmtTransport } from './transport.ts';
 import type { SmtFetchState } from './fetch-state.ts';
-
-/** Archive object metadata the process step reads back (S3 user metadata, lower-case keys). */
-export const ARCHIVE_METADATA = {
-  unit: 'smt-unit',
-  remotePath: 'smt-remote-path',
-  remoteSize: 'smt-remote-size',
-  remoteModified: 'smt-remote-modified',
-  protocol: 'smt-protocol',
-} as const;
+import { ARCHIVE_METADATA } from './archive-metadata.ts';
 
 export interface SmtFetchDependencies {
   /** Opens a session to the SMT server (called once per run, only when needed). */

@@ -10,12 +10,8 @@
  * start is dropped. `\n` never occurs inside a multi-byte UTF-8 sequence, so decoding a line on its
  * own gives the text a whole-file decode would, wherever the chunks were cut.
  */
+import { asBuffer } from '../bytes.ts';
 import { SmtLayoutError } from './model.ts';
-
-/** A Buffer view of the same bytes: Buffer.from(uint8Array) would copy every chunk of a file. */
-export function asBuffer(chunk: Uint8Array): Buffer {
-  return Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-}
 
 /** Longest partial line held between chunks: an LSE data record of a day of 1-minute triples stays far below this. */
 const MAX_LINE_BYTES = 1_000_000;

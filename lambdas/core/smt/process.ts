@@ -26,7 +26,7 @@ import type { Metrics } from '../metrics.ts';
 import type { RawArchive } from '../raw-archive.ts';
 import type { ReadingStore } from '../reading-store.ts';
 import { validateReading, type Reading } from '../../../shared/reading.ts';
-import { ARCHIVE_METADATA } from './fetch.ts';
+import { ARCHIVE_METADATA } from './archive-metadata.ts';
 import { clearParts } from './clear-content.ts';
 import { decryptToFile, SmtDecryptError } from './decrypt.ts';
 import { SMT_TIME_ZONE, SmtLayoutError, type SmtDay } from './model.ts';
