@@ -17,6 +17,7 @@ import * as iot from 'aws-cdk-lib/aws-iot';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { basicIngestTopicPrefix, TELEMETRY_TOPIC_FILTER, telemetryTopic } from '../shared/telemetry.ts';
 import type { IngestionMonitoring } from './monitoring.ts';
 import { METRICS_NAMESPACE, MeterbridgeFunction } from './meterbridge-function.ts';
 import type { StageSettings } from './settings.ts';
@@ -32,9 +33,6 @@ const INGEST_TIMEOUT = Duration.seconds(30);
  * It has to reach IoT literally: it is written in a plain string, never inside Fn::Sub.
  */
 export const THING_NAME_VARIABLE = '${iot:Connection.Thing.ThingName}';
-
-/** Topic filter of the rule, below the Basic Ingest prefix: one level for the thing name. */
-const TELEMETRY_TOPIC_FILTER = 'gateways/+/telemetry';
 
 /**
  * Rule SQL. The payload is forwarded byte-exact as base64 (not parsed by the rules engine), so a
@@ -95,7 +93,7 @@ export class IotIngestion extends Construct {
     const stack = Stack.of(this);
 
     this.ruleName = `meterbridge_${settings.stage.replace(/-/g, '_')}_telemetry`;
-    this.basicIngestTopicPrefix = `$aws/rules/${this.ruleName}/gateways`;
+    this.basicIngestTopicPrefix = basicIngestTopicPrefix(this.ruleName);
 
     this.thingType = new iot.CfnThingType(this, 'GatewayThingType', {
       thingTypeName: `meterbridge-${settings.stage}-gateway`,
@@ -241,7 +239,7 @@ export class IotIngestion extends Construct {
             // topics cannot be subscribed to, and gateways subscribe to nothing yet.
             Effect: 'Allow',
             Action: 'iot:Publish',
-            Resource: iotArn('topic', `${this.basicIngestTopicPrefix}/${THING_NAME_VARIABLE}/telemetry`),
+            Resource: iotArn('topic', telemetryTopic(this.ruleName, THING_NAME_VARIABLE)),
           },
         ],
       },

@@ -4,6 +4,7 @@
  */
 import { CfnOutput, Stack, Tags, type StackProps } from 'aws-cdk-lib';
 import type { Construct } from 'constructs';
+import { telemetryTopic } from '../shared/telemetry.ts';
 import { AlarmTopic } from './alarm-topic.ts';
 import { IotIngestion } from './iot-ingestion.ts';
 import { Operations } from './operations.ts';
@@ -83,7 +84,7 @@ export class MeterbridgeStack extends Stack {
     });
     new CfnOutput(this, 'IotTelemetryTopic', {
       description: 'Topic a gateway publishes telemetry to; <thingName> is its own thing name, which must also be its MQTT client id',
-      value: `${this.iot.basicIngestTopicPrefix}/<thingName>/telemetry`,
+      value: telemetryTopic(this.iot.ruleName, '<thingName>'),
     });
     new CfnOutput(this, 'IotGatewayPolicyName', {
       description: 'IoT policy to attach to every gateway certificate',

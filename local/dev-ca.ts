@@ -14,6 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { THING_NAME_PATTERN, THING_NAME_RULE } from '../shared/telemetry.ts';
 
 const run = promisify(execFile);
 
@@ -82,12 +83,6 @@ export interface DeviceCertOptions {
   days?: number;
 }
 
-/**
- * AWS IoT thing names are `[a-zA-Z0-9:_-]+`, at most 128 characters. Checking it here also keeps
- * the name safe inside openssl's `-subj /CN=...` syntax, where `/` and `=` are separators.
- */
-const THING_NAME = /^[a-zA-Z0-9:_-]{1,128}$/;
-
 /** Creates a self-signed CA (EC P-256) in `dir`; the folder is created if missing. */
 export async function createDevCa(dir: string, options: DevCaOptions = {}): Promise<DevCa> {
   const { commonName = 'meterbridge dev CA', days = 3650, name = 'ca' } = options;
@@ -126,7 +121,8 @@ export async function issueServerCert(ca: DevCa, dir: string, options: ServerCer
  * takes as the thing name (AWS IoT gets it from the thing the certificate is attached to).
  */
 export async function issueDeviceCert(ca: DevCa, dir: string, thingName: string, options: DeviceCertOptions = {}): Promise<IssuedCert> {
-  if (!THING_NAME.test(thingName)) throw new Error(`issueDeviceCert: '${thingName}' is not a valid thing name ([a-zA-Z0-9:_-], 1-128 characters)`);
+  // The thing-name pattern also keeps the name safe inside openssl's `-subj /CN=...`, where `/` and `=` are separators.
+  if (!THING_NAME_PATTERN.test(thingName)) throw new Error(`issueDeviceCert: '${thingName}' is not a valid thing name: ${THING_NAME_RULE}`);
   const { days = 825 } = options;
   return issue(ca, dir, thingName, thingName, days, [
     'basicConstraints=critical,CA:FALSE',

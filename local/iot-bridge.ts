@@ -11,6 +11,7 @@
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import { withoutBasicIngestPrefix } from '../shared/telemetry.ts';
 
 /** The part of an accepted publish the rule uses (a `LocalIotPublish` fits). */
 export interface RulePublish {
@@ -34,14 +35,11 @@ export interface RuleMessage {
   receivedAt: number;
 }
 
-/** `$aws/rules/<rule>/` at the start of a Basic Ingest topic. */
-const BASIC_INGEST_PREFIX = /^\$aws\/rules\/[^/]+\//;
-
 /** The SQS message body the topic rule would send for this publish. */
 export function toRuleMessageBody(publish: RulePublish): string {
   const message: RuleMessage = {
     payload: publish.payload.toString('base64'),
-    topic: publish.topic.replace(BASIC_INGEST_PREFIX, ''),
+    topic: withoutBasicIngestPrefix(publish.topic),
     receivedAt: publish.receivedAt,
   };
   return JSON.stringify(message);

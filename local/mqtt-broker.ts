@@ -36,6 +36,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import tls from 'node:tls';
 import { Aedes, type AuthenticateError, type Client, type PublishPacket } from 'aedes';
 import { silentLog, type Log } from '../shared/log.ts';
+import { MAX_MESSAGE_BYTES, RULE_NAME_PATTERN, telemetryTopic as basicIngestTopic } from '../shared/telemetry.ts';
 
 /** One publish the broker accepted, as handed to the rule. */
 export interface LocalIotPublish {
@@ -120,8 +121,6 @@ export interface LocalIotBroker {
   close(): Promise<void>;
 }
 
-/** Prefix of AWS IoT Basic Ingest topics; nobody can subscribe to them. */
-const BASIC_INGEST_PREFIX = '$aws/rules/';
 /** CONNACK return code 5 in MQTT 3.1.1. */
 const NOT_AUTHORIZED = 5;
 
@@ -131,11 +130,11 @@ export async function startLocalIotBroker(options: LocalIotBrokerOptions): Promi
     host = '127.0.0.1',
     ruleName,
     onPublish,
-    maxPayloadBytes = 128 * 1024,
+    maxPayloadBytes = MAX_MESSAGE_BYTES,
     connectTimeoutMs = 5000,
     log = silentLog,
   } = options;
-  if (!/^[a-zA-Z0-9_]+$/.test(ruleName)) throw new Error(`'${ruleName}' is not a valid topic rule name ([a-zA-Z0-9_])`);
+  if (!RULE_NAME_PATTERN.test(ruleName)) throw new Error(`'${ruleName}' is not a valid topic rule name ([a-zA-Z0-9_])`);
   const [ca, cert, key] = await Promise.all([
     readFile(options.caCertPath),
     readFile(options.serverCertPath),
@@ -151,7 +150,7 @@ export async function startLocalIotBroker(options: LocalIotBrokerOptions): Promi
     handOffFailed: 0,
     subscribeRefused: 0,
   };
-  const telemetryTopic = (thingName: string): string => `${BASIC_INGEST_PREFIX}${ruleName}/gateways/${thingName}/telemetry`;
+  const telemetryTopic = (thingName: string): string => basicIngestTopic(ruleName, thingName);
 
   const broker = await Aedes.createBroker({
     connectTimeout: connectTimeoutMs,

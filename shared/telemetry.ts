@@ -1,6 +1,8 @@
 /**
- * Telemetry message contract v1: what a gateway publishes to its Basic Ingest topic
- * `$aws/rules/<rule>/gateways/<thingName>/telemetry` (documented in the README).
+ * Telemetry contract v1, the one definition of it: what a gateway publishes to its Basic Ingest
+ * topic `$aws/rules/<rule>/gateways/<thingName>/telemetry` (docs/iot.md). The gateway, the ingest
+ * core, device provisioning, the local broker and the CDK stack all import the topic, the
+ * thing-name pattern and the limits from here.
  *
  *   { "v": 1, "gatewayId": "<thing name>", "seq": <per-gateway increasing integer>,
  *     "sentAt": "<ISO-8601>",
@@ -16,8 +18,53 @@ import { UNITS, QUALITIES, validateReading, type Reading, type ValidationOptions
 
 /** IoT Core refuses larger messages; anything bigger reaching us did not come through it. */
 export const MAX_MESSAGE_BYTES = 128 * 1024;
-/** Thing names as IoT Core allows them. */
-const THING_NAME = /^[a-zA-Z0-9:_-]{1,128}$/;
+/** Most readings one message may carry. */
+export const MAX_READINGS_PER_MESSAGE = 5000;
+/** Most blocks one message may carry. */
+export const MAX_BLOCKS_PER_MESSAGE = 1000;
+/** Most values one block may carry: a day of 1-minute intervals. */
+export const MAX_VALUES_PER_BLOCK = 1440;
+
+/**
+ * Thing names as IoT Core allows them (API reference): 1-128 of `[a-zA-Z0-9:_-]`. A gateway's
+ * thing name is also its MQTT client id and its certificate's CN, and it is a topic level.
+ */
+export const THING_NAME_PATTERN = /^[a-zA-Z0-9:_-]{1,128}$/;
+/** What THING_NAME_PATTERN allows, for refusals. */
+export const THING_NAME_RULE = 'must be an IoT thing name (1-128 of a-z A-Z 0-9 : _ -)';
+/** Topic rule names as IoT Core allows them: 1-128 of `[a-zA-Z0-9_]`. */
+export const RULE_NAME_PATTERN = /^[a-zA-Z0-9_]{1,128}$/;
+
+/**
+ * Basic Ingest: a publish to `$aws/rules/<rule>/...` goes straight to that topic rule (no broker
+ * fan-out, no messaging charge); nobody can subscribe to such topics.
+ */
+export const BASIC_INGEST_PREFIX = '$aws/rules/';
+
+/** The topic levels around the thing name: `gateways/<thingName>/telemetry`. */
+const GATEWAYS_LEVEL = 'gateways';
+const TELEMETRY_LEVEL = 'telemetry';
+
+/** The topic filter of the telemetry rule (what `topic()` matches once IoT has removed the Basic Ingest prefix). */
+export const TELEMETRY_TOPIC_FILTER = `${GATEWAYS_LEVEL}/+/${TELEMETRY_LEVEL}`;
+
+/** `$aws/rules/<rule>/gateways`: gateway `<thingName>` publishes to `<prefix>/<thingName>/telemetry`. */
+export function basicIngestTopicPrefix(ruleName: string): string {
+  return `${BASIC_INGEST_PREFIX}${ruleName}/${GATEWAYS_LEVEL}`;
+}
+
+/** The Basic Ingest topic gateway `thingName` publishes its telemetry to. */
+export function telemetryTopic(ruleName: string, thingName: string): string {
+  return `${basicIngestTopicPrefix(ruleName)}/${thingName}/${TELEMETRY_LEVEL}`;
+}
+
+/** The topic as the rule sees it: IoT strips `$aws/rules/<rule>/` before the rule runs. */
+export function withoutBasicIngestPrefix(topic: string): string {
+  if (!topic.startsWith(BASIC_INGEST_PREFIX)) return topic;
+  const ruleEnd = topic.indexOf('/', BASIC_INGEST_PREFIX.length);
+  // No rule name, or nothing after it: not a Basic Ingest topic, left as it is (and refused by the caller).
+  return ruleEnd > BASIC_INGEST_PREFIX.length ? topic.slice(ruleEnd + 1) : topic;
+}
 
 const instantString = z.iso.datetime({ offset: true });
 
@@ -38,18 +85,18 @@ const blockEntry = z.strictObject({
   start: instantString,
   intervalSeconds: z.number().int().min(60).max(86_400),
   unit: z.enum(UNITS, { error: (issue) => `unknown unit ${JSON.stringify(issue.input)}` }),
-  values: z.array(z.number({ error: 'must be a finite number or null' }).nullable()).min(1).max(1440),
+  values: z.array(z.number({ error: 'must be a finite number or null' }).nullable()).min(1).max(MAX_VALUES_PER_BLOCK),
   quality: z.array(z.enum(QUALITIES)).optional(),
 });
 
 const messageSchema = z
   .strictObject({
     v: z.literal(1, { error: 'unsupported contract version (this handler reads v1)' }),
-    gatewayId: z.string().regex(THING_NAME, 'must be an IoT thing name (1-128 of a-z A-Z 0-9 : _ -)'),
+    gatewayId: z.string().regex(THING_NAME_PATTERN, THING_NAME_RULE),
     seq: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
     sentAt: instantString,
-    readings: z.array(readingEntry).max(5000).default([]),
-    blocks: z.array(blockEntry).max(1000).default([]),
+    readings: z.array(readingEntry).max(MAX_READINGS_PER_MESSAGE).default([]),
+    blocks: z.array(blockEntry).max(MAX_BLOCKS_PER_MESSAGE).default([]),
   })
   .refine((message) => message.readings.length + message.blocks.length > 0, 'a message carries at least one reading or block');
 
@@ -139,5 +186,6 @@ function identityOf(json: unknown): { gatewayId?: string; seq?: number } {
 
 /** The thing name inside a telemetry topic, with or without the Basic Ingest prefix. */
 export function thingNameFromTopic(topic: string): string | undefined {
-  return /^(?:\$aws\/rules\/[^/]+\/)?gateways\/([^/]+)\/telemetry$/.exec(topic)?.[1];
+  const [first, thingName, last, ...more] = withoutBasicIngestPrefix(topic).split('/');
+  return first === GATEWAYS_LEVEL && last === TELEMETRY_LEVEL && more.length === 0 && thingName ? thingName : undefined;
 }

@@ -49,6 +49,7 @@ import {
   type IoTClient,
 } from '@aws-sdk/client-iot';
 import { silentLog, type Log } from '../../shared/log.ts';
+import { RULE_NAME_PATTERN, telemetryTopic, THING_NAME_PATTERN } from '../../shared/telemetry.ts';
 
 /**
  * Amazon Root CA 1, the root of IoT Core's ATS endpoints (`iot:Data-ATS`). Public; embedded so a
@@ -91,19 +92,12 @@ export const DEVICE_FILES = {
   endpoint: 'endpoint.json',
 } as const;
 
-// IoT Core's own patterns (API reference): thing and thing type names, policy names, rule names.
-const THING_NAME = /^[a-zA-Z0-9:_-]{1,128}$/;
+// IoT Core's own pattern for policy names (API reference); thing (type) and rule names are the telemetry contract's.
 const POLICY_NAME = /^[\w+=,.@-]{1,128}$/;
-const RULE_NAME = /^[a-zA-Z0-9_]{1,128}$/;
-
-/** The Basic Ingest topic a gateway publishes telemetry to (DESIGN.md §2; the rule name is part of it). */
-export function telemetryTopic(ruleName: string, thingName: string): string {
-  return `$aws/rules/${ruleName}/gateways/${thingName}/telemetry`;
-}
 
 /** Throws unless `thingName` is a valid IoT thing name (1-128 of `[a-zA-Z0-9:_-]`). */
 export function assertThingName(thingName: string, what = 'thing name'): void {
-  if (!THING_NAME.test(thingName)) {
+  if (!THING_NAME_PATTERN.test(thingName)) {
     throw new DeviceProvisioningError(
       `${JSON.stringify(thingName)} is not a valid ${what}: 1-128 characters of letters, digits, ':', '_' and '-'`,
     );
@@ -187,7 +181,7 @@ export async function provisionDevice(options: ProvisionDeviceOptions): Promise<
   assertThingName(thingName);
   if (thingTypeName !== undefined) assertThingName(thingTypeName, 'thing type name');
   if (!POLICY_NAME.test(policyName)) throw new DeviceProvisioningError(`${JSON.stringify(policyName)} is not a valid IoT policy name`);
-  if (!RULE_NAME.test(ruleName)) {
+  if (!RULE_NAME_PATTERN.test(ruleName)) {
     throw new DeviceProvisioningError(`${JSON.stringify(ruleName)} is not a valid IoT rule name: 1-128 characters of letters, digits and '_'`);
   }
 

@@ -12,16 +12,16 @@ import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { QUALITIES, UNITS } from '../../shared/reading.ts';
+import { MAX_MESSAGE_BYTES, telemetryTopic as basicIngestTopic, THING_NAME_PATTERN, THING_NAME_RULE } from '../../shared/telemetry.ts';
 
 /** AWS IoT Core per-connection limits (DESIGN.md §3). */
 export const IOT_LIMITS = {
   publishesPerSecond: 100,
   bytesPerSecond: 512 * 1024,
-  messageBytes: 128 * 1024,
+  messageBytes: MAX_MESSAGE_BYTES,
   inFlightQos1: 100,
 } as const;
 
-const THING_NAME = /^[a-zA-Z0-9:_-]{1,128}$/;
 const METER_ID = /^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$/;
 const CHANNEL = /^[a-z0-9][a-z0-9._\-]{0,63}$/;
 
@@ -72,13 +72,13 @@ const meterSchema = z.strictObject({
 
 const configSchema = z
   .strictObject({
-    thingName: z.string().regex(THING_NAME, 'must be an IoT thing name (1-128 of a-z A-Z 0-9 : _ -)'),
+    thingName: z.string().regex(THING_NAME_PATTERN, THING_NAME_RULE),
     iot: z.strictObject({
       /** ATS data endpoint, e.g. a1b2c3-ats.iot.us-east-1.amazonaws.com. */
       endpoint: z.string().min(1),
       /** 8883 (MQTT over TLS), or 443 with ALPN `x-amzn-mqtt-ca` where 8883 is blocked. */
       port: z.number().int().min(1).max(65_535).default(8883),
-      /** Topic rule name: publishes go to `$aws/rules/<ruleName>/gateways/<thingName>/telemetry`. */
+      /** Topic rule name: publishes go to its Basic Ingest topic (shared/telemetry.ts telemetryTopic). */
       ruleName: z.string().regex(/^[a-zA-Z0-9_]+$/, 'must be a topic rule name ([a-zA-Z0-9_])'),
       certFile: z.string().min(1),
       keyFile: z.string().min(1),
@@ -262,5 +262,5 @@ export function assertTlsFilesReadable(config: GatewayConfig): void {
 
 /** The Basic Ingest topic this gateway publishes to. */
 export function telemetryTopic(config: Pick<GatewayConfig, 'thingName' | 'iot'>): string {
-  return `$aws/rules/${config.iot.ruleName}/gateways/${config.thingName}/telemetry`;
+  return basicIngestTopic(config.iot.ruleName, config.thingName);
 }

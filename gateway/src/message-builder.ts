@@ -5,10 +5,8 @@
  * 0.031 write units per reading instead of 2.7). Messages stay under the configured byte size
  * and the contract's 1,000 blocks and 1,440 values per block.
  */
+import { MAX_BLOCKS_PER_MESSAGE, MAX_VALUES_PER_BLOCK } from '../../shared/telemetry.ts';
 import type { SpooledReading } from './spool.ts';
-
-export const MAX_BLOCKS_PER_MESSAGE = 1000;
-export const MAX_VALUES_PER_BLOCK = 1440;
 
 export interface TelemetryBlock {
   meterId: string;

@@ -18,6 +18,7 @@ import type { LocalSource } from '../local-mode.ts';
 import type { ExpectedReading } from '../progress.ts';
 import { queryEndpointFlag, type LocalPlatform } from '../platform.ts';
 import { LOCAL_RULE_NAME } from '../defaults.ts';
+import { telemetryTopic } from '../../shared/telemetry.ts';
 
 export interface IotSourceOptions {
   gateways: number;
@@ -184,7 +185,7 @@ export async function iotSource(platform: LocalPlatform, options: IotSourceOptio
       `  MQTT (IoT Core stand-in) on 127.0.0.1:${brokerPort}, mTLS with the dev CA; a device certificate for thing ${outsideThing} is ready:`,
       `    mosquitto_pub -h localhost -p ${brokerPort} --cafile ${platform.ca.certPath} \\`,
       `      --cert ${outside.certPath} --key ${outside.keyPath} \\`,
-      `      -i ${outsideThing} -q 1 -t '$aws/rules/${LOCAL_RULE_NAME}/gateways/${outsideThing}/telemetry' \\`,
+      `      -i ${outsideThing} -q 1 -t '${telemetryTopic(LOCAL_RULE_NAME, outsideThing)}' \\`,
       `      -m '{"v":1,"gatewayId":"${outsideThing}","seq":1,"sentAt":"${new Date().toISOString()}","readings":[{"meterId":"cli-meter","channel":"energy.active.import","start":"${new Date(virtualStart).toISOString()}","end":"${new Date(virtualStart + intervalMs).toISOString()}","value":1.25,"unit":"kWh"}]}'`,
       `    then: npx tsx bin/meterbridge.ts readings query --meter cli-meter --from ${new Date(virtualStart).toISOString().slice(0, 10)}${queryEndpointFlag(platform)}`,
     ],

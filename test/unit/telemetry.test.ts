@@ -1,6 +1,15 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodeTelemetry, MAX_MESSAGE_BYTES, thingNameFromTopic } from '../../shared/telemetry.ts';
+import {
+  basicIngestTopicPrefix,
+  decodeTelemetry,
+  MAX_MESSAGE_BYTES,
+  TELEMETRY_TOPIC_FILTER,
+  telemetryTopic,
+  THING_NAME_PATTERN,
+  thingNameFromTopic,
+  withoutBasicIngestPrefix,
+} from '../../shared/telemetry.ts';
 
 const now = new Date('2026-11-23T12:00:00Z');
 const base = { v: 1, gatewayId: 'gw-1', seq: 42, sentAt: '2026-11-23T11:59:00Z' };
@@ -54,5 +63,24 @@ describe('telemetry contract v1', () => {
     assert.equal(thingNameFromTopic('$aws/rules/meterbridge_dev_telemetry/gateways/gw-7/telemetry'), 'gw-7');
     assert.equal(thingNameFromTopic('gateways/gw-7/telemetry'), 'gw-7');
     assert.equal(thingNameFromTopic('gateways/gw-7/other'), undefined);
+  });
+
+  it('builds the Basic Ingest topic the rule filter matches and the thing name is read back from', () => {
+    const topic = telemetryTopic('meterbridge_dev_telemetry', 'gw-7');
+    assert.equal(topic, '$aws/rules/meterbridge_dev_telemetry/gateways/gw-7/telemetry');
+    assert.ok(topic.startsWith(`${basicIngestTopicPrefix('meterbridge_dev_telemetry')}/`));
+    assert.equal(TELEMETRY_TOPIC_FILTER, 'gateways/+/telemetry');
+    assert.equal(withoutBasicIngestPrefix(topic), 'gateways/gw-7/telemetry');
+    assert.equal(thingNameFromTopic(topic), 'gw-7');
+    // No rule name, extra levels, an empty thing name: not a telemetry topic.
+    assert.equal(withoutBasicIngestPrefix('$aws/rules//gateways/gw-7/telemetry'), '$aws/rules//gateways/gw-7/telemetry');
+    assert.equal(thingNameFromTopic('$aws/rules//gateways/gw-7/telemetry'), undefined);
+    assert.equal(thingNameFromTopic('gateways/gw-7/telemetry/more'), undefined);
+    assert.equal(thingNameFromTopic('gateways//telemetry'), undefined);
+  });
+
+  it('accepts exactly the thing names IoT Core allows', () => {
+    for (const name of ['gw-1', 'a', 'A:b_c-9', 'x'.repeat(128)]) assert.ok(THING_NAME_PATTERN.test(name), name);
+    for (const name of ['', 'gw/1', 'gw 1', 'gw.1', 'x'.repeat(129), '+', '#']) assert.ok(!THING_NAME_PATTERN.test(name), name);
   });
 });
