@@ -11,7 +11,7 @@
  * queue that SQS's native redrive replays as a whole.
  */
 import { fileURLToPath } from 'node:url';
-import { Aws, Duration, Stack, Validations } from 'aws-cdk-lib';
+import { Aws, Duration, Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as iot from 'aws-cdk-lib/aws-iot';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
@@ -19,7 +19,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { basicIngestTopicPrefix, TELEMETRY_TOPIC_FILTER, telemetryTopic } from '../shared/telemetry.ts';
 import type { IngestionMonitoring } from './monitoring.ts';
-import { METRICS_NAMESPACE, MeterbridgeFunction } from './meterbridge-function.ts';
+import { MeterbridgeFunction } from './meterbridge-function.ts';
 import type { StageSettings } from './settings.ts';
 import type { ReadingStorage } from './storage.ts';
 
@@ -90,7 +90,6 @@ export class IotIngestion extends Construct {
   constructor(scope: Construct, id: string, props: IotIngestionProps) {
     super(scope, id);
     const { settings, storage } = props;
-    const stack = Stack.of(this);
 
     this.ruleName = `meterbridge_${settings.stage.replace(/-/g, '_')}_telemetry`;
     this.basicIngestTopicPrefix = basicIngestTopicPrefix(this.ruleName);
@@ -99,12 +98,19 @@ export class IotIngestion extends Construct {
       thingTypeName: `meterbridge-${settings.stage}-gateway`,
       thingTypeProperties: { thingTypeDescription: `meterbridge ${settings.stage} field gateway publishing meter telemetry` },
     });
+    this.deadLetterQueue = this.createDeadLetterQueue(settings);
+    this.queue = this.createQueue(settings);
+    this.ingestFunction = this.createIngestFunction(settings, storage);
+    this.topicRule = this.createTopicRule(settings);
+    this.policy = this.createGatewayPolicy(settings);
+  }
 
-    // --- queues -----------------------------------------------------------------------------
+  // --- queues -------------------------------------------------------------------------------
 
+  private createDeadLetterQueue(settings: StageSettings): sqs.Queue {
     // SQS-managed SSE rather than a customer managed key: neither IoT's rule role nor the
     // function then needs KMS grants, and nothing else reads these queues.
-    this.deadLetterQueue = new sqs.Queue(this, 'DeadLetterQueue', {
+    return new sqs.Queue(this, 'DeadLetterQueue', {
       encryption: sqs.QueueEncryption.SQS_MANAGED,
       enforceSSL: true,
       // The maximum. A standard queue keeps a message's original enqueue time when it is
@@ -113,8 +119,10 @@ export class IotIngestion extends Construct {
       // It holds the only copy of what was not stored; deleting the stack must not delete it.
       removalPolicy: settings.removalPolicy,
     });
+  }
 
-    this.queue = new sqs.Queue(this, 'Queue', {
+  private createQueue(settings: StageSettings): sqs.Queue {
+    return new sqs.Queue(this, 'Queue', {
       encryption: sqs.QueueEncryption.SQS_MANAGED,
       enforceSSL: true,
       // AWS guidance for Lambda event sources: six times the function timeout, which leaves
@@ -130,10 +138,12 @@ export class IotIngestion extends Construct {
         maxReceiveCount: 5,
       },
     });
+  }
 
-    // --- ingest function ---------------------------------------------------------------------
+  // --- ingest function ----------------------------------------------------------------------
 
-    this.ingestFunction = new MeterbridgeFunction(this, 'IngestFunction', {
+  private createIngestFunction(settings: StageSettings, storage: ReadingStorage): MeterbridgeFunction {
+    const ingestFunction = new MeterbridgeFunction(this, 'IngestFunction', {
       entry: INGEST_ENTRY,
       settings,
       serviceName: 'iot-ingest',
@@ -146,38 +156,13 @@ export class IotIngestion extends Construct {
         DEAD_LETTER_QUEUE_URL: this.deadLetterQueue.queueUrl,
       },
     });
-    storage.grantStoreWrite(this.ingestFunction);
-    storage.grantLedger(this.ingestFunction);
+    storage.grantStoreWrite(ingestFunction);
+    storage.grantLedger(ingestFunction);
     // The handler parks invalid messages in the DLQ itself, with the reason as an attribute.
-    this.deadLetterQueue.grantSendMessages(this.ingestFunction);
+    this.deadLetterQueue.grantSendMessages(ingestFunction);
+    ingestFunction.grantPutMetrics();
 
-    // PutMetricData has no resource-level permissions, so it can only be narrowed by namespace.
-    // A policy of its own, so the acknowledgement below covers this statement and nothing else.
-    const metricsPolicy = new iam.Policy(this, 'IngestMetricsPolicy', {
-      statements: [
-        new iam.PolicyStatement({
-          actions: ['cloudwatch:PutMetricData'],
-          resources: ['*'],
-          conditions: { StringEquals: { 'cloudwatch:namespace': METRICS_NAMESPACE } },
-        }),
-      ],
-    });
-    const ingestRole = this.ingestFunction.role;
-    // Always set by MeterbridgeFunction; optional in the type only because lambda.Function's is.
-    if (ingestRole === undefined) {
-      throw new Error('IngestFunction has no execution role');
-    }
-    metricsPolicy.attachToRole(ingestRole);
-    // The first invocations already flush metrics: attach the policy before the function exists.
-    this.ingestFunction.node.addDependency(metricsPolicy);
-    Validations.of(metricsPolicy).acknowledge({
-      id: 'AwsSolutions-IAM5[Resource::*]',
-      reason:
-        'cloudwatch:PutMetricData supports only Resource "*"; the statement is restricted to the Meterbridge ' +
-        'namespace with the cloudwatch:namespace condition key.',
-    });
-
-    this.ingestFunction.addEventSource(
+    ingestFunction.addEventSource(
       new SqsEventSource(this.queue, {
         // A bad message fails alone instead of sending its 49 neighbours back to the queue.
         reportBatchItemFailures: true,
@@ -192,14 +177,17 @@ export class IotIngestion extends Construct {
         maxConcurrency: 20,
       }),
     );
+    return ingestFunction;
+  }
 
-    // --- topic rule --------------------------------------------------------------------------
+  // --- topic rule ---------------------------------------------------------------------------
 
-    const ruleArn = stack.formatArn({ service: 'iot', resource: 'rule', resourceName: this.ruleName });
+  private createTopicRule(settings: StageSettings): iot.CfnTopicRule {
+    const ruleArn = Stack.of(this).formatArn({ service: 'iot', resource: 'rule', resourceName: this.ruleName });
     const ruleAction = this.ruleRole('RuleActionRole', ruleArn, this.queue, 'send telemetry to the ingest queue');
     const ruleErrorAction = this.ruleRole('RuleErrorActionRole', ruleArn, this.deadLetterQueue, 'send rule failures to the dead-letter queue');
 
-    this.topicRule = new iot.CfnTopicRule(this, 'TelemetryRule', {
+    const topicRule = new iot.CfnTopicRule(this, 'TelemetryRule', {
       ruleName: this.ruleName,
       topicRulePayload: {
         description: `meterbridge ${settings.stage}: gateway telemetry (Basic Ingest) to the ingest queue`,
@@ -215,13 +203,16 @@ export class IotIngestion extends Construct {
       },
     });
     // Messages may arrive as soon as the rule exists: let the roles' policies exist first.
-    this.topicRule.node.addDependency(ruleAction, ruleErrorAction);
+    topicRule.node.addDependency(ruleAction, ruleErrorAction);
+    return topicRule;
+  }
 
-    // --- device policy -----------------------------------------------------------------------
+  // --- device policy ------------------------------------------------------------------------
 
+  private createGatewayPolicy(settings: StageSettings): iot.CfnPolicy {
     // One policy for every gateway: the policy variable confines each certificate to the thing
     // it is attached to. The MQTT client id must therefore equal the thing name.
-    this.policy = new iot.CfnPolicy(this, 'GatewayPolicy', {
+    return new iot.CfnPolicy(this, 'GatewayPolicy', {
       policyName: `meterbridge-${settings.stage}-gateway`,
       policyDocument: {
         Version: '2012-10-17',

@@ -157,6 +157,47 @@ export class MeterbridgeFunction extends nodejs.NodejsFunction {
       });
     }
   }
+
+  /**
+   * Lets the function publish the custom metrics (namespace {@link METRICS_NAMESPACE}) and
+   * returns the policy. PutMetricData has no resource-level permissions, so it can only be
+   * narrowed by namespace; the statement gets a policy of its own so that the cdk-nag
+   * acknowledgement covers it and nothing else. Functions granting the same `policyId` in the
+   * same scope share one policy. The function depends on the policy: its first invocations
+   * already flush metrics.
+   *
+   * @param policyId id of the policy in the function's scope. @default `<function id without "Function">MetricsPolicy`
+   */
+  public grantPutMetrics(policyId = `${this.node.id.replace(/Function$/, '')}MetricsPolicy`): iam.Policy {
+    const scope = this.node.scope as Construct;
+    let policy = scope.node.tryFindChild(policyId) as iam.Policy | undefined;
+    if (policy === undefined) {
+      policy = new iam.Policy(scope, policyId, {
+        statements: [
+          new iam.PolicyStatement({
+            actions: ['cloudwatch:PutMetricData'],
+            resources: ['*'],
+            conditions: { StringEquals: { 'cloudwatch:namespace': METRICS_NAMESPACE } },
+          }),
+        ],
+      });
+      Validations.of(policy).acknowledge({
+        id: 'AwsSolutions-IAM5[Resource::*]',
+        reason:
+          'cloudwatch:PutMetricData supports only Resource "*"; the statement is restricted to the Meterbridge ' +
+          'namespace with the cloudwatch:namespace condition key.',
+      });
+    }
+    policy.attachToRole(executionRoleOf(this));
+    this.node.addDependency(policy);
+    return policy;
+  }
+}
+
+/** The execution role: always set by MeterbridgeFunction, optional in the type only because lambda.Function's is. */
+export function executionRoleOf(fn: MeterbridgeFunction): iam.IRole {
+  if (fn.role === undefined) throw new Error(`${fn.node.id} has no execution role`);
+  return fn.role;
 }
 
 /** Drops keys whose value is undefined, so spreading the result never erases a default. */

@@ -30,7 +30,7 @@ import { Construct } from 'constructs';
 import { READY_PATHS } from '../lambdas/core/ready/api-gateway.ts';
 import type { AlarmTopic } from './alarm-topic.ts';
 import { ArchiveBucket } from './archive-bucket.ts';
-import { METRICS_NAMESPACE, MeterbridgeFunction } from './meterbridge-function.ts';
+import { executionRoleOf, METRICS_NAMESPACE, MeterbridgeFunction } from './meterbridge-function.ts';
 import type { IngestionMonitoring } from './monitoring.ts';
 import type { ReadySettings } from './ready-settings.ts';
 import type { StageSettings } from './settings.ts';
@@ -103,14 +103,22 @@ export class ReadyIngestion extends Construct {
     const ready = props.ready ?? settings.ready;
     this.readySettings = ready;
 
-    // --- archive -----------------------------------------------------------------------------
-
     this.archive = new ArchiveBucket(this, 'Archive', { purpose: 'ready', removalPolicy: settings.removalPolicy, coldAfterDays: ready.archiveColdAfterDays });
     this.archiveBucket = this.archive.bucket;
+    this.secret = this.createCredentials(settings);
+    this.webhookFunction = this.createWebhookFunction(settings, storage, ready);
+    this.accessLogGroup = this.createAccessLog(settings);
+    this.api = this.createApi(settings, ready);
+    this.webhookUrl = this.api.urlForPath(READY_PATHS.data);
+    this.statusUrl = this.api.urlForPath(READY_PATHS.status);
+    this.subscriptionAlarm = this.createSubscriptionAlarm(settings);
+    props.alarms?.addAlarm(this.subscriptionAlarm);
+  }
 
-    // --- credentials --------------------------------------------------------------------------
+  // --- credentials --------------------------------------------------------------------------
 
-    this.secret = new secretsmanager.Secret(this, 'Credentials', {
+  private createCredentials(settings: StageSettings): secretsmanager.Secret {
+    const secret = new secretsmanager.Secret(this, 'Credentials', {
       description: `meterbridge ${settings.stage}: Kamstrup READY API Access credentials {tenantId, clientId, clientSecret, signingKey}; put the values READY issued`,
       // A random placeholder, so no credential is ever in the template; handshakes fail (and
       // are counted) until an operator puts the real client secret.
@@ -122,14 +130,17 @@ export class ReadyIngestion extends Construct {
       },
       removalPolicy: settings.removalPolicy,
     });
-    Validations.of(this.secret).acknowledge({
+    Validations.of(secret).acknowledge({
       id: 'AwsSolutions-SMG4',
       reason: 'The READY client secret is issued by Kamstrup (sent by SMS) and can only be rotated in READY Manager; there is no API a rotation Lambda could call.',
     });
+    return secret;
+  }
 
-    // --- function -----------------------------------------------------------------------------
+  // --- function -----------------------------------------------------------------------------
 
-    this.webhookFunction = new MeterbridgeFunction(this, 'WebhookFunction', {
+  private createWebhookFunction(settings: StageSettings, storage: ReadingStorage, ready: ReadySettings): MeterbridgeFunction {
+    const webhookFunction = new MeterbridgeFunction(this, 'WebhookFunction', {
       entry: WEBHOOK_ENTRY,
       settings,
       serviceName: 'ready-webhook',
@@ -148,38 +159,25 @@ export class ReadyIngestion extends Construct {
         READY_VERIFICATION_ANSWER: ready.verification.answerFormat,
       },
     });
-    storage.grantStoreWrite(this.webhookFunction);
-    storage.grantLedger(this.webhookFunction);
-    this.secret.grantRead(this.webhookFunction);
-    const role = this.webhookFunction.role;
-    if (role === undefined) throw new Error('WebhookFunction has no execution role');
+    storage.grantStoreWrite(webhookFunction);
+    storage.grantLedger(webhookFunction);
+    this.secret.grantRead(webhookFunction);
+    const archivePolicy = this.archive.grantArchiveWrite(this, 'ArchiveWritePolicy', executionRoleOf(webhookFunction), 'ready');
+    webhookFunction.grantPutMetrics();
+    webhookFunction.node.addDependency(archivePolicy);
+    return webhookFunction;
+  }
 
-    const archivePolicy = this.archive.grantArchiveWrite(this, 'ArchiveWritePolicy', role, 'ready');
+  // --- API ----------------------------------------------------------------------------------
 
-    const metricsPolicy = new iam.Policy(this, 'WebhookMetricsPolicy', {
-      statements: [
-        new iam.PolicyStatement({
-          actions: ['cloudwatch:PutMetricData'],
-          resources: ['*'],
-          conditions: { StringEquals: { 'cloudwatch:namespace': METRICS_NAMESPACE } },
-        }),
-      ],
-    });
-    metricsPolicy.attachToRole(role);
-    Validations.of(metricsPolicy).acknowledge({
-      id: 'AwsSolutions-IAM5[Resource::*]',
-      reason: 'cloudwatch:PutMetricData supports only Resource "*"; the statement is restricted to the Meterbridge namespace with the cloudwatch:namespace condition key.',
-    });
-    this.webhookFunction.node.addDependency(metricsPolicy, archivePolicy);
-
-    // --- API ----------------------------------------------------------------------------------
-
+  /** The API's access log, encrypted with a key of its own. */
+  private createAccessLog(settings: StageSettings): logs.LogGroup {
     const logKey = new kms.Key(this, 'AccessLogKey', {
       description: `Encrypts the meterbridge ${settings.stage} READY API access log`,
       enableKeyRotation: true,
       removalPolicy: settings.removalPolicy,
     });
-    this.accessLogGroup = new logs.LogGroup(this, 'AccessLog', {
+    const accessLogGroup = new logs.LogGroup(this, 'AccessLog', {
       encryptionKey: logKey,
       retention: settings.logRetention,
       removalPolicy: settings.removalPolicy,
@@ -195,8 +193,11 @@ export class ReadyIngestion extends Construct {
         },
       }),
     );
-    this.accessLogGroup.node.addDependency(logKey);
+    accessLogGroup.node.addDependency(logKey);
+    return accessLogGroup;
+  }
 
+  private createApi(settings: StageSettings, ready: ReadySettings): apigw.RestApi {
     const invoke = new iam.PolicyStatement({
       effect: iam.Effect.ALLOW,
       principals: [new iam.AnyPrincipal()],
@@ -216,7 +217,7 @@ export class ReadyIngestion extends Construct {
       );
     }
 
-    this.api = new apigw.RestApi(this, 'Api', {
+    const api = new apigw.RestApi(this, 'Api', {
       restApiName: `meterbridge-${settings.stage}-ready`,
       description: `meterbridge ${settings.stage}: Kamstrup READY webhooks (WebhookUri ${READY_PATHS.data}, StatusUri ${READY_PATHS.status})`,
       endpointConfiguration: { types: [apigw.EndpointType.REGIONAL] },
@@ -247,12 +248,37 @@ export class ReadyIngestion extends Construct {
         }),
       },
     });
-    const cfnApi = this.api.node.defaultChild as apigw.CfnRestApi;
+    const cfnApi = api.node.defaultChild as apigw.CfnRestApi;
     // TLS 1.2 or 1.3 only (with forward secrecy) on the execute-api endpoint; STRICT rejects
     // requests whose Host/SNI do not name this API.
     cfnApi.securityPolicy = 'SecurityPolicy_TLS13_1_2_PFS_PQ_2025_09';
     cfnApi.endpointAccessMode = 'STRICT';
 
+    this.addGatewayResponses(api);
+
+    const integration = new apigw.LambdaIntegration(this.webhookFunction, { proxy: true });
+    for (const path of [READY_PATHS.data, READY_PATHS.status]) {
+      const resource = api.root.addResource(path.slice(1));
+      resource.addMethod('POST', integration);
+      resource.addMethod('GET', integration); // verification handshake as a query parameter
+    }
+
+    if (ready.customDomain) {
+      const domain = api.addDomainName('Domain', {
+        domainName: ready.customDomain.domainName,
+        certificate: acm.Certificate.fromCertificateArn(this, 'Certificate', ready.customDomain.certificateArn),
+        endpointType: apigw.EndpointType.REGIONAL,
+        securityPolicy: apigw.SecurityPolicy.TLS_1_2,
+      });
+      void domain;
+    }
+
+    this.acknowledgeApiFindings(api);
+    return api;
+  }
+
+  /** API Gateway's own refusals (throttled, too large, forbidden, not found, 4xx, 5xx) as JSON like the function's. */
+  private addGatewayResponses(api: apigw.RestApi): void {
     // $context.error.messageString arrives already quoted; literal messages are quoted here.
     const json = (code: string, message: string) => ({
       'application/json': `{"error":{"code":"${code}","message":${message.startsWith('$context') ? message : `"${message}"`},"requestId":"$context.requestId"}}`,
@@ -266,34 +292,17 @@ export class ReadyIngestion extends Construct {
       { id: 'Default5xx', type: apigw.ResponseType.DEFAULT_5XX, code: 'gateway_error', message: 'the webhook is unavailable; retry later', retryAfter: '30' },
     ];
     for (const r of responses) {
-      this.api.addGatewayResponse(r.id, {
+      api.addGatewayResponse(r.id, {
         type: r.type,
         ...(r.statusCode ? { statusCode: r.statusCode } : {}),
         templates: json(r.code, r.message),
         ...(r.retryAfter ? { responseHeaders: { 'Retry-After': `'${r.retryAfter}'` } } : {}),
       });
     }
+  }
 
-    const integration = new apigw.LambdaIntegration(this.webhookFunction, { proxy: true });
-    for (const path of [READY_PATHS.data, READY_PATHS.status]) {
-      const resource = this.api.root.addResource(path.slice(1));
-      resource.addMethod('POST', integration);
-      resource.addMethod('GET', integration); // verification handshake as a query parameter
-    }
-    this.webhookUrl = this.api.urlForPath(READY_PATHS.data);
-    this.statusUrl = this.api.urlForPath(READY_PATHS.status);
-
-    if (ready.customDomain) {
-      const domain = this.api.addDomainName('Domain', {
-        domainName: ready.customDomain.domainName,
-        certificate: acm.Certificate.fromCertificateArn(this, 'Certificate', ready.customDomain.certificateArn),
-        endpointType: apigw.EndpointType.REGIONAL,
-        securityPolicy: apigw.SecurityPolicy.TLS_1_2,
-      });
-      void domain;
-    }
-
-    Validations.of(this.api).acknowledge(
+  private acknowledgeApiFindings(api: apigw.RestApi): void {
+    Validations.of(api).acknowledge(
       {
         id: 'AwsSolutions-APIG2',
         reason: 'Bodies are validated in the function after the original is archived; a gateway validator would refuse malformed deliveries before anyone could replay them.',
@@ -311,14 +320,16 @@ export class ReadyIngestion extends Construct {
         reason: 'A machine-to-machine webhook called by Kamstrup READY; there are no Cognito users.',
       },
     );
-    Validations.of(this.api).acknowledge({
+    Validations.of(api).acknowledge({
       id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]',
       reason: 'The account-level role API Gateway uses to write execution logs; AWS documents this managed policy for it.',
     });
+  }
 
-    // --- subscription alarm -------------------------------------------------------------------
+  // --- subscription alarm -------------------------------------------------------------------
 
-    this.subscriptionAlarm = new cloudwatch.Alarm(this, 'SubscriptionNotActive', {
+  private createSubscriptionAlarm(settings: StageSettings): cloudwatch.Alarm {
+    return new cloudwatch.Alarm(this, 'SubscriptionNotActive', {
       alarmName: `meterbridge-${settings.stage}-ready-subscription-not-active`,
       alarmDescription: 'A READY status callback reported a webhook subscription as pending, suspended, failed or deleted: data has stopped or will stop. Check the status callback log lines (subscriptionId, reason) and re-subscribe with `meterbridge ready subscribe`.',
       metric: new cloudwatch.Metric({
@@ -334,7 +345,5 @@ export class ReadyIngestion extends Construct {
       // Callbacks come only on changes: between them the last state holds, so does the alarm.
       treatMissingData: cloudwatch.TreatMissingData.IGNORE,
     });
-    props.alarms?.addAlarm(this.subscriptionAlarm);
-
   }
 }

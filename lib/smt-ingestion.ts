@@ -21,7 +21,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { ArchiveBucket } from './archive-bucket.ts';
 import type { IngestionMonitoring } from './monitoring.ts';
-import { METRICS_NAMESPACE, MeterbridgeFunction } from './meterbridge-function.ts';
+import { executionRoleOf, MeterbridgeFunction } from './meterbridge-function.ts';
 import type { StageSettings } from './settings.ts';
 import type { SmtSettings } from './smt-settings.ts';
 import type { ReadingStorage } from './storage.ts';
@@ -99,30 +99,66 @@ export class SmtIngestion extends Construct {
     const { settings, storage } = props;
     const smt = props.smt ?? settings.smt;
     this.smtSettings = smt;
-    const stack = Stack.of(this);
 
-    // --- archive -----------------------------------------------------------------------------
+    const archive = this.createArchive(settings, smt);
+    this.archiveBucket = archive.bucket;
+    this.accessLogsBucket = archive.accessLogsBucket;
+    this.deadLetterQueue = this.createDeadLetterQueue(settings);
+    this.queue = this.createFileQueue(settings);
 
+    // --- secrets (referenced; an operator creates and fills them, see docs/smt.md) -------------
+
+    this.transportSecret = secretsmanager.Secret.fromSecretNameV2(this, 'TransportSecret', smt.transportSecretName);
+    this.pgpSecret = secretsmanager.Secret.fromSecretNameV2(this, 'PgpSecret', smt.pgpSecretName);
+
+    this.fetchFunction = this.createFetchFunction(settings, storage, smt);
+    this.processFunction = this.createProcessFunction(settings, storage, smt);
+    this.grantFunctions(storage, archive);
+
+    this.processFunction.addEventSource(
+      new SqsEventSource(this.queue, {
+        // One file per invocation: a file may take minutes, and a failure then retries only itself.
+        batchSize: 1,
+        reportBatchItemFailures: true,
+        // Caps the write rate a backlog (a month of replays) puts on the store.
+        maxConcurrency: 5,
+      }),
+    );
+
+    this.schedule = new events.Rule(this, 'FetchSchedule', {
+      description: `meterbridge ${settings.stage}: pull Smart Meter Texas files`,
+      schedule: events.Schedule.expression(smt.schedule),
+      enabled: smt.enabled,
+      targets: [new targets.LambdaFunction(this.fetchFunction, { retryAttempts: 0 })],
+    });
+  }
+
+  // --- archive ------------------------------------------------------------------------------
+
+  private createArchive(settings: StageSettings, smt: SmtSettings): ArchiveBucket {
     // SSE-S3, versioned (a re-delivered file name keeps the earlier version), TLS only, access-logged,
     // Glacier Instant Retrieval after a while (still readable at once for replays).
-    const archive = new ArchiveBucket(this, 'Archive', {
+    return new ArchiveBucket(this, 'Archive', {
       purpose: 'smt',
       removalPolicy: settings.removalPolicy,
       coldAfterDays: smt.archiveColdAfterDays,
       noncurrentVersionDays: 90,
     });
-    this.archiveBucket = archive.bucket;
-    this.accessLogsBucket = archive.accessLogsBucket;
+  }
 
-    // --- queue -------------------------------------------------------------------------------
+  // --- queue --------------------------------------------------------------------------------
 
-    this.deadLetterQueue = new sqs.Queue(this, 'DeadLetterQueue', {
+  private createDeadLetterQueue(settings: StageSettings): sqs.Queue {
+    return new sqs.Queue(this, 'DeadLetterQueue', {
       encryption: sqs.QueueEncryption.SQS_MANAGED,
       enforceSSL: true,
       retentionPeriod: Duration.days(14),
       removalPolicy: settings.removalPolicy,
     });
-    this.queue = new sqs.Queue(this, 'FileQueue', {
+  }
+
+  private createFileQueue(settings: StageSettings): sqs.Queue {
+    const queue = new sqs.Queue(this, 'FileQueue', {
       // SSE-SQS: S3 can publish to it without a KMS key policy.
       encryption: sqs.QueueEncryption.SQS_MANAGED,
       enforceSSL: true,
@@ -133,23 +169,15 @@ export class SmtIngestion extends Construct {
       // Three tries: transient failures heal in one retry; what fails three times needs a person.
       deadLetterQueue: { queue: this.deadLetterQueue, maxReceiveCount: 3 },
     });
-    this.archiveBucket.addEventNotification(s3.EventType.OBJECT_CREATED, new s3n.SqsDestination(this.queue), { prefix: SMT_ARCHIVE_PREFIX });
-    acknowledgeNotificationsHandler(stack);
+    this.archiveBucket.addEventNotification(s3.EventType.OBJECT_CREATED, new s3n.SqsDestination(queue), { prefix: SMT_ARCHIVE_PREFIX });
+    acknowledgeNotificationsHandler(Stack.of(this));
+    return queue;
+  }
 
-    // --- secrets (referenced; an operator creates and fills them, see README) -----------------
+  // --- functions ----------------------------------------------------------------------------
 
-    this.transportSecret = secretsmanager.Secret.fromSecretNameV2(this, 'TransportSecret', smt.transportSecretName);
-    this.pgpSecret = secretsmanager.Secret.fromSecretNameV2(this, 'PgpSecret', smt.pgpSecretName);
-
-    // --- functions ---------------------------------------------------------------------------
-
-    const common = {
-      READINGS_TABLE: storage.readingsTable.tableName,
-      LEDGER_TABLE: storage.ledgerTable.tableName,
-      BLOCK_TIME_ZONE: settings.blockTimeZone,
-      ARCHIVE_BUCKET: this.archiveBucket.bucketName,
-    };
-    this.fetchFunction = new MeterbridgeFunction(this, 'FetchFunction', {
+  private createFetchFunction(settings: StageSettings, storage: ReadingStorage, smt: SmtSettings): MeterbridgeFunction {
+    return new MeterbridgeFunction(this, 'FetchFunction', {
       entry: FETCH_ENTRY,
       settings,
       serviceName: 'smt-fetch',
@@ -174,7 +202,10 @@ export class SmtIngestion extends Construct {
         SMT_FETCH_LOCK_SECONDS: String(FETCH_TIMEOUT.toSeconds() + 60),
       },
     });
-    this.processFunction = new MeterbridgeFunction(this, 'ProcessFunction', {
+  }
+
+  private createProcessFunction(settings: StageSettings, storage: ReadingStorage, smt: SmtSettings): MeterbridgeFunction {
+    return new MeterbridgeFunction(this, 'ProcessFunction', {
       entry: PROCESS_ENTRY,
       settings,
       serviceName: 'smt-process',
@@ -185,55 +216,41 @@ export class SmtIngestion extends Construct {
       // The clear file is written to /tmp before anything is parsed (integrity first).
       ephemeralStorageSize: Size.gibibytes(10),
       bundling: SMT_BUNDLING,
-      environment: { ...common, SMT_PGP_SECRET: smt.pgpSecretName, SMT_PROCESS_LOCK_SECONDS: String(PROCESS_TIMEOUT.toSeconds() + 60) },
+      environment: {
+        READINGS_TABLE: storage.readingsTable.tableName,
+        LEDGER_TABLE: storage.ledgerTable.tableName,
+        BLOCK_TIME_ZONE: settings.blockTimeZone,
+        ARCHIVE_BUCKET: this.archiveBucket.bucketName,
+        SMT_PGP_SECRET: smt.pgpSecretName,
+        SMT_PROCESS_LOCK_SECONDS: String(PROCESS_TIMEOUT.toSeconds() + 60),
+      },
     });
+  }
 
+  /** Fetch: ledger, transport secret, archive writes under smt/. Process: ledger, store, PGP secret, archive reads. Both: metrics. */
+  private grantFunctions(storage: ReadingStorage, archive: ArchiveBucket): void {
+    const stack = Stack.of(this);
     storage.grantLedger(this.fetchFunction);
     storage.grantLedger(this.processFunction);
     storage.grantStoreWrite(this.processFunction);
     this.transportSecret.grantRead(this.fetchFunction);
     this.pgpSecret.grantRead(this.processFunction);
 
-    const fetchRole = roleOf(this.fetchFunction);
-    const processRole = roleOf(this.processFunction);
-    const archiveWrite = archive.grantArchiveWrite(this, 'ArchiveWritePolicy', fetchRole, SMT_ARCHIVE_PREFIX.replace(/\/$/, ''));
+    const archiveWrite = archive.grantArchiveWrite(this, 'ArchiveWritePolicy', executionRoleOf(this.fetchFunction), SMT_ARCHIVE_PREFIX.replace(/\/$/, ''));
     const archiveLogicalId = stack.resolve(stack.getLogicalId(this.archiveBucket.node.defaultChild as s3.CfnBucket)) as string;
     const archiveRead = new iam.Policy(this, 'ArchiveReadPolicy', {
       statements: [new iam.PolicyStatement({ actions: ['s3:GetObject', 's3:GetObjectVersion'], resources: [this.archiveBucket.arnForObjects(`${SMT_ARCHIVE_PREFIX}*`)] })],
     });
-    archiveRead.attachToRole(processRole);
+    archiveRead.attachToRole(executionRoleOf(this.processFunction));
     Validations.of(archiveRead).acknowledge({
       id: `AwsSolutions-IAM5[Resource::<${archiveLogicalId}.Arn>/smt/*]`,
       reason: 'Object keys are per SMT file (smt/<folder>/<file name>); the wildcard is confined to the smt/ prefix of the SMT archive bucket.',
     });
-    const metricsPolicy = new iam.Policy(this, 'MetricsPolicy', {
-      statements: [new iam.PolicyStatement({ actions: ['cloudwatch:PutMetricData'], resources: ['*'], conditions: { StringEquals: { 'cloudwatch:namespace': METRICS_NAMESPACE } } })],
-    });
-    metricsPolicy.attachToRole(fetchRole);
-    metricsPolicy.attachToRole(processRole);
-    Validations.of(metricsPolicy).acknowledge({
-      id: 'AwsSolutions-IAM5[Resource::*]',
-      reason: 'cloudwatch:PutMetricData supports only Resource "*"; the statement is restricted to the Meterbridge namespace with the cloudwatch:namespace condition key.',
-    });
-    this.fetchFunction.node.addDependency(archiveWrite, metricsPolicy);
-    this.processFunction.node.addDependency(archiveRead, metricsPolicy);
-
-    this.processFunction.addEventSource(
-      new SqsEventSource(this.queue, {
-        // One file per invocation: a file may take minutes, and a failure then retries only itself.
-        batchSize: 1,
-        reportBatchItemFailures: true,
-        // Caps the write rate a backlog (a month of replays) puts on the store.
-        maxConcurrency: 5,
-      }),
-    );
-
-    this.schedule = new events.Rule(this, 'FetchSchedule', {
-      description: `meterbridge ${settings.stage}: pull Smart Meter Texas files`,
-      schedule: events.Schedule.expression(smt.schedule),
-      enabled: smt.enabled,
-      targets: [new targets.LambdaFunction(this.fetchFunction, { retryAttempts: 0 })],
-    });
+    // One metrics policy for both steps (their shared id).
+    this.fetchFunction.grantPutMetrics('MetricsPolicy');
+    this.processFunction.grantPutMetrics('MetricsPolicy');
+    this.fetchFunction.node.addDependency(archiveWrite);
+    this.processFunction.node.addDependency(archiveRead);
   }
 }
 
@@ -250,10 +267,4 @@ function acknowledgeNotificationsHandler(stack: Stack): void {
     id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
     reason: "CDK's BucketNotificationsHandler custom resource (sets the SMT archive's S3 -> SQS notification at deploy time) comes with this role; it writes only its own deploy-time logs.",
   });
-}
-
-function roleOf(fn: MeterbridgeFunction): iam.IRole {
-  // Always set by MeterbridgeFunction; optional in the type only because lambda.Function's is.
-  if (fn.role === undefined) throw new Error(`${fn.node.id} has no execution role`);
-  return fn.role;
 }

@@ -107,120 +107,136 @@ export class OperationsDashboard extends Construct {
       return customGraphMetric(name, source, this.stage, statistic, spec.watch === 'alarm' ? `${label} (alarm)` : label);
     };
     const widgets: cloudwatch.IWidget[] = [];
+    widgets.push(this.outcomeWidget(source, metrics, graph));
+    if (metrics.includes(LATENCY_METRIC)) {
+      placed.add(LATENCY_METRIC);
+      widgets.push(this.latencyWidget(source));
+    }
+    widgets.push(...this.freshnessWidgets(path));
+    widgets.push(...this.queueWidgets(path));
+    widgets.push(...functionWidgets(path));
+    widgets.push(...familyWidgets(source, metrics.filter((name) => !placed.has(name)), graph));
+    return widgets;
+  }
 
-    // Store outcomes per 5 minutes, and what was refused before it reached the store.
+  /** Store outcomes per 5 minutes, and what was refused before it reached the store. */
+  private outcomeWidget(source: MetricSource, metrics: readonly MetricName[], graph: CatalogGraph): cloudwatch.IWidget {
     const outcomes = Object.values(READING_STATUS_METRIC).filter((name) => metrics.includes(name));
     const rejects = metrics.filter((name) => name.endsWith('Rejected'));
-    widgets.push(
-      new cloudwatch.GraphWidget({
-        title: `${source}: readings by outcome; rejected input (right)`,
-        left: outcomes.map((name) => graph(name, name.replace(/^Readings/, '').toLowerCase())),
-        right: rejects.map((name) => graph(name)),
-        leftYAxis: { min: 0, label: 'readings / 5 min', showUnits: false },
-        rightYAxis: { min: 0, label: 'rejected / 5 min', showUnits: false },
+    return new cloudwatch.GraphWidget({
+      title: `${source}: readings by outcome; rejected input (right)`,
+      left: outcomes.map((name) => graph(name, name.replace(/^Readings/, '').toLowerCase())),
+      right: rejects.map((name) => graph(name)),
+      leftYAxis: { min: 0, label: 'readings / 5 min', showUnits: false },
+      rightYAxis: { min: 0, label: 'rejected / 5 min', showUnits: false },
+      width: 8,
+      height: 6,
+    });
+  }
+
+  private latencyWidget(source: MetricSource): cloudwatch.IWidget {
+    return new cloudwatch.GraphWidget({
+      title: `${source}: end-to-end latency (reading end → stored)`,
+      left: (['p50', 'p99', 'Maximum'] as const).map((statistic) => customGraphMetric(LATENCY_METRIC, source, this.stage, statistic, `${statistic}`)),
+      leftYAxis: { min: 0, label: 'seconds', showUnits: false },
+      width: 8,
+      height: 6,
+    });
+  }
+
+  private freshnessWidgets(path: IngestionMonitoring): cloudwatch.IWidget[] {
+    const freshness = this.alarms.freshness(path.source);
+    if (freshness === undefined) return [];
+    return [
+      new cloudwatch.AlarmWidget({
+        title: `${path.source}: freshness (readings newly stored; alarm when none for ${this.alarms.freshnessMinutes(path)} min)`,
+        alarm: freshness.alarm,
+        leftYAxis: { min: 0 },
         width: 8,
         height: 6,
       }),
-    );
-
-    if (metrics.includes(LATENCY_METRIC)) {
-      placed.add(LATENCY_METRIC);
-      widgets.push(
-        new cloudwatch.GraphWidget({
-          title: `${source}: end-to-end latency (reading end → stored)`,
-          left: (['p50', 'p99', 'Maximum'] as const).map((statistic) => customGraphMetric(LATENCY_METRIC, source, this.stage, statistic, `${statistic}`)),
-          leftYAxis: { min: 0, label: 'seconds', showUnits: false },
-          width: 8,
-          height: 6,
-        }),
-      );
-    }
-
-    const freshness = this.alarms.freshness(source);
-    if (freshness !== undefined) {
-      widgets.push(
-        new cloudwatch.AlarmWidget({
-          title: `${source}: freshness (readings newly stored; alarm when none for ${this.alarms.freshnessMinutes(path)} min)`,
-          alarm: freshness.alarm,
-          leftYAxis: { min: 0 },
-          width: 8,
-          height: 6,
-        }),
-      );
-    }
-
-    for (const { label, queue, deadLetterQueue } of path.queues) {
-      widgets.push(
-        new cloudwatch.GraphWidget({
-          title: `${source}: queue ${label}: depth; oldest message age (right)`,
-          left: [
-            queue.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: FIVE_MINUTES, label: 'visible' }),
-            queue.metricApproximateNumberOfMessagesNotVisible({ statistic: 'Maximum', period: FIVE_MINUTES, label: 'in flight' }),
-          ],
-          right: [queue.metricApproximateAgeOfOldestMessage({ statistic: 'Maximum', period: FIVE_MINUTES, label: 'oldest (s)' })],
-          rightAnnotations: [{ value: this.alarms.queueAgeSeconds(source, queue), label: 'alarm', color: cloudwatch.Color.RED }],
-          leftYAxis: { min: 0, showUnits: false },
-          rightYAxis: { min: 0, label: 'seconds', showUnits: false },
-          width: 8,
-          height: 6,
-        }),
-        new cloudwatch.GraphWidget({
-          title: `${source}: ${label} dead-letter queue (alarm above 0)`,
-          left: [deadLetterQueue.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: FIVE_MINUTES, label: 'messages' })],
-          leftAnnotations: [{ value: 0, color: cloudwatch.Color.RED }],
-          leftYAxis: { min: 0, showUnits: false },
-          width: 4,
-          height: 6,
-        }),
-      );
-    }
-
-    for (const { label, fn } of path.functions) {
-      widgets.push(
-        new cloudwatch.GraphWidget({
-          title: `${source}: λ ${label}: invocations, errors, throttles`,
-          left: [
-            fn.metricInvocations({ statistic: 'Sum', period: FIVE_MINUTES, label: 'invocations' }),
-            fn.metricErrors({ statistic: 'Sum', period: FIVE_MINUTES, label: 'errors (alarm)' }),
-            fn.metricThrottles({ statistic: 'Sum', period: FIVE_MINUTES, label: 'throttles (alarm)' }),
-          ],
-          leftYAxis: { min: 0, showUnits: false },
-          width: 6,
-          height: 6,
-        }),
-        new cloudwatch.GraphWidget({
-          title: `${source}: λ ${label}: duration`,
-          left: (['p50', 'p99', 'Maximum'] as const).map((statistic) => fn.metricDuration({ statistic, period: FIVE_MINUTES, label: statistic })),
-          leftYAxis: { min: 0, label: 'ms', showUnits: false },
-          width: 6,
-          height: 6,
-        }),
-      );
-    }
-
-    // Everything else the source emits, grouped by the first word of the name and by unit, so a
-    // metric added to the catalog lands here with its family (and never shares an axis with a
-    // metric of another unit).
-    const groups = new Map<string, MetricName[]>();
-    for (const name of metrics) {
-      if (placed.has(name)) continue;
-      const family = `${/^[A-Z][a-z0-9]*/.exec(name)?.[0] ?? name} (${catalogSpec(name).unit})`;
-      groups.set(family, [...(groups.get(family) ?? []), name]);
-    }
-    for (const [family, names] of groups) {
-      const unit = catalogSpec(names[0] as MetricName).unit;
-      widgets.push(
-        new cloudwatch.GraphWidget({
-          title: `${source}: ${family.replace(/ \(.*\)$/, '')}`,
-          left: names.map((name) => graph(name)),
-          leftYAxis: { min: 0, label: unit === 'Count' ? 'per 5 min' : unit.toLowerCase(), showUnits: false },
-          width: 6,
-          height: 6,
-        }),
-      );
-    }
-    return widgets;
+    ];
   }
+
+  private queueWidgets(path: IngestionMonitoring): cloudwatch.IWidget[] {
+    const { source } = path;
+    return path.queues.flatMap(({ label, queue, deadLetterQueue }) => [
+      new cloudwatch.GraphWidget({
+        title: `${source}: queue ${label}: depth; oldest message age (right)`,
+        left: [
+          queue.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: FIVE_MINUTES, label: 'visible' }),
+          queue.metricApproximateNumberOfMessagesNotVisible({ statistic: 'Maximum', period: FIVE_MINUTES, label: 'in flight' }),
+        ],
+        right: [queue.metricApproximateAgeOfOldestMessage({ statistic: 'Maximum', period: FIVE_MINUTES, label: 'oldest (s)' })],
+        rightAnnotations: [{ value: this.alarms.queueAgeSeconds(source, queue), label: 'alarm', color: cloudwatch.Color.RED }],
+        leftYAxis: { min: 0, showUnits: false },
+        rightYAxis: { min: 0, label: 'seconds', showUnits: false },
+        width: 8,
+        height: 6,
+      }),
+      new cloudwatch.GraphWidget({
+        title: `${source}: ${label} dead-letter queue (alarm above 0)`,
+        left: [deadLetterQueue.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: FIVE_MINUTES, label: 'messages' })],
+        leftAnnotations: [{ value: 0, color: cloudwatch.Color.RED }],
+        leftYAxis: { min: 0, showUnits: false },
+        width: 4,
+        height: 6,
+      }),
+    ]);
+  }
+}
+
+type CatalogGraph = (name: MetricName, label?: string) => cloudwatch.IMetric;
+
+function functionWidgets(path: IngestionMonitoring): cloudwatch.IWidget[] {
+  const { source } = path;
+  return path.functions.flatMap(({ label, fn }) => [
+    new cloudwatch.GraphWidget({
+      title: `${source}: λ ${label}: invocations, errors, throttles`,
+      left: [
+        fn.metricInvocations({ statistic: 'Sum', period: FIVE_MINUTES, label: 'invocations' }),
+        fn.metricErrors({ statistic: 'Sum', period: FIVE_MINUTES, label: 'errors (alarm)' }),
+        fn.metricThrottles({ statistic: 'Sum', period: FIVE_MINUTES, label: 'throttles (alarm)' }),
+      ],
+      leftYAxis: { min: 0, showUnits: false },
+      width: 6,
+      height: 6,
+    }),
+    new cloudwatch.GraphWidget({
+      title: `${source}: λ ${label}: duration`,
+      left: (['p50', 'p99', 'Maximum'] as const).map((statistic) => fn.metricDuration({ statistic, period: FIVE_MINUTES, label: statistic })),
+      leftYAxis: { min: 0, label: 'ms', showUnits: false },
+      width: 6,
+      height: 6,
+    }),
+  ]);
+}
+
+/**
+ * Everything else the source emits, grouped by the first word of the name and by unit, so a
+ * metric added to the catalog lands here with its family (and never shares an axis with a
+ * metric of another unit).
+ */
+function familyWidgets(source: MetricSource, unplaced: readonly MetricName[], graph: CatalogGraph): cloudwatch.IWidget[] {
+  const widgets: cloudwatch.IWidget[] = [];
+  const groups = new Map<string, MetricName[]>();
+  for (const name of unplaced) {
+    const family = `${/^[A-Z][a-z0-9]*/.exec(name)?.[0] ?? name} (${catalogSpec(name).unit})`;
+    groups.set(family, [...(groups.get(family) ?? []), name]);
+  }
+  for (const [family, names] of groups) {
+    const unit = catalogSpec(names[0] as MetricName).unit;
+    widgets.push(
+      new cloudwatch.GraphWidget({
+        title: `${source}: ${family.replace(/ \(.*\)$/, '')}`,
+        left: names.map((name) => graph(name)),
+        leftYAxis: { min: 0, label: unit === 'Count' ? 'per 5 min' : unit.toLowerCase(), showUnits: false },
+        width: 6,
+        height: 6,
+      }),
+    );
+  }
+  return widgets;
 }
 
 function topicRuleWidgets({ label, ruleName }: MonitoredTopicRule): cloudwatch.IWidget[] {
