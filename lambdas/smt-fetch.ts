@@ -3,15 +3,9 @@
  * archive. Thin: clients and the transport secret are set up once per container; the work is in
  * lambdas/core/smt/fetch.ts.
  */
-import middy from '@middy/core';
-import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import type { Context } from 'aws-lambda';
 import { requiredEnv } from './core/env.ts';
-import { Ledger } from './core/ledger.ts';
-import { Metrics } from './core/metrics.ts';
 import { RawArchive } from './core/raw-archive.ts';
 import { runSmtFetch, type FetchReport } from './core/smt/fetch.ts';
 import { SmtFetchState } from './core/smt/fetch-state.ts';
@@ -19,12 +13,12 @@ import { connectFtps } from './core/smt/ftps.ts';
 import { ftpsOptionsFrom, readSecretJson, sftpOptionsFrom } from './core/smt/secrets.ts';
 import { connectSftp } from './core/smt/sftp.ts';
 import type { SmtTransport } from './core/smt/transport.ts';
-import { createLogger } from './observability.ts';
+import { wiringFromEnv } from './core/wiring.ts';
+import { createLogger, lambdaHandler } from './observability.ts';
 
-const { log } = createLogger('smt-fetch');
-const dynamodb = new DynamoDBClient({});
+const { logger, log } = createLogger('smt-fetch');
+const wiring = wiringFromEnv('smt', log, { stores: false });
 const secrets = new SecretsManagerClient({});
-const cloudwatch = new CloudWatchClient({});
 const protocol = requiredEnv('SMT_PROTOCOL');
 if (protocol !== 'ftps' && protocol !== 'sftp') throw new Error(`SMT_PROTOCOL must be ftps or sftp, not ${protocol}`);
 const server = {
@@ -34,12 +28,9 @@ const server = {
   timeoutMs: 30_000,
 };
 const secretId = requiredEnv('SMT_TRANSPORT_SECRET');
-const ledgerTable = requiredEnv('LEDGER_TABLE');
 const archive = new RawArchive({ client: new S3Client({}), bucket: requiredEnv('ARCHIVE_BUCKET') });
-// The lock outlives the function timeout: a crashed run's claims are re-taken by a later run.
-const ledger = new Ledger({ client: dynamodb, tableName: ledgerTable, lockSeconds: Number(requiredEnv('SMT_FETCH_LOCK_SECONDS')) });
 const serverId = `${protocol}:${server.host}`;
-const state = new SmtFetchState({ client: dynamodb, tableName: ledgerTable, serverId });
+const state = new SmtFetchState({ client: wiring.dynamodb, tableName: wiring.ledgerTable, serverId });
 const folders = requiredEnv('SMT_FOLDERS').split(',').map((f) => f.trim()).filter(Boolean);
 const deleteAfterArchive = requiredEnv('SMT_AFTER_ARCHIVE') === 'delete';
 
@@ -55,17 +46,12 @@ async function connect(): Promise<SmtTransport> {
   return protocol === 'ftps' ? connectFtps(ftpsOptionsFrom(secretId, json, server)) : connectSftp(sftpOptionsFrom(secretId, json, server));
 }
 
-async function fetchFiles(_event: unknown, context: Context): Promise<Pick<FetchReport, 'archived' | 'bytes' | 'left' | 'error'>> {
-  const metrics = new Metrics({ client: cloudwatch, defaultDimensions: { Stage: process.env.STAGE ?? 'dev', Source: 'smt' }, log });
-  try {
-    const report = await runSmtFetch({
-      connect, folders, archive, ledger, state, metrics, log, deleteAfterArchive, serverId,
-      remainingTimeMs: () => context.getRemainingTimeInMillis(),
-    });
-    return { archived: report.archived, bytes: report.bytes, left: report.left, error: report.error };
-  } finally {
-    await metrics.flush();
-  }
-}
+type FetchSummary = Pick<FetchReport, 'archived' | 'bytes' | 'left' | 'error'>;
 
-export const handler = middy(fetchFiles);
+export const handler = lambdaHandler<unknown, FetchSummary>(logger, wiring, async (_event, context) => {
+  const report = await runSmtFetch({
+    connect, folders, archive, ledger: wiring.ledger, state, metrics: context.metrics, log, deleteAfterArchive, serverId,
+    remainingTimeMs: () => context.getRemainingTimeInMillis(),
+  });
+  return { archived: report.archived, bytes: report.bytes, left: report.left, error: report.error };
+});

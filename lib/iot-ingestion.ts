@@ -17,6 +17,7 @@ import * as iot from 'aws-cdk-lib/aws-iot';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { FUNCTION_TIMEOUT_SECONDS } from '../lambdas/core/work-units.ts';
 import { basicIngestTopicPrefix, TELEMETRY_TOPIC_FILTER, telemetryTopic } from '../shared/telemetry.ts';
 import type { IngestionMonitoring } from './monitoring.ts';
 import { MeterbridgeFunction } from './meterbridge-function.ts';
@@ -26,7 +27,7 @@ import type { ReadingStorage } from './storage.ts';
 const INGEST_ENTRY = fileURLToPath(new URL('../lambdas/iot-ingest.ts', import.meta.url));
 
 /** Hard limit on one ingest invocation; the queue's visibility timeout is derived from it. */
-const INGEST_TIMEOUT = Duration.seconds(30);
+const INGEST_TIMEOUT = Duration.seconds(FUNCTION_TIMEOUT_SECONDS['iot-message']);
 
 /**
  * IoT policy variable holding the name of the thing whose certificate opened the connection.

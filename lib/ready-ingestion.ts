@@ -28,6 +28,7 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { READY_PATHS } from '../lambdas/core/ready/api-gateway.ts';
+import { FUNCTION_TIMEOUT_SECONDS } from '../lambdas/core/work-units.ts';
 import type { AlarmTopic } from './alarm-topic.ts';
 import { ArchiveBucket } from './archive-bucket.ts';
 import { executionRoleOf, METRICS_NAMESPACE, MeterbridgeFunction } from './meterbridge-function.ts';
@@ -145,8 +146,7 @@ export class ReadyIngestion extends Construct {
       settings,
       serviceName: 'ready-webhook',
       description: `meterbridge ${settings.stage}: Kamstrup READY webhook (handshake, data and status callbacks)`,
-      // Under API Gateway's 29 s integration limit, so a slow store answers 5xx from us, not a gateway timeout.
-      timeout: Duration.seconds(25),
+      timeout: Duration.seconds(FUNCTION_TIMEOUT_SECONDS['ready-delivery']),
       environment: {
         READINGS_TABLE: storage.readingsTable.tableName,
         LEDGER_TABLE: storage.ledgerTable.tableName,

@@ -19,6 +19,7 @@ import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { FUNCTION_TIMEOUT_SECONDS } from '../lambdas/core/work-units.ts';
 import { ArchiveBucket } from './archive-bucket.ts';
 import type { IngestionMonitoring } from './monitoring.ts';
 import { executionRoleOf, MeterbridgeFunction } from './meterbridge-function.ts';
@@ -32,10 +33,8 @@ const PROCESS_ENTRY = fileURLToPath(new URL('../lambdas/smt-process.ts', import.
 /** Archive keys are `smt/<folder>/<file name>`. */
 export const SMT_ARCHIVE_PREFIX = 'smt/';
 
-/** A run drains the folders; SMT's files are at most tens of MB, so ten minutes is ample. */
-const FETCH_TIMEOUT = Duration.minutes(10);
-/** The Lambda maximum: a 1 GB file decrypts and parses in well under it (bench/RESULTS.md). */
-const PROCESS_TIMEOUT = Duration.minutes(15);
+const FETCH_TIMEOUT = Duration.seconds(FUNCTION_TIMEOUT_SECONDS['smt-fetch']);
+const PROCESS_TIMEOUT = Duration.seconds(FUNCTION_TIMEOUT_SECONDS['smt-file']);
 
 /**
  * Bundling of both SMT functions, over MeterbridgeFunction's defaults (whose banner already gives
@@ -198,8 +197,6 @@ export class SmtIngestion extends Construct {
         SMT_FOLDERS: smt.folders.join(','),
         SMT_AFTER_ARCHIVE: smt.afterArchive,
         SMT_TRANSPORT_SECRET: smt.transportSecretName,
-        // Longer than the timeout: a claim of a run that died is re-taken by a later run.
-        SMT_FETCH_LOCK_SECONDS: String(FETCH_TIMEOUT.toSeconds() + 60),
       },
     });
   }
@@ -222,7 +219,6 @@ export class SmtIngestion extends Construct {
         BLOCK_TIME_ZONE: settings.blockTimeZone,
         ARCHIVE_BUCKET: this.archiveBucket.bucketName,
         SMT_PGP_SECRET: smt.pgpSecretName,
-        SMT_PROCESS_LOCK_SECONDS: String(PROCESS_TIMEOUT.toSeconds() + 60),
       },
     });
   }

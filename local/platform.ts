@@ -8,12 +8,12 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ingestBatch } from '../lambdas/core/iot-ingest.ts';
-import { Ledger } from '../lambdas/core/ledger.ts';
+import type { Ledger } from '../lambdas/core/ledger.ts';
 import { silentLog, type Log } from '../shared/log.ts';
 import type { MetricSource } from '../lambdas/core/metric-catalog.ts';
-import { Metrics } from '../lambdas/core/metrics.ts';
-import { ReadingStore } from '../lambdas/core/reading-store.ts';
+import type { ReadingStore } from '../lambdas/core/reading-store.ts';
 import { SequenceTracker } from '../lambdas/core/sequence-tracker.ts';
+import { wireSource, withInvocationMetrics, type SourceWiring } from '../lambdas/core/wiring.ts';
 import { createLocalTables } from './tables.ts';
 import { startCloudWatchEndpoint, type CloudWatchEndpoint } from './cloudwatch-endpoint.ts';
 import { LOCAL_BLOCK_TIME_ZONE, LOCAL_PORTS, LOCAL_RULE_NAME, LOCAL_STAGE, LOCAL_TABLES, type LocalPortName } from './defaults.ts';
@@ -53,8 +53,8 @@ export interface LocalPlatform {
   iotQueue: LocalQueue;
   /** Messages the ingest core rejected to the dead-letter queue, with their reason. */
   iotDeadLetters: { reason: string; body: string }[];
-  /** A metrics buffer for one handler invocation of `source`, flushing to the local sink. */
-  metricsFor(source: MetricSource): Metrics;
+  /** The wiring of `source` on the local stand-ins (DynamoDB Local, the local metrics sink), as the Lambda entries build it. */
+  wiringFor(source: MetricSource): SourceWiring;
   stop(): Promise<void>;
 }
 
@@ -82,32 +82,29 @@ export async function startLocalPlatform(options: PlatformOptions): Promise<Loca
 
     const ca = await createDevCa(certDir);
     const server = await issueServerCert(ca, certDir);
-    const store = new ReadingStore({ client: dynamo.client, tableName: LOCAL_TABLES.readings, blockTimeZone: LOCAL_BLOCK_TIME_ZONE });
-    const ledger = new Ledger({ client: dynamo.client, tableName: LOCAL_TABLES.ledger, lockSeconds: 120 });
-    const sequences = new SequenceTracker({ client: dynamo.client, tableName: LOCAL_TABLES.ledger });
     const cloudwatchClient = cloudwatch.client();
-    const metricsFor = (source: MetricSource) =>
-      new Metrics({ client: cloudwatchClient, defaultDimensions: { Stage: LOCAL_STAGE, Source: source }, log });
+    const wiringFor = (source: MetricSource) =>
+      wireSource({ source, dynamodb: dynamo.client, cloudwatch: cloudwatchClient, tables: LOCAL_TABLES, blockTimeZone: LOCAL_BLOCK_TIME_ZONE, stage: LOCAL_STAGE, log });
+    const iot = wiringFor('iot');
+    const store = iot.store();
+    const ledger = iot.ledger;
+    const sequences = new SequenceTracker({ client: dynamo.client, tableName: LOCAL_TABLES.ledger });
 
     // The ingest Lambda's event source mapping: batches of up to 50, 2 s window, 5 receives then DLQ.
     const iotQueue = new LocalQueue();
     const iotDeadLetters: { reason: string; body: string }[] = [];
     const poller: Poller = iotQueue.startPolling(
-      async (event) => {
-        const metrics = metricsFor('iot');
-        try {
-          return await ingestBatch(event, {
+      (event) =>
+        withInvocationMetrics(iot, (metrics) =>
+          ingestBatch(event, {
             store,
             ledger,
             sequences,
             metrics,
             rejects: { reject: async (body, reason) => void iotDeadLetters.push({ body, reason }) },
             log,
-          });
-        } finally {
-          await metrics.flush();
-        }
-      },
+          }),
+        ),
       {
         batchSize: 50,
         batchWindowMs: 200,
@@ -153,7 +150,7 @@ export async function startLocalPlatform(options: PlatformOptions): Promise<Loca
       startBroker,
       iotQueue,
       iotDeadLetters,
-      metricsFor,
+      wiringFor,
       stop: stopAll,
     };
   } catch (error) {

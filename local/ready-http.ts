@@ -14,15 +14,13 @@ import type { APIGatewayProxyEvent } from 'aws-lambda';
 import type { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { Ledger } from '../lambdas/core/ledger.ts';
 import { consoleLog, type Log } from '../shared/log.ts';
-import { Metrics } from '../lambdas/core/metrics.ts';
 import { RawArchive } from '../lambdas/core/raw-archive.ts';
-import { ReadingStore } from '../lambdas/core/reading-store.ts';
 import { handleApiGatewayEvent, READY_PATHS } from '../lambdas/core/ready/api-gateway.ts';
 import { DEFAULT_VERIFICATION, verificationAnswer, type VerificationConfig } from '../lambdas/core/ready/handshake.ts';
 import { staticCredentials, type ReadyCredentials } from '../lambdas/core/ready/secret.ts';
 import { DynamoSubscriptionStates } from '../lambdas/core/ready/status.ts';
+import { wireSource } from '../lambdas/core/wiring.ts';
 import type { ReadyWebhookDependencies } from '../lambdas/core/ready/webhook.ts';
 
 /** API Gateway REST's own payload limit: larger requests never reach the function. */
@@ -138,8 +136,17 @@ export const LOCAL_READY_CLIENT_SECRET = 'bG9jYWwtcmVhZHktc2VjcmV0';
  */
 export function localReadyDependencies(options: LocalReadyDependencyOptions): () => ReadyWebhookDependencies {
   const log = options.log ?? consoleLog;
-  const store = new ReadingStore({ client: options.dynamodb, tableName: options.tables.readings, blockTimeZone: options.blockTimeZone ?? 'UTC' });
-  const ledger = new Ledger({ client: options.dynamodb, tableName: options.tables.ledger, lockSeconds: 60 });
+  const wiring = wireSource({
+    source: 'ready',
+    dynamodb: options.dynamodb,
+    cloudwatch: options.cloudwatch,
+    tables: options.tables,
+    blockTimeZone: options.blockTimeZone ?? 'UTC',
+    stage: options.stage ?? 'local',
+    log,
+  });
+  const store = wiring.store();
+  const ledger = wiring.ledger;
   const subscriptions = new DynamoSubscriptionStates({ client: options.dynamodb, tableName: options.tables.ledger });
   const archive = new RawArchive({ client: options.s3, bucket: options.archiveBucket });
   const credentials = staticCredentials(options.credentials ?? { clientSecret: LOCAL_READY_CLIENT_SECRET });
@@ -149,7 +156,7 @@ export function localReadyDependencies(options: LocalReadyDependencyOptions): ()
     ledger,
     subscriptions,
     credentials,
-    metrics: new Metrics({ client: options.cloudwatch, defaultDimensions: { Stage: options.stage ?? 'local', Source: 'ready' }, log }),
+    metrics: wiring.metrics(),
     log,
     ...(options.verification ? { verification: options.verification } : {}),
     ...(options.maxBodyBytes ? { maxBodyBytes: options.maxBodyBytes } : {}),

@@ -15,16 +15,14 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { PrivateKey } from 'openpgp';
-import { Ledger } from '../../lambdas/core/ledger.ts';
-import { Metrics } from '../../lambdas/core/metrics.ts';
 import { RawArchive } from '../../lambdas/core/raw-archive.ts';
-import { ReadingStore } from '../../lambdas/core/reading-store.ts';
 import { readingToJson, validateReading } from '../../shared/reading.ts';
 import { decryptToFile, loadPrivateKey, SmtDecryptError } from '../../lambdas/core/smt/decrypt.ts';
 import { SMT_TIME_ZONE, SmtLayoutError } from '../../lambdas/core/smt/model.ts';
 import { daysOf, processArchivedFile } from '../../lambdas/core/smt/process.ts';
 import { pgpKeyFrom, readSecretJson } from '../../lambdas/core/smt/secrets.ts';
 import { assertTimeZone } from '../../lambdas/core/time.ts';
+import { wireSource } from '../../lambdas/core/wiring.ts';
 import { cliLog, EXIT_FAILED, EXIT_OK, parseCommandLine, UsageError, type CliCommand, type CliIo } from './cli.ts';
 
 const HELP = 'meterbridge smt --help';
@@ -213,14 +211,21 @@ async function replay(args: string[], io: CliIo): Promise<number> {
         secrets.destroy();
       }
     }
-    // Metrics of a replay are not sent anywhere: the CLI reports the outcome itself.
-    const metrics = new Metrics({ client: new CloudWatchClient({ region: region ?? 'us-east-1' }), log });
+    const wiring = wireSource({
+      source: 'smt',
+      dynamodb,
+      cloudwatch: new CloudWatchClient({ region: region ?? 'us-east-1' }),
+      tables: { ledger: values['ledger-table']!, readings: values['readings-table']! },
+      ...(values['time-zone'] ? { blockTimeZone: values['time-zone'] } : {}),
+      log,
+    });
     const outcome = await processArchivedFile(
       {
         archive: new RawArchive({ client: s3, bucket: values.bucket! }),
-        ledger: new Ledger({ client: dynamodb, tableName: values['ledger-table']! }),
-        store: new ReadingStore({ client: dynamodb, tableName: values['readings-table']!, blockTimeZone: values['time-zone'] }),
-        metrics,
+        ledger: wiring.ledger,
+        store: wiring.store(),
+        // Metrics of a replay are not sent anywhere (never flushed): the CLI reports the outcome itself.
+        metrics: wiring.metrics(),
         log,
         keys: async () => keys,
       },

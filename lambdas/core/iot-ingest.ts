@@ -89,7 +89,6 @@ export function parseEnvelope(body: string): Envelope | { error: string } {
 export async function ingestBatch(event: SQSEvent, deps: IotIngestDependencies): Promise<SQSBatchResponse & { outcomes: MessageOutcome[] }> {
   const outcomes = await mapWithConcurrency(event.Records, deps.concurrency ?? 10, (record) => ingestRecord(record, deps));
   deps.metrics.count('MessagesReceived', event.Records.length);
-  await deps.metrics.flush();
   return {
     batchItemFailures: outcomes.filter((o) => o.status === 'retry').map((o) => ({ itemIdentifier: o.messageId })),
     outcomes,

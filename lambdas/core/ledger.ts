@@ -24,9 +24,9 @@ import {
 import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
 import { withoutUnusedPlaceholders } from './expressions.ts';
 import { LEDGER_TTL_ATTRIBUTE } from './tables.ts';
+import { LOCK_SECONDS, type UnitKind } from './work-units.ts';
 
-/** `smt-fetch`: a file on the SMT server (pull + archive + delete); `smt-file`: its archived copy (decrypt + parse + store). */
-export type UnitKind = 'iot-message' | 'smt-fetch' | 'smt-file' | 'ready-delivery';
+export type { UnitKind } from './work-units.ts';
 export type UnitStatus = 'in_progress' | 'completed' | 'failed';
 
 export interface LedgerRecord {
@@ -61,9 +61,8 @@ export interface LedgerOptions {
   client: DynamoDBClient;
   tableName: string;
   /**
-   * How long a claim holds before another worker may re-take it. Longer than the slowest
-   * legitimate run of the unit (the Lambda timeout), or two workers would process it at once.
-   * @default 900 (15 minutes, the Lambda maximum)
+   * How long a claim holds before another worker may re-take it, for every kind (tests of lock
+   * expiry). @default LOCK_SECONDS of the unit's kind
    */
   lockSeconds?: number;
   /**
@@ -93,14 +92,14 @@ export class LedgerLockLostError extends Error {
 export class Ledger {
   private readonly client: DynamoDBClient;
   private readonly tableName: string;
-  private readonly lockSeconds: number;
+  private readonly lockSeconds: number | undefined;
   private readonly retentionSeconds: number;
   private readonly clock: () => Date;
 
   constructor(options: LedgerOptions) {
     this.client = options.client;
     this.tableName = options.tableName;
-    this.lockSeconds = options.lockSeconds ?? 900;
+    this.lockSeconds = options.lockSeconds;
     this.retentionSeconds = options.retentionSeconds ?? 35 * 86_400;
     this.clock = options.clock ?? (() => new Date());
   }
@@ -122,7 +121,7 @@ export class Ledger {
     const values: Record<string, AttributeValue> = {
       ':inProgress': { S: 'in_progress' },
       ':now': { N: String(now) },
-      ':lock': { N: String(now + this.lockSeconds) },
+      ':lock': { N: String(now + (this.lockSeconds ?? LOCK_SECONDS[kind])) },
       ':owner': { S: token },
       ':kind': { S: kind },
       ':ttl': { N: String(now + this.retentionSeconds) },

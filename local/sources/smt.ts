@@ -13,7 +13,6 @@ import { createReadStream } from 'node:fs';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Ledger } from '../../lambdas/core/ledger.ts';
 import { silentLog } from '../../shared/log.ts';
 import { RawArchive } from '../../lambdas/core/raw-archive.ts';
 import { loadPrivateKey } from '../../lambdas/core/smt/decrypt.ts';
@@ -25,6 +24,7 @@ import { processArchivedFile } from '../../lambdas/core/smt/process.ts';
 import { archiveKeysOf } from '../../lambdas/core/smt/s3-event.ts';
 import { connectSftp } from '../../lambdas/core/smt/sftp.ts';
 import { addDays, localDate } from '../../lambdas/core/time.ts';
+import { withInvocationMetrics } from '../../lambdas/core/wiring.ts';
 import { LOCAL_BLOCK_TIME_ZONE } from '../defaults.ts';
 import { LocalQueue, type Poller } from '../iot-bridge.ts';
 import type { LocalSource } from '../local-mode.ts';
@@ -98,27 +98,24 @@ export async function smtSource(platform: LocalPlatform, options: SmtSourceOptio
   platform.s3.onObjectCreated((event) => {
     if (event.bucket === LOCAL_BUCKETS.smtArchive) processQueue.send(toS3NotificationBody(event));
   });
-  const ledger = new Ledger({ client: platform.dynamo.client, tableName: platform.tables.ledger, lockSeconds: 300 });
+  const wiring = platform.wiringFor('smt');
+  const { ledger } = wiring;
   const poller: Poller = processQueue.startPolling(
-    async (event) => {
-      const metrics = platform.metricsFor('smt');
-      const batchItemFailures: { itemIdentifier: string }[] = [];
-      try {
+    (event) =>
+      withInvocationMetrics(wiring, async (metrics) => {
+        const batchItemFailures: { itemIdentifier: string }[] = [];
         for (const record of event.Records) {
           try {
             for (const key of archiveKeysOf(record.body)) {
-              const outcome = await processArchivedFile({ archive, ledger, store: platform.store, metrics, log: silentLog, keys: async () => [await privateKey], tmpDir: work, timeZone: 'America/Chicago' }, key);
+              const outcome = await processArchivedFile({ archive, ledger, store: wiring.store(), metrics, log: silentLog, keys: async () => [await privateKey], tmpDir: work, timeZone: 'America/Chicago' }, key);
               if (outcome.status === 'failed') failures += 1;
             }
           } catch {
             batchItemFailures.push({ itemIdentifier: record.messageId });
           }
         }
-      } finally {
-        await metrics.flush();
-      }
-      return { batchItemFailures };
-    },
+        return { batchItemFailures };
+      }),
     { batchSize: 1, visibilityTimeoutMs: 5000, maxReceiveCount: 3 },
   );
 
@@ -126,9 +123,8 @@ export async function smtSource(platform: LocalPlatform, options: SmtSourceOptio
   const fetchOnce = async () => {
     const protocol = fetchRuns % 2 === 0 ? 'ftps' : 'sftp';
     fetchRuns += 1;
-    const metrics = platform.metricsFor('smt');
-    try {
-      const report = await runSmtFetch({
+    const report = await withInvocationMetrics(wiring, (metrics) =>
+      runSmtFetch({
         connect: () => (protocol === 'ftps' ? connectFtps({ ...servers.ftps, timeoutMs: 10_000 }) : connectSftp({ ...servers.sftp, timeoutMs: 10_000 })),
         folders: ['intervaldata', 'adhocusage'],
         archive,
@@ -137,12 +133,10 @@ export async function smtSource(platform: LocalPlatform, options: SmtSourceOptio
         log: silentLog,
         state,
         serverId: 'smt-local',
-      });
-      onServer = Math.max(0, onServer - report.archived);
-      if (report.error) failures += 1;
-    } finally {
-      await metrics.flush();
-    }
+      }),
+    );
+    onServer = Math.max(0, onServer - report.archived);
+    if (report.error) failures += 1;
   };
 
   const today = localDate(new Date(), LOCAL_BLOCK_TIME_ZONE);

@@ -3,11 +3,10 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { mockClient } from 'aws-sdk-client-mock';
 import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import type { SQSEvent } from 'aws-lambda';
 import { ingestBatch, SqsRejectSink, type IotIngestDependencies } from '../../lambdas/core/iot-ingest.ts';
-import { Ledger } from '../../lambdas/core/ledger.ts';
 import { silentLog } from '../../shared/log.ts';
-import { Metrics } from '../../lambdas/core/metrics.ts';
-import { ReadingStore } from '../../lambdas/core/reading-store.ts';
+import { wireSource } from '../../lambdas/core/wiring.ts';
 import { SequenceTracker } from '../../lambdas/core/sequence-tracker.ts';
 import { decodeTelemetry } from '../../shared/telemetry.ts';
 import { toSqsEvent } from '../../local/iot-bridge.ts';
@@ -35,18 +34,28 @@ const NOW = new Date('2026-11-23T12:00:00Z');
 
 async function setup(clock: { now: Date } = { now: NOW }) {
   const tables = await dynamo.freshTables();
-  const store = new ReadingStore({ client: dynamo.client, tableName: tables.readings, blockTimeZone: 'America/Chicago' });
-  const ledger = new Ledger({ client: dynamo.client, tableName: tables.ledger, lockSeconds: 120, clock: () => clock.now });
+  const wiring = wireSource({ source: 'iot', dynamodb: dynamo.client, cloudwatch: cloudwatch.client(), tables, blockTimeZone: 'America/Chicago', log: silentLog, clock: () => clock.now });
+  const store = wiring.store();
+  const ledger = wiring.ledger;
   const deps = (): IotIngestDependencies => ({
     store,
     ledger,
     sequences: new SequenceTracker({ client: dynamo.client, tableName: tables.ledger }),
-    metrics: new Metrics({ client: cloudwatch.client(), defaultDimensions: { Source: 'iot' }, log: silentLog, clock: () => clock.now }),
+    metrics: wiring.metrics(),
     rejects: new SqsRejectSink(new SQSClient({ region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } }), DLQ),
     log: silentLog,
     clock: () => clock.now,
   });
   return { store, ledger, deps, clock };
+}
+
+/** One invocation as the Lambda entry runs it: the middleware flushes its metrics at the end. */
+async function ingest(event: SQSEvent, deps: IotIngestDependencies): ReturnType<typeof ingestBatch> {
+  try {
+    return await ingestBatch(event, deps);
+  } finally {
+    await deps.metrics.flush();
+  }
 }
 
 function message(seq: number, overrides: Record<string, unknown> = {}) {
@@ -82,7 +91,7 @@ describe('IoT ingest over SQS-shaped events into DynamoDB Local', () => {
   it('stores the readings and interval blocks of a message, skipping null intervals', async () => {
     const { store, deps } = await setup();
 
-    const response = await ingestBatch(sqsEvent([ruleBody(message(1))]), deps());
+    const response = await ingest(sqsEvent([ruleBody(message(1))]), deps());
 
     assert.deepEqual(response.batchItemFailures, []);
     const energy = await store.query({ meterId: 'meter-1', channel: 'energy.active.import', ...range });
@@ -101,13 +110,13 @@ describe('IoT ingest over SQS-shaped events into DynamoDB Local', () => {
     const { store, deps } = await setup();
     const body = ruleBody(message(7));
 
-    const inOneBatch = await ingestBatch(sqsEvent(Array.from({ length: 5 }, () => body)), deps());
-    for (let i = 0; i < 5; i++) await ingestBatch(sqsEvent([body]), deps());
+    const inOneBatch = await ingest(sqsEvent(Array.from({ length: 5 }, () => body)), deps());
+    for (let i = 0; i < 5; i++) await ingest(sqsEvent([body]), deps());
 
     const stored = inOneBatch.outcomes.filter((o) => o.status === 'stored').length;
     assert.equal(stored, 1, 'one of the five copies in one batch is stored');
     const copiesRetried = inOneBatch.outcomes.filter((o) => o.status === 'retry').length;
-    for (let i = 0; i < copiesRetried; i++) await ingestBatch(sqsEvent([body]), deps()); // SQS redelivers those
+    for (let i = 0; i < copiesRetried; i++) await ingest(sqsEvent([body]), deps()); // SQS redelivers those
     assert.equal((await store.query({ meterId: 'meter-1', channel: 'energy.active.import', ...range })).length, 3);
     assert.equal(sentMetric('ReadingsStored'), 4);
     assert.equal(sentMetric('MessagesDuplicate'), 9);
@@ -117,7 +126,7 @@ describe('IoT ingest over SQS-shaped events into DynamoDB Local', () => {
     const { store, deps } = await setup();
     const forged = ruleBody(message(1, { gatewayId: 'gw-0002' }), 'gw-0001');
 
-    const response = await ingestBatch(sqsEvent([forged, ruleBody(message(2))]), deps());
+    const response = await ingest(sqsEvent([forged, ruleBody(message(2))]), deps());
 
     assert.deepEqual(response.batchItemFailures, [], 'a rejected message does not fail the batch');
     assert.deepEqual(response.outcomes.map((o) => o.status), ['rejected', 'stored']);
@@ -141,7 +150,7 @@ describe('IoT ingest over SQS-shaped events into DynamoDB Local', () => {
       ruleBody(message(6)),
     ];
 
-    const response = await ingestBatch(sqsEvent(bodies), deps());
+    const response = await ingest(sqsEvent(bodies), deps());
 
     assert.deepEqual(response.outcomes.map((o) => o.status), ['rejected', 'rejected', 'rejected', 'rejected', 'rejected', 'stored']);
     const reasons = sqs.commandCalls(SendMessageCommand).map((c) => c.args[0].input.MessageAttributes?.rejectReason?.StringValue);
@@ -164,9 +173,9 @@ describe('IoT ingest over SQS-shaped events into DynamoDB Local', () => {
     assert.ok(decoded.ok);
     await store.write([decoded.readings[0]!]);
 
-    const tooSoon = await ingestBatch(sqsEvent([body]), deps());
+    const tooSoon = await ingest(sqsEvent([body]), deps());
     clock.now = new Date(NOW.getTime() + 121_000);
-    const afterExpiry = await ingestBatch(sqsEvent([body]), deps());
+    const afterExpiry = await ingest(sqsEvent([body]), deps());
 
     assert.equal(tooSoon.outcomes[0]!.status, 'retry', 'while the dead worker\'s claim holds, SQS must redeliver later');
     assert.equal(tooSoon.batchItemFailures.length, 1);
@@ -182,7 +191,7 @@ describe('IoT ingest over SQS-shaped events into DynamoDB Local', () => {
   it('reports one missing message for seq 1, 2, 3, 5', async () => {
     const { deps } = await setup();
 
-    for (const seq of [1, 2, 3, 5]) await ingestBatch(sqsEvent([ruleBody(message(seq))]), deps());
+    for (const seq of [1, 2, 3, 5]) await ingest(sqsEvent([ruleBody(message(seq))]), deps());
 
     assert.equal(sentMetric('SequenceGaps'), 1);
   });
@@ -197,7 +206,7 @@ describe('IoT ingest over SQS-shaped events into DynamoDB Local', () => {
       failures: [{ failedAction: 'SqsAction', failedResource: 'meterbridge-dev-iot-ingest', errorMessage: 'throttled' }],
     });
 
-    const response = await ingestBatch(sqsEvent([errorAction]), deps());
+    const response = await ingest(sqsEvent([errorAction]), deps());
 
     assert.equal(response.outcomes[0]!.status, 'stored');
     assert.equal((await store.query({ meterId: 'meter-2', channel: 'water.volume', ...range })).length, 1);

@@ -1,6 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Ledger, LedgerLockLostError } from '../../lambdas/core/ledger.ts';
+import { FUNCTION_TIMEOUT_SECONDS, LOCK_SECONDS, type UnitKind } from '../../lambdas/core/work-units.ts';
 import { startDynamoDbLocal, type LocalDynamo } from '../support/dynamodb-local.ts';
 
 let dynamo: LocalDynamo;
@@ -23,6 +24,19 @@ const later = (clock: { now: Date }, seconds: number) => {
 };
 
 describe('Ledger on DynamoDB Local', () => {
+  it('holds a claim for its kind\'s lock time, longer than the function working on it may run', async () => {
+    const tables = await dynamo.freshTables();
+    const now = new Date('2026-11-23T10:00:00Z');
+    const ledger = new Ledger({ client: dynamo.client, tableName: tables.ledger, clock: () => now });
+    for (const kind of Object.keys(LOCK_SECONDS) as UnitKind[]) {
+      assert.ok(LOCK_SECONDS[kind] > FUNCTION_TIMEOUT_SECONDS[kind], `${kind}: the lock outlives the function timeout`);
+      const claimed = await ledger.claim(kind, `unit-of-${kind}`);
+      assert.equal(claimed.status, 'claimed');
+      const record = await ledger.get(kind, `unit-of-${kind}`);
+      assert.equal(record?.lockExpiresAt, now.getTime() / 1000 + LOCK_SECONDS[kind], kind);
+    }
+  });
+
   it('claims a new unit, completes it with counts, and refuses a second claim of the completed unit', async () => {
     const { ledger } = await freshLedger();
 
