@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian/Ubuntu machine for meterbridge: the system tools the local stand-ins need,
-# then the npm packages. The README's set-up command; CI runs it too. Run as root or with sudo
-# available (apt-get); on other systems install the tools listed below by hand, then `npm ci`.
+# Node 22 (scripts/node22.sh), then the npm packages. `npm start`, `npm test` and `npm run bench` run
+# it first (scripts/with-node22.sh); it is idempotent and takes well under a second when nothing is
+# missing. Run as root or with sudo available (apt-get); on other systems install the tools listed
+# below by hand. `--quiet`: say nothing unless something gets installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+quiet=false
+if [ "${1:-}" = "--quiet" ]; then quiet=true; fi
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -26,6 +30,18 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}"
   $SUDO rm -f /usr/sbin/policy-rc.d
 fi
-java -version
+$quiet || java -version
 
-npm ci --no-audit --no-fund
+# Node 22, the Lambda runtime's major: tests, local mode and bench run on it (scripts/with-node22.sh).
+node22_bin="$(bash scripts/node22.sh)"
+
+# npm ci only when node_modules is missing or was installed from another package-lock.json (which
+# also records package.json's dependencies) or Node major: the stamp holds their digest. Run with Node 22 first on PATH so npm's engine checks see it.
+stamp=node_modules/.meterbridge-installed
+wanted="$(sha256sum <package-lock.json | cut -d' ' -f1) node22"
+if [ "$(cat "$stamp" 2>/dev/null || true)" != "$wanted" ]; then
+  PATH="$node22_bin:$PATH" npm ci --no-audit --no-fund
+  echo "$wanted" >"$stamp"
+elif ! $quiet; then
+  echo "node_modules is up to date with package-lock.json"
+fi
