@@ -46,6 +46,17 @@ export type RuntimeVariable = (typeof RUNTIME_PROVIDED_ENV)[number];
  * use these prefixes; any other unset name a bundle reads fails the stage.
  */
 const PLATFORM_PREFIXES = ['AWS_', 'POWERTOOLS_', 'NODE_', '_X_AMZN_', 'LAMBDA_'];
+/** Unset names outside those prefixes that libraries look at, each with who reads it. */
+const LIBRARY_OPTIONAL_ENV: Readonly<Record<string, string>> = {
+  HOME: 'the SDK (~/.aws/config lookup)',
+  HOMEDRIVE: 'the SDK (home folder on Windows)',
+  HOMEPATH: 'the SDK (home folder on Windows)',
+  USERPROFILE: 'the SDK (home folder on Windows)',
+  FORCE_COLOR: "Node's console (colour detection)",
+  WATCH_REPORT_DEPENDENCIES: "Node's module loader (--watch)",
+  LOG_LEVEL: 'Powertools Logger (legacy log level)',
+  ENVIRONMENT: 'Powertools Logger (environment key)',
+};
 
 export interface FunctionIdentity {
   logicalId: string;
@@ -190,7 +201,7 @@ export function bundleProblems(run: BundleRun): string[] {
     if (!invocation.ok) problems.push(`invocation ${index + 1} threw: ${firstLine(invocation.error)}`);
   }
   for (const name of run.unsetEnvReads) {
-    if (!PLATFORM_PREFIXES.some((prefix) => name.startsWith(prefix))) problems.push(`reads environment variable ${name}, which the template does not set`);
+    if (!PLATFORM_PREFIXES.some((prefix) => name.startsWith(prefix)) && LIBRARY_OPTIONAL_ENV[name] === undefined) problems.push(`reads environment variable ${name}, which the template does not set`);
   }
   if (/NodeDeprecationWarning|upgrade to Node\.js|no longer support/i.test(run.stderr)) problems.push(`prints a Node version warning: ${firstLine(run.stderr.slice(run.stderr.search(/NodeDeprecationWarning|upgrade to Node\.js|no longer support/i)))}`);
   return problems;
