@@ -245,7 +245,8 @@ async function runStage(stage: Stage): Promise<StageRun> {
       }
       const file = await smtFile();
       const run = await invoke(fn, `scheduled event, ${stage.smt.toUpperCase()}`, [{ version: '0', id: randomUUID(), 'detail-type': 'Scheduled Event', source: 'aws.events', account: ACCOUNT, time: new Date().toISOString(), region: REGION, resources: [], detail: {} }]);
-      check(value(run)?.archived === 1 && value(run)?.error === undefined, `smt fetch: report ${JSON.stringify(value(run))}`);
+      const refused = standIns.recorders.s3.calls.filter((c) => c.caller === fn.logicalId && c.status === 403).map((c) => `${c.request} -> 403`);
+      check(value(run)?.archived === 1 && value(run)?.error === undefined, `smt fetch: report ${JSON.stringify(value(run))}${refused.length ? `; S3 refused: ${refused.join(', ')}` : ''}`);
       const key = `smt/intervaldata/${file.name}`;
       const archived = await standIns.s3.client.send(new ListObjectsV2Command({ Bucket: env.ARCHIVE_BUCKET!, Prefix: 'smt/' }));
       check((archived.Contents ?? []).some((o) => o.Key === key && o.Size === file.size), `smt fetch: archive holds ${JSON.stringify((archived.Contents ?? []).map((o) => [o.Key, o.Size]))}, expected ${key} (${file.size} B)`);

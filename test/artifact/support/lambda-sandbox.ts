@@ -56,6 +56,7 @@ const LIBRARY_OPTIONAL_ENV: Readonly<Record<string, string>> = {
   WATCH_REPORT_DEPENDENCIES: "Node's module loader (--watch)",
   LOG_LEVEL: 'Powertools Logger (legacy log level)',
   ENVIRONMENT: 'Powertools Logger (environment key)',
+  READABLE_STREAM: "readable-stream, ssh2's dependency (opt-out switch)",
 };
 
 export interface FunctionIdentity {
