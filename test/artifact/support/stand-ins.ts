@@ -50,8 +50,9 @@ export async function startStandIns(): Promise<StandIns> {
   const secretArns = new Map<string, string>();
   const base = { region: REGION, account: ACCOUNT };
   const secretArn = (id: string) => (id.startsWith('arn:') ? id : (secretArns.get(id) ?? `arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:${id}-unknown`));
-  const mayListBucket = (caller: string, bucketArn: string, key: string) =>
-    evaluate(policies.get(caller) ?? [], { action: 's3:ListBucket', resource: bucketArn, context: { 's3:prefix': key } }).allowed;
+  // Without an s3:prefix: a HeadObject carries none, and S3 does not document applying a ListBucket
+  // grant's prefix condition to it, so only an unconditioned grant counts (conservative).
+  const mayListBucket = (caller: string, bucketArn: string) => evaluate(policies.get(caller) ?? [], { action: 's3:ListBucket', resource: bucketArn, context: {} }).allowed;
   const [dynamoRecorder, s3Recorder, motoRecorder] = await Promise.all([
     startRecorder({ ...base, target: dynamo.endpoint }),
     startRecorder({ ...base, target: s3.endpoint, mayListBucket }),
