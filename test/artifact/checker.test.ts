@@ -88,6 +88,13 @@ describe('the shipped-artifact checker', () => {
     ]);
   });
 
+  it('fails a bundle whose start prints the SDK\'s Node version warning', async () => {
+    const { run, problems } = await check('warns-node-version');
+    assert.equal(run.invocations[0]?.ok, true);
+    assert.equal(problems.length, 1);
+    assert.match(problems[0]!, /^prints a Node version warning: .*NodeVersionSupportWarning/);
+  });
+
   it('fails a handler that throws, naming the invocation', async () => {
     const { problems } = await check('sound', { env: { ARCHIVE_BUCKET: 'b' }, events: [{ n: 1 }, null] });
     assert.equal(problems.length, 1);

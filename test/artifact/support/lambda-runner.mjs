@@ -28,7 +28,10 @@ process.env = new Proxy(realEnv, {
 });
 
 const result = { loaded: false, loadError: undefined, invocations: [], unsetEnvReads: [] };
-const finish = () => {
+const finish = async () => {
+  // Let what was scheduled run before the process ends, as it would in a live container: process
+  // warnings (the SDK's Node version warning) are printed on a later tick.
+  await new Promise((resolve) => setTimeout(resolve, 20));
   result.unsetEnvReads = [...unsetReads].sort();
   writeFileSync(resultFile, JSON.stringify(result));
   process.exit(0);
@@ -50,7 +53,7 @@ try {
   result.loaded = true;
 } catch (error) {
   result.loadError = describe(error);
-  finish();
+  await finish();
 }
 
 const events = JSON.parse(readFileSync(eventsFile, 'utf8'));
@@ -75,4 +78,4 @@ for (const event of events) {
     result.invocations.push({ ok: false, error: describe(error) });
   }
 }
-finish();
+await finish();

@@ -204,9 +204,13 @@ export function bundleProblems(run: BundleRun): string[] {
   for (const name of run.unsetEnvReads) {
     if (!PLATFORM_PREFIXES.some((prefix) => name.startsWith(prefix)) && LIBRARY_OPTIONAL_ENV[name] === undefined) problems.push(`reads environment variable ${name}, which the template does not set`);
   }
-  if (/NodeDeprecationWarning|upgrade to Node\.js|no longer support/i.test(run.stderr)) problems.push(`prints a Node version warning: ${firstLine(run.stderr.slice(run.stderr.search(/NodeDeprecationWarning|upgrade to Node\.js|no longer support/i)))}`);
+  const warning = run.stderr.search(NODE_VERSION_WARNING);
+  if (warning >= 0) problems.push(`prints a Node version warning: ${firstLine(run.stderr.slice(warning))}`);
   return problems;
 }
+
+/** The SDK's (NodeVersionSupportWarning: "... will require node >=22") and Node's own deprecation warnings. */
+const NODE_VERSION_WARNING = /NodeVersionSupportWarning|NodeDeprecationWarning|require node >=\d+/i;
 
 function firstLine(text: string | undefined): string {
   return (text ?? '').split('\n').slice(0, 2).join(' | ');
