@@ -54,8 +54,7 @@ export async function startDynamoDbLocal(options: DynamoDbLocalOptions = {}): Pr
     child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
     endpoint = `http://127.0.0.1:${port}`;
     const client = localClient(endpoint);
-    // Generous: the JVM takes well over 30 s to answer on a shared, busy machine.
-    const deadline = Date.now() + 120_000;
+    const deadline = Date.now() + 120_000; // generous: the JVM starts slowly on a loaded machine
     for (;;) {
       try {
         await client.send(new ListTablesCommand({}));

@@ -23,6 +23,8 @@ export interface Moto {
 }
 
 export interface MotoOptions {
+  /** Loopback port; a free one when not given (local mode passes its fixed one). */
+  port?: number;
   /** Extra environment for the server, e.g. INITIAL_NO_AUTH_ACTION_COUNT to make moto enforce IAM. */
   env?: Record<string, string>;
   /** How long to wait for the server to answer; generous, the machine is shared. */
@@ -46,8 +48,8 @@ export async function startMoto(options: MotoOptions = {}): Promise<Moto> {
   if (given) return handle(given, undefined);
   let lastError: unknown;
   // The port is free when chosen but another process may take it before moto binds: try again then.
-  for (let attempt = 0; attempt < 3; attempt += 1) {
-    const port = await freePort();
+  for (let attempt = 0; attempt < (options.port ? 1 : 3); attempt += 1) {
+    const port = options.port ?? (await freePort());
     try {
       return handle(`http://127.0.0.1:${port}`, await spawnMoto(port, options));
     } catch (error) {
