@@ -9,9 +9,7 @@ import { requiredEnv } from './core/env.ts';
 import { RawArchive } from './core/raw-archive.ts';
 import { runSmtFetch, type FetchReport } from './core/smt/fetch.ts';
 import { SmtFetchState } from './core/smt/fetch-state.ts';
-import { connectFtps } from './core/smt/ftps.ts';
 import { ftpsOptionsFrom, readSecretJson, sftpOptionsFrom } from './core/smt/secrets.ts';
-import { connectSftp } from './core/smt/sftp.ts';
 import type { SmtTransport } from './core/smt/transport.ts';
 import { wiringFromEnv } from './core/wiring.ts';
 import { createLogger, lambdaHandler } from './observability.ts';
@@ -43,7 +41,14 @@ async function connect(): Promise<SmtTransport> {
     throw error;
   });
   const json = await transportSecret;
-  return protocol === 'ftps' ? connectFtps(ftpsOptionsFrom(secretId, json, server)) : connectSftp(sftpOptionsFrom(secretId, json, server));
+  // Each transport is loaded only when this stage uses it: an FTPS stage never evaluates ssh2 (a
+  // large CommonJS module with optional native add-ons), and an SFTP stage never loads basic-ftp.
+  if (protocol === 'ftps') {
+    const { connectFtps } = await import('./core/smt/ftps.ts');
+    return connectFtps(ftpsOptionsFrom(secretId, json, server));
+  }
+  const { connectSftp } = await import('./core/smt/sftp.ts');
+  return connectSftp(sftpOptionsFrom(secretId, json, server));
 }
 
 type FetchSummary = Pick<FetchReport, 'archived' | 'bytes' | 'left' | 'error'>;

@@ -17,7 +17,10 @@ export const METRICS_NAMESPACE = 'Meterbridge';
  * esbuild settings shared by every function.
  *
  * - ESM output: top-level await lets SDK clients and cached secrets be set up during init.
- *   The banner restores `require` for CommonJS dependencies bundled into the ES module.
+ *   The banner restores what CommonJS dependencies bundled into the ES module expect of their
+ *   scope: `require`, and `__filename`/`__dirname` (ssh2 reads `__dirname` at module load; without
+ *   it the SMT fetch bundle died on Node 22 with "ReferenceError: __dirname is not defined in ES
+ *   module scope"). They point at the bundle itself (/var/task/index.mjs on Lambda).
  * - `@aws-sdk/*` is left out of the bundle and taken from the Lambda runtime: smaller bundles
  *   and faster cold starts, at the price of running whatever SDK v3 version the runtime ships
  *   (usually a few weeks behind package-lock.json). The core code only uses long-stable
@@ -29,8 +32,15 @@ export const METRICS_NAMESPACE = 'Meterbridge';
 export const DEFAULT_BUNDLING: nodejs.BundlingOptions = {
   format: nodejs.OutputFormat.ESM,
   mainFields: ['module', 'main'],
-  // A name of its own: a bundled ES module (openpgp) may import `createRequire` itself.
-  banner: "import { createRequire as __meterbridgeCreateRequire } from 'module'; const require = __meterbridgeCreateRequire(import.meta.url);",
+  // Imports under names of their own: a bundled ES module (openpgp) may import `createRequire` itself.
+  banner: [
+    "import { createRequire as __meterbridgeCreateRequire } from 'module';",
+    "import { fileURLToPath as __meterbridgeFileURLToPath } from 'url';",
+    "import { dirname as __meterbridgeDirname } from 'path';",
+    'const require = __meterbridgeCreateRequire(import.meta.url);',
+    'const __filename = __meterbridgeFileURLToPath(import.meta.url);',
+    'const __dirname = __meterbridgeDirname(__filename);',
+  ].join(' '),
   target: 'node22',
   minify: true,
   sourceMap: true,

@@ -54,14 +54,14 @@ export async function startDynamoDbLocal(options: DynamoDbLocalOptions = {}): Pr
     child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
     endpoint = `http://127.0.0.1:${port}`;
     const client = localClient(endpoint);
-    const deadline = Date.now() + 30_000;
+    const deadline = Date.now() + 120_000; // generous: the JVM starts slowly on a loaded machine
     for (;;) {
       try {
         await client.send(new ListTablesCommand({}));
         break;
       } catch (error) {
         if (child.exitCode !== null) throw new Error(`DynamoDB Local exited (${child.exitCode}): ${output}`);
-        if (Date.now() > deadline) throw new Error(`DynamoDB Local did not answer within 30 s: ${output}`, { cause: error });
+        if (Date.now() > deadline) throw new Error(`DynamoDB Local did not answer within 120 s: ${output}`, { cause: error });
         await new Promise((resolve) => setTimeout(resolve, 200));
       }
     }
