@@ -10,7 +10,8 @@
  *                                                     duplicates, never two copies
  *   complete with counts
  *
- * A file that can never succeed (wrong key, tampered, unknown layout, invalid readings) is marked
+ * A file that can never succeed (wrong key, tampered, corrupt — a decryption that stalls included —,
+ * unknown layout, invalid readings) is marked
  * failed with its reason and counted; it stays in the archive for `meterbridge smt replay`.
  * A transient failure (S3, DynamoDB) releases the claim and throws, so the queue retries.
  */
@@ -44,6 +45,10 @@ export interface SmtProcessDependencies {
   tmpDir?: string;
   /** Largest clear content accepted. @default 8 GiB */
   maxClearBytes?: number;
+  /** Decryption refused as 'corrupt' after this long without progress (decrypt.ts). @default DECRYPT_STALL_MS */
+  decryptStallMs?: number;
+  /** Decryption refused as 'corrupt' when it takes longer than this. @default DECRYPT_DEADLINE_MS */
+  decryptDeadlineMs?: number;
   /** Largest total a ZIP may inflate to. @default 8 GiB */
   maxUnzippedBytes?: number;
   /** Zone of SMT's local times. @default America/Chicago */
@@ -148,7 +153,12 @@ async function decryptParseStore(
   const keys = await deps.keys();
   let clearBytes: number;
   try {
-    const report = await decryptToFile(await deps.archive.get(key, head.versionId), clearPath, { keys, maxClearBytes: deps.maxClearBytes ?? 8 * 2 ** 30 });
+    const report = await decryptToFile(await deps.archive.get(key, head.versionId), clearPath, {
+      keys,
+      maxClearBytes: deps.maxClearBytes ?? 8 * 2 ** 30,
+      stallMs: deps.decryptStallMs,
+      deadlineMs: deps.decryptDeadlineMs,
+    });
     clearBytes = report.bytesOut;
   } catch (error) {
     if (error instanceof SmtDecryptError) {
