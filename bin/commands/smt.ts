@@ -129,9 +129,9 @@ async function parse(args: string[], io: CliIo): Promise<number> {
       }
       throw error;
     }
-    const options = { originId: file, timeZone };
-    const maxUnzipped = 8 * 2 ** 30;
     const now = new Date();
+    const options = { originId: file, timeZone, now };
+    const maxUnzipped = 8 * 2 ** 30;
     // Pass 1: everything must parse and validate before a single reading is printed.
     let days = 0;
     let readings = 0;

@@ -30,7 +30,7 @@ import { validateReading, type Reading } from '../../../shared/reading.ts';
 import { ARCHIVE_METADATA } from './fetch.ts';
 import { clearParts } from './clear-content.ts';
 import { decryptToFile, SmtDecryptError } from './decrypt.ts';
-import { SMT_TIME_ZONE, SmtLayoutError, type SmtDay } from './model.ts';
+import { SMT_TIME_ZONE, SmtLayoutError, type ParseOptions, type SmtDay } from './model.ts';
 import { parseSmt } from './parse.ts';
 
 export interface SmtProcessDependencies {
@@ -169,13 +169,14 @@ async function decryptParseStore(
   }
   await deps.onStep?.('decrypted', key);
 
+  const now = deps.clock?.() ?? new Date();
   const parseOptions = {
     originId: key,
     timeZone: deps.timeZone ?? SMT_TIME_ZONE,
     fallbackRevision: revisionFallback(head.metadata[ARCHIVE_METADATA.remoteModified]),
+    now,
   };
   const maxUnzippedBytes = deps.maxUnzippedBytes ?? 8 * 2 ** 30;
-  const now = deps.clock?.() ?? new Date();
 
   // Pass 1: the whole file must parse and every reading must be valid before anything is stored.
   let days = 0;
@@ -228,7 +229,7 @@ async function decryptParseStore(
 }
 
 /** Days of every text part of the clear file (a ZIP's entries in order, or the file itself). */
-export async function* daysOf(clearPath: string, options: { originId: string; timeZone?: string; fallbackRevision?: number }, maxUnzippedBytes: number): AsyncGenerator<SmtDay[]> {
+export async function* daysOf(clearPath: string, options: ParseOptions, maxUnzippedBytes: number): AsyncGenerator<SmtDay[]> {
   for await (const part of clearParts(clearPath, { maxUnzippedBytes })) {
     yield* parseSmt(part.stream, { ...options, originId: part.entry ? `${options.originId}#${part.entry}` : options.originId });
   }
