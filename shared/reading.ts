@@ -116,7 +116,7 @@ export interface ValidationOptions {
 }
 
 /** Readings dated before this are clock errors (a gateway that booted at 1970), not data. */
-const EARLIEST_PLAUSIBLE = Date.UTC(2000, 0, 1);
+export const EARLIEST_PLAUSIBLE = Date.UTC(2000, 0, 1);
 /** An interval shorter than this would make a day's block too large for one DynamoDB item. */
 export const MIN_INTERVAL_SECONDS = 60;
 /** Longer intervals do not fit the one-item-per-day layout (a block must hold its readings). */

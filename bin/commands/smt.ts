@@ -17,7 +17,7 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { PrivateKey } from 'openpgp';
 import { RawArchive } from '../../lambdas/core/raw-archive.ts';
 import { readingToJson, validateReading } from '../../shared/reading.ts';
-import { decryptToFile, loadPrivateKey, SmtDecryptError } from '../../lambdas/core/smt/decrypt.ts';
+import { DECRYPT_STALL_MS, decryptToFile, loadPrivateKey, SmtDecryptError } from '../../lambdas/core/smt/decrypt.ts';
 import { SMT_TIME_ZONE, SmtLayoutError } from '../../lambdas/core/smt/model.ts';
 import { daysOf, processArchivedFile } from '../../lambdas/core/smt/process.ts';
 import { pgpKeyFrom, readSecretJson } from '../../lambdas/core/smt/secrets.ts';
@@ -42,6 +42,8 @@ parse
   --private-key <file>     armored PGP private key (needed for encrypted files)
   --passphrase-env <VAR>   environment variable holding the key's passphrase
   --time-zone <zone>       zone of SMT's local times                    default ${SMT_TIME_ZONE}
+  --decrypt-stall-seconds <n>  refuse the file as corrupt when decryption makes no progress
+                           for this long (some corrupted files make it hang) default ${DECRYPT_STALL_MS / 1000}
 
 replay
   Processes an archived file again, as the process Lambda does: claims it in the ledger (a
@@ -91,12 +93,15 @@ async function parse(args: string[], io: CliIo): Promise<number> {
     'private-key': { type: 'string' },
     'passphrase-env': { type: 'string' },
     'time-zone': { type: 'string', default: SMT_TIME_ZONE },
+    'decrypt-stall-seconds': { type: 'string', default: String(DECRYPT_STALL_MS / 1000) },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
     io.out(USAGE);
     return EXIT_OK;
   }
+  const stallSeconds = Number(values['decrypt-stall-seconds']);
+  if (!(stallSeconds > 0 && stallSeconds <= 86_400)) throw new UsageError(`--decrypt-stall-seconds ${JSON.stringify(values['decrypt-stall-seconds'])} is not a number of seconds between 0 and 86400`, HELP);
   if (positionals.length !== 1) throw new UsageError(`parse takes one file, got ${positionals.length}`, HELP);
   const file = positionals[0]!;
   const timeZone = values['time-zone'];
@@ -112,7 +117,7 @@ async function parse(args: string[], io: CliIo): Promise<number> {
     const clearPath = join(work, 'clear');
     let kind: string;
     try {
-      const report = await decryptToFile(createReadStream(file), clearPath, { keys, maxClearBytes: 8 * 2 ** 30, allowClear: true });
+      const report = await decryptToFile(createReadStream(file), clearPath, { keys, maxClearBytes: 8 * 2 ** 30, allowClear: true, stallMs: stallSeconds * 1000 });
       kind = report.kind;
     } catch (error) {
       if (error instanceof SmtDecryptError) {
@@ -122,9 +127,9 @@ async function parse(args: string[], io: CliIo): Promise<number> {
       }
       throw error;
     }
-    const options = { originId: file, timeZone };
-    const maxUnzipped = 8 * 2 ** 30;
     const now = new Date();
+    const options = { originId: file, timeZone, now };
+    const maxUnzipped = 8 * 2 ** 30;
     // Pass 1: everything must parse and validate before a single reading is printed.
     let days = 0;
     let readings = 0;

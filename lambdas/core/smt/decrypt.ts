@@ -107,7 +107,28 @@ export interface DecryptOptions {
   keys: openpgp.PrivateKey[];
   /** Refuse more plaintext than this (a compressed packet can expand enormously). */
   maxClearBytes: number;
+  /**
+   * Refuse as 'corrupt' when decryption makes no progress for this long: it neither asked for
+   * more input nor produced output (time spent waiting on the source does not count). Some
+   * corrupted messages make openpgp neither end nor fail (see DecryptWatchdog).
+   * @default DECRYPT_STALL_MS
+   */
+  stallMs?: number;
+  /** Refuse as 'corrupt' when the whole decryption takes longer than this. @default DECRYPT_DEADLINE_MS */
+  deadlineMs?: number;
 }
+
+/**
+ * A healthy decryption never sits idle with its input at hand: openpgp works on 768 KiB chunks in
+ * milliseconds. Thirty seconds without progress is a hang, even on a starved 2-core machine.
+ */
+export const DECRYPT_STALL_MS = 30_000;
+
+/**
+ * The overall bound, below the process Lambda's 15-minute timeout so a file is refused with a
+ * reason instead of timing out and being retried: a 1 GB file decrypts in about 10 s (bench).
+ */
+export const DECRYPT_DEADLINE_MS = 10 * 60_000;
 
 export interface DecryptReport {
   kind: ContentKind;
@@ -122,67 +143,138 @@ export interface DecryptReport {
  * written and verified; on failure the file is removed and SmtDecryptError says why.
  */
 export async function decryptToFile(input: AsyncIterable<Uint8Array>, outPath: string, options: DecryptOptions & { allowClear?: boolean }): Promise<DecryptReport> {
+  const watchdog = new DecryptWatchdog(options.stallMs ?? DECRYPT_STALL_MS, options.deadlineMs ?? DECRYPT_DEADLINE_MS);
   let bytesIn = 0;
   const counted = Readable.from(
     (async function* () {
+      // Waiting on the source (S3, a slow disk) is not a stall of the decryption: its own timeouts apply.
+      watchdog.waitingForInput();
       for await (const chunk of input) {
+        watchdog.progress();
         bytesIn += chunk.length;
         yield chunk;
+        watchdog.waitingForInput();
       }
+      watchdog.progress();
     })(),
     { objectMode: false },
   );
-  const { head, stream } = await peek(counted, 512);
-  const kind = sniffContent(head);
-  let bytesOut = 0;
-  const cap = new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      bytesOut += chunk.length;
-      if (bytesOut > options.maxClearBytes) callback(new SmtDecryptError('too-large', `clear content exceeds ${options.maxClearBytes} bytes`));
-      else callback(null, chunk);
-    },
-  });
+  let source: Readable | undefined;
+  const output = new AbortController();
   try {
-    if (kind === 'clear') {
-      if (!options.allowClear) throw new SmtDecryptError('not-pgp', 'the file is not a PGP message (SMT files are encrypted to our public key)');
-      await pipeline(stream, cap, clearFileSink(outPath));
-      return { kind, bytesIn, bytesOut };
-    }
-    // Armor is decoded natively (armor.ts): openpgp's JS decoder cost as much as the decryption.
-    const web = pullStream(kind === 'pgp-armored' ? dearmor(stream, { outputBytes: CHUNK_BYTES }) : gather(stream, CHUNK_BYTES));
-    let message: openpgp.Message<ReadableStream<Uint8Array>>;
-    try {
-      message = await openpgp.readMessage({ binaryMessage: web });
-    } catch (error) {
-      throw new SmtDecryptError('corrupt', `the PGP message could not be read: ${messageOf(error)}`, { cause: error });
-    }
-    let data: ReadableStream<Uint8Array>;
-    try {
-      const result = await openpgp.decrypt({
-        message,
-        decryptionKeys: options.keys,
-        format: 'binary',
-        // Bounded memory; integrity is then known only at the end: see the module comment.
-        config: { allowUnauthenticatedStream: true },
-      });
-      data = result.data as ReadableStream<Uint8Array>;
-    } catch (error) {
-      const text = messageOf(error);
-      const reason: DecryptFailureReason = !armorFault(error) && /session key|no decryption key|decryption key|not match/i.test(text) ? 'wrong-key' : 'corrupt';
-      throw new SmtDecryptError(reason, `the PGP message could not be decrypted: ${text}`, { cause: error });
-    }
-    try {
-      await pipeline(Readable.fromWeb(data as unknown as WebReadableStream<Uint8Array>), cap, clearFileSink(outPath));
-    } catch (error) {
-      if (error instanceof SmtDecryptError) throw error;
-      const text = messageOf(error);
-      const reason: DecryptFailureReason = !armorFault(error) && /modification|integrity|authentication|tag|mdc|hash/i.test(text) ? 'integrity' : 'corrupt';
-      throw new SmtDecryptError(reason, `the PGP message failed ${reason === 'integrity' ? 'its integrity check' : 'to decrypt'}: ${text}`, { cause: error });
-    }
-    return { kind, bytesIn, bytesOut };
+    return await watchdog.guard(
+      (async (): Promise<DecryptReport> => {
+        const { head, stream } = await peek(counted, 512);
+        source = stream;
+        const kind = sniffContent(head);
+        let bytesOut = 0;
+        const cap = new Transform({
+          transform(chunk: Buffer, _encoding, callback) {
+            watchdog.progress();
+            bytesOut += chunk.length;
+            if (bytesOut > options.maxClearBytes) callback(new SmtDecryptError('too-large', `clear content exceeds ${options.maxClearBytes} bytes`));
+            else callback(null, chunk);
+          },
+        });
+        if (kind === 'clear') {
+          if (!options.allowClear) throw new SmtDecryptError('not-pgp', 'the file is not a PGP message (SMT files are encrypted to our public key)');
+          await pipeline(stream, cap, clearFileSink(outPath), { signal: output.signal });
+          return { kind, bytesIn, bytesOut };
+        }
+        // Armor is decoded natively (armor.ts): openpgp's JS decoder cost as much as the decryption.
+        const web = pullStream(kind === 'pgp-armored' ? dearmor(stream, { outputBytes: CHUNK_BYTES }) : gather(stream, CHUNK_BYTES));
+        let message: openpgp.Message<ReadableStream<Uint8Array>>;
+        try {
+          message = await openpgp.readMessage({ binaryMessage: web });
+        } catch (error) {
+          throw new SmtDecryptError('corrupt', `the PGP message could not be read: ${messageOf(error)}`, { cause: error });
+        }
+        let data: ReadableStream<Uint8Array>;
+        try {
+          const result = await openpgp.decrypt({
+            message,
+            decryptionKeys: options.keys,
+            format: 'binary',
+            // Bounded memory; integrity is then known only at the end: see the module comment.
+            config: { allowUnauthenticatedStream: true },
+          });
+          data = result.data as ReadableStream<Uint8Array>;
+        } catch (error) {
+          const text = messageOf(error);
+          const reason: DecryptFailureReason = !armorFault(error) && /session key|no decryption key|decryption key|not match/i.test(text) ? 'wrong-key' : 'corrupt';
+          throw new SmtDecryptError(reason, `the PGP message could not be decrypted: ${text}`, { cause: error });
+        }
+        try {
+          await pipeline(Readable.fromWeb(data as unknown as WebReadableStream<Uint8Array>), cap, clearFileSink(outPath), { signal: output.signal });
+        } catch (error) {
+          if (error instanceof SmtDecryptError) throw error;
+          const text = messageOf(error);
+          const reason: DecryptFailureReason = !armorFault(error) && /modification|integrity|authentication|tag|mdc|hash/i.test(text) ? 'integrity' : 'corrupt';
+          throw new SmtDecryptError(reason, `the PGP message failed ${reason === 'integrity' ? 'its integrity check' : 'to decrypt'}: ${text}`, { cause: error });
+        }
+        return { kind, bytesIn, bytesOut };
+      })(),
+    );
   } catch (error) {
+    // A stalled decryption is abandoned: stop reading the input and writing the file, then remove it.
+    output.abort();
+    (source ?? counted).destroy();
     await rm(outPath, { force: true });
     throw error;
+  } finally {
+    watchdog.dispose();
+  }
+}
+
+/**
+ * Bounds a decryption in time. openpgp v6 streams can neither end nor fail on some corrupted
+ * messages: with one byte changed in a compressed binary message (2 of 3,369 single-bit changes
+ * of a GnuPG file, issue 15), `openpgp.decrypt` never settles and holds no timer or socket, so a
+ * process just exits 0 with nothing done. The watchdog fails the decryption as 'corrupt' when it
+ * made no progress for `stallMs` while not waiting on its source, or ran longer than `deadlineMs`.
+ * The abandoned openpgp promise is left to the garbage collector; nothing it could still produce
+ * is used (the pipeline is aborted and the partial file removed).
+ */
+class DecryptWatchdog {
+  private stallTimer: NodeJS.Timeout | undefined;
+  private readonly deadlineTimer: NodeJS.Timeout;
+  private fail!: (error: SmtDecryptError) => void;
+  private readonly failed: Promise<never>;
+
+  constructor(private readonly stallMs: number, deadlineMs: number) {
+    this.failed = new Promise<never>((_, reject) => {
+      this.fail = reject;
+    });
+    // Observed by guard(); a failure after the work settled must not become an unhandled rejection.
+    this.failed.catch(() => undefined);
+    this.deadlineTimer = setTimeout(() => this.fail(new SmtDecryptError('corrupt', `the PGP message did not finish decrypting within ${deadlineMs} ms`)), deadlineMs);
+    this.progress();
+  }
+
+  /** Input arrived or output was produced: the stall clock starts again. */
+  progress(): void {
+    clearTimeout(this.stallTimer);
+    this.stallTimer = setTimeout(
+      () => this.fail(new SmtDecryptError('corrupt', `the PGP message stalled: decryption neither ended nor failed, and made no progress for ${this.stallMs} ms (a corrupted message)`)),
+      this.stallMs,
+    );
+  }
+
+  /** Decryption waits for the source: not a stall. */
+  waitingForInput(): void {
+    clearTimeout(this.stallTimer);
+    this.stallTimer = undefined;
+  }
+
+  guard<T>(work: Promise<T>): Promise<T> {
+    // The abandoned work may still reject later: that must not become an unhandled rejection.
+    work.catch(() => undefined);
+    return Promise.race([work, this.failed]);
+  }
+
+  dispose(): void {
+    clearTimeout(this.stallTimer);
+    clearTimeout(this.deadlineTimer);
   }
 }
 

@@ -9,7 +9,8 @@
  * it holds the day's rows (96, or 100 on the fall-back day, 96 with a blank phantom hour on the
  * spring-forward day), so memory holds only days in progress, whatever the file's size or order.
  * Rows are placed by position within their day (see local-day.ts). A blank USAGE_KWH is a
- * missing interval (never zero); REVISION_DATE (local time) in epoch seconds is the revision.
+ * missing interval (never zero); REVISION_DATE (local time) in epoch seconds is the revision,
+ * refused when implausible (before its usage day, or in the future: values.ts).
  *
  * Speed (a file reaches gigabytes; decisions measured on a 141 MB file of 1.6 M rows):
  * - Rows are read as bytes, in place in the chunk (lines.ts); a row makes no string and no object.
@@ -19,7 +20,8 @@
  * - Time labels are compared with precomputed byte labels; USAGE_KWH with at most 15 digits is
  *   read by hand as mantissa / 10^k, which is exactly Number(text) (both operands are exact
  *   doubles, so the one division rounds correctly: Clinger's fast path). Anything else (an
- *   exponent, more digits, a stray character) takes the text path, Number() and the NUMBER regex.
+ *   exponent, more digits, a stray character) takes the text path: parseDecimal (values.ts, the
+ *   grammar the LSE parser shares).
  * - Errors decode the fields they quote, so messages are those of a text parser.
  * - A row with quotes is copied without them and read again (SMT writes none).
  */
@@ -27,6 +29,7 @@ import { CHANNELS, type Quality } from '../../../shared/reading.ts';
 import type { LineBlock } from './lines.ts';
 import { localDayGrid, localWallTimeToUtc, type LocalDayGrid } from './local-day.ts';
 import { SMT_TIME_ZONE, SmtLayoutError, type IntervalReading, type ParseOptions, type SmtDay } from './model.ts';
+import { implausibleRevision, isCalendarDateTime, parseDecimal } from './values.ts';
 
 export const INTERVAL_CSV_HEADER = [
   'ESIID',
@@ -47,7 +50,6 @@ const CHANNEL_OF: Readonly<Record<string, string>> = {
 const ESIID = /^\d{17}$|^\d{22}$/;
 const DATE = /^(\d{1,2})\/(\d{1,2})\/(\d{4})$/;
 const REVISION = /^(\d{1,2})\/(\d{1,2})\/(\d{4}) (\d{1,2}):(\d{2}):(\d{2})$/;
-const NUMBER = /^-?\d*\.?\d+(?:[eE][-+]?\d+)?$/;
 
 /** True when `line` is the interval CSV header (case and surrounding blanks ignored). */
 export function isIntervalCsvHeader(line: string): boolean {
@@ -97,6 +99,7 @@ const ZERO = 48;
 export class IntervalCsvParser {
   private readonly timeZone: string;
   private readonly originId: string;
+  private readonly now: Date;
   private readonly open = new Map<string, Group>();
   private readonly emitted = new Set<string>();
   private readonly revisions = new Map<string, number>();
@@ -117,6 +120,7 @@ export class IntervalCsvParser {
   constructor(options: ParseOptions) {
     this.timeZone = options.timeZone ?? SMT_TIME_ZONE;
     this.originId = options.originId;
+    this.now = options.now ?? new Date();
   }
 
   /**
@@ -312,12 +316,15 @@ export class IntervalCsvParser {
     const channel = CHANNEL_OF[channelField.toLowerCase()];
     if (!channel) throw new SmtLayoutError(`CONSUMPTION_SURPLUSGENERATION ${JSON.stringify(channelField)} is neither Consumption nor Surplus Generation`, lineNumber);
     const date = this.date(bytes.toString('utf8', c[0]! + 1, c[1]).trim(), lineNumber);
-    const revision = this.revision(bytes.toString('utf8', c[1]! + 1, c[2]).trim(), lineNumber);
+    const revisionField = bytes.toString('utf8', c[1]! + 1, c[2]).trim();
+    const revision = this.revision(revisionField, lineNumber);
     const key = `${meterId}|${channel}|${date}`;
     let group = this.open.get(key);
+    const grid = group?.grid ?? localDayGrid(date, this.timeZone);
+    const implausible = implausibleRevision(revision, grid.startMs, this.now);
+    if (implausible) throw new SmtLayoutError(`REVISION_DATE ${JSON.stringify(revisionField)} ${implausible}`, lineNumber);
     if (!group) {
       if (this.emitted.has(key)) throw new SmtLayoutError(`more rows for ${meterId} ${channelField} ${date} after its day was complete`, lineNumber);
-      const grid = localDayGrid(date, this.timeZone);
       // Every position is written before the day is read, so recycled arrays need no clearing.
       const arrays = this.spare.get(grid.rows)?.pop() ?? { values: new Float64Array(grid.rows), quality: new Uint8Array(grid.rows), revisions: new Float64Array(grid.rows) };
       group = {
@@ -406,9 +413,8 @@ export class IntervalCsvParser {
     const match = DATE.exec(field);
     if (!match) throw new SmtLayoutError(`USAGE_DATE ${JSON.stringify(field)} is not MM/DD/YYYY`, line);
     const [, month, day, year] = match as unknown as [string, string, string, string];
+    if (!isCalendarDateTime(Number(year), Number(month), Number(day))) throw new SmtLayoutError(`USAGE_DATE ${JSON.stringify(field)} is not a calendar date from 2000 on`, line);
     const iso = `${year}-${month.padStart(2, '0')}-${day.padStart(2, '0')}`;
-    const check = new Date(`${iso}T00:00:00Z`);
-    if (Number.isNaN(check.getTime()) || check.toISOString().slice(0, 10) !== iso) throw new SmtLayoutError(`USAGE_DATE ${JSON.stringify(field)} is not a calendar date`, line);
     if (this.dates.size > 10_000) this.dates.clear();
     this.dates.set(field, iso);
     return iso;
@@ -420,8 +426,8 @@ export class IntervalCsvParser {
     const match = REVISION.exec(field);
     if (!match) throw new SmtLayoutError(`REVISION_DATE ${JSON.stringify(field)} is not MM/DD/YYYY HH:MM:SS`, line);
     const [month, day, year, hour, minute, second] = match.slice(1).map(Number) as [number, number, number, number, number, number];
-    if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 59) {
-      throw new SmtLayoutError(`REVISION_DATE ${JSON.stringify(field)} is not a valid date and time`, line);
+    if (!isCalendarDateTime(year, month, day, hour, minute, second)) {
+      throw new SmtLayoutError(`REVISION_DATE ${JSON.stringify(field)} is not a valid date and time from 2000 on`, line);
     }
     const seconds = Math.floor(localWallTimeToUtc(year, month, day, hour, minute, second, this.timeZone) / 1000);
     if (this.revisions.size > 10_000) this.revisions.clear();
@@ -513,10 +519,10 @@ function scanDecimal(bytes: Uint8Array, from: number, limit: number): number {
   return negative ? -value : value;
 }
 
-/** USAGE_KWH as text, when fastDecimal declined it. */
+/** USAGE_KWH as text, when fastDecimal declined it (values.ts has the grammar both layouts share). */
 function kwhOf(kwh: string, lineNumber: number): number {
-  const value = Number(kwh);
-  if (!Number.isFinite(value) || !NUMBER.test(kwh)) throw new SmtLayoutError(`USAGE_KWH ${JSON.stringify(kwh)} is not a number`, lineNumber);
+  const value = parseDecimal(kwh);
+  if (value === undefined) throw new SmtLayoutError(`USAGE_KWH ${JSON.stringify(kwh)} is not a number`, lineNumber);
   return value;
 }
 

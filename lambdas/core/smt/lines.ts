@@ -13,8 +13,18 @@
 import { asBuffer } from '../bytes.ts';
 import { SmtLayoutError } from './model.ts';
 
-/** Longest partial line held between chunks: an LSE data record of a day of 1-minute triples stays far below this. */
-const MAX_LINE_BYTES = 1_000_000;
+/**
+ * Longest line, in bytes without its `\n` (a `\r` and a byte-order mark count): an LSE data record
+ * of a day of 1-minute triples stays far below this. Checked on every line, whole in one chunk or
+ * joined from several, and on the partial line held between chunks (memory), so a file is refused
+ * or not whatever its chunking; lines before the long one are handed over first, as they would be
+ * if the long line came in a later chunk.
+ */
+export const MAX_LINE_BYTES = 1_000_000;
+
+function lineTooLong(): SmtLayoutError {
+  return new SmtLayoutError(`a line longer than ${MAX_LINE_BYTES} bytes: not a text file of a known layout`);
+}
 
 const LF = 10;
 const CR = 13;
@@ -85,6 +95,7 @@ export async function* lineBlocks(source: AsyncIterable<Uint8Array | string>): A
     let end = chunk.indexOf(LF);
     if (pieces.length > 0 && end !== -1) {
       // The line in progress ends in this chunk: join it and hand it over alone.
+      if (pending + end > MAX_LINE_BYTES) throw lineTooLong();
       pieces.push(chunk.subarray(0, end));
       const line = Buffer.concat(pieces, pending + end);
       pieces = [];
@@ -99,6 +110,10 @@ export async function* lineBlocks(source: AsyncIterable<Uint8Array | string>): A
     block.bytes = chunk;
     block.count = 0;
     for (; end !== -1; end = chunk.indexOf(LF, start)) {
+      if (end - start > MAX_LINE_BYTES) {
+        if (block.count > 0) yield block;
+        throw lineTooLong();
+      }
       add(chunk, start, end);
       start = end + 1;
     }
@@ -106,13 +121,14 @@ export async function* lineBlocks(source: AsyncIterable<Uint8Array | string>): A
     if (start < chunk.length) {
       pieces.push(chunk.subarray(start));
       pending += chunk.length - start;
-      if (pending > MAX_LINE_BYTES) throw new SmtLayoutError(`a line longer than ${MAX_LINE_BYTES} bytes: not a text file of a known layout`);
+      if (pending > MAX_LINE_BYTES) throw lineTooLong();
     }
   }
   if (surrogate !== '') {
     pieces.push(Buffer.from(surrogate, 'utf8'));
     pending += 3;
   }
+  if (pending > MAX_LINE_BYTES) throw lineTooLong();
   if (pending > 0) {
     const line = Buffer.concat(pieces, pending);
     block.bytes = line;

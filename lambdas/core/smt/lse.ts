@@ -10,11 +10,16 @@
  * Intervals follow each other from the cut's start; their count must equal
  * (stop - start) / seconds per interval (stop may be the last second of the last interval).
  * A cut is split into local days, each an SmtDay. The 00000004 time stamp is the revision.
+ *
+ * Values follow the decimal grammar the interval CSV uses (values.ts); a blank value, quoted or
+ * not, is a missing interval (never zero). A second cut for the same ESIID and channel over an
+ * overlapping span is refused: which of its values would be meant is anyone's guess.
  */
 import { CHANNELS, type Quality, type Unit } from '../../../shared/reading.ts';
-import { localDate, utcOffsetMs } from '../time.ts';
+import { localDate, startOfLocalDay, utcOffsetMs } from '../time.ts';
 import { localWallTimeToUtc } from './local-day.ts';
 import { SMT_TIME_ZONE, SmtLayoutError, type IntervalReading, type ParseOptions, type SmtDay } from './model.ts';
+import { implausibleRevision, isCalendarDateTime, parseDecimal } from './values.ts';
 
 /** LSE channel numbers SMT uses. */
 const CHANNEL_OF: Readonly<Record<string, string>> = {
@@ -40,6 +45,8 @@ interface Cut {
   intervalSeconds?: number;
   unit?: Unit;
   revision?: number;
+  /** The line of the 00000004 record the revision came from, for messages. */
+  revisionLine?: number;
   values: Array<{ value: string; status: string; line: number }>;
 }
 
@@ -47,18 +54,23 @@ export class LseParser {
   private readonly timeZone: string;
   private readonly originId: string;
   private readonly fallbackRevision: number | undefined;
+  private readonly now: Date;
   private cut: Cut | undefined;
   private cuts = 0;
+  /** Spans of the cuts read so far, per `meterId|channel`, with their header line. */
+  private readonly spans = new Map<string, Array<{ startMs: number; stopMs: number; line: number }>>();
 
   constructor(options: ParseOptions) {
     this.timeZone = options.timeZone ?? SMT_TIME_ZONE;
     this.originId = options.originId;
     this.fallbackRevision = options.fallbackRevision;
+    this.now = options.now ?? new Date();
   }
 
   push(line: string, lineNumber: number): SmtDay[] {
     if (line.trim() === '') return [];
-    const fields = line.split(',').map((field) => field.trim().replace(/^"(.*)"$/, '$1'));
+    // Unquoted, then trimmed: a quoted blank is blank (it was read as " ", which Number() made 0).
+    const fields = line.split(',').map((field) => field.trim().replace(/^"(.*)"$/, '$1').trim());
     const sortCode = fields[0] ?? '';
     if (!/^\d{8}$/.test(sortCode)) throw new SmtLayoutError(`LSE record without an 8-digit sort code: ${JSON.stringify(line.slice(0, 80))}`, lineNumber);
     if (sortCode === '00000001') {
@@ -72,10 +84,10 @@ export class LseParser {
     if (sortCode === '00000002') {
       if (fields.length < 13) throw new SmtLayoutError(`00000002 needs 12 fields after the sort code, found ${fields.length - 1}`, lineNumber);
       const [, , , meterMultiplier, meterOffset, pulseMultiplier, pulseOffset, seconds, unitOfMeasure] = fields;
-      const spi = Number(seconds);
+      const spi = /^\d{1,5}$/.test(seconds ?? '') ? Number(seconds) : Number.NaN;
       if (!Number.isInteger(spi) || spi <= 0 || 86_400 % spi !== 0) throw new SmtLayoutError(`seconds per interval ${JSON.stringify(seconds)} does not divide a day`, lineNumber);
       for (const [name, value, neutral] of [['meter multiplier', meterMultiplier, 1], ['meter offset', meterOffset, 0], ['pulse multiplier', pulseMultiplier, 1], ['pulse offset', pulseOffset, 0]] as const) {
-        if (value !== undefined && value !== '' && Number(value) !== neutral) {
+        if (value !== undefined && value !== '' && parseDecimal(value) !== neutral) {
           throw new SmtLayoutError(`${name} ${value} is not supported (values are taken as delivered, in their unit of measure)`, lineNumber);
         }
       }
@@ -88,7 +100,10 @@ export class LseParser {
     if (sortCode === '00000003') return [];
     if (sortCode === '00000004') {
       const stamp = fields[1] ?? '';
-      if (stamp !== '') cut.revision = Math.floor(this.instant(stamp, 'Y', lineNumber, 'time stamp') / 1000);
+      if (stamp !== '') {
+        cut.revision = Math.floor(this.instant(stamp, 'Y', lineNumber, 'time stamp') / 1000);
+        cut.revisionLine = lineNumber;
+      }
       return [];
     }
     if (sortCode < '10000000') throw new SmtLayoutError(`unknown record type ${sortCode}`, lineNumber);
@@ -117,6 +132,11 @@ export class LseParser {
     // "Stop" may name the last second of the last interval rather than its end.
     if (stop.endsWith('59')) stopMs += 1000;
     if (stopMs <= startMs) throw new SmtLayoutError(`stop ${stop} is not after start ${start}`, line);
+    const spans = this.spans.get(`${meterId}|${channel}`) ?? [];
+    const overlapped = spans.find((span) => span.startMs < stopMs && startMs < span.stopMs);
+    if (overlapped) throw new SmtLayoutError(`duplicate cut: ESIID ${meterId} channel ${channelField} from ${start} overlaps the cut of line ${overlapped.line}`, line);
+    spans.push({ startMs, stopMs, line });
+    this.spans.set(`${meterId}|${channel}`, spans);
     return { line, meterId, channel, startMs, stopMs, values: [] };
   }
 
@@ -125,7 +145,7 @@ export class LseParser {
     const match = STAMP.exec(stamp);
     if (!match) throw new SmtLayoutError(`${what} ${JSON.stringify(stamp)} is not YYYYMMDDHHMMSS`, line);
     const [year, month, day, hour, minute, second] = match.slice(1).map(Number) as [number, number, number, number, number, number];
-    if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 59) throw new SmtLayoutError(`${what} ${stamp} is not a valid time`, line);
+    if (!isCalendarDateTime(year, month, day, hour, minute, second)) throw new SmtLayoutError(`${what} ${stamp} is not a valid date and time from 2000 on`, line);
     if (dstFlag === 'Y') return localWallTimeToUtc(year, month, day, hour, minute, second, this.timeZone);
     const standardOffset = Math.min(utcOffsetMs(Date.UTC(year, 0, 1), this.timeZone), utcOffsetMs(Date.UTC(year, 6, 1), this.timeZone));
     return Date.UTC(year, month - 1, day, hour, minute, second) - standardOffset;
@@ -145,6 +165,11 @@ export class LseParser {
     }
     const revision = cut.revision ?? this.fallbackRevision;
     if (revision === undefined) throw new SmtLayoutError(`cut of ${cut.meterId} has no 00000004 time stamp to use as revision`, cut.line);
+    const implausible = implausibleRevision(revision, startOfLocalDay(localDate(new Date(cut.startMs), this.timeZone), this.timeZone).getTime(), this.now);
+    if (implausible) {
+      const what = cut.revision !== undefined ? '00000004 time stamp' : `revision ${new Date(revision * 1000).toISOString()} (the file's modification time)`;
+      throw new SmtLayoutError(`cut of ${cut.meterId}: ${what} ${implausible}`, cut.revisionLine ?? cut.line);
+    }
 
     const days = new Map<string, SmtDay>();
     cut.values.forEach(({ value, status, line }, index) => {
@@ -156,8 +181,8 @@ export class LseParser {
         day.missing += 1;
         return;
       }
-      const number = Number(value);
-      if (!Number.isFinite(number)) throw new SmtLayoutError(`interval value ${JSON.stringify(value)} is not a number`, line);
+      const number = parseDecimal(value);
+      if (number === undefined) throw new SmtLayoutError(`interval value ${JSON.stringify(value)} is not a number`, line);
       const { quality, known } = qualityOf(status);
       if (!known) (day.unknownStatuses ??= {})[start.toISOString()] = status;
       const reading: IntervalReading = {

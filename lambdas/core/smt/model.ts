@@ -47,4 +47,6 @@ export interface ParseOptions {
    * file's modification time on the SMT server. Interval CSVs always carry REVISION_DATE.
    */
   fallbackRevision?: number;
+  /** The clock revisions are judged by (none may lie in the future; see values.ts). @default new Date() */
+  now?: Date;
 }

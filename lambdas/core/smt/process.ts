@@ -10,7 +10,8 @@
  *                                                     duplicates, never two copies
  *   complete with counts
  *
- * A file that can never succeed (wrong key, tampered, unknown layout, invalid readings) is marked
+ * A file that can never succeed (wrong key, tampered, corrupt — a decryption that stalls included —,
+ * unknown layout, invalid readings) is marked
  * failed with its reason and counted; it stays in the archive for `meterbridge smt replay`.
  * A transient failure (S3, DynamoDB) releases the claim and throws, so the queue retries.
  */
@@ -29,7 +30,7 @@ import { validateReading, type Reading } from '../../../shared/reading.ts';
 import { ARCHIVE_METADATA } from './archive-metadata.ts';
 import { clearParts } from './clear-content.ts';
 import { decryptToFile, SmtDecryptError } from './decrypt.ts';
-import { SMT_TIME_ZONE, SmtLayoutError, type SmtDay } from './model.ts';
+import { SMT_TIME_ZONE, SmtLayoutError, type ParseOptions, type SmtDay } from './model.ts';
 import { parseSmt } from './parse.ts';
 
 export interface SmtProcessDependencies {
@@ -44,6 +45,10 @@ export interface SmtProcessDependencies {
   tmpDir?: string;
   /** Largest clear content accepted. @default 8 GiB */
   maxClearBytes?: number;
+  /** Decryption refused as 'corrupt' after this long without progress (decrypt.ts). @default DECRYPT_STALL_MS */
+  decryptStallMs?: number;
+  /** Decryption refused as 'corrupt' when it takes longer than this. @default DECRYPT_DEADLINE_MS */
+  decryptDeadlineMs?: number;
   /** Largest total a ZIP may inflate to. @default 8 GiB */
   maxUnzippedBytes?: number;
   /** Zone of SMT's local times. @default America/Chicago */
@@ -148,7 +153,12 @@ async function decryptParseStore(
   const keys = await deps.keys();
   let clearBytes: number;
   try {
-    const report = await decryptToFile(await deps.archive.get(key, head.versionId), clearPath, { keys, maxClearBytes: deps.maxClearBytes ?? 8 * 2 ** 30 });
+    const report = await decryptToFile(await deps.archive.get(key, head.versionId), clearPath, {
+      keys,
+      maxClearBytes: deps.maxClearBytes ?? 8 * 2 ** 30,
+      stallMs: deps.decryptStallMs,
+      deadlineMs: deps.decryptDeadlineMs,
+    });
     clearBytes = report.bytesOut;
   } catch (error) {
     if (error instanceof SmtDecryptError) {
@@ -159,13 +169,14 @@ async function decryptParseStore(
   }
   await deps.onStep?.('decrypted', key);
 
+  const now = deps.clock?.() ?? new Date();
   const parseOptions = {
     originId: key,
     timeZone: deps.timeZone ?? SMT_TIME_ZONE,
     fallbackRevision: revisionFallback(head.metadata[ARCHIVE_METADATA.remoteModified]),
+    now,
   };
   const maxUnzippedBytes = deps.maxUnzippedBytes ?? 8 * 2 ** 30;
-  const now = deps.clock?.() ?? new Date();
 
   // Pass 1: the whole file must parse and every reading must be valid before anything is stored.
   let days = 0;
@@ -218,7 +229,7 @@ async function decryptParseStore(
 }
 
 /** Days of every text part of the clear file (a ZIP's entries in order, or the file itself). */
-export async function* daysOf(clearPath: string, options: { originId: string; timeZone?: string; fallbackRevision?: number }, maxUnzippedBytes: number): AsyncGenerator<SmtDay[]> {
+export async function* daysOf(clearPath: string, options: ParseOptions, maxUnzippedBytes: number): AsyncGenerator<SmtDay[]> {
   for await (const part of clearParts(clearPath, { maxUnzippedBytes })) {
     yield* parseSmt(part.stream, { ...options, originId: part.entry ? `${options.originId}#${part.entry}` : options.originId });
   }
