@@ -4,14 +4,14 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { Context } from 'aws-lambda';
 import { wireSource } from '../../lambdas/core/wiring.ts';
 import { createLogger, lambdaHandler } from '../../lambdas/observability.ts';
-import { startCloudWatchEndpoint, type CloudWatchEndpoint } from '../support/cloudwatch-endpoint.ts';
+import { startLocalCloudWatch, type LocalCloudWatch } from '../support/cloudwatch.ts';
 
-let cloudwatch: CloudWatchEndpoint;
+let cloudwatch: LocalCloudWatch;
 before(async () => {
-  cloudwatch = await startCloudWatchEndpoint();
+  cloudwatch = await startLocalCloudWatch();
 });
 after(async () => {
-  await cloudwatch?.close();
+  await cloudwatch?.stop();
 });
 
 function lambdaContext(requestId: string): Context {
@@ -35,8 +35,12 @@ function lambdaContext(requestId: string): Context {
 async function stdoutLines<T>(run: () => Promise<T>): Promise<{ lines: Record<string, unknown>[]; result: T | Error }> {
   const written: string[] = [];
   const original = process.stdout.write.bind(process.stdout);
-  process.stdout.write = ((chunk: string | Uint8Array) => {
-    written.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
+  // Only JSON log lines are taken: the test runner reports results through the same stdout, and
+  // swallowing its frames would hide this file's other tests (and their failures).
+  process.stdout.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+    const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8');
+    if (!text.startsWith('{')) return (original as (...args: unknown[]) => boolean)(chunk, ...rest);
+    written.push(text);
     return true;
   }) as typeof process.stdout.write;
   let result: T | Error;
@@ -62,14 +66,17 @@ describe('Lambda observability middleware', () => {
       stage: 'obs-test',
       log,
     });
-  const sent = (name: string) =>
-    cloudwatch.requests.flatMap((r) => r.body.MetricData).filter((d) => d.MetricName === name && d.Dimensions?.some((x) => x.Name === 'Stage' && x.Value === 'obs-test'));
+  /** What CloudWatch (moto) stored for `name` on this test's stage: the sum and how many data points. */
+  const stored = async (name: string) => {
+    const totals = (await cloudwatch.totals()).filter((t) => t.name === name && t.dimensions.Stage === 'obs-test');
+    return { sum: totals.reduce((total, t) => total + t.sum, 0), samples: totals.reduce((total, t) => total + t.sampleCount, 0) };
+  };
 
   it('puts the Lambda context on every log line of the invocation and flushes its metrics once at the end', async () => {
     const handler = lambdaHandler<{ n: number }, string>(logger, wiring(), async (event, { metrics }) => {
       log.info('working', { n: event.n });
       metrics.count('MessagesReceived', event.n);
-      assert.equal(sent('MessagesReceived').length, 0, 'nothing is sent before the handler returns');
+      assert.equal((await stored('MessagesReceived')).samples, 0, 'nothing is sent before the handler returns');
       return 'done';
     });
     const { lines, result } = await stdoutLines(() => handler({ n: 3 }, lambdaContext('req-1')));
@@ -78,7 +85,7 @@ describe('Lambda observability middleware', () => {
     assert.ok(working, 'the handler logged');
     assert.equal(working.function_request_id, 'req-1');
     assert.equal(working.function_name, 'meterbridge-test-ingest');
-    assert.deepEqual(sent('MessagesReceived').map((d) => d.Value), [3]);
+    assert.deepEqual(await stored('MessagesReceived'), { sum: 3, samples: 1 });
   });
 
   it('flushes the metrics of an invocation that throws, and lets the error through', async () => {
@@ -88,7 +95,7 @@ describe('Lambda observability middleware', () => {
     });
     const { result } = await stdoutLines(() => handler({}, lambdaContext('req-2')));
     assert.ok(result instanceof Error && result.message === 'boom');
-    assert.deepEqual(sent('MessagesRejected').map((d) => d.Value), [2]);
+    assert.deepEqual(await stored('MessagesRejected'), { sum: 2, samples: 1 });
   });
 
   it('gives each invocation a buffer of its own', async () => {
@@ -101,6 +108,6 @@ describe('Lambda observability middleware', () => {
     await stdoutLines(() => handler({}, lambdaContext('req-3')));
     await stdoutLines(() => handler({}, lambdaContext('req-4')));
     assert.equal(seen.size, 2);
-    assert.deepEqual(sent('SequenceGaps').map((d) => d.Value), [1, 1], 'two invocations, two flushes of one datum each');
+    assert.deepEqual(await stored('SequenceGaps'), { sum: 2, samples: 2 }, 'two invocations, two flushes of one datum each');
   });
 });
