@@ -36,6 +36,8 @@ const archive = new RawArchive({ client: new S3Client({}), bucket: requiredEnv('
 const credentials = new SecretsManagerCredentials({ client: new SecretsManagerClient({}), secretId: requiredEnv('READY_SECRET_ARN') });
 const verification = verificationConfigFromEnv(process.env);
 const maxBodyBytes = Number(process.env.READY_MAX_BODY_BYTES ?? DEFAULT_MAX_BODY_BYTES);
+// Fails closed: only the construct's explicit 'false' (a stage that opted out) turns it off.
+const requireSignature = process.env.READY_REQUIRE_SIGNATURE !== 'false';
 
 // A Metrics buffer per request, flushed once before the response.
 const newMetrics = () => new Metrics({ client: cloudwatch, defaultDimensions: { Stage: process.env.STAGE ?? 'dev', Source: 'ready' }, log });
@@ -43,10 +45,10 @@ const newMetrics = () => new Metrics({ client: cloudwatch, defaultDimensions: { 
 async function receive(event: APIGatewayProxyEvent | ReplayEvent): Promise<APIGatewayProxyResult | { replayed: ReplayResult[] }> {
   // An operator's direct invocation (aws lambda invoke), never reachable through API Gateway.
   if (isReplayEvent(event)) {
-    return { replayed: await replayArchived(event.replayKeys, { archive, store, ledger, subscriptions, credentials, metrics: newMetrics, log, verification, maxBodyBytes }) };
+    return { replayed: await replayArchived(event.replayKeys, { archive, store, ledger, subscriptions, credentials, metrics: newMetrics, log, verification, maxBodyBytes, requireSignature }) };
   }
   logger.appendKeys({ requestId: event.requestContext?.requestId });
-  return handleApiGatewayEvent(event, { archive, store, ledger, subscriptions, credentials, metrics: newMetrics(), log, verification, maxBodyBytes });
+  return handleApiGatewayEvent(event, { archive, store, ledger, subscriptions, credentials, metrics: newMetrics(), log, verification, maxBodyBytes, requireSignature });
 }
 
 export const handler = middy(receive);
