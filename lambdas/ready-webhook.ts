@@ -25,7 +25,9 @@ const archive = new RawArchive({ client: new S3Client({}), bucket: requiredEnv('
 const credentials = new SecretsManagerCredentials({ client: new SecretsManagerClient({}), secretId: requiredEnv('READY_SECRET_ARN') });
 const verification = verificationConfigFromEnv(process.env);
 const maxBodyBytes = Number(process.env.READY_MAX_BODY_BYTES ?? DEFAULT_MAX_BODY_BYTES);
-const deps = { archive, store, ledger: wiring.ledger, subscriptions, credentials, log, verification, maxBodyBytes };
+// Fails closed: only the construct's explicit 'false' (a stage that opted out) turns it off.
+const requireSignature = process.env.READY_REQUIRE_SIGNATURE !== 'false';
+const deps = { archive, store, ledger: wiring.ledger, subscriptions, credentials, log, verification, maxBodyBytes, requireSignature };
 
 type Event = APIGatewayProxyEvent | ReplayEvent;
 type Result = APIGatewayProxyResult | { replayed: ReplayResult[] };

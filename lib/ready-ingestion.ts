@@ -33,7 +33,7 @@ import type { AlarmTopic } from './alarm-topic.ts';
 import { ArchiveBucket } from './archive-bucket.ts';
 import { executionRoleOf, METRICS_NAMESPACE, MeterbridgeFunction } from './meterbridge-function.ts';
 import type { IngestionMonitoring } from './monitoring.ts';
-import type { ReadySettings } from './ready-settings.ts';
+import { unauthenticatedCallers, type ReadySettings } from './ready-settings.ts';
 import type { StageSettings } from './settings.ts';
 import type { ReadingStorage } from './storage.ts';
 
@@ -102,6 +102,8 @@ export class ReadyIngestion extends Construct {
     super(scope, id);
     const { settings, storage } = props;
     const ready = props.ready ?? settings.ready;
+    const open = unauthenticatedCallers(ready);
+    if (open) throw new Error(`ReadyIngestion (stage ${settings.stage}): ${open}`);
     this.readySettings = ready;
 
     this.archive = new ArchiveBucket(this, 'Archive', { purpose: 'ready', removalPolicy: settings.removalPolicy, coldAfterDays: ready.archiveColdAfterDays });
@@ -154,6 +156,7 @@ export class ReadyIngestion extends Construct {
         ARCHIVE_BUCKET: this.archiveBucket.bucketName,
         READY_SECRET_ARN: this.secret.secretArn,
         READY_MAX_BODY_BYTES: String(ready.maxBodyBytes),
+        READY_REQUIRE_SIGNATURE: String(ready.requireSignature),
         READY_VERIFICATION_ALGORITHM: ready.verification.algorithm,
         READY_SECRET_ENCODING: ready.verification.secretEncoding,
         READY_VERIFICATION_ANSWER: ready.verification.answerFormat,

@@ -3,7 +3,7 @@
  * call the webhook, how hard, how large, and which verification handshake READY uses. Validated
  * with messages that name the key; every field has a default (DEFAULT_READY_SETTINGS).
  *
- *   "ready": { "allowedSourceCidrs": ["203.0.113.0/24"], "throttleRateLimit": 50, "throttleBurstLimit": 100,
+ *   "ready": { "allowedSourceCidrs": ["203.0.113.0/24"], "requireSignature": true, "throttleRateLimit": 50, "throttleBurstLimit": 100,
  *              "maxBodyBytes": 4194304, "verification": { "algorithm": "hmac-sha256", "secretEncoding": "utf8" },
  *              "archiveColdAfterDays": 90, "customDomain": { "domainName": "ready.example.com", "certificateArn": "arn:aws:acm:..." } }
  */
@@ -16,11 +16,23 @@ const MAX_ENFORCEABLE_BODY_BYTES = 4 * 1024 * 1024;
 /** READY settings of one stage. Every field has a default (see DEFAULT_READY_SETTINGS). */
 export interface ReadySettings {
   /**
-   * Source address ranges (CIDR) allowed to call the webhook. Empty: anyone may call it (the
-   * verification handshake and the optional signing key are then the only gates). Ask Kamstrup
-   * for the egress ranges of READY hosting and list them here for production.
+   * Source address ranges (CIDR) allowed to call the webhook. Empty: anyone who reaches the API
+   * may call it, so signatures must then be required (or the stage must say allowUnauthenticated).
+   * Ask Kamstrup for the egress ranges of READY hosting and list them here for production.
    */
   readonly allowedSourceCidrs: readonly string[];
+  /**
+   * Refuse callbacks without a valid signature (header x-ready-signature, HMAC-SHA256 of the body
+   * with the secret's signingKey). While the secret has no signingKey, callbacks are answered 503
+   * (archived, retried by READY) and WebhookErrors counts them. May be false only with
+   * allowedSourceCidrs or allowUnauthenticated.
+   */
+  readonly requireSignature: boolean;
+  /**
+   * Says in so many words that anyone who reaches the API may store readings: the only way to
+   * deploy with requireSignature false and no allowedSourceCidrs (a test stage, never production).
+   */
+  readonly allowUnauthenticated: boolean;
   /** Stage throttling: steady requests per second. */
   readonly throttleRateLimit: number;
   /** Stage throttling: burst bucket size. */
@@ -37,6 +49,8 @@ export interface ReadySettings {
 
 export const DEFAULT_READY_SETTINGS: ReadySettings = {
   allowedSourceCidrs: [],
+  requireSignature: true,
+  allowUnauthenticated: false,
   throttleRateLimit: 50,
   throttleBurstLimit: 100,
   maxBodyBytes: MAX_ENFORCEABLE_BODY_BYTES,
@@ -51,13 +65,22 @@ const CIDR = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$|^[0-9a-fA-
 export function parseReadySettings(raw: unknown, key: string): ReadySettings {
   if (raw === undefined) return DEFAULT_READY_SETTINGS;
   if (!isRecord(raw)) throw new Error(`${key}: must be an object`);
-  const known = ['allowedSourceCidrs', 'throttleRateLimit', 'throttleBurstLimit', 'maxBodyBytes', 'verification', 'archiveColdAfterDays', 'customDomain'];
+  const known = ['allowedSourceCidrs', 'requireSignature', 'allowUnauthenticated', 'throttleRateLimit', 'throttleBurstLimit', 'maxBodyBytes', 'verification', 'archiveColdAfterDays', 'customDomain'];
   for (const name of Object.keys(raw)) if (!known.includes(name)) throw new Error(`${key}.${name}: unknown setting; known: ${known.join(', ')}`);
 
   const cidrs = raw.allowedSourceCidrs ?? [];
   if (!Array.isArray(cidrs) || !cidrs.every((c) => typeof c === 'string' && CIDR.test(c))) {
     throw new Error(`${key}.allowedSourceCidrs: must be a list of CIDR ranges such as "203.0.113.0/24" ([] = open)`);
   }
+  const flag = (name: string, fallback: boolean): boolean => {
+    const v = raw[name] ?? fallback;
+    if (typeof v !== 'boolean') throw new Error(`${key}.${name}: ${JSON.stringify(v)} must be true or false`);
+    return v;
+  };
+  const requireSignature = flag('requireSignature', DEFAULT_READY_SETTINGS.requireSignature);
+  const allowUnauthenticated = flag('allowUnauthenticated', DEFAULT_READY_SETTINGS.allowUnauthenticated);
+  const open = unauthenticatedCallers({ requireSignature, allowUnauthenticated, allowedSourceCidrs: cidrs });
+  if (open) throw new Error(`${key}: ${open}`);
   const positive = (name: string, fallback: number, max = Number.MAX_SAFE_INTEGER): number => {
     const v = raw[name] ?? fallback;
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) throw new Error(`${key}.${name}: ${JSON.stringify(v)} must be a whole number from 1 to ${max}`);
@@ -76,6 +99,8 @@ export function parseReadySettings(raw: unknown, key: string): ReadySettings {
   }
   return {
     allowedSourceCidrs: cidrs as string[],
+    requireSignature,
+    allowUnauthenticated,
     throttleRateLimit: positive('throttleRateLimit', DEFAULT_READY_SETTINGS.throttleRateLimit, 10_000),
     throttleBurstLimit: positive('throttleBurstLimit', DEFAULT_READY_SETTINGS.throttleBurstLimit, 5_000),
     maxBodyBytes: positive('maxBodyBytes', DEFAULT_READY_SETTINGS.maxBodyBytes, MAX_ENFORCEABLE_BODY_BYTES),
@@ -87,4 +112,18 @@ export function parseReadySettings(raw: unknown, key: string): ReadySettings {
     archiveColdAfterDays: positive('archiveColdAfterDays', DEFAULT_READY_SETTINGS.archiveColdAfterDays, 3650),
     ...(customDomain ? { customDomain: { domainName: customDomain.domainName as string, certificateArn: customDomain.certificateArn as string } } : {}),
   };
+}
+
+/**
+ * Why these settings would let anyone who reaches the API store readings (no signature required,
+ * no source ranges, and no allowUnauthenticated saying so), or undefined. Checked by the parser
+ * and by the construct, so synth fails either way.
+ */
+export function unauthenticatedCallers(ready: Pick<ReadySettings, 'requireSignature' | 'allowUnauthenticated' | 'allowedSourceCidrs'>): string | undefined {
+  if (ready.requireSignature || ready.allowedSourceCidrs.length > 0 || ready.allowUnauthenticated) return undefined;
+  return (
+    'requireSignature is false and allowedSourceCidrs is empty, so anyone who reaches the API could store readings. ' +
+    "Keep requireSignature (and put the signing key READY issued into the secret), or list READY's egress ranges in allowedSourceCidrs, " +
+    'or, for a stage where that is acceptable, say so with "allowUnauthenticated": true'
+  );
 }

@@ -120,6 +120,12 @@ export interface LocalReadyDependencyOptions {
   credentials?: ReadyCredentials;
   verification?: VerificationConfig;
   maxBodyBytes?: number;
+  /**
+   * Refuse unsigned callbacks. Off by default here: local mode listens on loopback only and its
+   * simulated sender does not sign. The deployed function requires signatures unless the stage
+   * opts out (lib/ready-settings.ts). @default false
+   */
+  requireSignature?: boolean;
   /** @default 'local' */
   stage?: string;
   /** @default consoleLog */
@@ -158,6 +164,7 @@ export function localReadyDependencies(options: LocalReadyDependencyOptions): ()
     credentials,
     metrics: wiring.metrics(),
     log,
+    requireSignature: options.requireSignature ?? false,
     ...(options.verification ? { verification: options.verification } : {}),
     ...(options.maxBodyBytes ? { maxBodyBytes: options.maxBodyBytes } : {}),
   });

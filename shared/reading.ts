@@ -7,6 +7,7 @@
  * `quality` only decide which of two values for the same identity wins (see interval-block.ts).
  */
 import { z } from 'zod';
+import { preview } from './untrusted-json.ts';
 
 /** Units we know how to store. Anything else is refused rather than stored under a guess. */
 export const UNITS = [
@@ -135,7 +136,7 @@ const baseShape = {
   meterId: z.string().regex(ID_PATTERN, 'must be 1-128 letters, digits or ._:- and start with a letter or digit'),
   channel: z.string().regex(CHANNEL_PATTERN, 'must be 1-64 lower-case letters, digits or ._- (e.g. energy.active.import)'),
   value: z.number({ error: 'must be a finite number' }),
-  unit: z.enum(UNITS, { error: (issue) => `unknown unit ${JSON.stringify(issue.input)}; known: ${UNITS.join(', ')}` }),
+  unit: z.enum(UNITS, { error: (issue) => `unknown unit ${preview(issue.input)}; known: ${UNITS.join(', ')}` }),
   quality: z.enum(QUALITIES),
   revision: z.number().int('must be an integer').nonnegative().max(Number.MAX_SAFE_INTEGER),
   source: z.enum(SOURCES),
@@ -197,4 +198,47 @@ function checkTimeline(reading: Reading, options: ValidationOptions): string[] {
     else if (seconds > MAX_INTERVAL_SECONDS) reasons.push(`end: intervals longer than a day are not stored (got ${seconds} s)`);
   }
   return reasons;
+}
+
+/** At most this many problems of one unit of work are named; the rest are counted. */
+const MAX_UNIT_PROBLEMS = 5;
+
+/**
+ * Why the readings of one unit of work (a telemetry message, a READY delivery) cannot be stored
+ * whole: the same identity twice (the store would keep one value and report the other as a
+ * conflict, so the unit would be half stored), or intervals of one meter and channel that overlap
+ * (stored side by side, they count the same energy twice). Empty when there is no such problem.
+ */
+export function unitOfWorkProblems(readings: readonly Reading[]): string[] {
+  const series = new Map<string, Reading[]>();
+  for (const reading of readings) {
+    const key = `${reading.meterId}\u0000${reading.channel}`;
+    let list = series.get(key);
+    if (!list) series.set(key, (list = []));
+    list.push(reading);
+  }
+  const problems: string[] = [];
+  let more = 0;
+  const report = (problem: string) => {
+    if (problems.length < MAX_UNIT_PROBLEMS) problems.push(problem);
+    else more += 1;
+  };
+  for (const list of series.values()) {
+    list.sort((a, b) => identityInstant(a).getTime() - identityInstant(b).getTime());
+    let coveredUntil = -Infinity;
+    let previous: Reading | undefined;
+    for (const reading of list) {
+      const at = identityInstant(reading).getTime();
+      const where = `${reading.meterId} ${reading.channel} ${identityInstant(reading).toISOString()}`;
+      if (previous !== undefined && identityInstant(previous).getTime() === at) {
+        report(`${where}: the same reading twice (values ${previous.value} and ${reading.value})`);
+      } else if (at < coveredUntil) {
+        report(`${where}: lies inside an earlier interval of the same meter and channel (which ends ${new Date(coveredUntil).toISOString()}); overlapping intervals would count twice`);
+      }
+      if (reading.kind === 'interval') coveredUntil = Math.max(coveredUntil, reading.end.getTime());
+      previous = reading;
+    }
+  }
+  if (more > 0) problems.push(`and ${more} more`);
+  return problems;
 }

@@ -14,7 +14,8 @@
  * (gatewayId, seq). Everything is validated strictly: a message is stored whole or not at all.
  */
 import { z } from 'zod';
-import { UNITS, QUALITIES, validateReading, type Reading, type ValidationOptions } from './reading.ts';
+import { UNITS, QUALITIES, unitOfWorkProblems, validateReading, type Reading, type ValidationOptions } from './reading.ts';
+import { parseUntrustedJson, preview } from './untrusted-json.ts';
 
 /** IoT Core refuses larger messages; anything bigger reaching us did not come through it. */
 export const MAX_MESSAGE_BYTES = 128 * 1024;
@@ -65,6 +66,11 @@ export function withoutBasicIngestPrefix(topic: string): string {
   // No rule name, or nothing after it: not a Basic Ingest topic, left as it is (and refused by the caller).
   return ruleEnd > BASIC_INGEST_PREFIX.length ? topic.slice(ruleEnd + 1) : topic;
 }
+/**
+ * A v1 message nests four levels (message, blocks, block, values); anything much deeper is not
+ * one, and is refused before it is parsed (see shared/untrusted-json.ts for why).
+ */
+export const MAX_MESSAGE_DEPTH = 8;
 
 const instantString = z.iso.datetime({ offset: true });
 
@@ -75,7 +81,7 @@ const readingEntry = z.strictObject({
   end: instantString.optional(),
   at: instantString.optional(),
   value: z.number({ error: 'must be a finite number' }),
-  unit: z.enum(UNITS, { error: (issue) => `unknown unit ${JSON.stringify(issue.input)}` }),
+  unit: z.enum(UNITS, { error: (issue) => `unknown unit ${preview(issue.input)}` }),
   quality: z.enum(QUALITIES).default('actual'),
 });
 
@@ -84,7 +90,7 @@ const blockEntry = z.strictObject({
   channel: z.string(),
   start: instantString,
   intervalSeconds: z.number().int().min(60).max(86_400),
-  unit: z.enum(UNITS, { error: (issue) => `unknown unit ${JSON.stringify(issue.input)}` }),
+  unit: z.enum(UNITS, { error: (issue) => `unknown unit ${preview(issue.input)}` }),
   values: z.array(z.number({ error: 'must be a finite number or null' }).nullable()).min(1).max(MAX_VALUES_PER_BLOCK),
   quality: z.array(z.enum(QUALITIES)).optional(),
 });
@@ -102,9 +108,18 @@ const messageSchema = z
 
 export type TelemetryMessage = z.output<typeof messageSchema>;
 
+/**
+ * Why a message was refused, as a metric can count it: `too-large` and `too-deep` (refused
+ * unparsed), `invalid` (not JSON, not the contract, or a reading the model refuses),
+ * `gateway-mismatch` (speaks for another thing than its topic's), `inconsistent` (the same
+ * identity twice or overlapping intervals: it could not be stored whole).
+ */
+export const TELEMETRY_REFUSALS = ['too-large', 'too-deep', 'invalid', 'gateway-mismatch', 'inconsistent'] as const;
+export type TelemetryRefusal = (typeof TELEMETRY_REFUSALS)[number];
+
 export type DecodeResult =
   | { ok: true; message: TelemetryMessage; readings: Reading[] }
-  | { ok: false; reason: string; gatewayId?: string; seq?: number };
+  | { ok: false; code: TelemetryRefusal; reason: string; gatewayId?: string; seq?: number };
 
 export interface DecodeOptions extends ValidationOptions {
   /** The thing name the message was published under (from the topic): the only gateway it may speak for. */
@@ -116,22 +131,23 @@ export interface DecodeOptions extends ValidationOptions {
  * message can be wrong comes back as a reason an operator can act on.
  */
 export function decodeTelemetry(payload: Uint8Array, options: DecodeOptions): DecodeResult {
-  if (payload.byteLength > MAX_MESSAGE_BYTES) return { ok: false, reason: `message is ${payload.byteLength} bytes; the limit is ${MAX_MESSAGE_BYTES}` };
-  let json: unknown;
-  try {
-    json = JSON.parse(Buffer.from(payload).toString('utf8'));
-  } catch (error) {
-    return { ok: false, reason: `not JSON: ${(error as Error).message}` };
-  }
-  const parsed = messageSchema.safeParse(json);
-  const identity = identityOf(json);
+  if (payload.byteLength > MAX_MESSAGE_BYTES) return { ok: false, code: 'too-large', reason: `message is ${payload.byteLength} bytes; the limit is ${MAX_MESSAGE_BYTES}` };
+  const json = parseUntrustedJson(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('utf8'), MAX_MESSAGE_DEPTH);
+  if (!json.ok) return { ok: false, code: json.code === 'too-deep' ? 'too-deep' : 'invalid', reason: json.reason };
+  const parsed = messageSchema.safeParse(json.value);
+  const identity = identityOf(json.value);
   if (!parsed.success) {
     const issues = parsed.error.issues.slice(0, 5).map((issue) => `${issue.path.join('.') || 'message'}: ${issue.message}`);
-    return { ok: false, reason: `invalid message: ${issues.join('; ')}`, ...identity };
+    return { ok: false, code: 'invalid', reason: `invalid message: ${issues.join('; ')}`, ...identity };
   }
   const message = parsed.data;
   if (message.gatewayId !== options.topicThingName) {
-    return { ok: false, reason: `gatewayId "${message.gatewayId}" does not match the thing name "${options.topicThingName}" of the topic it was published to`, ...identity };
+    return {
+      ok: false,
+      code: 'gateway-mismatch',
+      reason: `gatewayId "${message.gatewayId}" does not match the thing name ${preview(options.topicThingName)} of the topic it was published to`,
+      ...identity,
+    };
   }
 
   const originId = `${message.gatewayId}/${message.seq}`;
@@ -143,7 +159,7 @@ export function decodeTelemetry(payload: Uint8Array, options: DecodeOptions): De
   }
   for (const [blockIndex, block] of message.blocks.entries()) {
     if (block.quality && block.quality.length !== block.values.length) {
-      return { ok: false, reason: `blocks.${blockIndex}.quality: has ${block.quality.length} entries for ${block.values.length} values`, ...identity };
+      return { ok: false, code: 'invalid', reason: `blocks.${blockIndex}.quality: has ${block.quality.length} entries for ${block.values.length} values`, ...identity };
     }
     const first = Date.parse(block.start);
     block.values.forEach((value, i) => {
@@ -168,9 +184,13 @@ export function decodeTelemetry(payload: Uint8Array, options: DecodeOptions): De
   const readings: Reading[] = [];
   for (const [index, candidate] of candidates.entries()) {
     const result = validateReading(candidate, options);
-    if (!result.ok) return { ok: false, reason: `reading ${index}: ${result.reasons.join('; ')}`, ...identity };
+    if (!result.ok) return { ok: false, code: 'invalid', reason: `reading ${index}: ${result.reasons.join('; ')}`, ...identity };
     readings.push(result.reading);
   }
+  // Stored whole or not at all: a message that carries one identity twice, or intervals that
+  // overlap, cannot be (the store would keep one and report the other).
+  const problems = unitOfWorkProblems(readings);
+  if (problems.length > 0) return { ok: false, code: 'inconsistent', reason: `readings of one message overlap: ${problems.join('; ')}`, ...identity };
   return { ok: true, message, readings };
 }
 

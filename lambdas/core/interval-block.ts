@@ -25,7 +25,7 @@ import { createHash } from 'node:crypto';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import { withoutUnusedPlaceholders } from './expressions.ts';
 import { identityInstant, type Quality, type Reading, type Source, type Unit } from '../../shared/reading.ts';
-import { localDate, startOfLocalDay } from './time.ts';
+import { addDays, localDate, startOfLocalDay } from './time.ts';
 
 export interface BlockKey {
   pk: string;
@@ -43,6 +43,49 @@ export function locate(reading: Reading, blockTimeZone: string): { key: BlockKey
   const blockStart = startOfLocalDay(day, blockTimeZone).getTime() / 1000;
   const offset = instant.getTime() / 1000 - blockStart;
   return { key: { pk: partitionKey(reading.meterId, reading.channel), sk: day }, blockStart, slot: `s${offset}` };
+}
+
+/**
+ * Why readings of one unit of work do not fit the block layout, so that storing them would
+ * double-count or store them only in part: an interval whose start is not a whole number of
+ * intervals from its block's start (local midnight in the block zone), which would overlap its
+ * neighbours' slots (10:07 beside 10:00 in 15-minute data); an interval that runs past its day's
+ * end into the next block; readings of one block that differ in unit or interval length (a block
+ * holds one of each, so all but the first would be conflicts). Empty when they fit.
+ */
+export function gridProblems(readings: readonly Reading[], blockTimeZone: string): string[] {
+  const problems: string[] = [];
+  let more = 0;
+  const report = (problem: string) => {
+    if (problems.length < 5) problems.push(problem);
+    else more += 1;
+  };
+  const shapes = new Map<string, Reading>();
+  const dayEnds = new Map<string, number>();
+  for (const reading of readings) {
+    const { key, blockStart, slot } = locate(reading, blockTimeZone);
+    const where = `${reading.meterId} ${reading.channel} ${identityInstant(reading).toISOString()}`;
+    if (reading.kind === 'interval') {
+      const duration = durationOf(reading);
+      const offset = Number(slot.slice(1));
+      let dayEnd = dayEnds.get(key.sk);
+      if (dayEnd === undefined) dayEnds.set(key.sk, (dayEnd = startOfLocalDay(addDays(key.sk, 1), blockTimeZone).getTime()));
+      if (offset % duration !== 0) {
+        report(`${where}: a ${duration} s interval ${offset % duration} s off its day's grid (intervals start a whole number of intervals after local midnight in ${blockTimeZone}); it would overlap its neighbours`);
+      } else if (reading.end.getTime() > dayEnd) {
+        report(`${where}: the ${duration} s interval runs past the end of its day ${key.sk} in ${blockTimeZone}`);
+      }
+    }
+    const id = `${key.pk}\u0000${key.sk}`;
+    const first = shapes.get(id);
+    if (first === undefined) shapes.set(id, reading);
+    else {
+      const mismatch = shapeMismatch(reading, { unit: first.unit, durationSeconds: durationOf(first) });
+      if (mismatch !== undefined) report(`${where}: ${mismatch} in the same message (day ${key.sk})`);
+    }
+  }
+  if (more > 0) problems.push(`and ${more} more`);
+  return problems;
 }
 
 /** What a block holds for one identity. */

@@ -17,7 +17,8 @@ import type { Metrics } from './metrics.ts';
 import type { ReadingStore, WriteReport } from './reading-store.ts';
 import type { SequenceTracker } from './sequence-tracker.ts';
 import { decodeTelemetry, thingNameFromTopic } from '../../shared/telemetry.ts';
-import { WRITE_STATUSES } from './interval-block.ts';
+import { gridProblems, WRITE_STATUSES } from './interval-block.ts';
+import { parseUntrustedJson, preview } from '../../shared/untrusted-json.ts';
 import { READING_STATUS_METRIC } from './metric-catalog.ts';
 
 /** Where messages that can never succeed go, with the reason, for an operator to inspect or redrive. */
@@ -70,14 +71,20 @@ interface Envelope {
   fromErrorAction: boolean;
 }
 
+/** The rule's envelope is one object of strings; an error action's adds one level (failures[]). */
+const MAX_ENVELOPE_DEPTH = 4;
+
 /** Reads the rule's SQS body, or the error action's body when a DLQ redrive brings one back. */
 export function parseEnvelope(body: string): Envelope | { error: string } {
-  let json: Record<string, unknown>;
-  try {
-    json = JSON.parse(body) as Record<string, unknown>;
-  } catch {
-    return { error: 'envelope is not JSON (expected the topic rule\'s {payload, topic, receivedAt})' };
+  const parsed = parseUntrustedJson(body, MAX_ENVELOPE_DEPTH);
+  if (!parsed.ok) {
+    const what = parsed.code === 'not-json' ? 'is not JSON' : 'is not the topic rule\'s envelope';
+    return { error: `envelope ${what} (expected the topic rule's {payload, topic, receivedAt}): ${parsed.reason}` };
   }
+  if (typeof parsed.value !== 'object' || parsed.value === null || Array.isArray(parsed.value)) {
+    return { error: `envelope is ${preview(parsed.value)}, not the topic rule's {payload, topic, receivedAt} object` };
+  }
+  const json = parsed.value as Record<string, unknown>;
   if (typeof json.topic !== 'string') return { error: 'envelope has no topic' };
   if (typeof json.payload === 'string') return { payload: Buffer.from(json.payload, 'base64'), topic: json.topic, fromErrorAction: false };
   if (typeof json.base64OriginalPayload === 'string') {
@@ -87,7 +94,15 @@ export function parseEnvelope(body: string): Envelope | { error: string } {
 }
 
 export async function ingestBatch(event: SQSEvent, deps: IotIngestDependencies): Promise<SQSBatchResponse & { outcomes: MessageOutcome[] }> {
-  const outcomes = await mapWithConcurrency(event.Records, deps.concurrency ?? 10, (record) => ingestRecord(record, deps));
+  // One record's surprise must not fail its neighbours: it alone is retried (and dead-lettered
+  // by SQS after maxReceiveCount), the rest of the batch is done.
+  const outcomes = await mapWithConcurrency(event.Records, deps.concurrency ?? 10, (record) =>
+    ingestRecord(record, deps).catch((error: unknown): MessageOutcome => {
+      deps.log.error('message failed unexpectedly; it will be retried', { messageId: record.messageId, error: preview(String(error), 500) });
+      deps.metrics.count('IngestErrors');
+      return { status: 'retry', messageId: record.messageId, reason: `unexpected: ${preview(String(error), 500)}` };
+    }),
+  );
   deps.metrics.count('MessagesReceived', event.Records.length);
   return {
     batchItemFailures: outcomes.filter((o) => o.status === 'retry').map((o) => ({ itemIdentifier: o.messageId })),
@@ -113,18 +128,26 @@ async function ingestRecord(record: SQSRecord, deps: IotIngestDependencies): Pro
     return { status: 'rejected', messageId, reason };
   };
 
-  const envelope = parseEnvelope(record.body);
-  if ('error' in envelope) return reject(envelope.error, 'envelope');
-  if (envelope.fromErrorAction) metrics.count('MessagesFromRuleErrorAction');
-  const thingName = thingNameFromTopic(envelope.topic);
-  if (!thingName) return reject(`topic "${envelope.topic}" is not a gateway telemetry topic`, 'topic');
-
-  const decoded = decodeTelemetry(envelope.payload, { topicThingName: thingName, now });
-  if (!decoded.ok) {
-    return reject(decoded.reason, decoded.reason.includes('does not match the thing name') ? 'gateway-mismatch' : 'invalid');
+  let envelope: ReturnType<typeof parseEnvelope>;
+  let decoded: ReturnType<typeof decodeTelemetry>;
+  try {
+    envelope = parseEnvelope(record.body);
+    if ('error' in envelope) return reject(envelope.error, 'envelope');
+    if (envelope.fromErrorAction) metrics.count('MessagesFromRuleErrorAction');
+    const thingName = thingNameFromTopic(envelope.topic);
+    if (!thingName) return reject(`topic ${preview(envelope.topic, 200)} is not a gateway telemetry topic`, 'topic');
+    decoded = decodeTelemetry(envelope.payload, { topicThingName: thingName, now });
+  } catch (error) {
+    // Decoding is documented never to throw; if it ever does, the message (not the batch) is
+    // the problem, and retrying it would only fail again.
+    return reject(`could not be decoded: ${preview(String(error), 500)}`, 'invalid');
   }
+  if (!decoded.ok) return reject(decoded.reason, decoded.code);
   const { message, readings } = decoded;
   const unitId = `${message.gatewayId}/${message.seq}`;
+  // The store's days and slots: an interval off its day's grid would overlap its neighbours.
+  const misfits = gridProblems(readings, deps.store.blockTimeZone);
+  if (misfits.length > 0) return reject(`readings do not fit the store's day blocks: ${misfits.join('; ')}`, 'misaligned');
 
   const claimed = await deps.ledger.claim('iot-message', unitId, { detail: { readings: readings.length } });
   if (claimed.status === 'completed' || claimed.status === 'failed') {

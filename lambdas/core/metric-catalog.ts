@@ -105,6 +105,10 @@ export const METRIC_CATALOG = {
   // Ingestion path 3: Kamstrup READY webhooks (data and status callbacks, verification handshake).
   DeliveriesReceived: { unit: 'Count', sources: ['ready'], extraDimensions: ['Step'], watch: 'informational', why: 'volume only (Step = data | status); the freshness alarm covers silence', description: 'READY callbacks with a body (POST), archived before anything else' },
   DeliveriesRejected: { unit: 'Count', sources: ['ready'], extraDimensions: ['Reason'], watch: 'alarm', description: 'READY callbacks refused with a 4xx (Reason: too_large, bad_json, unsupported_media_type, unknown_shape, unauthenticated, forbidden, ...); the original is in the archive' },
+  DeliveriesConflicting: {
+    unit: 'Count', sources: ['ready'], watch: 'alarm',
+    description: 'READY deliveries refused 409 because their id was stored before with other readings (a reused delivery id); the original is in the archive, nothing of it stored',
+  },
   DeliveriesDuplicate: { unit: 'Count', sources: ['ready'], watch: 'informational', why: 'webhook senders re-deliver on timeouts; the ledger absorbs it', description: 'READY deliveries already stored (ledger hit), answered 200 without writing' },
   WebhookErrors: { unit: 'Count', sources: ['ready'], extraDimensions: ['Step'], watch: 'alarm', description: 'transient webhook failures answered 5xx/429 so READY retries (Step: archive, secret, store, unexpected)' },
   VerificationRequests: { unit: 'Count', sources: ['ready'], watch: 'informational', why: 'a handshake happens once per subscription; failures are alarmed separately', description: 'subscription verification handshakes answered' },

@@ -101,7 +101,8 @@ export class StoreContentionError extends Error {
 export class ReadingStore {
   private readonly client: DynamoDBClient;
   private readonly tableName: string;
-  private readonly blockTimeZone: string;
+  /** The zone whose local days cut blocks (see ReadingStoreOptions.blockTimeZone). */
+  readonly blockTimeZone: string;
   private readonly concurrency: number;
   private readonly maxAttempts: number;
   private readonly clock: () => Date;

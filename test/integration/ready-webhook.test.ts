@@ -251,6 +251,7 @@ describe('READY data callbacks over HTTP', () => {
       now: () => NOW,
       overrides: {
         store: {
+          blockTimeZone: 'America/Chicago',
           write: async (readings) => {
             if (throttled) throw Object.assign(new Error('Throughput exceeds the current capacity'), { name: 'ProvisionedThroughputExceededException' });
             return target!.write(readings);

@@ -174,6 +174,25 @@ describe('parseReadySettings', () => {
     assert.throws(() => testSettings({ ready: { throttle: 1 } }), /unknown setting/);
   });
 
+  it('requires signatures by default, and fails synth with a clear message when a stage drops them without source ranges or saying allowUnauthenticated', () => {
+    assert.equal(DEFAULT_READY_SETTINGS.requireSignature, true);
+    assert.throws(
+      () => testSettings({ ready: { requireSignature: false } }, 'dev'),
+      /meterbridge:stages\.dev\.ready: requireSignature is false and allowedSourceCidrs is empty, so anyone who reaches the API could store readings.*"allowUnauthenticated": true/,
+    );
+    assert.throws(() => readyStack({ ...DEFAULT_READY_SETTINGS, requireSignature: false }), /ReadyIngestion \(stage test\): requireSignature is false/);
+    assert.equal(testSettings({ ready: { requireSignature: false, allowedSourceCidrs: ['203.0.113.0/24'] } }).ready.requireSignature, false);
+    assert.equal(testSettings({ ready: { requireSignature: false, allowUnauthenticated: true } }).ready.allowUnauthenticated, true);
+    assert.throws(() => testSettings({ ready: { requireSignature: 'no' } }), /ready\.requireSignature: "no" must be true or false/);
+  });
+
+  it('tells the function whether signatures are required', () => {
+    const { template: open } = readyStack({ ...DEFAULT_READY_SETTINGS, requireSignature: false, allowedSourceCidrs: ['203.0.113.0/24'] });
+    const variables = (t: Template) => (Object.values(t.findResources('AWS::Lambda::Function'))[0] as { Properties: { Environment: { Variables: Record<string, unknown> } } }).Properties.Environment.Variables;
+    assert.equal(variables(readyStack().template).READY_REQUIRE_SIGNATURE, 'true');
+    assert.equal(variables(open).READY_REQUIRE_SIGNATURE, 'false');
+  });
+
   it('wires the stage block into the construct when no override is given', () => {
     const stack = new Stack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'FromStage');
     const settings = testSettings({ ready: { throttleRateLimit: 7, throttleBurstLimit: 9 } });

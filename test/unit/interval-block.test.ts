@@ -5,6 +5,7 @@ import {
   classify,
   decodeBlock,
   encodeSlot,
+  gridProblems,
   initialGuard,
   locate,
   MAX_SLOT_GUARDS,
@@ -128,5 +129,28 @@ describe('roundsOfDistinctSlots', () => {
     const d = { reading: interval({ unit: 'Wh', start: '2026-03-10T06:30:00Z' }), slot: 's1800' };
     const e = { reading: interval({ minutes: 30, start: '2026-03-10T07:00:00Z' }), slot: 's3600' };
     assert.deepEqual(roundsOfDistinctSlots([a, b, c, d, e]), [[a, c], [b], [d], [e]]);
+  });
+});
+
+describe('gridProblems', () => {
+  const zone = 'America/Chicago';
+  it('accepts intervals a whole number of intervals after local midnight, of one length and unit per day', () => {
+    // 05:00Z is local midnight in Chicago on 2026-03-10 (CDT since 2026-03-08).
+    assert.deepEqual(gridProblems([interval({ start: '2026-03-10T05:00:00Z' }), interval({ start: '2026-03-10T05:15:00Z' }), interval({ start: '2026-03-11T06:00:00Z', minutes: 60 })], zone), []);
+  });
+
+  it('refuses a 15-minute interval starting at 10:07, naming how far off the grid it is', () => {
+    const problems = gridProblems([interval({ start: '2026-03-10T10:00:00Z' }), interval({ start: '2026-03-10T10:07:00Z' })], zone);
+    assert.equal(problems.length, 1);
+    assert.match(problems[0]!, /2026-03-10T10:07:00\.000Z: a 900 s interval 420 s off its day's grid/);
+  });
+
+  it('refuses an interval running past its local day, and two lengths or units in one day block', () => {
+    // 2026-03-08 has 23 hours in Chicago: a 24-hour interval from its midnight ends in the next day.
+    assert.match(gridProblems([interval({ start: '2026-03-08T06:00:00Z', minutes: 1440 })], zone)[0]!, /runs past the end of its day 2026-03-08/);
+    assert.deepEqual(gridProblems([interval({ start: '2026-03-10T05:00:00Z', minutes: 1440 })], zone), []);
+    assert.match(gridProblems([interval({ start: '2026-03-10T10:00:00Z' }), interval({ start: '2026-03-10T12:00:00Z', minutes: 60 })], zone)[0]!, /interval length 3600 s differs from the block's 900 s .*in the same message/);
+    assert.match(gridProblems([interval({ start: '2026-03-10T10:00:00Z' }), interval({ start: '2026-03-10T12:00:00Z', unit: 'Wh' })], zone)[0]!, /unit Wh differs/);
+    assert.deepEqual(gridProblems([register({ at: '2026-03-10T10:07:13Z' })], zone), []);
   });
 });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash, createHmac } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { SecretEncodingError, verificationAnswer, verificationConfigFromEnv, DEFAULT_VERIFICATION } from '../../lambdas/core/ready/handshake.ts';
+import { SecretEncodingError, handshakeKeyIsSigningKey, verificationAnswer, verificationConfigFromEnv, DEFAULT_VERIFICATION } from '../../lambdas/core/ready/handshake.ts';
 
 // Published HMAC-SHA256 test vector (RFC 4231 test case 2): key "Jefe", data "what do ya want for nothing?".
 const RFC4231_HEX = '5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843';
@@ -44,5 +44,16 @@ describe('verificationConfigFromEnv', () => {
   it('reads the three variables and names a wrong one', () => {
     assert.deepEqual(verificationConfigFromEnv({ READY_VERIFICATION_ALGORITHM: 'sha256-token-secret', READY_SECRET_ENCODING: 'base64', READY_VERIFICATION_ANSWER: 'json' }), { algorithm: 'sha256-token-secret', secretEncoding: 'base64', answerFormat: 'json' });
     assert.throws(() => verificationConfigFromEnv({ READY_VERIFICATION_ALGORITHM: 'md5' }), /READY_VERIFICATION_ALGORITHM/);
+  });
+
+  it('recognizes a signing key that is the handshake key, as key bytes under the configured encoding', () => {
+    const base64 = { ...DEFAULT_VERIFICATION, secretEncoding: 'base64' as const };
+    assert.equal(handshakeKeyIsSigningKey({ clientSecret: 'same', signingKey: 'same' }), true);
+    // The handshake HMACs with the decoded bytes of "c2FtZQ==" = "same", the signature with "same".
+    assert.equal(handshakeKeyIsSigningKey({ clientSecret: 'c2FtZQ==', signingKey: 'same' }, base64), true);
+    assert.equal(handshakeKeyIsSigningKey({ clientSecret: 'c2FtZQ==', signingKey: 'same' }), false);
+    assert.equal(handshakeKeyIsSigningKey({ clientSecret: 'secret', signingKey: 'other' }), false);
+    assert.equal(handshakeKeyIsSigningKey({ clientSecret: 'secret' }), false);
+    assert.equal(handshakeKeyIsSigningKey({ clientSecret: 'not base64!', signingKey: 'x' }, base64), false);
   });
 });

@@ -10,7 +10,8 @@
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { validateReading, type Reading, type ReadingInput, type Unit } from '../../../shared/reading.ts';
+import { readingToJson, unitOfWorkProblems, validateReading, type Reading, type ReadingInput, type Unit } from '../../../shared/reading.ts';
+import { preview } from '../../../shared/untrusted-json.ts';
 
 const instant = z.iso.datetime({ offset: true });
 const id = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$/, 'must be 1-128 letters, digits or ._:- and start with a letter or digit');
@@ -84,7 +85,7 @@ const UTILITIES = Object.keys(REGISTER_MAP) as [Utility, ...Utility[]];
 export const EVENT_CODES = ['leak', 'burst', 'tamper', 'dry', 'reverse-flow', 'low-battery', 'frost', 'overflow', 'no-consumption', 'sensor-error'] as const;
 export type EventCode = (typeof EVENT_CODES)[number];
 
-const unit = z.string().refine((value) => Object.hasOwn(UNIT_ALIASES, value), { error: (issue) => `unknown unit ${JSON.stringify(issue.input)} (known: ${Object.keys(UNIT_ALIASES).join(', ')})` });
+const unit = z.string().refine((value) => Object.hasOwn(UNIT_ALIASES, value), { error: (issue) => `unknown unit ${preview(issue.input)} (known: ${Object.keys(UNIT_ALIASES).join(', ')})` });
 
 const registerValue = z.strictObject({
   register: z.string(),
@@ -138,7 +139,16 @@ export interface MeterEventRecord {
 }
 
 export type MappedDelivery =
-  | { ok: true; delivery: Delivery; deliveryId: string; unitId: string; readings: Reading[]; events: MeterEventRecord[] }
+  | {
+      ok: true;
+      delivery: Delivery;
+      deliveryId: string;
+      unitId: string;
+      readings: Reading[];
+      events: MeterEventRecord[];
+      /** SHA-256 of what the delivery says (its readings), to tell a re-send from a reused id. */
+      contentHash: string;
+    }
   | { ok: false; reasons: string[] };
 
 /** At most this many reasons go back to the sender and into the log. */
@@ -172,12 +182,12 @@ export function mapDelivery(json: unknown, rawBody: Uint8Array, options: { now: 
     const lookup = (name: string, unitName: string, path: string): { spec: RegisterSpec; unit: Unit } | undefined => {
       const registerSpec = Object.hasOwn(registers, name) ? registers[name] : undefined;
       if (!registerSpec) {
-        reasons.push(`${path}.register: unknown ${m.utility} register ${JSON.stringify(name)} (known: ${Object.keys(registers).join(', ')})`);
+        reasons.push(`${path}.register: unknown ${m.utility} register ${preview(name)} (known: ${Object.keys(registers).join(', ')})`);
         return undefined;
       }
       const canonical = UNIT_ALIASES[unitName] as Unit;
       if (!registerSpec.units.includes(canonical)) {
-        reasons.push(`${path}.unit: ${JSON.stringify(unitName)} does not measure ${m.utility} ${name} (expected one of ${registerSpec.units.join(', ')})`);
+        reasons.push(`${path}.unit: ${preview(unitName)} does not measure ${m.utility} ${name} (expected one of ${registerSpec.units.join(', ')})`);
         return undefined;
       }
       return { spec: registerSpec, unit: canonical };
@@ -237,7 +247,26 @@ export function mapDelivery(json: unknown, rawBody: Uint8Array, options: { now: 
   }
   if (reasons.length > 0) return { ok: false, reasons: reasons.slice(0, MAX_REASONS) };
   if (readings.length === 0) return { ok: false, reasons: ['delivery: carries no registers, intervals or events'] };
-  return { ok: true, delivery, deliveryId, unitId, readings, events };
+  // All or nothing: the same identity twice or overlapping intervals could only be stored in part.
+  const overlaps = unitOfWorkProblems(readings);
+  if (overlaps.length > 0) return { ok: false, reasons: overlaps.map((problem) => `readings overlap: ${problem}`) };
+  return { ok: true, delivery, deliveryId, unitId, readings, events, contentHash: contentHash(readings) };
+}
+
+/**
+ * A digest of the readings a delivery carries, independent of their order and of how the body
+ * spells them (whitespace, sentAt, key order): a sender re-sending the same delivery gets the
+ * same hash; the same id with other readings does not.
+ */
+export function contentHash(readings: readonly Reading[]): string {
+  const lines = readings.map((reading) => {
+    const { originId: _origin, ...content } = readingToJson(reading);
+    return JSON.stringify(content);
+  });
+  lines.sort();
+  const hash = createHash('sha256');
+  for (const line of lines) hash.update(line).update('\n');
+  return hash.digest('base64url');
 }
 
 /** Every channel a READY delivery can write (registers, their interval series, events). */

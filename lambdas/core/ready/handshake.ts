@@ -86,5 +86,22 @@ export function verificationAnswer(token: string, clientSecret: string, config: 
   return createHash('sha256').update(Buffer.concat([Buffer.from(token, 'utf8'), key])).digest('base64');
 }
 
+/**
+ * Whether the handshake would answer with the key that signs callbacks: then anyone could post
+ * a body as a verification token and get its signature back. Compared as the key bytes each side
+ * uses (the signature HMACs with the signing key's UTF-8 bytes). A secret that is not valid in
+ * the configured encoding signs nothing, so it is not a match (verificationAnswer refuses it).
+ */
+export function handshakeKeyIsSigningKey(credentials: { clientSecret: string; signingKey?: string }, config: VerificationConfig = DEFAULT_VERIFICATION): boolean {
+  if (!credentials.signingKey) return false;
+  const signingKey = Buffer.from(credentials.signingKey, 'utf8');
+  if (credentials.clientSecret === credentials.signingKey) return true;
+  try {
+    return secretBytes(credentials.clientSecret, config.secretEncoding).equals(signingKey);
+  } catch {
+    return false;
+  }
+}
+
 /** Upper bound on a token we agree to hash: anything longer is not a verification token. */
 export const MAX_TOKEN_LENGTH = 4096;

@@ -1,15 +1,15 @@
 /**
- * Replays archived READY callbacks: each original is read back from the archive and run through
- * the same request flow as on arrival (size, signature, content type, JSON, mapping, ledger,
- * store), with the headers that mattered restored from the object's metadata. Nothing is
- * archived again: the object being replayed is the original.
+ * Replays archived READY callbacks: each original is read back from the archive and judged by the
+ * same steps as on arrival after archiving (handleArchivedCallback: size, credentials, signature,
+ * content type, JSON, mapping, grid, ledger, store), with the headers that mattered restored from
+ * the object's metadata. Nothing is archived again: the object being replayed is the original.
  *
  * Used after a fix (a mapping that learnt a new register, a larger body limit, a store that was
  * down): `aws lambda invoke --function-name <webhook> --payload '{"replayKeys": ["ready/data/..."]}'`.
  * A delivery already stored is answered `duplicate` by the ledger, so replaying too much is safe.
  */
 import type { RawArchive } from '../raw-archive.ts';
-import { SIGNATURE_HEADER, handleReadyRequest, type ReadyResponse, type ReadyRoute, type ReadyWebhookDependencies } from './webhook.ts';
+import { SIGNATURE_HEADER, handleArchivedCallback, type ArchivedCallbackDependencies, type ReadyResponse, type ReadyRoute } from './webhook.ts';
 
 export interface ReplayEvent {
   replayKeys: string[];
@@ -30,7 +30,7 @@ export const MAX_REPLAY_KEYS = 50;
 
 export async function replayArchived(
   keys: readonly string[],
-  deps: Omit<ReadyWebhookDependencies, 'archive' | 'metrics'> & { archive: Pick<RawArchive, 'get' | 'head' | 'bucket'>; metrics: () => ReadyWebhookDependencies['metrics'] },
+  deps: Omit<ArchivedCallbackDependencies, 'metrics'> & { archive: Pick<RawArchive, 'get' | 'head'>; metrics: () => ArchivedCallbackDependencies['metrics'] },
 ): Promise<ReplayResult[]> {
   if (keys.length > MAX_REPLAY_KEYS) throw new Error(`replay at most ${MAX_REPLAY_KEYS} keys per invocation (got ${keys.length})`);
   const results: ReplayResult[] = [];
@@ -51,14 +51,10 @@ export async function replayArchived(
     const headers: Record<string, string> = {};
     if (head.metadata.contenttype) headers['content-type'] = head.metadata.contenttype;
     if (head.metadata.signature) headers[SIGNATURE_HEADER] = head.metadata.signature;
-    const response: ReadyResponse = await handleReadyRequest(
+    const response: ReadyResponse = await handleArchivedCallback(
       { route: route as ReadyRoute, method: 'POST', headers, query: {}, body, requestId: `replay-${head.metadata.requestid ?? 'unknown'}` },
-      {
-        ...deps,
-        metrics: deps.metrics(),
-        // The original is already archived: "archiving" it again is acknowledging where it is.
-        archive: { put: async () => ({ bucket: deps.archive.bucket, key, size: body.length }) },
-      },
+      key,
+      { ...deps, metrics: deps.metrics() },
     );
     let parsed: unknown = response.body;
     try {

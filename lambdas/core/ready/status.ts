@@ -8,6 +8,7 @@
  * changes nothing.
  */
 import { ConditionalCheckFailedException, UpdateItemCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { preview } from '../../../shared/untrusted-json.ts';
 import { z } from 'zod';
 
 export const SUBSCRIPTION_STATES = ['pending', 'active', 'suspended', 'failed', 'deleted'] as const;
@@ -21,7 +22,7 @@ export const statusCallbackSchema = z.strictObject({
   status: z
     .string()
     .transform((value) => value.toLowerCase())
-    .pipe(z.enum(SUBSCRIPTION_STATES, { error: (issue) => `unknown subscription status ${JSON.stringify(issue.input)} (known: ${SUBSCRIPTION_STATES.join(', ')})` })),
+    .pipe(z.enum(SUBSCRIPTION_STATES, { error: (issue) => `unknown subscription status ${preview(issue.input)} (known: ${SUBSCRIPTION_STATES.join(', ')})` })),
   reason: z.string().max(2000).optional(),
   changedAt: z.iso.datetime({ offset: true }),
 });
