@@ -20,8 +20,8 @@ export interface LocalCloudWatch {
   moto: Moto;
   /** A client for the moto endpoint (one shared instance; destroyed by stop()). */
   client(): CloudWatchClient;
-  /** Every metric of the namespace with its totals over the read-back window. */
-  totals(namespace?: string): Promise<MetricTotal[]>;
+  /** Every metric of the namespace (or only those named) with its totals over the read-back window. */
+  totals(namespace?: string, names?: readonly string[]): Promise<MetricTotal[]>;
   /** Sum of `name` over every dimension set that includes `dimension` (all of them when not given). */
   sum(name: string, dimension?: { name: string; value: string }, namespace?: string): Promise<number>;
   /** Forgets every stored metric (and everything else moto holds). */
@@ -54,12 +54,21 @@ export function motoClientEnvironment(moto: Pick<Moto, 'endpoint' | 'region' | '
   };
 }
 
-export async function readMetricTotals(client: CloudWatchClient, namespace = DEFAULT_NAMESPACE, now = Date.now()): Promise<MetricTotal[]> {
+/**
+ * Every metric of the namespace (or only those named: moto's ListMetrics costs the square of the
+ * datums it holds per name, so local mode's progress asks only for what it shows) with its totals.
+ */
+export async function readMetricTotals(client: CloudWatchClient, namespace = DEFAULT_NAMESPACE, now = Date.now(), names?: readonly string[]): Promise<MetricTotal[]> {
   const metrics: Metric[] = [];
   const seen = new Set<string>();
+  for (const name of names ?? [undefined]) await listInto(client, namespace, name, metrics, seen);
+  return totalsOf(client, metrics, now);
+}
+
+async function listInto(client: CloudWatchClient, namespace: string, name: string | undefined, metrics: Metric[], seen: Set<string>): Promise<void> {
   let nextToken: string | undefined;
   do {
-    const page = await client.send(new ListMetricsCommand({ Namespace: namespace, NextToken: nextToken }));
+    const page = await client.send(new ListMetricsCommand({ Namespace: namespace, MetricName: name, NextToken: nextToken }));
     for (const metric of page.Metrics ?? []) {
       // moto 5.2 lists a metric with two or more dimensions once per datum (its are_dimensions_same
       // compares every pair of dimensions), where CloudWatch lists it once: keep the first.
@@ -70,6 +79,9 @@ export async function readMetricTotals(client: CloudWatchClient, namespace = DEF
     }
     nextToken = page.NextToken;
   } while (nextToken);
+}
+
+async function totalsOf(client: CloudWatchClient, metrics: Metric[], now: number): Promise<MetricTotal[]> {
   const startTime = new Date(now - WINDOW_MS);
   const endTime = new Date(now + 86_400_000);
   // One period covering the whole window, so each query returns at most one value.
@@ -117,7 +129,7 @@ export async function startLocalCloudWatch(options: { moto?: Moto; port?: number
     endpoint: moto.endpoint,
     moto,
     client: () => client,
-    totals: (namespace) => readMetricTotals(client, namespace),
+    totals: (namespace, names) => readMetricTotals(client, namespace, Date.now(), names),
     sum: async (name, dimension, namespace) => sumOf(await readMetricTotals(client, namespace), name, dimension),
     reset: () => moto.reset(),
     async stop() {

@@ -8,7 +8,7 @@
 import type { MetricSource } from '../lambdas/core/metric-catalog.ts';
 import type { LocalPortName } from './defaults.ts';
 import { startLocalPlatform, type LocalPlatform } from './platform.ts';
-import { formatProgress, tallyMetrics, verifySource, type ExpectedReading, type RateWindow, type SourceTally, type VerifyReport } from './progress.ts';
+import { formatProgress, PROGRESS_METRICS, tallyMetrics, verifySource, type ExpectedReading, type RateWindow, type SourceTally, type VerifyReport } from './progress.ts';
 
 export interface LocalSource {
   source: MetricSource;
@@ -108,7 +108,7 @@ export async function runLocalMode(options: LocalModeOptions): Promise<LocalMode
     let window: RateWindow | undefined;
     const progress = async () => {
       const backlog = Object.fromEntries(sources.map((s) => [s.source, s.backlog()]));
-      const shown = formatProgress(tallyMetrics(await platform.cloudwatch.totals()), window, Date.now(), backlog);
+      const shown = formatProgress(tallyMetrics(await platform.cloudwatch.totals(undefined, PROGRESS_METRICS)), window, Date.now(), backlog);
       window = shown.window;
       err(`[${Math.round((Date.now() - started) / 1000)} s]\n${shown.lines.map((line) => `  ${line}`).join('\n')}\n`);
     };
@@ -132,7 +132,7 @@ export async function runLocalMode(options: LocalModeOptions): Promise<LocalMode
     await platform.iotQueue.whenEmpty();
     await progress();
 
-    const tallies = tallyMetrics(await platform.cloudwatch.totals());
+    const tallies = tallyMetrics(await platform.cloudwatch.totals(undefined, PROGRESS_METRICS));
     const summary: LocalModeSummary = { ok: true, elapsedMs: Date.now() - started, perSource: {}, lines: [] };
     summary.lines.push('', `Summary after ${Math.round(summary.elapsedMs / 1000)} s:`);
     for (const source of sources) {

@@ -34,6 +34,9 @@ const TALLIED: Record<string, keyof SourceTally> = {
 const REJECTED = new Set(['MessagesRejected', 'DeliveriesRejected', 'FilesFailed']);
 const RESENT = new Set(['MessagesDuplicate', 'DeliveriesDuplicate']);
 
+/** The metrics tallyMetrics reads: local mode reads back only these. */
+export const PROGRESS_METRICS: readonly string[] = [...Object.keys(TALLIED), ...REJECTED, ...RESENT];
+
 const emptyTally = (): SourceTally => ({ stored: 0, superseded: 0, duplicate: 0, stale: 0, conflict: 0, rejected: 0, resent: 0 });
 
 /** Sums the counters CloudWatch stored (read back per metric), per Source dimension. */
