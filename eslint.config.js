@@ -1,5 +1,5 @@
 // ESLint (flat config) with typescript-eslint, and the import boundaries that keep the folders
-// saying what ships (docs/design.md "Folders"): `npm run lint`. Formatting is Prettier's job
+// saying what ships (docs/design.md §2): `npm run lint`. Formatting is Prettier's job
 // (.prettierrc.json), so no stylistic rules here.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
@@ -16,7 +16,7 @@ export const boundaries = [
     rules: {
       'no-restricted-imports': restricted({
         group: [...folder('local'), ...folder('bin'), ...folder('test'), ...folder('gateway'), ...folder('lib'), 'aws-cdk-lib', 'aws-cdk-lib/**', 'constructs'],
-        message: 'lambdas/ is what deploys: it may import only lambdas/ and shared/ (docs/design.md "Folders").',
+        message: 'lambdas/ is what deploys: it may import only lambdas/ and shared/ (docs/design.md §2).',
       }),
     },
   },

@@ -2,7 +2,7 @@
  * Gateway provisioning on AWS IoT Core: one X.509 client certificate per gateway, signed by
  * IoT Core from a CSR, with the private key generated here and never sent anywhere.
  *
- * CloudFormation cannot mint per-device keys (DESIGN.md §3), so this runs from the operator CLI
+ * CloudFormation cannot mint per-device keys (docs/design.md §3), so this runs from the operator CLI
  * (`meterbridge device provision|revoke`), on the gateway itself or on the operator's machine
  * that then copies the directory to the gateway. The IoT client is passed in.
  *

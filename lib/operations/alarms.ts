@@ -3,7 +3,7 @@
  * every ingestion path present) and from the AWS resources each path exposes (queues, dead-letter
  * queues, functions, IoT topic rules), plus the two tables and one composite alarm over all.
  *
- * Every alarm has a stable, readable name (`meterbridge-<stage>-...`, the runbook in README.md is
+ * Every alarm has a stable, readable name (`meterbridge-<stage>-...`, the runbook in docs/runbook.md is
  * keyed by it), a one-line `why` defending its threshold and missing-data treatment (also its
  * description, so it arrives with the notification), and notifies the alarm topic on ALARM and OK.
  */
@@ -405,5 +405,5 @@ function anyOccurrence(metric: cloudwatch.IMetric): Omit<cloudwatch.AlarmProps, 
 
 /** The alarm description: why it exists and where the runbook entry is (it travels with the notification). */
 function describe(suffix: string, why: string): string {
-  return `${why}. Runbook: README.md, "## Runbook", meterbridge-<stage>-${suffix}`.slice(0, 1024);
+  return `${why}. Runbook: docs/runbook.md, meterbridge-<stage>-${suffix}`.slice(0, 1024);
 }

@@ -1,5 +1,5 @@
 /**
- * The folders say what ships (docs/design.md "Folders"): the import boundaries of eslint.config.js
+ * The folders say what ships (docs/design.md §2): the import boundaries of eslint.config.js
  * hold on the tree and refuse what they must, and everything under lambdas/ is reached from a
  * deployed handler.
  */
