@@ -7,7 +7,7 @@
  * the I/O time per DynamoDB request are assumptions, listed with the table so they can be argued.
  */
 
-/** us-east-1 list prices as in ../shared/DESIGN.md §7, read on 2026-11-23 (re-check before quoting). */
+/** us-east-1 list prices as in docs/design.md §7, read on 2026-11-23 (re-check before quoting). */
 export const PRICES = {
   readDate: '2026-11-23',
   dynamoWriteUnit: 0.625e-6,
@@ -118,7 +118,7 @@ export function costModel(input: CostInputs): SourceCost[] {
 const money = (value: number) => (value >= 1 ? value.toFixed(2) : value >= 0.01 ? value.toFixed(3) : value.toPrecision(2));
 
 export function costTable(costs: SourceCost[], input: CostInputs): string[] {
-  const lines = [`List prices: us-east-1, from ../shared/DESIGN.md §7, read ${PRICES.readDate}. Measured in this run: write units per reading (${input.writeUnitsPerReadingWholeDay.toFixed(3)} whole day, ${input.writeUnitsPerReadingHourly.toFixed(3)} hourly blocks), ${input.storedBytesPerReading.toFixed(1)} stored bytes per reading, IoT CPU ${input.iotCpuMicrosPerReading.toFixed(1)} µs per reading; SMT and READY CPU figures from their sections. Assumed: ${MS_PER_DYNAMO_REQUEST} ms of Lambda time per DynamoDB request (16 in flight), and the traffic shapes below.`, ''];
+  const lines = [`List prices: us-east-1, from docs/design.md §7, read ${PRICES.readDate}. Measured in this run: write units per reading (${input.writeUnitsPerReadingWholeDay.toFixed(3)} whole day, ${input.writeUnitsPerReadingHourly.toFixed(3)} hourly blocks), ${input.storedBytesPerReading.toFixed(1)} stored bytes per reading, IoT CPU ${input.iotCpuMicrosPerReading.toFixed(1)} µs per reading; SMT and READY CPU figures from their sections. Assumed: ${MS_PER_DYNAMO_REQUEST} ms of Lambda time per DynamoDB request (16 in flight), and the traffic shapes below.`, ''];
   lines.push('| source | $ per million readings | $ per meter-year (15-min data, 35,040 readings) | traffic shape |', '| --- | ---: | ---: | --- |');
   for (const cost of costs) lines.push(`| ${cost.source} | ${money(cost.perMillion)} | ${money(cost.perMeterYear)} | ${cost.shape} |`);
   lines.push('', '| source | item | $ per million readings |', '| --- | --- | ---: |');

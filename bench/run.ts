@@ -20,7 +20,7 @@ import { costModel, costTable } from './cost.ts';
  */
 const SECTIONS: BenchSection[] = [readyBench, gatewayBench, smtBench];
 
-/** us-east-1 list prices, as read on 2026-11-23 from ../shared/DESIGN.md §7 (re-check before quoting). */
+/** us-east-1 list prices, as read on 2026-11-23 from docs/design.md §7 (re-check before quoting). */
 const PRICES = {
   dynamoWriteUnitPerMillion: 0.625,
   dynamoStorageGbMonth: 0.25,

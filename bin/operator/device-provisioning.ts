@@ -2,7 +2,7 @@
  * Gateway provisioning on AWS IoT Core: one X.509 client certificate per gateway, signed by
  * IoT Core from a CSR, with the private key generated here and never sent anywhere.
  *
- * CloudFormation cannot mint per-device keys (DESIGN.md §3), so this runs from the operator CLI
+ * CloudFormation cannot mint per-device keys (docs/design.md §3), so this runs from the operator CLI
  * (`meterbridge device provision|revoke`), on the gateway itself or on the operator's machine
  * that then copies the directory to the gateway. The IoT client is passed in.
  *
@@ -175,15 +175,9 @@ export class DeviceProvisioningError extends Error {
 }
 
 export async function provisionDevice(options: ProvisionDeviceOptions): Promise<ProvisionedDevice> {
-  const { iot, thingName, policyName, thingTypeName, ruleName, outDir } = options;
+  const { iot, thingName, thingTypeName, ruleName, outDir } = options;
   const log = options.log ?? silentLog;
-  const retryDelaysMs = options.retryDelaysMs ?? [1000, 2000, 4000, 8000];
-  assertThingName(thingName);
-  if (thingTypeName !== undefined) assertThingName(thingTypeName, 'thing type name');
-  if (!POLICY_NAME.test(policyName)) throw new DeviceProvisioningError(`${JSON.stringify(policyName)} is not a valid IoT policy name`);
-  if (!RULE_NAME_PATTERN.test(ruleName)) {
-    throw new DeviceProvisioningError(`${JSON.stringify(ruleName)} is not a valid IoT rule name: 1-128 characters of letters, digits and '_'`);
-  }
+  assertProvisioningNames(options);
 
   const paths = {
     key: join(outDir, DEVICE_FILES.key),
@@ -193,7 +187,43 @@ export async function provisionDevice(options: ProvisionDeviceOptions): Promise<
     endpoint: join(outDir, DEVICE_FILES.endpoint),
   };
   await prepareOutDir(outDir, paths);
+  const { privateKey, csrPem } = await generateDeviceKey(thingName, paths.pendingKey, log);
+  const { endpoint, thing, certificate } = await createThingAndCertificate(iot, { thingName, thingTypeName, csrPem, pendingKey: paths.pendingKey });
+  log.info('certificate created', { certificateId: certificate.certificateId });
 
+  const keptPendingName = await attachAndWriteFiles(options, { paths, privateKey, certificate, endpoint, log });
+  if (keptPendingName) {
+    await unlink(paths.pendingKey).catch((error: unknown) => log.warn('could not remove the pending key name', { error: messageOf(error) }));
+  }
+  await chmod(paths.key, 0o600);
+
+  return {
+    thingName,
+    thingArn: thing.thingArn,
+    thingExisted: thing.existed,
+    certificateArn: certificate.certificateArn,
+    certificateId: certificate.certificateId,
+    endpoint,
+    port: IOT_MQTT_PORT,
+    topic: telemetryTopic(ruleName, thingName),
+    files: { key: paths.key, certificate: paths.certificate, rootCa: paths.rootCa, endpoint: paths.endpoint },
+  };
+}
+
+type DevicePaths = Record<'key' | 'pendingKey' | 'certificate' | 'rootCa' | 'endpoint', string>;
+type CreatedCertificate = { certificateArn: string; certificateId: string; certificatePem: string };
+
+function assertProvisioningNames({ thingName, thingTypeName, policyName, ruleName }: ProvisionDeviceOptions): void {
+  assertThingName(thingName);
+  if (thingTypeName !== undefined) assertThingName(thingTypeName, 'thing type name');
+  if (!POLICY_NAME.test(policyName)) throw new DeviceProvisioningError(`${JSON.stringify(policyName)} is not a valid IoT policy name`);
+  if (!RULE_NAME_PATTERN.test(ruleName)) {
+    throw new DeviceProvisioningError(`${JSON.stringify(ruleName)} is not a valid IoT rule name: 1-128 characters of letters, digits and '_'`);
+  }
+}
+
+/** Generates the device key (written under its pending name) and the CSR IoT Core signs. */
+async function generateDeviceKey(thingName: string, pendingKey: string, log: Log): Promise<{ privateKey: KeyObject; csrPem: string }> {
   // EC P-256 rather than RSA: IoT Core accepts ECDSA P-256 device certificates; the key and the
   // TLS handshake are far smaller and signing is much faster on small gateway CPUs (and key
   // generation is instant, where RSA-2048 can take seconds on an ARM board).
@@ -201,30 +231,34 @@ export async function provisionDevice(options: ProvisionDeviceOptions): Promise<
   const csrPem = toPem('CERTIFICATE REQUEST', buildCsr(thingName, privateKey));
   const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
   // 'wx': never clobber, and two runs into the same directory cannot both get here.
-  await writeFile(paths.pendingKey, keyPem, { mode: 0o600, flag: 'wx' });
-  await chmod(paths.pendingKey, 0o600);
-  log.info('key generated', { file: paths.pendingKey });
+  await writeFile(pendingKey, keyPem, { mode: 0o600, flag: 'wx' });
+  await chmod(pendingKey, 0o600);
+  log.info('key generated', { file: pendingKey });
+  return { privateKey, csrPem };
+}
 
-  let endpoint: string;
-  let thing: { thingArn?: string; existed: boolean };
-  let certificate: { certificateArn: string; certificateId: string; certificatePem: string };
+/** Endpoint, thing and certificate; on failure the pending key goes too (nothing uses it yet). */
+async function createThingAndCertificate(
+  iot: IoTClient,
+  { thingName, thingTypeName, csrPem, pendingKey }: { thingName: string; thingTypeName: string | undefined; csrPem: string; pendingKey: string },
+): Promise<{ endpoint: string; thing: { thingArn?: string; existed: boolean }; certificate: CreatedCertificate }> {
   let step = 'DescribeEndpoint';
   try {
     const described = await iot.send(new DescribeEndpointCommand({ endpointType: 'iot:Data-ATS' }));
     if (!described.endpointAddress) throw new Error('DescribeEndpoint returned no endpointAddress');
-    endpoint = described.endpointAddress;
+    const endpoint = described.endpointAddress;
     step = 'CreateThing';
-    thing = await ensureThing(iot, thingName, thingTypeName);
+    const thing = await ensureThing(iot, thingName, thingTypeName);
     step = 'CreateCertificateFromCsr';
     const created = await iot.send(new CreateCertificateFromCsrCommand({ certificateSigningRequest: csrPem, setAsActive: true }));
     if (!created.certificateArn || !created.certificateId || !created.certificatePem) {
       // Cannot roll back what we cannot name; say what we know.
       throw new Error(`CreateCertificateFromCsr answered without ${!created.certificateId ? 'certificateId' : !created.certificateArn ? 'certificateArn' : 'certificatePem'} (certificateId: ${created.certificateId ?? 'unknown'})`);
     }
-    certificate = { certificateArn: created.certificateArn, certificateId: created.certificateId, certificatePem: created.certificatePem };
+    return { endpoint, thing, certificate: { certificateArn: created.certificateArn, certificateId: created.certificateId, certificatePem: created.certificatePem } };
   } catch (error) {
     // Nothing that uses the key exists yet, so the key goes too.
-    await rm(paths.pendingKey, { force: true });
+    await rm(pendingKey, { force: true });
     if (error instanceof DeviceProvisioningError) throw error;
     throw new DeviceProvisioningError(
       `provisioning ${thingName} failed at ${step}: ${messageOf(error)}` +
@@ -232,14 +266,22 @@ export async function provisionDevice(options: ProvisionDeviceOptions): Promise<
       { cause: error, step },
     );
   }
-  log.info('certificate created', { certificateId: certificate.certificateId });
+}
 
+/**
+ * Checks the certificate against the key, attaches policy and thing, writes the device files and
+ * publishes the key under its final name; on failure rolls the certificate back. Returns whether
+ * the pending key name is still to be removed.
+ */
+async function attachAndWriteFiles(
+  { iot, thingName, policyName, ruleName, retryDelaysMs = [1000, 2000, 4000, 8000] }: ProvisionDeviceOptions,
+  { paths, privateKey, certificate, endpoint, log }: { paths: DevicePaths; privateKey: KeyObject; certificate: CreatedCertificate; endpoint: string; log: Log },
+): Promise<boolean> {
   const { certificateArn, certificateId } = certificate;
   const attempted = { policy: false, thingPrincipal: false };
   const written: string[] = [];
-  let keptPendingName = false;
+  let step = 'checking the certificate';
   try {
-    step = 'checking the certificate';
     // A certificate for another key would be useless on the gateway; catch it before attaching.
     if (!new X509Certificate(certificate.certificatePem).checkPrivateKey(privateKey)) {
       throw new Error('the certificate IoT Core returned does not match the generated key');
@@ -257,7 +299,7 @@ export async function provisionDevice(options: ProvisionDeviceOptions): Promise<
     const endpointFile: EndpointFile = { endpoint, port: IOT_MQTT_PORT, thingName, topic: telemetryTopic(ruleName, thingName) };
     await writeReplacing(paths.endpoint, `${JSON.stringify(endpointFile, null, 2)}\n`, 0o644, written);
     step = 'publishing the key';
-    keptPendingName = await publishKey(paths.pendingKey, paths.key);
+    return await publishKey(paths.pendingKey, paths.key);
   } catch (error) {
     const rollback = await rollBack(iot, { thingName, policyName, certificateArn, certificateId, attempted, retryDelaysMs, log });
     let message = `provisioning ${thingName} failed at ${step}: ${messageOf(error)}. `;
@@ -275,22 +317,6 @@ export async function provisionDevice(options: ProvisionDeviceOptions): Promise<
     }
     throw new DeviceProvisioningError(message, { cause: error, step, certificateId, rollback });
   }
-  if (keptPendingName) {
-    await unlink(paths.pendingKey).catch((error: unknown) => log.warn('could not remove the pending key name', { error: messageOf(error) }));
-  }
-  await chmod(paths.key, 0o600);
-
-  return {
-    thingName,
-    thingArn: thing.thingArn,
-    thingExisted: thing.existed,
-    certificateArn,
-    certificateId,
-    endpoint,
-    port: IOT_MQTT_PORT,
-    topic: telemetryTopic(ruleName, thingName),
-    files: { key: paths.key, certificate: paths.certificate, rootCa: paths.rootCa, endpoint: paths.endpoint },
-  };
 }
 
 export interface RevokeDeviceOptions {

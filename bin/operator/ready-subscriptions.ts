@@ -2,7 +2,7 @@
  * Client of READY API Access webhook subscriptions: create, list, delete.
  *
  * The paths and bodies are ASSUMED (the Swagger documents at api-eu/api-us.ready.kamstrup.com are
- * behind a customer login); they are collected here and in README.md so that adapting to the real
+ * behind a customer login); they are collected here and in docs/ready.md so that adapting to the real
  * API is one edit:
  *
  *   POST   {api}/api/v1/webhooks/subscriptions        {"resource","webhookUri","statusUri"} -> 201 subscription

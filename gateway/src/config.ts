@@ -3,7 +3,7 @@
  * validated strictly: every problem comes back with the path of the key that is wrong, e.g.
  * `meters[2].registers[0].type: expected one of uint16|int16|uint32|int32|float32`.
  *
- * Limits that AWS IoT Core enforces per connection (DESIGN.md §3: 100 publishes/s, 512 KiB/s,
+ * Limits that AWS IoT Core enforces per connection (docs/design.md §3: 100 publishes/s, 512 KiB/s,
  * 128 KB per message, 100 unacknowledged QoS 1 publishes) are upper bounds here, so a gateway
  * cannot be configured into being throttled or disconnected.
  */
@@ -14,7 +14,7 @@ import { z } from 'zod';
 import { QUALITIES, UNITS } from '../../shared/reading.ts';
 import { MAX_MESSAGE_BYTES, telemetryTopic as basicIngestTopic, THING_NAME_PATTERN, THING_NAME_RULE } from '../../shared/telemetry.ts';
 
-/** AWS IoT Core per-connection limits (DESIGN.md §3). */
+/** AWS IoT Core per-connection limits (docs/design.md §3). */
 export const IOT_LIMITS = {
   publishesPerSecond: 100,
   bytesPerSecond: 512 * 1024,

@@ -1,7 +1,7 @@
 /**
  * Turns spooled readings into telemetry contract v1 messages (shared/telemetry.ts) made of
  * interval blocks: one block per run of consecutive intervals of a meter channel, so a backlog of
- * 96 intervals per meter is one block per meter rather than 96 readings (README "IoT telemetry":
+ * 96 intervals per meter is one block per meter rather than 96 readings (docs/iot.md:
  * 0.031 write units per reading instead of 2.7). Messages stay under the configured byte size
  * and the contract's 1,000 blocks and 1,440 values per block.
  */

@@ -19,7 +19,7 @@
  * another unit or resolution for the same meter, channel and day is reported as a conflict.
  *
  * Why: one item per reading costs a write unit and ~150 bytes per reading; a day block stores a
- * reading in ~30 bytes and a whole day in one write. See README "Store cost" for the figures.
+ * reading in ~30 bytes and a whole day in one write. See docs/store.md and bench/RESULTS.md for the figures.
  */
 import { createHash } from 'node:crypto';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';

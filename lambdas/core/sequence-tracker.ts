@@ -5,7 +5,7 @@
  * seen. Raising it is a conditional write, so concurrent ingest workers agree on what is new:
  *
  *   highest 3, seq 5 arrives  -> highest 5, gap of 1 (seq 4 missing)
- *   seq 4 arrives late        -> late (not a gap any more, but it was counted as one: see README)
+ *   seq 4 arrives late        -> late (not a gap any more, but it was counted as one: see docs/iot.md)
  *   seq 5 arrives again       -> repeat, nothing to report
  *   seq 1 after highest 812   -> the gateway lost its state (new spool): reset, reported as such
  */

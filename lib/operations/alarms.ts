@@ -3,7 +3,7 @@
  * every ingestion path present) and from the AWS resources each path exposes (queues, dead-letter
  * queues, functions, IoT topic rules), plus the two tables and one composite alarm over all.
  *
- * Every alarm has a stable, readable name (`meterbridge-<stage>-...`, the runbook in README.md is
+ * Every alarm has a stable, readable name (`meterbridge-<stage>-...`, the runbook in docs/runbook.md is
  * keyed by it), a one-line `why` defending its threshold and missing-data treatment (also its
  * description, so it arrives with the notification), and notifies the alarm topic on ALARM and OK.
  */
@@ -130,10 +130,17 @@ export class OperationsAlarms extends Construct {
   }
 
   private addIngestionAlarms(path: IngestionMonitoring): void {
-    const { source } = path;
-    const { stage, alarms: thresholds } = this.settings;
+    this.addFreshnessAlarm(path);
+    this.addCatalogAlarms(path.source);
+    this.addQueueAlarms(path);
+    this.addFunctionAlarms(path);
+    this.addTopicRuleAlarms(path);
+  }
 
-    // --- freshness: must FIRE when data stops, so no data is breaching ------------------------
+  /** Freshness: must FIRE when data stops, so no data is breaching. */
+  private addFreshnessAlarm(path: IngestionMonitoring): void {
+    const { source } = path;
+    const { stage } = this.settings;
     const silence = this.freshnessMinutes(path);
     if (!Number.isInteger(silence) || silence < 1 || silence > 7 * 24 * 60) {
       throw new Error(`Operations: ${source} freshness window ${silence} min must be whole minutes from 1 to 10080 (CloudWatch evaluates at most 7 days)`);
@@ -157,8 +164,11 @@ export class OperationsAlarms extends Construct {
       },
     });
     this.freshnessBySource.set(source, freshness);
+  }
 
-    // --- every other alarmed catalog metric of this source ------------------------------------
+  /** Every other alarmed catalog metric of this source. */
+  private addCatalogAlarms(source: MetricSource): void {
+    const { stage, alarms: thresholds } = this.settings;
     for (const name of metricsOfSource(source)) {
       const spec = catalogSpec(name);
       if (spec.watch !== 'alarm' || name === FRESHNESS_METRIC) continue;
@@ -188,8 +198,10 @@ export class OperationsAlarms extends Construct {
         },
       });
     }
+  }
 
-    // --- queues ---------------------------------------------------------------------------------
+  private addQueueAlarms(path: IngestionMonitoring): void {
+    const { source } = path;
     for (const { label, queue, deadLetterQueue } of path.queues) {
       this.add({
         suffix: `${source}-${label}-dlq`,
@@ -225,8 +237,11 @@ export class OperationsAlarms extends Construct {
         },
       });
     }
+  }
 
-    // --- functions ------------------------------------------------------------------------------
+  private addFunctionAlarms(path: IngestionMonitoring): void {
+    const { source } = path;
+    const { alarms: thresholds } = this.settings;
     for (const { label, fn } of path.functions) {
       this.add({
         suffix: `${source}-${label}-lambda-errors`,
@@ -261,8 +276,10 @@ export class OperationsAlarms extends Construct {
         },
       });
     }
+  }
 
-    // --- IoT topic rules ------------------------------------------------------------------------
+  private addTopicRuleAlarms(path: IngestionMonitoring): void {
+    const { source } = path;
     for (const { label, ruleName } of path.topicRules ?? []) {
       // Metrics Insights sums over ActionType, whose values IoT chooses; no dimension to get wrong.
       const rule = { RuleName: ruleName };
@@ -405,5 +422,5 @@ function anyOccurrence(metric: cloudwatch.IMetric): Omit<cloudwatch.AlarmProps, 
 
 /** The alarm description: why it exists and where the runbook entry is (it travels with the notification). */
 function describe(suffix: string, why: string): string {
-  return `${why}. Runbook: README.md, "## Runbook", meterbridge-<stage>-${suffix}`.slice(0, 1024);
+  return `${why}. Runbook: docs/runbook.md, meterbridge-<stage>-${suffix}`.slice(0, 1024);
 }

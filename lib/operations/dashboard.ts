@@ -68,7 +68,7 @@ export class OperationsDashboard extends Construct {
         markdown: [
           `# meterbridge ${this.stage}`,
           `Sources: ${props.ingestion.map((path) => path.source).join(', ') || 'none yet'}. ` +
-            'Every alarm notifies the alarm topic on ALARM and OK; what to do for each is in README.md, "## Runbook", by alarm name.',
+            'Every alarm notifies the alarm topic on ALARM and OK; what to do for each is in docs/runbook.md, by alarm name.',
         ].join('\n\n'),
         width: 24,
         height: 2,

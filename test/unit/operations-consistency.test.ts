@@ -1,6 +1,6 @@
 /**
  * The operations consistency check (issue 7): the metric catalog, the synthesized dashboard and
- * alarms, and the README runbook agree with each other.
+ * alarms, and the runbook (docs/runbook.md) agree with each other.
  *
  * Everything is derived from the catalog and from the stack as it is wired today, so an ingestion
  * path or a catalog metric added later is checked without editing this file.
@@ -52,13 +52,11 @@ function lambdaSources(): string[] {
   });
 }
 
-/** The runbook section of the README: from `## Runbook` to the next `## ` heading. */
+/** The runbook: docs/runbook.md, from its `# Runbook` title on. */
 function runbookSection(): string {
-  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
-  const start = readme.indexOf('\n## Runbook\n');
-  assert.ok(start >= 0, 'README.md has no "## Runbook" section');
-  const end = readme.indexOf('\n## ', start + 1);
-  return readme.slice(start, end < 0 ? undefined : end);
+  const runbook = readFileSync(new URL('../../docs/runbook.md', import.meta.url), 'utf8');
+  assert.ok(runbook.startsWith('# Runbook\n'), 'docs/runbook.md does not start with "# Runbook"');
+  return runbook;
 }
 
 /** `meterbridge-test-iot-freshness` -> `meterbridge-<stage>-iot-freshness`, as the runbook writes it. */
@@ -224,7 +222,7 @@ describe('operations consistency', () => {
     }
   });
 
-  it('covers every alarm by name in the README runbook, with its reason', () => {
+  it('covers every alarm by name in the runbook, with its reason', () => {
     // GIVEN
     const runbook = runbookSection();
 
@@ -233,7 +231,7 @@ describe('operations consistency', () => {
     const missingRows = rows.filter((row) => !runbook.includes(row));
 
     // THEN
-    assert.deepEqual(missingRows, [], 'rows missing from the alarm table of README.md "## Runbook" (paste them in)');
+    assert.deepEqual(missingRows, [], 'rows missing from the alarm table of docs/runbook.md (paste them in)');
   });
 
   it('gives every alarm a runbook entry: a ### heading naming it, or its family', () => {
@@ -256,6 +254,6 @@ describe('operations consistency', () => {
 
     // THEN
     assert.ok(headingNames.length > 0, 'no runbook entries found');
-    assert.deepEqual(uncovered.map(generic), [], 'alarms without a runbook entry (### heading) in README.md');
+    assert.deepEqual(uncovered.map(generic), [], 'alarms without a runbook entry (### heading) in docs/runbook.md');
   });
 });

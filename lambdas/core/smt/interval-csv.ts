@@ -1,5 +1,5 @@
 /**
- * SMT's 15-minute interval CSV (header in ../shared/DESIGN.md §3, validated exactly: layouts drift
+ * SMT's 15-minute interval CSV (header in docs/design.md §3, validated exactly: layouts drift
  * and a silently shifted column would store wrong numbers).
  *
  *   ESIID,USAGE_DATE,REVISION_DATE,USAGE_START_TIME,USAGE_END_TIME,USAGE_KWH,ESTIMATED_ACTUAL,CONSUMPTION_SURPLUSGENERATION

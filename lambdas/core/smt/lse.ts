@@ -1,6 +1,6 @@
 /**
  * LSE (LodeStar Enhanced; ERCOT Retail Market Guide §9 App. G), record layout in
- * ../shared/DESIGN.md §3. A file is a series of "cuts", one per ESIID and channel:
+ * docs/design.md §3. A file is a series of "cuts", one per ESIID and channel:
  *
  *   00000001,<ESIID>,<channel>,<start>,<stop>,<DST flag>,<invalid flag>        header
  *   00000002,...,<seconds per interval>,<unit of measure>,...                   interval info
