@@ -64,7 +64,7 @@ export const boundaries = [
 ];
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'cdk.out/**', 'bench/out/**', 'coverage/**', '.local/**'] },
+  { ignores: ['node_modules/**', 'cdk.out/**', 'bench/out/**', 'coverage/**', '.local/**', '.tools/**', 'dist/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -78,6 +78,13 @@ export default tseslint.config(
       'prefer-const': ['error', { ignoreReadBeforeAssign: true }],
       // Unused names are errors, except the deliberate `_`-prefixed ones (handler signatures, destructured rests).
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none', ignoreRestSiblings: true }],
+    },
+  },
+  {
+    // Plain JavaScript that runs on Node (the artifact stage's bundle runner, this config): Node's globals.
+    files: ['**/*.mjs', '**/*.js'],
+    languageOptions: {
+      globals: { process: 'readonly', console: 'readonly', Buffer: 'readonly', URL: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', setImmediate: 'readonly' },
     },
   },
   ...boundaries,

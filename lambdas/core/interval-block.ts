@@ -63,7 +63,7 @@ export function gridProblems(readings: readonly Reading[], blockTimeZone: string
   const shapes = new Map<string, Reading>();
   const dayEnds = new Map<string, number>();
   for (const reading of readings) {
-    const { key, blockStart, slot } = locate(reading, blockTimeZone);
+    const { key, slot } = locate(reading, blockTimeZone);
     const where = `${reading.meterId} ${reading.channel} ${identityInstant(reading).toISOString()}`;
     if (reading.kind === 'interval') {
       const duration = durationOf(reading);
