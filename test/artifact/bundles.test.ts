@@ -17,10 +17,10 @@ import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { GetMetricDataCommand, ListMetricsCommand } from '@aws-sdk/client-cloudwatch';
 import { ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { ReadingStore } from '../../lambdas/core/reading-store.ts';
+import { readMetricTotals } from '../../local/cloudwatch.ts';
 import { toSqsEvent } from '../../local/iot-bridge.ts';
 import { buildReadyDelivery, toApiGatewayEvent } from '../../local/ready-http.ts';
 import { toS3NotificationBody } from '../../local/s3-server.ts';
@@ -294,17 +294,8 @@ async function smtFile(): Promise<SmtFile> {
 
 /** Sum of a metric over every dimension set with the stage and source, read back from moto's CloudWatch. */
 async function metricTotal(name: string, stageName: string, source: string): Promise<number> {
-  const listed = await standIns.clients.cloudwatch.send(new ListMetricsCommand({ Namespace: 'Meterbridge', MetricName: name }));
-  const metrics = (listed.Metrics ?? []).filter((m) => m.Dimensions?.some((d) => d.Name === 'Stage' && d.Value === stageName) && m.Dimensions?.some((d) => d.Name === 'Source' && d.Value === source));
-  if (metrics.length === 0) return 0;
-  const data = await standIns.clients.cloudwatch.send(
-    new GetMetricDataCommand({
-      StartTime: new Date(Date.now() - 3 * 3_600_000),
-      EndTime: new Date(Date.now() + 3_600_000),
-      MetricDataQueries: metrics.map((metric, i) => ({ Id: `m${i}`, MetricStat: { Metric: metric, Period: 60, Stat: 'Sum' } })),
-    }),
-  );
-  return (data.MetricDataResults ?? []).reduce((sum, r) => sum + (r.Values ?? []).reduce((a, b) => a + b, 0), 0);
+  const totals = await readMetricTotals(standIns.clients.cloudwatch);
+  return totals.filter((t) => t.name === name && t.dimensions.Stage === stageName && t.dimensions.Source === source).reduce((sum, t) => sum + t.sum, 0);
 }
 
 function detail(result: StageRun): string {
