@@ -194,7 +194,8 @@ async function runStage(stage: Stage): Promise<StageRun> {
     const task = await runtime.install(fn.bundleDir!, fn.logicalId);
     const templateEnv = resolveCfn(fn.environment, provisioned.physical) as Record<string, string>;
     const env = { ...runtimeEnvironment({ logicalId: fn.logicalId, handler: fn.handler, memoryMb: fn.memoryMb, logFormat: fn.logFormat, sessionToken: `${SESSION_TOKEN_PREFIX}${fn.logicalId}` }, task, standIns.endpoints, REGION), ...templateEnv };
-    const run = await runBundle({ taskDir: task, handler: fn.handler, env, events, timeoutMs: Math.min(fn.timeoutSeconds, 120) * 1000 });
+    const run = await runBundle({ taskDir: task, handler: fn.handler, env, events, // The template's timeout: the fetch step stops claiming files when less than 2 minutes remain.
+    timeoutMs: fn.timeoutSeconds * 1000 });
     runs.push({ fn, scenario, run, problems: bundleProblems(run) });
     return run;
   };
