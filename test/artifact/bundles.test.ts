@@ -17,10 +17,10 @@ import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { GetMetricDataCommand, ListMetricsCommand } from '@aws-sdk/client-cloudwatch';
 import { ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { ReadingStore } from '../../lambdas/core/reading-store.ts';
+import { readMetricTotals } from '../../local/cloudwatch.ts';
 import { toSqsEvent } from '../../local/iot-bridge.ts';
 import { buildReadyDelivery, toApiGatewayEvent } from '../../local/ready-http.ts';
 import { toS3NotificationBody } from '../../local/s3-server.ts';
@@ -194,7 +194,8 @@ async function runStage(stage: Stage): Promise<StageRun> {
     const task = await runtime.install(fn.bundleDir!, fn.logicalId);
     const templateEnv = resolveCfn(fn.environment, provisioned.physical) as Record<string, string>;
     const env = { ...runtimeEnvironment({ logicalId: fn.logicalId, handler: fn.handler, memoryMb: fn.memoryMb, logFormat: fn.logFormat, sessionToken: `${SESSION_TOKEN_PREFIX}${fn.logicalId}` }, task, standIns.endpoints, REGION), ...templateEnv };
-    const run = await runBundle({ taskDir: task, handler: fn.handler, env, events, timeoutMs: Math.min(fn.timeoutSeconds, 120) * 1000 });
+    const run = await runBundle({ taskDir: task, handler: fn.handler, env, events, // The template's timeout: the fetch step stops claiming files when less than 2 minutes remain.
+    timeoutMs: fn.timeoutSeconds * 1000 });
     runs.push({ fn, scenario, run, problems: bundleProblems(run) });
     return run;
   };
@@ -294,17 +295,8 @@ async function smtFile(): Promise<SmtFile> {
 
 /** Sum of a metric over every dimension set with the stage and source, read back from moto's CloudWatch. */
 async function metricTotal(name: string, stageName: string, source: string): Promise<number> {
-  const listed = await standIns.clients.cloudwatch.send(new ListMetricsCommand({ Namespace: 'Meterbridge', MetricName: name }));
-  const metrics = (listed.Metrics ?? []).filter((m) => m.Dimensions?.some((d) => d.Name === 'Stage' && d.Value === stageName) && m.Dimensions?.some((d) => d.Name === 'Source' && d.Value === source));
-  if (metrics.length === 0) return 0;
-  const data = await standIns.clients.cloudwatch.send(
-    new GetMetricDataCommand({
-      StartTime: new Date(Date.now() - 3 * 3_600_000),
-      EndTime: new Date(Date.now() + 3_600_000),
-      MetricDataQueries: metrics.map((metric, i) => ({ Id: `m${i}`, MetricStat: { Metric: metric, Period: 60, Stat: 'Sum' } })),
-    }),
-  );
-  return (data.MetricDataResults ?? []).reduce((sum, r) => sum + (r.Values ?? []).reduce((a, b) => a + b, 0), 0);
+  const totals = await readMetricTotals(standIns.clients.cloudwatch);
+  return totals.filter((t) => t.name === name && t.dimensions.Stage === stageName && t.dimensions.Source === source).reduce((sum, t) => sum + t.sum, 0);
 }
 
 function detail(result: StageRun): string {

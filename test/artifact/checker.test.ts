@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { build } from 'esbuild';
 import { DEFAULT_BUNDLING } from '../../lib/meterbridge-function.ts';
+import { SMT_BUNDLING } from '../../lib/smt-ingestion.ts';
 import { bundleProblems, createRuntimeRoot, runBundle, runtimeEnvironment, type BundleRun, type RuntimeRoot } from './support/lambda-sandbox.ts';
 
 /** The banner before the SMT fetch fix: `require` only, no `__dirname`/`__filename`. */
@@ -28,10 +29,10 @@ after(async () => {
 });
 
 /** Bundles a fixture as the construct does (options from DEFAULT_BUNDLING) and runs it in the sandbox. */
-async function check(fixture: string, options: { banner?: string; external?: string[]; env?: Record<string, string>; events?: unknown[] } = {}): Promise<{ run: BundleRun; problems: string[] }> {
+async function check(fixture: string, options: { entry?: string; banner?: string; external?: string[]; env?: Record<string, string>; events?: unknown[] } = {}): Promise<{ run: BundleRun; problems: string[] }> {
   const out = join(work, `${fixture}-${Math.random().toString(36).slice(2)}`);
   await build({
-    entryPoints: [fileURLToPath(new URL(`./fixtures/${fixture}.ts`, import.meta.url))],
+    entryPoints: [options.entry ?? fileURLToPath(new URL(`./fixtures/${fixture}.ts`, import.meta.url))],
     outfile: join(out, 'index.mjs'),
     bundle: true,
     platform: 'node',
@@ -65,6 +66,19 @@ describe('the shipped-artifact checker', () => {
     const { run, problems } = await check('touches-dirname');
     assert.deepEqual(problems, []);
     assert.equal(run.invocations[0]?.ok, true);
+  });
+
+  it('the SMT fetch handler does not evaluate ssh2 unless the stage uses SFTP: built with the pre-fix banner it still cold-starts for FTPS', async () => {
+    // Before the transports were loaded lazily, ssh2 ran at module load and this bundle died with
+    // "__dirname is not defined" whatever the protocol.
+    const env = {
+      SMT_PROTOCOL: 'ftps', SMT_HOST: '127.0.0.1', SMT_PORT: '21', SMT_TLS_SERVERNAME: '', SMT_TRANSPORT_SECRET: 'meterbridge/test/smt/transport', SMT_FOLDERS: 'intervaldata',
+      SMT_AFTER_ARCHIVE: 'delete', SMT_FETCH_LOCK_SECONDS: '660', LEDGER_TABLE: 'ledger', ARCHIVE_BUCKET: 'archive', STAGE: 'test',
+    };
+    const entry = fileURLToPath(new URL('../../lambdas/smt-fetch.ts', import.meta.url));
+    const ftps = await check('smt-fetch', { entry, banner: PRE_FIX_BANNER, external: SMT_BUNDLING.externalModules, env, events: [] });
+    assert.deepEqual(ftps.problems, [], ftps.run.loadError);
+    assert.equal(ftps.run.loaded, true);
   });
 
   it('fails a bundle that imports a package the Lambda runtime lacks, although the repository has it installed', async () => {

@@ -34,6 +34,12 @@ export interface RecorderOptions {
   account: string;
   /** Secrets Manager: the full ARN of a secret a call named by name (the ARN ends in a random suffix). */
   secretArn?(nameOrArn: string): string;
+  /**
+   * Forward gzip request bodies uncompressed: moto 5.2 gunzips them twice and answers 500 (see
+   * local/cloudwatch.ts), while a Lambda's CloudWatch client compresses large PutMetricData bodies.
+   * Done here rather than with AWS_DISABLE_REQUEST_COMPRESSION, which the function's environment lacks.
+   */
+  decompressRequests?: boolean;
   /** Whether the caller's policies allow s3:ListBucket on the bucket (decides 404 vs 403 for a missing object). */
   mayListBucket?(caller: string, bucketArn: string, key: string): boolean;
 }
@@ -171,18 +177,24 @@ export async function startRecorder(options: RecorderOptions): Promise<Recorder>
   const unmapped: string[] = [];
   const server: Server = createServer((req, res) => {
     void (async () => {
-      const body = await readBody(req);
+      let body = await readBody(req);
+      const headers = { ...req.headers, host: target.host };
+      if (options.decompressRequests && req.headers['content-encoding'] === 'gzip') {
+        body = gunzipSync(body);
+        delete headers['content-encoding'];
+        headers['content-length'] = String(body.length);
+      }
       const url = new URL(req.url ?? '/', 'http://recorder');
       const service = signingService(req.headers);
       const caller = callerOf(req.headers);
       let derived: Derived = [];
       try {
-        derived = deriveCalls(service, req.method ?? 'GET', url, req.headers, body, options);
+        derived = deriveCalls(service, req.method ?? 'GET', url, headers, body, options);
       } catch (error) {
         unmapped.push(`${caller}: ${req.method} ${url.pathname}${url.search} (${service}): ${error instanceof Error ? error.message : String(error)}`);
       }
       const upstream = httpRequest(
-        { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: { ...req.headers, host: target.host } },
+        { host: target.hostname, port: target.port, method: req.method, path: req.url, headers },
         (answer) => {
           let status = answer.statusCode ?? 502;
           const objectRead = derived.find((call) => call.action === 's3:GetObject' || call.action === 's3:GetObjectVersion');

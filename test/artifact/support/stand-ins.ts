@@ -9,7 +9,8 @@ import { CreateTableCommand, DynamoDBClient, type CreateTableCommandInput } from
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
+import type { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
+import { motoCloudWatchClient } from '../../../local/cloudwatch.ts';
 import { randomUUID } from 'node:crypto';
 import { startLocalS3, type LocalS3 } from '../../../local/s3-server.ts';
 import { startDynamoDbLocal, type LocalDynamo } from '../../support/dynamodb-local.ts';
@@ -56,14 +57,14 @@ export async function startStandIns(): Promise<StandIns> {
   const [dynamoRecorder, s3Recorder, motoRecorder] = await Promise.all([
     startRecorder({ ...base, target: dynamo.endpoint }),
     startRecorder({ ...base, target: s3.endpoint, mayListBucket }),
-    startRecorder({ ...base, target: moto.endpoint, secretArn }),
+    startRecorder({ ...base, target: moto.endpoint, secretArn, decompressRequests: true }),
   ]);
   const motoClient = { endpoint: moto.endpoint, region: REGION, credentials: motoCredentials };
   const clients = {
     dynamodb: new DynamoDBClient({ endpoint: dynamo.endpoint, region: REGION, credentials: CREDENTIALS }),
     sqs: new SQSClient(motoClient),
     secrets: new SecretsManagerClient(motoClient),
-    cloudwatch: new CloudWatchClient(motoClient),
+    cloudwatch: motoCloudWatchClient(moto),
   };
   return {
     dynamo,
