@@ -5,6 +5,7 @@
  *   run --config gateway.yaml                 poll meters, spool, publish (until SIGTERM/SIGINT)
  *   status --config gateway.yaml [--json]     spool depth, oldest unsent reading, last publish, read errors
  *   simulate [--meters 10] [--port 1502]      simulated Modbus TCP meters, prints their `meters:` config
+ *   version                                   the agent's version (the package's, when bundled)
  *
  * Logs are JSON lines on stderr. Exit codes: 0 done, 1 failed, 2 usage or configuration error.
  */
@@ -16,6 +17,7 @@ import { consoleLog } from '../../shared/log.ts';
 import { faultInjectionFromEnv, startGatewayAgent, type GatewayStatus } from '../src/agent.ts';
 import { ConfigError, loadConfig } from '../src/config.ts';
 import { startSimulatedMeters } from '../src/simulated-meter.ts';
+import { GATEWAY_VERSION } from '../src/version.ts';
 
 const USAGE = `Usage: meterbridge-gateway <command> [options]
 
@@ -24,6 +26,7 @@ Commands:
   status --config <file> [--json]     spool depth, oldest unsent reading, last publish, read errors
   simulate [--meters <n>] [--port <p>] [--host <h>]
                                       run simulated Modbus TCP meters and print their config
+  version                             print the agent's version
 `;
 
 class UsageError extends Error {}
@@ -109,6 +112,10 @@ async function main(argv: string[]): Promise<number> {
     if (command === 'run') return await run(rest);
     if (command === 'status') return await status(rest);
     if (command === 'simulate') return await simulate(rest);
+    if (command === 'version') {
+      process.stdout.write(`${GATEWAY_VERSION}\n`);
+      return 0;
+    }
     if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
       process.stdout.write(USAGE);
       return command === undefined ? 2 : 0;
