@@ -5,12 +5,13 @@
  *   run --config gateway.yaml                 poll meters, spool, publish (until SIGTERM/SIGINT)
  *   status --config gateway.yaml [--json]     spool depth, oldest unsent reading, last publish, read errors
  *   simulate [--meters 10] [--port 1502]      simulated Modbus TCP meters, prints their `meters:` config
+ *   serial-access --config gateway.yaml [--out <file>]   systemd drop-in granting the configured serial devices
  *   version                                   the agent's version (the package's, when bundled)
  *
  * Logs are JSON lines on stderr. Exit codes: 0 done, 1 failed, 2 usage or configuration error.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { stringify as toYaml } from 'yaml';
 import { consoleLog } from '../../shared/log.ts';
@@ -18,6 +19,7 @@ import { faultInjectionFromEnv, startGatewayAgent, type GatewayStatus } from '..
 import { ConfigError, loadConfig } from '../src/config.ts';
 import { startSimulatedMeters } from '../src/simulated-meter.ts';
 import { GATEWAY_VERSION } from '../src/version.ts';
+import { serialAccessDropIn } from '../src/serial.ts';
 
 const USAGE = `Usage: meterbridge-gateway <command> [options]
 
@@ -26,6 +28,9 @@ Commands:
   status --config <file> [--json]     spool depth, oldest unsent reading, last publish, read errors
   simulate [--meters <n>] [--port <p>] [--host <h>]
                                       run simulated Modbus TCP meters and print their config
+  serial-access --config <file> [--out <file>]
+                                      print (or write) the systemd drop-in that grants the unit the
+                                      serial devices of the configured RS-485 buses (DeviceAllow=)
   version                             print the agent's version
 `;
 
@@ -106,12 +111,28 @@ async function simulate(args: string[]): Promise<number> {
   return 0;
 }
 
+function serialAccess(args: string[]): number {
+  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, out: { type: 'string' } }, strict: true });
+  if (!values.config) throw new UsageError('serial-access needs --config <file>');
+  const config = loadConfig(values.config);
+  const dropIn = serialAccessDropIn(config.buses.map((bus) => bus.device), values.config);
+  if (!values.out) {
+    process.stdout.write(dropIn);
+    return 0;
+  }
+  mkdirSync(dirname(values.out), { recursive: true });
+  writeFileSync(values.out, dropIn, { mode: 0o644 });
+  process.stdout.write(`wrote ${values.out} (${config.buses.length} bus${config.buses.length === 1 ? '' : 'es'}); now: systemctl daemon-reload && systemctl restart meterbridge-gateway\n`);
+  return 0;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
     if (command === 'run') return await run(rest);
     if (command === 'status') return await status(rest);
     if (command === 'simulate') return await simulate(rest);
+    if (command === 'serial-access') return serialAccess(rest);
     if (command === 'version') {
       process.stdout.write(`${GATEWAY_VERSION}\n`);
       return 0;

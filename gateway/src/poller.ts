@@ -17,7 +17,8 @@ import { mapWithConcurrency } from '../../shared/concurrency.ts';
 import type { Log } from '../../shared/log.ts';
 import type { AgentClock } from './clock.ts';
 import type { GatewayConfig, RegisterConfig } from './config.ts';
-import { ModbusMeterReader, type MeterRead } from './modbus.ts';
+import { ModbusMeterReader, type MeterRead, type MeterReader } from './modbus.ts';
+import { RtuBus, RtuMeterReader, type RtuBusStats } from './modbus-rtu.ts';
 import { Signal } from './signal.ts';
 import type { SpooledReading, Spool } from './spool.ts';
 
@@ -27,6 +28,8 @@ export interface PollerStats {
   /** Register reads that failed (timeouts, exceptions, bad responses, unreachable meters). */
   readErrors: number;
   readErrorsByMeter: Record<string, number>;
+  /** Per RTU bus: requests, timeouts (silent meters), CRC errors, exceptions. */
+  buses?: Record<string, RtuBusStats>;
   /** Readings the spool refused because it was full (whenFull: stop-accepting). */
   readingsRefused: number;
   /** Cumulative registers that went backwards. */
@@ -78,7 +81,8 @@ export class Poller {
   private readonly clock: AgentClock;
   private readonly log: Log;
   private readonly onCommitted: ((readings: number) => void) | undefined;
-  private readonly readers: ModbusMeterReader[];
+  private readonly readers: MeterReader[];
+  private readonly buses: Map<string, RtuBus>;
   private readonly last = new Map<string, LastRead>();
   private readonly countersPath: string;
   private running = false;
@@ -102,7 +106,10 @@ export class Poller {
     this.clock = options.clock;
     this.log = options.log;
     this.onCommitted = options.onCommitted;
-    this.readers = this.config.meters.map((meter) => new ModbusMeterReader(meter, this.config.polling.timeoutMs));
+    this.buses = new Map(this.config.buses.map((bus) => [bus.id, new RtuBus(bus, bus.timeoutMs ?? this.config.polling.timeoutMs)]));
+    this.readers = this.config.meters.map((meter) =>
+      meter.bus !== undefined ? new RtuMeterReader(meter, this.buses.get(meter.bus)!) : new ModbusMeterReader(meter, this.config.polling.timeoutMs),
+    );
     this.countersPath = join(this.config.spool.directory, 'counters.json');
     this.restoreCounters();
   }
@@ -153,10 +160,13 @@ export class Poller {
     this.signal.notify();
     await this.loop;
     for (const reader of this.readers) reader.close();
+    for (const bus of this.buses.values()) bus.close();
   }
 
   stats(): PollerStats {
-    return { ...this.counters, readErrorsByMeter: { ...this.counters.readErrorsByMeter } };
+    const stats: PollerStats = { ...this.counters, readErrorsByMeter: { ...this.counters.readErrorsByMeter } };
+    if (this.buses.size > 0) stats.buses = Object.fromEntries([...this.buses].map(([id, bus]) => [id, bus.stats()]));
+    return stats;
   }
 
   private async run(): Promise<void> {
@@ -198,7 +208,7 @@ export class Poller {
       for (const failure of result.errors) {
         errors++;
         this.counters.readErrorsByMeter[meter.id] = (this.counters.readErrorsByMeter[meter.id] ?? 0) + 1;
-        this.log.warn('poller: read error', { meterId: meter.id, host: meter.host, unitId: meter.unitId, channel: failure.channel, error: failure.error });
+        this.log.warn('poller: read error', { meterId: meter.id, ...(meter.bus !== undefined ? { bus: meter.bus } : { host: meter.host }), unitId: meter.unitId, channel: failure.channel, error: failure.error });
       }
       if (result.late && result.values.size > 0) lateReads++;
       for (const register of meter.registers) {

@@ -1,7 +1,8 @@
 /**
  * The gateway as an installer gets it (issue 17): `npm run gateway:package` builds the tarball and
  * the .deb; the tarball is unpacked and installed into an empty directory (no repository, no
- * node_modules) and its bundle runs with plain `node` against simulated Modbus TCP meters and the
+ * node_modules) and its bundle runs with plain `node` against simulated Modbus TCP meters, a
+ * simulated Modbus RTU meter on a pty pair (the bundle's serial path has no native code) and the
  * local mTLS broker, until readings are stored in DynamoDB Local. The .deb is checked with dpkg-deb.
  */
 import { after, before, describe, it } from 'node:test';
@@ -13,6 +14,9 @@ import { dirname, join, parse } from 'node:path';
 import { promisify } from 'node:util';
 import { packageGateway, type GatewayArtifacts } from '../../gateway/packaging/build.ts';
 import { SIMULATED_CHANNEL, startSimulatedMeters } from '../../gateway/src/simulated-meter.ts';
+import { busConfig, startSimulatedRtuMeters } from '../../gateway/src/simulated-rtu-meter.ts';
+import type { LineSettings } from '../../gateway/src/serial.ts';
+import { startPtyPair } from '../support/pty-pair.ts';
 import { demoClock } from '../../gateway/src/clock.ts';
 import type { GatewayConfigInput } from '../../gateway/src/config.ts';
 import { demoClockConfig, startGatewayHarness, waitFor, type GatewayHarness } from '../support/gateway-harness.ts';
@@ -27,7 +31,9 @@ let work: string;
 
 before(async () => {
   work = mkdtempSync(join(tmpdir(), 'meterbridge-gw-package-'));
-  [harness, artifacts] = await Promise.all([startGatewayHarness(), packageGateway(join(work, 'dist'))]);
+  // One after the other: on a busy machine, esbuild and DynamoDB Local's JVM starting together time out.
+  artifacts = await packageGateway(join(work, 'dist'));
+  harness = await startGatewayHarness();
 });
 
 after(async () => {
@@ -51,7 +57,7 @@ describe('gateway artifact (npm run gateway:package)', () => {
     assert.match(artifacts.deb, /meterbridge-gateway_\d+\.\d+\.\d+_all\.deb$/);
   });
 
-  it('installs from the tarball into an empty directory and, run with node alone, delivers readings to the cloud', async () => {
+  it('installs from the tarball into an empty directory and, run with node alone, delivers TCP and RTU readings to the cloud', async () => {
     const unpacked = join(work, 'unpacked');
     const root = join(work, 'root');
     await run('mkdir', ['-p', unpacked]);
@@ -70,9 +76,13 @@ describe('gateway artifact (npm run gateway:package)', () => {
     const clockConfig = demoClockConfig(SPEEDUP, 2);
     const clock = demoClock(Date.parse(clockConfig.virtualStart), Date.parse(clockConfig.realStart), SPEEDUP);
     const sim = await startSimulatedMeters({ count: 3, clock, stepSeconds: INTERVAL, idPrefix: 'pkg-' });
+    const pty = await startPtyPair();
+    const line: LineSettings = { baudRate: 38_400, dataBits: 8, parity: 'none', stopBits: 1 }; // ptys refuse parity
+    const rtu = await startSimulatedRtuMeters({ device: pty.meters, count: 1, clock, stepSeconds: INTERVAL, idPrefix: 'pkg-rtu-', settings: line });
     const config = {
       ...harness.baseConfig(join(root, 'var', 'lib', 'meterbridge-gateway', 'spool')),
-      meters: sim.meterConfigs(),
+      meters: [...sim.meterConfigs(), ...rtu.meterConfigs('rs485')],
+      buses: [busConfig('rs485', pty.gateway, line)],
       polling: { intervalSeconds: INTERVAL, timeoutMs: 500, maxReadDelaySeconds: 850 },
       publish: { holdSeconds: 0, drainStartDelayMaxSeconds: 0 },
       demoClock: clockConfig,
@@ -86,13 +96,16 @@ describe('gateway artifact (npm run gateway:package)', () => {
     try {
       await waitFor(async () => {
         if (child.exitCode !== null) throw new Error(`the installed agent exited ${child.exitCode}: ${stderr.slice(-2000)}`);
-        const stored = await harness.readings(sim.meters[2]!.meterId, SIMULATED_CHANNEL, new Date(Date.parse(clockConfig.virtualStart)), new Date());
-        return stored.length >= 4;
+        const from = new Date(Date.parse(clockConfig.virtualStart));
+        const [tcpStored, rtuStored] = await Promise.all([harness.readings(sim.meters[2]!.meterId, SIMULATED_CHANNEL, from, new Date()), harness.readings(rtu.meters[0]!.meterId, SIMULATED_CHANNEL, from, new Date())]);
+        return tcpStored.length >= 4 && rtuStored.length >= 4;
       }, 60_000, 'readings from the installed agent in DynamoDB Local');
     } finally {
       child.kill('SIGTERM');
       await new Promise((resolve) => (child.exitCode !== null ? resolve(undefined) : child.once('exit', resolve)));
       await sim.stop();
+      rtu.stop();
+      await pty.close();
     }
     assert.equal(child.exitCode, 0, `clean stop on SIGTERM: ${stderr.slice(-1000)}`);
     await harness.drained();
@@ -104,6 +117,12 @@ describe('gateway artifact (npm run gateway:package)', () => {
         assert.equal(reading.value, sim.intervalKwh(index, reading.start.getTime() / 1000, INTERVAL));
       }
     }
+    const rtuStored = await harness.readings(rtu.meters[0]!.meterId, SIMULATED_CHANNEL, new Date(Date.parse(clockConfig.virtualStart)), new Date());
+    for (const reading of rtuStored) {
+      if (reading.kind !== 'interval' || reading.quality === 'estimated') continue;
+      assert.equal(reading.value, rtu.intervalKwh(0, reading.start.getTime() / 1000, INTERVAL), 'the RTU meter read through the bundle');
+    }
+    assert.equal(rtu.collisions, 0);
     assert.match(stderr, /"poll committed"/);
   });
 
