@@ -28,10 +28,13 @@
  * certificate is left behind. The thing itself is kept: CreateThing is idempotent for an identical
  * thing, so a re-run simply reuses it, and we cannot tell "created now" from "was already there".
  */
-import { X509Certificate, createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import { X509Certificate, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { chmod, link, mkdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { buildCsr, parseCsr, toPem } from '../../shared/csr.ts';
+// Tests and callers reach the CSR encoder through this module too.
+export { buildCsr, der, toPem } from '../../shared/csr.ts';
 import {
   AttachPolicyCommand,
   AttachThingPrincipalCommand,
@@ -148,6 +151,9 @@ export interface ProvisionedDevice {
   files: { key: string; certificate: string; rootCa: string; endpoint: string };
 }
 
+/** What provisioning from a device-made CSR returns: no key file (it stays on the gateway). */
+export type ProvisionedFromCsr = Omit<ProvisionedDevice, 'files'> & { files: Omit<ProvisionedDevice['files'], 'key'> };
+
 /** What endpoint.json holds: everything a gateway needs besides the three PEM files. */
 export interface EndpointFile {
   endpoint: string;
@@ -180,7 +186,21 @@ export class DeviceProvisioningError extends Error {
   }
 }
 
-export async function provisionDevice(options: ProvisionDeviceOptions): Promise<ProvisionedDevice> {
+export function provisionDevice(options: ProvisionDeviceOptions): Promise<ProvisionedDevice> {
+  return provision(options, undefined) as Promise<ProvisionedDevice>;
+}
+
+/**
+ * Provisioning with the key born on the gateway (`meterbridge-gateway keygen`): IoT Core signs
+ * the device's CSR and only the certificate (with the root CA and endpoint.json) is written; no
+ * key is made or written here. The CSR's subject CN must be the thing name and its signature
+ * must hold; the certificate returned must carry the CSR's public key.
+ */
+export function provisionDeviceFromCsr(options: ProvisionDeviceOptions & { csrPem: string }): Promise<ProvisionedFromCsr> {
+  return provision(options, options.csrPem);
+}
+
+async function provision(options: ProvisionDeviceOptions, deviceCsrPem: string | undefined): Promise<ProvisionedDevice | ProvisionedFromCsr> {
   const { iot, thingName, policyName, thingTypeName, ruleName, outDir } = options;
   const log = options.log ?? silentLog;
   const retryDelaysMs = options.retryDelaysMs ?? [1000, 2000, 4000, 8000];
@@ -198,18 +218,40 @@ export async function provisionDevice(options: ProvisionDeviceOptions): Promise<
     rootCa: join(outDir, DEVICE_FILES.rootCa),
     endpoint: join(outDir, DEVICE_FILES.endpoint),
   };
-  await prepareOutDir(outDir, paths);
-
-  // EC P-256 rather than RSA: IoT Core accepts ECDSA P-256 device certificates; the key and the
-  // TLS handshake are far smaller and signing is much faster on small gateway CPUs (and key
-  // generation is instant, where RSA-2048 can take seconds on an ARM board).
-  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-  const csrPem = toPem('CERTIFICATE REQUEST', buildCsr(thingName, privateKey));
-  const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
-  // 'wx': never clobber, and two runs into the same directory cannot both get here.
-  await writeFile(paths.pendingKey, keyPem, { mode: 0o600, flag: 'wx' });
-  await chmod(paths.pendingKey, 0o600);
-  log.info('key generated', { file: paths.pendingKey });
+  let csrPem: string;
+  let matchesKey: (certificate: X509Certificate) => boolean;
+  let privateKey: KeyObject | undefined;
+  if (deviceCsrPem !== undefined) {
+    // The key was born on the gateway: check the request before IoT Core signs anything.
+    let parsed: ReturnType<typeof parseCsr>;
+    try {
+      parsed = parseCsr(deviceCsrPem);
+    } catch (error) {
+      throw new DeviceProvisioningError(`the CSR is not usable: ${messageOf(error)}`, { cause: error });
+    }
+    if (!parsed.signatureValid) throw new DeviceProvisioningError('the CSR signature does not verify with its own public key (corrupted or tampered request)');
+    if (parsed.commonName !== thingName) {
+      throw new DeviceProvisioningError(`the CSR is for ${JSON.stringify(parsed.commonName ?? '(no CN)')}, not ${thingName} (meterbridge-gateway keygen --thing ${thingName} makes one)`);
+    }
+    await prepareOutDir(outDir, paths, { keyHere: false });
+    csrPem = deviceCsrPem;
+    const requested = parsed.publicKey.export({ type: 'spki', format: 'der' });
+    matchesKey = (certificate) => certificate.publicKey.export({ type: 'spki', format: 'der' }).equals(requested);
+  } else {
+    await prepareOutDir(outDir, paths, { keyHere: true });
+    // EC P-256 rather than RSA: IoT Core accepts ECDSA P-256 device certificates; the key and the
+    // TLS handshake are far smaller and signing is much faster on small gateway CPUs (and key
+    // generation is instant, where RSA-2048 can take seconds on an ARM board).
+    const generated = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
+    privateKey = generated;
+    csrPem = toPem('CERTIFICATE REQUEST', buildCsr(thingName, generated));
+    matchesKey = (certificate) => certificate.checkPrivateKey(generated);
+    const keyPem = generated.export({ type: 'pkcs8', format: 'pem' }) as string;
+    // 'wx': never clobber, and two runs into the same directory cannot both get here.
+    await writeFile(paths.pendingKey, keyPem, { mode: 0o600, flag: 'wx' });
+    await chmod(paths.pendingKey, 0o600);
+    log.info('key generated', { file: paths.pendingKey });
+  }
 
   let endpoint: string;
   let thing: { thingArn?: string; existed: boolean };
@@ -247,8 +289,8 @@ export async function provisionDevice(options: ProvisionDeviceOptions): Promise<
   try {
     step = 'checking the certificate';
     // A certificate for another key would be useless on the gateway; catch it before attaching.
-    if (!new X509Certificate(certificate.certificatePem).checkPrivateKey(privateKey)) {
-      throw new Error('the certificate IoT Core returned does not match the generated key');
+    if (!matchesKey(new X509Certificate(certificate.certificatePem))) {
+      throw new Error(`the certificate IoT Core returned does not match the ${privateKey ? 'generated key' : 'key of the CSR'}`);
     }
     step = 'writing the certificate';
     await writeNew(paths.certificate, certificate.certificatePem, 0o644, written);
@@ -262,8 +304,10 @@ export async function provisionDevice(options: ProvisionDeviceOptions): Promise<
     await writeReplacing(paths.rootCa, AMAZON_ROOT_CA_1_PEM, 0o644, written);
     const endpointFile: EndpointFile = { endpoint, port: IOT_MQTT_PORT, thingName, topic: telemetryTopic(ruleName, thingName) };
     await writeReplacing(paths.endpoint, `${JSON.stringify(endpointFile, null, 2)}\n`, 0o644, written);
-    step = 'publishing the key';
-    keptPendingName = await publishKey(paths.pendingKey, paths.key);
+    if (privateKey) {
+      step = 'publishing the key';
+      keptPendingName = await publishKey(paths.pendingKey, paths.key);
+    }
   } catch (error) {
     const rollback = await rollBack(iot, { thingName, policyName, certificateArn, certificateId, attempted, retryDelaysMs, log });
     let message = `provisioning ${thingName} failed at ${step}: ${messageOf(error)}. `;
@@ -284,7 +328,7 @@ export async function provisionDevice(options: ProvisionDeviceOptions): Promise<
   if (keptPendingName) {
     await unlink(paths.pendingKey).catch((error: unknown) => log.warn('could not remove the pending key name', { error: messageOf(error) }));
   }
-  await chmod(paths.key, 0o600);
+  if (privateKey) await chmod(paths.key, 0o600);
 
   return {
     thingName,
@@ -295,7 +339,7 @@ export async function provisionDevice(options: ProvisionDeviceOptions): Promise<
     endpoint,
     port: IOT_MQTT_PORT,
     topic: telemetryTopic(ruleName, thingName),
-    files: { key: paths.key, certificate: paths.certificate, rootCa: paths.rootCa, endpoint: paths.endpoint },
+    files: { ...(privateKey ? { key: paths.key } : {}), certificate: paths.certificate, rootCa: paths.rootCa, endpoint: paths.endpoint },
   };
 }
 
@@ -386,78 +430,6 @@ export async function revokeDevice(options: RevokeDeviceOptions): Promise<Revoke
 }
 
 /**
- * A PKCS#10 CertificationRequest (RFC 2986) for an EC P-256 key, subject CN=<commonName>,
- * signed ecdsa-with-SHA256. Node has no CSR builder; the structure is small enough to encode:
- *
- *   CertificationRequest ::= SEQUENCE {
- *     certificationRequestInfo SEQUENCE {
- *       version       INTEGER 0,
- *       subject       Name (SEQUENCE OF SET OF SEQUENCE { OID 2.5.4.3, UTF8String }),
- *       subjectPKInfo SubjectPublicKeyInfo (Node's SPKI DER export, as is),
- *       attributes    [0] IMPLICIT SET OF Attribute -- empty
- *     },
- *     signatureAlgorithm SEQUENCE { OID 1.2.840.10045.4.3.2 }  -- no parameters for ECDSA (RFC 5758)
- *     signature          BIT STRING (0 unused bits || DER Ecdsa-Sig-Value)
- *   }
- *
- * The CN is cosmetic to IoT Core (the certificates it issues say "AWS IoT Certificate"), but it
- * names the request for anyone reading it. UTF8String because '_' is not a PrintableString character.
- */
-export function buildCsr(commonName: string, privateKey: KeyObject): Buffer {
-  if (privateKey.asymmetricKeyType !== 'ec' || privateKey.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
-    // The signature algorithm below is fixed to ECDSA with SHA-256 on P-256.
-    throw new DeviceProvisioningError('buildCsr needs an EC P-256 (prime256v1) private key');
-  }
-  const spki = createPublicKey(privateKey).export({ type: 'spki', format: 'der' });
-  const subject = der.sequence(der.set(der.sequence(der.oid('2.5.4.3'), der.utf8String(commonName))));
-  const info = der.sequence(der.integer(0), subject, spki, der.tlv(0xa0));
-  const signature = sign('sha256', info, { key: privateKey, dsaEncoding: 'der' });
-  return der.sequence(info, der.sequence(der.oid('1.2.840.10045.4.3.2')), der.bitString(signature));
-}
-
-/** PEM armour with 64-character lines (RFC 7468). */
-export function toPem(label: string, body: Buffer): string {
-  const lines = body.toString('base64').match(/.{1,64}/g) ?? [];
-  return `-----BEGIN ${label}-----\n${lines.join('\n')}\n-----END ${label}-----\n`;
-}
-
-/** The minimal DER encoder buildCsr needs (definite lengths, single-byte tags). */
-export const der = {
-  length(n: number): Buffer {
-    if (n < 0x80) return Buffer.from([n]);
-    const bytes: number[] = [];
-    for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v % 256);
-    return Buffer.from([0x80 | bytes.length, ...bytes]);
-  },
-  tlv(tag: number, ...content: Buffer[]): Buffer {
-    const body = Buffer.concat(content);
-    return Buffer.concat([Buffer.from([tag]), der.length(body.length), body]);
-  },
-  sequence: (...content: Buffer[]): Buffer => der.tlv(0x30, ...content),
-  set: (...content: Buffer[]): Buffer => der.tlv(0x31, ...content),
-  /** Small non-negative integers only (the CSR version). */
-  integer(value: number): Buffer {
-    if (!Number.isInteger(value) || value < 0 || value > 127) throw new RangeError('der.integer supports 0..127');
-    return der.tlv(0x02, Buffer.from([value]));
-  },
-  utf8String: (text: string): Buffer => der.tlv(0x0c, Buffer.from(text, 'utf8')),
-  bitString: (bytes: Buffer): Buffer => der.tlv(0x03, Buffer.from([0]), bytes),
-  oid(dotted: string): Buffer {
-    const arcs = dotted.split('.').map(Number);
-    const [first, second, ...rest] = arcs;
-    if (first === undefined || second === undefined || arcs.some((a) => !Number.isInteger(a) || a < 0)) throw new RangeError(`bad OID ${dotted}`);
-    const bytes: number[] = [];
-    for (const arc of [first * 40 + second, ...rest]) {
-      // Base 128, high bit set on every byte but the last.
-      const chunk: number[] = [arc % 128];
-      for (let v = Math.floor(arc / 128); v > 0; v = Math.floor(v / 128)) chunk.unshift((v % 128) | 0x80);
-      bytes.push(...chunk);
-    }
-    return der.tlv(0x06, Buffer.from(bytes));
-  },
-};
-
-/**
  * Gives the key its final name without ever replacing an existing file. link() fails if the
  * target exists, where rename() would silently replace it; file systems without hard links (a
  * FAT USB stick carried to the gateway) fall back to check-then-rename. Returns true when the
@@ -475,7 +447,7 @@ async function publishKey(pending: string, final: string): Promise<boolean> {
   }
 }
 
-async function prepareOutDir(outDir: string, paths: { key: string; pendingKey: string; certificate: string }): Promise<void> {
+async function prepareOutDir(outDir: string, paths: { key: string; pendingKey: string; certificate: string }, options: { keyHere: boolean }): Promise<void> {
   const existing = await stat(outDir).catch((error: unknown) => {
     if (errorCode(error) === 'ENOENT') return undefined;
     throw error;
@@ -487,7 +459,8 @@ async function prepareOutDir(outDir: string, paths: { key: string; pendingKey: s
   }
   // An existing directory keeps its mode (it may be the operator's own); the key file is 0600 regardless.
   if (!existing.isDirectory()) throw new DeviceProvisioningError(`${outDir} exists and is not a directory`);
-  if (await exists(paths.key)) {
+  // A device-made key may sit beside the certificate to come (provisioning run on the gateway itself).
+  if (options.keyHere && (await exists(paths.key))) {
     throw new DeviceProvisioningError(`refusing to overwrite ${paths.key}: this directory already holds a provisioned device; use another --out directory (or revoke that device first and remove its files)`);
   }
   if (await exists(paths.pendingKey)) {

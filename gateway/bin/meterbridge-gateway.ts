@@ -6,6 +6,7 @@
  *   status --config gateway.yaml [--json]     spool depth, oldest unsent reading, last publish, read errors
  *   simulate [--meters 10] [--port 1502]      simulated Modbus TCP meters, prints their `meters:` config
  *   serial-access --config gateway.yaml [--out <file>]   systemd drop-in granting the configured serial devices
+ *   keygen --thing <name> --out <dir> [--owner <user>]  private key (0600) + CSR, born on the device
  *   version                                   the agent's version (the package's, when bundled)
  *
  * Logs are JSON lines on stderr. Exit codes: 0 done, 1 failed, 2 usage or configuration error.
@@ -20,6 +21,7 @@ import { ConfigError, loadConfig } from '../src/config.ts';
 import { startSimulatedMeters } from '../src/simulated-meter.ts';
 import { GATEWAY_VERSION } from '../src/version.ts';
 import { serialAccessDropIn } from '../src/serial.ts';
+import { generateDeviceKey } from '../src/keygen.ts';
 
 const USAGE = `Usage: meterbridge-gateway <command> [options]
 
@@ -31,6 +33,9 @@ Commands:
   serial-access --config <file> [--out <file>]
                                       print (or write) the systemd drop-in that grants the unit the
                                       serial devices of the configured RS-485 buses (DeviceAllow=)
+  keygen --thing <name> --out <dir> [--owner <user>]
+                                      make the device key (device.key.pem, 0600; never leaves this box)
+                                      and a CSR (device.csr.pem) for: meterbridge device provision --csr
   version                             print the agent's version
 `;
 
@@ -126,6 +131,19 @@ function serialAccess(args: string[]): number {
   return 0;
 }
 
+function keygen(args: string[]): number {
+  const { values } = parseArgs({ args, options: { thing: { type: 'string' }, out: { type: 'string' }, owner: { type: 'string' } }, strict: true });
+  if (!values.thing || !/^[a-zA-Z0-9:_-]{1,128}$/.test(values.thing)) throw new UsageError('keygen needs --thing <thingName> (1-128 of a-z A-Z 0-9 : _ -)');
+  if (!values.out) throw new UsageError('keygen needs --out <dir>');
+  const made = generateDeviceKey({ thingName: values.thing, outDir: values.out, ...(values.owner ? { owner: values.owner } : {}) });
+  process.stdout.write(
+    `key  ${made.keyPath} (0600, stays on this gateway)\ncsr  ${made.csrPath}\n` +
+      `next: send the CSR to the operator: meterbridge device provision ${values.thing} --csr device.csr.pem --out <dir>;\n` +
+      `      put the device.cert.pem it returns beside the key.\n`,
+  );
+  return 0;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
@@ -133,6 +151,7 @@ async function main(argv: string[]): Promise<number> {
     if (command === 'status') return await status(rest);
     if (command === 'simulate') return await simulate(rest);
     if (command === 'serial-access') return serialAccess(rest);
+    if (command === 'keygen') return keygen(rest);
     if (command === 'version') {
       process.stdout.write(`${GATEWAY_VERSION}\n`);
       return 0;
