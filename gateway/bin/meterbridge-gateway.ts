@@ -92,6 +92,7 @@ async function status(args: string[]): Promise<number> {
     `published / acked:    ${s.publisher.messagesPublished} / ${s.publisher.messagesAcked} messages, ${s.publisher.readingsAcked} readings acked`,
     `read errors:          ${s.poller.readErrors}${Object.keys(s.poller.readErrorsByMeter).length ? ` (${Object.entries(s.poller.readErrorsByMeter).map(([m, n]) => `${m}: ${n}`).join(', ')})` : ''}`,
     `readings taken:       ${s.poller.readingsTaken} (last poll ${s.poller.lastPollAt ?? '-'})`,
+    `system clock:         ${s.poller.clock ?? 'unknown'}${s.poller.unsyncedReadings ? `, ${s.poller.unsyncedReadings} readings taken unsynchronized (stored as estimated)` : ''}`,
     `dropped (spool full): ${s.spool.droppedReadings}, refused: ${s.spool.refusedReadings}, torn records dropped at start: ${s.spool.tornRecordsDropped}`,
     s.publisher.lastError ? `last error:           ${s.publisher.lastError}` : '',
   ].filter(Boolean);

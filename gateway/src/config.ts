@@ -184,6 +184,8 @@ const configSchema = z
       .optional(),
     /** Seconds between status.json writes. */
     statusEverySeconds: z.number().min(0.1).max(3600).default(10),
+    /** System clock synchronization (timedatectl NTPSynchronized): checked before polling and at most this often while running. */
+    clock: z.strictObject({ checkEverySeconds: z.number().min(1).max(86_400).default(60) }).default({ checkEverySeconds: 60 }),
   })
   .superRefine((config, ctx) => {
     const ids = new Map<string, number>();
