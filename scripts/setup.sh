@@ -25,6 +25,9 @@ command -v proftpd >/dev/null 2>&1 && [ -e /usr/lib/proftpd/mod_tls.so ] || need
 command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# socat: pseudo-terminal pairs standing in for RS-485 lines (gateway Modbus RTU tests); dpkg-deb builds the gateway .deb.
+command -v socat >/dev/null 2>&1 || need+=(socat)
+command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg)
 if [ ${#need[@]} -gt 0 ]; then
   printf 'exit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null && $SUDO chmod +x /usr/sbin/policy-rc.d
   $SUDO apt-get update

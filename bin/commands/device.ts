@@ -5,8 +5,9 @@
  * never leaves it; IoT Core only sees a CSR. The work is in bin/operator/device-provisioning.ts;
  * this module parses the command line, creates the IoT client and prints the outcome.
  */
+import { readFileSync } from 'node:fs';
 import { IoTClient } from '@aws-sdk/client-iot';
-import { assertThingName, provisionDevice, revokeDevice } from '../operator/device-provisioning.ts';
+import { assertThingName, provisionDevice, provisionDeviceFromCsr, revokeDevice } from '../operator/device-provisioning.ts';
 import { EXIT_OK, UsageError, cliLog, parseCommandLine, type CliCommand, type CliIo } from './cli.ts';
 
 const HELP = 'meterbridge device --help';
@@ -15,7 +16,7 @@ const HELP = 'meterbridge device --help';
 const STAGE_NAME = /^[A-Za-z][A-Za-z0-9-]{0,63}$/;
 
 const USAGE = `Usage:
-  meterbridge device provision <thingName> --out <dir> [options]
+  meterbridge device provision <thingName> --out <dir> [--csr <file>] [options]
   meterbridge device revoke <thingName> [--delete-thing] [options]
 
 provision
@@ -25,7 +26,12 @@ provision
   (endpoint, port, thing name, telemetry topic). Refuses a <dir> that already holds a key. If a
   step fails after the certificate was created, the certificate is deactivated and deleted.
 
+  With --csr, the key was born on the gateway (meterbridge-gateway keygen): IoT Core signs that
+  request and only device.cert.pem, AmazonRootCA1.pem and endpoint.json are written; no key is
+  made or written here. The CSR's CN must be <thingName> and its signature must hold.
+
   --out <dir>           where to write the files (created 0700 if missing)     required
+  --csr <file>          a PEM CSR made on the gateway (keys born on the device)
   --stage <name>        stage whose names are used below                       default dev
   --policy <name>       IoT policy for the certificate       default meterbridge-<stage>-gateway
   --thing-type <name>   thing type of the thing              default meterbridge-<stage>-gateway
@@ -68,6 +74,7 @@ async function provision(args: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parseCommandLine(args, HELP, {
     ...COMMON_OPTIONS,
     out: { type: 'string' },
+    csr: { type: 'string' },
     stage: { type: 'string', default: 'dev' },
     policy: { type: 'string' },
     'thing-type': { type: 'string' },
@@ -82,9 +89,18 @@ async function provision(args: string[], io: CliIo): Promise<number> {
   const stage = values.stage;
   if (!STAGE_NAME.test(stage)) throw new UsageError(`${JSON.stringify(stage)} is not a valid stage name (a letter, then letters, digits or '-')`, HELP);
 
+  let csrPem: string | undefined;
+  if (values.csr !== undefined) {
+    try {
+      csrPem = readFileSync(values.csr, 'utf8');
+    } catch (error) {
+      throw new UsageError(`cannot read --csr ${values.csr}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, HELP);
+    }
+  }
+
   const iot = iotClient(values, io);
   try {
-    const device = await provisionDevice({
+    const options = {
       iot,
       thingName,
       policyName: values.policy ?? `meterbridge-${stage}-gateway`,
@@ -93,15 +109,15 @@ async function provision(args: string[], io: CliIo): Promise<number> {
       ruleName: values.rule ?? `meterbridge_${stage.replaceAll('-', '_')}_telemetry`,
       outDir: values.out,
       log: cliLog(io),
-    });
+    };
+    const device = csrPem !== undefined ? await provisionDeviceFromCsr({ ...options, csrPem }) : await provisionDevice(options);
     io.out(
       [
         `provisioned ${device.thingName}${device.thingExisted ? ' (existing thing, same type)' : ''}`,
         `  certificate  ${device.certificateId} (ACTIVE)`,
         `  endpoint     ${device.endpoint}:${device.port}`,
         `  topic        ${device.topic}`,
-        `  files        ${device.files.key} (0600)`,
-        `               ${device.files.certificate}`,
+        ...('key' in device.files ? [`  files        ${device.files.key} (0600)`, `               ${device.files.certificate}`] : [`  files        ${device.files.certificate} (the key stays on the gateway)`]),
         `               ${device.files.rootCa}`,
         `               ${device.files.endpoint}`,
         '',

@@ -28,7 +28,7 @@
  * certificate is left behind. The thing itself is kept: CreateThing is idempotent for an identical
  * thing, so a re-run simply reuses it, and we cannot tell "created now" from "was already there".
  */
-import { X509Certificate, createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import { X509Certificate, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { chmod, link, mkdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -48,8 +48,11 @@ import {
   UpdateCertificateCommand,
   type IoTClient,
 } from '@aws-sdk/client-iot';
+import { buildCsr, parseCsr, toPem } from '../../shared/csr.ts';
 import { silentLog, type Log } from '../../shared/log.ts';
 import { RULE_NAME_PATTERN, telemetryTopic, THING_NAME_PATTERN } from '../../shared/telemetry.ts';
+// Tests and callers reach the CSR encoder through this module too.
+export { buildCsr, der, toPem } from '../../shared/csr.ts';
 
 /**
  * Amazon Root CA 1, the root of IoT Core's ATS endpoints (`iot:Data-ATS`). Public; embedded so a
@@ -150,6 +153,9 @@ export interface EndpointFile {
   topic: string;
 }
 
+/** What provisioning from a device-made CSR returns: no key file (it stays on the gateway). */
+export type ProvisionedFromCsr = Omit<ProvisionedDevice, 'files'> & { files: Omit<ProvisionedDevice['files'], 'key'> };
+
 export interface RollbackReport {
   /** The certificate was deleted: nothing is left of it. */
   certificateDeleted: boolean;
@@ -174,7 +180,21 @@ export class DeviceProvisioningError extends Error {
   }
 }
 
-export async function provisionDevice(options: ProvisionDeviceOptions): Promise<ProvisionedDevice> {
+export function provisionDevice(options: ProvisionDeviceOptions): Promise<ProvisionedDevice> {
+  return provision(options, undefined) as Promise<ProvisionedDevice>;
+}
+
+/**
+ * Provisioning with the key born on the gateway (`meterbridge-gateway keygen`): IoT Core signs
+ * the device's CSR and only the certificate (with the root CA and endpoint.json) is written; no
+ * key is made or written here. The CSR's subject CN must be the thing name and its signature
+ * must hold; the certificate returned must carry the CSR's public key.
+ */
+export function provisionDeviceFromCsr(options: ProvisionDeviceOptions & { csrPem: string }): Promise<ProvisionedFromCsr> {
+  return provision(options, options.csrPem);
+}
+
+async function provision(options: ProvisionDeviceOptions, deviceCsrPem: string | undefined): Promise<ProvisionedDevice | ProvisionedFromCsr> {
   const { iot, thingName, thingTypeName, ruleName, outDir } = options;
   const log = options.log ?? silentLog;
   assertProvisioningNames(options);
@@ -186,16 +206,15 @@ export async function provisionDevice(options: ProvisionDeviceOptions): Promise<
     rootCa: join(outDir, DEVICE_FILES.rootCa),
     endpoint: join(outDir, DEVICE_FILES.endpoint),
   };
-  await prepareOutDir(outDir, paths);
-  const { privateKey, csrPem } = await generateDeviceKey(thingName, paths.pendingKey, log);
-  const { endpoint, thing, certificate } = await createThingAndCertificate(iot, { thingName, thingTypeName, csrPem, pendingKey: paths.pendingKey });
+  const key = deviceCsrPem === undefined ? await generateDeviceKey(thingName, outDir, paths, log) : await checkDeviceCsr(thingName, deviceCsrPem, outDir, paths);
+  const { endpoint, thing, certificate } = await createThingAndCertificate(iot, { thingName, thingTypeName, csrPem: key.csrPem, pendingKey: paths.pendingKey });
   log.info('certificate created', { certificateId: certificate.certificateId });
 
-  const keptPendingName = await attachAndWriteFiles(options, { paths, privateKey, certificate, endpoint, log });
+  const keptPendingName = await attachAndWriteFiles(options, { paths, key, certificate, endpoint, log });
   if (keptPendingName) {
     await unlink(paths.pendingKey).catch((error: unknown) => log.warn('could not remove the pending key name', { error: messageOf(error) }));
   }
-  await chmod(paths.key, 0o600);
+  if (key.privateKey) await chmod(paths.key, 0o600);
 
   return {
     thingName,
@@ -206,8 +225,16 @@ export async function provisionDevice(options: ProvisionDeviceOptions): Promise<
     endpoint,
     port: IOT_MQTT_PORT,
     topic: telemetryTopic(ruleName, thingName),
-    files: { key: paths.key, certificate: paths.certificate, rootCa: paths.rootCa, endpoint: paths.endpoint },
+    files: { ...(key.privateKey ? { key: paths.key } : {}), certificate: paths.certificate, rootCa: paths.rootCa, endpoint: paths.endpoint },
   };
+}
+
+/** The CSR IoT Core signs, and how to tell the certificate it returns is for the right key. */
+interface DeviceKey {
+  csrPem: string;
+  matches(certificate: X509Certificate): boolean;
+  /** Set when the key was made here (and must be published beside the certificate). */
+  privateKey?: KeyObject;
 }
 
 type DevicePaths = Record<'key' | 'pendingKey' | 'certificate' | 'rootCa' | 'endpoint', string>;
@@ -223,7 +250,8 @@ function assertProvisioningNames({ thingName, thingTypeName, policyName, ruleNam
 }
 
 /** Generates the device key (written under its pending name) and the CSR IoT Core signs. */
-async function generateDeviceKey(thingName: string, pendingKey: string, log: Log): Promise<{ privateKey: KeyObject; csrPem: string }> {
+async function generateDeviceKey(thingName: string, outDir: string, paths: DevicePaths, log: Log): Promise<DeviceKey> {
+  await prepareOutDir(outDir, paths, { keyHere: true });
   // EC P-256 rather than RSA: IoT Core accepts ECDSA P-256 device certificates; the key and the
   // TLS handshake are far smaller and signing is much faster on small gateway CPUs (and key
   // generation is instant, where RSA-2048 can take seconds on an ARM board).
@@ -231,10 +259,27 @@ async function generateDeviceKey(thingName: string, pendingKey: string, log: Log
   const csrPem = toPem('CERTIFICATE REQUEST', buildCsr(thingName, privateKey));
   const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
   // 'wx': never clobber, and two runs into the same directory cannot both get here.
-  await writeFile(pendingKey, keyPem, { mode: 0o600, flag: 'wx' });
-  await chmod(pendingKey, 0o600);
-  log.info('key generated', { file: pendingKey });
-  return { privateKey, csrPem };
+  await writeFile(paths.pendingKey, keyPem, { mode: 0o600, flag: 'wx' });
+  await chmod(paths.pendingKey, 0o600);
+  log.info('key generated', { file: paths.pendingKey });
+  return { csrPem, privateKey, matches: (certificate) => certificate.checkPrivateKey(privateKey) };
+}
+
+/** The key was born on the gateway: check its request before IoT Core signs anything. */
+async function checkDeviceCsr(thingName: string, csrPem: string, outDir: string, paths: DevicePaths): Promise<DeviceKey> {
+  let parsed: ReturnType<typeof parseCsr>;
+  try {
+    parsed = parseCsr(csrPem);
+  } catch (error) {
+    throw new DeviceProvisioningError(`the CSR is not usable: ${messageOf(error)}`, { cause: error });
+  }
+  if (!parsed.signatureValid) throw new DeviceProvisioningError('the CSR signature does not verify with its own public key (corrupted or tampered request)');
+  if (parsed.commonName !== thingName) {
+    throw new DeviceProvisioningError(`the CSR is for ${JSON.stringify(parsed.commonName ?? '(no CN)')}, not ${thingName} (meterbridge-gateway keygen --thing ${thingName} makes one)`);
+  }
+  await prepareOutDir(outDir, paths, { keyHere: false });
+  const requested = parsed.publicKey.export({ type: 'spki', format: 'der' });
+  return { csrPem, matches: (certificate) => certificate.publicKey.export({ type: 'spki', format: 'der' }).equals(requested) };
 }
 
 /** Endpoint, thing and certificate; on failure the pending key goes too (nothing uses it yet). */
@@ -275,7 +320,7 @@ async function createThingAndCertificate(
  */
 async function attachAndWriteFiles(
   { iot, thingName, policyName, ruleName, retryDelaysMs = [1000, 2000, 4000, 8000] }: ProvisionDeviceOptions,
-  { paths, privateKey, certificate, endpoint, log }: { paths: DevicePaths; privateKey: KeyObject; certificate: CreatedCertificate; endpoint: string; log: Log },
+  { paths, key, certificate, endpoint, log }: { paths: DevicePaths; key: DeviceKey; certificate: CreatedCertificate; endpoint: string; log: Log },
 ): Promise<boolean> {
   const { certificateArn, certificateId } = certificate;
   const attempted = { policy: false, thingPrincipal: false };
@@ -283,8 +328,8 @@ async function attachAndWriteFiles(
   let step = 'checking the certificate';
   try {
     // A certificate for another key would be useless on the gateway; catch it before attaching.
-    if (!new X509Certificate(certificate.certificatePem).checkPrivateKey(privateKey)) {
-      throw new Error('the certificate IoT Core returned does not match the generated key');
+    if (!key.matches(new X509Certificate(certificate.certificatePem))) {
+      throw new Error(`the certificate IoT Core returned does not match the ${key.privateKey ? 'generated key' : 'key of the CSR'}`);
     }
     step = 'writing the certificate';
     await writeNew(paths.certificate, certificate.certificatePem, 0o644, written);
@@ -298,6 +343,7 @@ async function attachAndWriteFiles(
     await writeReplacing(paths.rootCa, AMAZON_ROOT_CA_1_PEM, 0o644, written);
     const endpointFile: EndpointFile = { endpoint, port: IOT_MQTT_PORT, thingName, topic: telemetryTopic(ruleName, thingName) };
     await writeReplacing(paths.endpoint, `${JSON.stringify(endpointFile, null, 2)}\n`, 0o644, written);
+    if (!key.privateKey) return false;
     step = 'publishing the key';
     return await publishKey(paths.pendingKey, paths.key);
   } catch (error) {
@@ -406,78 +452,6 @@ export async function revokeDevice(options: RevokeDeviceOptions): Promise<Revoke
 }
 
 /**
- * A PKCS#10 CertificationRequest (RFC 2986) for an EC P-256 key, subject CN=<commonName>,
- * signed ecdsa-with-SHA256. Node has no CSR builder; the structure is small enough to encode:
- *
- *   CertificationRequest ::= SEQUENCE {
- *     certificationRequestInfo SEQUENCE {
- *       version       INTEGER 0,
- *       subject       Name (SEQUENCE OF SET OF SEQUENCE { OID 2.5.4.3, UTF8String }),
- *       subjectPKInfo SubjectPublicKeyInfo (Node's SPKI DER export, as is),
- *       attributes    [0] IMPLICIT SET OF Attribute -- empty
- *     },
- *     signatureAlgorithm SEQUENCE { OID 1.2.840.10045.4.3.2 }  -- no parameters for ECDSA (RFC 5758)
- *     signature          BIT STRING (0 unused bits || DER Ecdsa-Sig-Value)
- *   }
- *
- * The CN is cosmetic to IoT Core (the certificates it issues say "AWS IoT Certificate"), but it
- * names the request for anyone reading it. UTF8String because '_' is not a PrintableString character.
- */
-export function buildCsr(commonName: string, privateKey: KeyObject): Buffer {
-  if (privateKey.asymmetricKeyType !== 'ec' || privateKey.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
-    // The signature algorithm below is fixed to ECDSA with SHA-256 on P-256.
-    throw new DeviceProvisioningError('buildCsr needs an EC P-256 (prime256v1) private key');
-  }
-  const spki = createPublicKey(privateKey).export({ type: 'spki', format: 'der' });
-  const subject = der.sequence(der.set(der.sequence(der.oid('2.5.4.3'), der.utf8String(commonName))));
-  const info = der.sequence(der.integer(0), subject, spki, der.tlv(0xa0));
-  const signature = sign('sha256', info, { key: privateKey, dsaEncoding: 'der' });
-  return der.sequence(info, der.sequence(der.oid('1.2.840.10045.4.3.2')), der.bitString(signature));
-}
-
-/** PEM armour with 64-character lines (RFC 7468). */
-export function toPem(label: string, body: Buffer): string {
-  const lines = body.toString('base64').match(/.{1,64}/g) ?? [];
-  return `-----BEGIN ${label}-----\n${lines.join('\n')}\n-----END ${label}-----\n`;
-}
-
-/** The minimal DER encoder buildCsr needs (definite lengths, single-byte tags). */
-export const der = {
-  length(n: number): Buffer {
-    if (n < 0x80) return Buffer.from([n]);
-    const bytes: number[] = [];
-    for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v % 256);
-    return Buffer.from([0x80 | bytes.length, ...bytes]);
-  },
-  tlv(tag: number, ...content: Buffer[]): Buffer {
-    const body = Buffer.concat(content);
-    return Buffer.concat([Buffer.from([tag]), der.length(body.length), body]);
-  },
-  sequence: (...content: Buffer[]): Buffer => der.tlv(0x30, ...content),
-  set: (...content: Buffer[]): Buffer => der.tlv(0x31, ...content),
-  /** Small non-negative integers only (the CSR version). */
-  integer(value: number): Buffer {
-    if (!Number.isInteger(value) || value < 0 || value > 127) throw new RangeError('der.integer supports 0..127');
-    return der.tlv(0x02, Buffer.from([value]));
-  },
-  utf8String: (text: string): Buffer => der.tlv(0x0c, Buffer.from(text, 'utf8')),
-  bitString: (bytes: Buffer): Buffer => der.tlv(0x03, Buffer.from([0]), bytes),
-  oid(dotted: string): Buffer {
-    const arcs = dotted.split('.').map(Number);
-    const [first, second, ...rest] = arcs;
-    if (first === undefined || second === undefined || arcs.some((a) => !Number.isInteger(a) || a < 0)) throw new RangeError(`bad OID ${dotted}`);
-    const bytes: number[] = [];
-    for (const arc of [first * 40 + second, ...rest]) {
-      // Base 128, high bit set on every byte but the last.
-      const chunk: number[] = [arc % 128];
-      for (let v = Math.floor(arc / 128); v > 0; v = Math.floor(v / 128)) chunk.unshift((v % 128) | 0x80);
-      bytes.push(...chunk);
-    }
-    return der.tlv(0x06, Buffer.from(bytes));
-  },
-};
-
-/**
  * Gives the key its final name without ever replacing an existing file. link() fails if the
  * target exists, where rename() would silently replace it; file systems without hard links (a
  * FAT USB stick carried to the gateway) fall back to check-then-rename. Returns true when the
@@ -495,7 +469,7 @@ async function publishKey(pending: string, final: string): Promise<boolean> {
   }
 }
 
-async function prepareOutDir(outDir: string, paths: { key: string; pendingKey: string; certificate: string }): Promise<void> {
+async function prepareOutDir(outDir: string, paths: { key: string; pendingKey: string; certificate: string }, options: { keyHere: boolean }): Promise<void> {
   const existing = await stat(outDir).catch((error: unknown) => {
     if (errorCode(error) === 'ENOENT') return undefined;
     throw error;
@@ -507,7 +481,8 @@ async function prepareOutDir(outDir: string, paths: { key: string; pendingKey: s
   }
   // An existing directory keeps its mode (it may be the operator's own); the key file is 0600 regardless.
   if (!existing.isDirectory()) throw new DeviceProvisioningError(`${outDir} exists and is not a directory`);
-  if (await exists(paths.key)) {
+  // A device-made key may sit beside the certificate to come (provisioning run on the gateway itself).
+  if (options.keyHere && (await exists(paths.key))) {
     throw new DeviceProvisioningError(`refusing to overwrite ${paths.key}: this directory already holds a provisioned device; use another --out directory (or revoke that device first and remove its files)`);
   }
   if (await exists(paths.pendingKey)) {

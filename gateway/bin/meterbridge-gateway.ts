@@ -5,17 +5,23 @@
  *   run --config gateway.yaml                 poll meters, spool, publish (until SIGTERM/SIGINT)
  *   status --config gateway.yaml [--json]     spool depth, oldest unsent reading, last publish, read errors
  *   simulate [--meters 10] [--port 1502]      simulated Modbus TCP meters, prints their `meters:` config
+ *   serial-access --config gateway.yaml [--out <file>]   systemd drop-in granting the configured serial devices
+ *   keygen --thing <name> --out <dir> [--owner <user>]  private key (0600) + CSR, born on the device
+ *   version                                   the agent's version (the package's, when bundled)
  *
  * Logs are JSON lines on stderr. Exit codes: 0 done, 1 failed, 2 usage or configuration error.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { stringify as toYaml } from 'yaml';
 import { consoleLog } from '../../shared/log.ts';
 import { faultInjectionFromEnv, startGatewayAgent, type GatewayStatus } from '../src/agent.ts';
 import { ConfigError, loadConfig } from '../src/config.ts';
 import { startSimulatedMeters } from '../src/simulated-meter.ts';
+import { GATEWAY_VERSION } from '../src/version.ts';
+import { serialAccessDropIn } from '../src/serial.ts';
+import { generateDeviceKey } from '../src/keygen.ts';
 
 const USAGE = `Usage: meterbridge-gateway <command> [options]
 
@@ -24,6 +30,13 @@ Commands:
   status --config <file> [--json]     spool depth, oldest unsent reading, last publish, read errors
   simulate [--meters <n>] [--port <p>] [--host <h>]
                                       run simulated Modbus TCP meters and print their config
+  serial-access --config <file> [--out <file>]
+                                      print (or write) the systemd drop-in that grants the unit the
+                                      serial devices of the configured RS-485 buses (DeviceAllow=)
+  keygen --thing <name> --out <dir> [--owner <user>]
+                                      make the device key (device.key.pem, 0600; never leaves this box)
+                                      and a CSR (device.csr.pem) for: meterbridge device provision --csr
+  version                             print the agent's version
 `;
 
 class UsageError extends Error {}
@@ -79,6 +92,7 @@ async function status(args: string[]): Promise<number> {
     `published / acked:    ${s.publisher.messagesPublished} / ${s.publisher.messagesAcked} messages, ${s.publisher.readingsAcked} readings acked`,
     `read errors:          ${s.poller.readErrors}${Object.keys(s.poller.readErrorsByMeter).length ? ` (${Object.entries(s.poller.readErrorsByMeter).map(([m, n]) => `${m}: ${n}`).join(', ')})` : ''}`,
     `readings taken:       ${s.poller.readingsTaken} (last poll ${s.poller.lastPollAt ?? '-'})`,
+    `system clock:         ${s.poller.clock ?? 'unknown'}${s.poller.unsyncedReadings ? `, ${s.poller.unsyncedReadings} readings taken unsynchronized (stored as estimated)` : ''}`,
     `dropped (spool full): ${s.spool.droppedReadings}, refused: ${s.spool.refusedReadings}, torn records dropped at start: ${s.spool.tornRecordsDropped}`,
     s.publisher.lastError ? `last error:           ${s.publisher.lastError}` : '',
   ].filter(Boolean);
@@ -103,12 +117,46 @@ async function simulate(args: string[]): Promise<number> {
   return 0;
 }
 
+function serialAccess(args: string[]): number {
+  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, out: { type: 'string' } }, strict: true });
+  if (!values.config) throw new UsageError('serial-access needs --config <file>');
+  const config = loadConfig(values.config);
+  const dropIn = serialAccessDropIn(config.buses.map((bus) => bus.device), values.config);
+  if (!values.out) {
+    process.stdout.write(dropIn);
+    return 0;
+  }
+  mkdirSync(dirname(values.out), { recursive: true });
+  writeFileSync(values.out, dropIn, { mode: 0o644 });
+  process.stdout.write(`wrote ${values.out} (${config.buses.length} bus${config.buses.length === 1 ? '' : 'es'}); now: systemctl daemon-reload && systemctl restart meterbridge-gateway\n`);
+  return 0;
+}
+
+function keygen(args: string[]): number {
+  const { values } = parseArgs({ args, options: { thing: { type: 'string' }, out: { type: 'string' }, owner: { type: 'string' } }, strict: true });
+  if (!values.thing || !/^[a-zA-Z0-9:_-]{1,128}$/.test(values.thing)) throw new UsageError('keygen needs --thing <thingName> (1-128 of a-z A-Z 0-9 : _ -)');
+  if (!values.out) throw new UsageError('keygen needs --out <dir>');
+  const made = generateDeviceKey({ thingName: values.thing, outDir: values.out, ...(values.owner ? { owner: values.owner } : {}) });
+  process.stdout.write(
+    `key  ${made.keyPath} (0600, stays on this gateway)\ncsr  ${made.csrPath}\n` +
+      `next: send the CSR to the operator: meterbridge device provision ${values.thing} --csr device.csr.pem --out <dir>;\n` +
+      `      put the device.cert.pem it returns beside the key.\n`,
+  );
+  return 0;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
     if (command === 'run') return await run(rest);
     if (command === 'status') return await status(rest);
     if (command === 'simulate') return await simulate(rest);
+    if (command === 'serial-access') return serialAccess(rest);
+    if (command === 'keygen') return keygen(rest);
+    if (command === 'version') {
+      process.stdout.write(`${GATEWAY_VERSION}\n`);
+      return 0;
+    }
     if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
       process.stdout.write(USAGE);
       return command === undefined ? 2 : 0;

@@ -8,6 +8,7 @@ import { consoleLog, type Log } from '../../shared/log.ts';
 import { clockFor, type AgentClock } from './clock.ts';
 import { assertTlsFilesReadable, type GatewayConfig } from './config.ts';
 import { Poller, type PollerStats } from './poller.ts';
+import type { ClockSyncCheck } from './clock-sync.ts';
 import { Publisher, type PublisherFaultPoint, type PublisherStats } from './publisher.ts';
 import { Spool, type SpoolFaultPoint, type SpoolStats } from './spool.ts';
 
@@ -44,6 +45,8 @@ export interface GatewayAgentOptions {
   faultPoint?: (point: FaultPoint) => void;
   /** Milliseconds between ack and durable cursor write. @default 100 */
   persistDelayMs?: number;
+  /** Whether the system clock is synchronized. @default timedatectl (clock-sync.ts) for the wall clock */
+  clockSync?: ClockSyncCheck;
 }
 
 /**
@@ -96,7 +99,7 @@ export async function startGatewayAgent(config: GatewayConfig, options: GatewayA
     ...(options.faultPoint ? { faultPoint: options.faultPoint } : {}),
     ...(options.persistDelayMs !== undefined ? { persistDelayMs: options.persistDelayMs } : {}),
   });
-  const poller = new Poller({ config, spool, clock, log, onCommitted: () => publisher.wake() });
+  const poller = new Poller({ config, spool, clock, log, onCommitted: () => publisher.wake(), ...(options.clockSync ? { clockSync: options.clockSync } : {}) });
 
   const status = (): GatewayStatus => {
     const oldest = spool.oldestUnsent();

@@ -64,10 +64,32 @@ const registerSchema = z.strictObject({
 
 const meterSchema = z.strictObject({
   id: z.string().regex(METER_ID, 'must be 1-128 letters, digits or ._:- and start with a letter or digit'),
-  host: z.string().min(1),
+  /** Modbus TCP: the meter's (or TCP gateway's) address. Exactly one of `host` and `bus`. */
+  host: z.string().min(1).optional(),
   port: z.number().int().min(1).max(65_535).default(502),
+  /** Modbus RTU: the `id` of an entry in `buses` (RS-485 line) the meter is wired to. */
+  bus: z.string().min(1).optional(),
+  /** Modbus unit (slave) id; on an RTU bus 1-247 and unique per bus (0 is broadcast). */
   unitId: z.number().int().min(0).max(255).default(1),
   registers: z.array(registerSchema).min(1, 'a meter needs at least one register'),
+});
+
+export const PARITIES = ['none', 'even', 'odd'] as const;
+
+/** An RS-485 line (Modbus RTU): one serial device shared by the meters that name it, polled one at a time. */
+const busSchema = z.strictObject({
+  id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'must be 1-64 letters, digits or ._- (e.g. rs485-1)'),
+  /** The serial device, e.g. /dev/ttyUSB0 or /dev/serial/by-id/usb-FTDI_...-if00-port0 (stable across reboots). */
+  device: z.string().regex(/^\/\S+$/, 'must be an absolute device path (e.g. /dev/ttyUSB0)'),
+  baudRate: z.union([1200, 2400, 4800, 9600, 19_200, 38_400, 57_600, 115_200].map((rate) => z.literal(rate)), { error: 'expected one of 1200|2400|4800|9600|19200|38400|57600|115200' }).default(9600),
+  dataBits: z.union([z.literal(7), z.literal(8)]).default(8),
+  /** Modbus RTU's default is even parity with 1 stop bit; `none` is usually paired with 2 stop bits. */
+  parity: z.enum(PARITIES, { error: `expected one of ${PARITIES.join('|')}` }).default('even'),
+  stopBits: z.union([z.literal(1), z.literal(2)]).default(1),
+  /** Silence before each request (Modbus t3.5). @default 3.5 character times, at least 1.75 ms (the spec's value above 19200 baud) */
+  interFrameMs: z.number().min(0).max(1000).optional(),
+  /** Per request on this bus. @default polling.timeoutMs */
+  timeoutMs: z.number().int().min(20).max(60_000).optional(),
 });
 
 const configSchema = z
@@ -104,6 +126,7 @@ const configSchema = z
       })
       .default({ intervalSeconds: 900, timeoutMs: 2000, concurrency: 16, maxReadDelaySeconds: 60 }),
     meters: z.array(meterSchema).min(1, 'configure at least one meter'),
+    buses: z.array(busSchema).default([]),
     spool: z.strictObject({
       /** Where segments, the outbox and the cursor live (systemd: StateDirectory). */
       directory: z.string().min(1),
@@ -161,6 +184,8 @@ const configSchema = z
       .optional(),
     /** Seconds between status.json writes. */
     statusEverySeconds: z.number().min(0.1).max(3600).default(10),
+    /** System clock synchronization (timedatectl NTPSynchronized): checked before polling and at most this often while running. */
+    clock: z.strictObject({ checkEverySeconds: z.number().min(1).max(86_400).default(60) }).default({ checkEverySeconds: 60 }),
   })
   .superRefine((config, ctx) => {
     const ids = new Map<string, number>();
@@ -168,11 +193,31 @@ const configSchema = z
       const first = ids.get(meter.id);
       if (first !== undefined) ctx.addIssue({ code: 'custom', path: ['meters', index, 'id'], message: `"${meter.id}" is already used by meters[${first}]` });
       else ids.set(meter.id, index);
+      if ((meter.host === undefined) === (meter.bus === undefined)) {
+        ctx.addIssue({ code: 'custom', path: ['meters', index], message: 'needs exactly one of host (Modbus TCP) and bus (Modbus RTU)' });
+      }
+      if (meter.bus !== undefined) {
+        const bus = config.buses.find((b) => b.id === meter.bus);
+        if (!bus) ctx.addIssue({ code: 'custom', path: ['meters', index, 'bus'], message: `no bus "${meter.bus}" in buses (${config.buses.map((b) => b.id).join(', ') || 'none configured'})` });
+        if (meter.unitId < 1 || meter.unitId > 247) ctx.addIssue({ code: 'custom', path: ['meters', index, 'unitId'], message: 'must be 1-247 on an RTU bus (0 is broadcast)' });
+        const twin = config.meters.findIndex((other) => other.bus === meter.bus && other.unitId === meter.unitId);
+        if (twin < index) ctx.addIssue({ code: 'custom', path: ['meters', index, 'unitId'], message: `${meter.unitId} is already used on bus "${meter.bus}" by meters[${twin}]` });
+      }
       const channels = new Set<string>();
       meter.registers.forEach((register, r) => {
         if (channels.has(register.channel)) ctx.addIssue({ code: 'custom', path: ['meters', index, 'registers', r, 'channel'], message: `"${register.channel}" appears twice on this meter` });
         channels.add(register.channel);
       });
+    });
+    const busIds = new Map<string, number>();
+    const devices = new Map<string, number>();
+    config.buses.forEach((bus, index) => {
+      const first = busIds.get(bus.id);
+      if (first !== undefined) ctx.addIssue({ code: 'custom', path: ['buses', index, 'id'], message: `"${bus.id}" is already used by buses[${first}]` });
+      else busIds.set(bus.id, index);
+      const sameDevice = devices.get(bus.device);
+      if (sameDevice !== undefined) ctx.addIssue({ code: 'custom', path: ['buses', index, 'device'], message: `${bus.device} is already buses[${sameDevice}]: one bus per serial device` });
+      else devices.set(bus.device, index);
     });
     if (config.spool.segmentBytes * 4 > config.spool.maxBytes) {
       ctx.addIssue({ code: 'custom', path: ['spool', 'segmentBytes'], message: 'must be at most a quarter of spool.maxBytes (the cap is enforced by whole segments)' });
@@ -189,6 +234,7 @@ export type GatewayConfig = z.output<typeof configSchema>;
 export type GatewayConfigInput = z.input<typeof configSchema>;
 export type MeterConfig = GatewayConfig['meters'][number];
 export type RegisterConfig = MeterConfig['registers'][number];
+export type BusConfig = GatewayConfig['buses'][number];
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[], source: string) {

@@ -1,5 +1,5 @@
 /**
- * Reading one meter over Modbus TCP (modbus-serial's client). A meter that does not answer, answers
+ * Reading one meter over Modbus TCP (modbus-serial's client; Modbus RTU is modbus-rtu.ts). A meter that does not answer, answers
  * with an exception or with garbage becomes a counted read error for that cycle, never a crash:
  * the connection is dropped and opened again on the next poll.
  */
@@ -45,6 +45,14 @@ export function encodeRegister(value: number, type: RegisterType, wordOrder: 'bi
   return wordOrder === 'big' ? words : [words[1]!, words[0]!];
 }
 
+/** What the poller needs from a meter reader, TCP or RTU. */
+export interface MeterReader {
+  readonly meter: MeterConfig;
+  /** Reads every register of the meter. Never throws. */
+  read(): Promise<MeterRead>;
+  close(): void;
+}
+
 export interface MeterRead {
   /** Raw register values by channel, for the registers that were read. */
   values: Map<string, number>;
@@ -53,7 +61,7 @@ export interface MeterRead {
 }
 
 /** One meter's Modbus TCP connection, opened lazily and re-opened after any failure. */
-export class ModbusMeterReader {
+export class ModbusMeterReader implements MeterReader {
   private client: ModbusRTU | undefined;
 
   constructor(readonly meter: MeterConfig, private readonly timeoutMs: number) {}
@@ -93,6 +101,7 @@ export class ModbusMeterReader {
   private async connect(): Promise<ModbusRTU> {
     if (this.client?.isOpen) return this.client;
     this.drop();
+    if (this.meter.host === undefined) throw new Error(`meter ${this.meter.id} has no host (an RTU meter reaches ModbusMeterReader only by mistake)`);
     const client = new ModbusClient();
     this.client = client;
     await client.connectTCP(this.meter.host, { port: this.meter.port, timeout: this.timeoutMs });
@@ -121,14 +130,19 @@ export class ModbusMeterReader {
 async function readRegister(client: ModbusRTU, register: RegisterConfig): Promise<number> {
   const words = REGISTER_WORDS[register.type];
   const response = register.table === 'input' ? await client.readInputRegisters(register.address, words) : await client.readHoldingRegisters(register.address, words);
-  const data = response?.data;
+  return registerValue(response?.data, register);
+}
+
+/** The raw value of a register from the words a meter answered with (TCP or RTU); throws on a wrong count or a non-finite value. */
+export function registerValue(data: unknown, register: RegisterConfig): number {
+  const words = REGISTER_WORDS[register.type];
   if (!Array.isArray(data) || data.length !== words) throw new Error(`bad response: expected ${words} registers, got ${JSON.stringify(data)?.slice(0, 80)}`);
-  const value = decodeRegister(data, register.type, register.wordOrder);
+  const value = decodeRegister(data as number[], register.type, register.wordOrder);
   if (!Number.isFinite(value)) throw new Error(`register ${register.address} holds a non-finite ${register.type} (${value})`);
   return value;
 }
 
-function describe(error: unknown): string {
+export function describe(error: unknown): string {
   if (error instanceof Error) {
     const code = (error as Error & { modbusCode?: number; errno?: string }).modbusCode;
     return code !== undefined ? `modbus exception ${code}: ${error.message}` : error.message;

@@ -15,10 +15,12 @@ import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { mapWithConcurrency } from '../../shared/concurrency.ts';
 import type { Log } from '../../shared/log.ts';
-import type { AgentClock } from './clock.ts';
+import { wallClock, type AgentClock } from './clock.ts';
 import type { GatewayConfig, RegisterConfig } from './config.ts';
-import { ModbusMeterReader, type MeterRead } from './modbus.ts';
+import { ModbusMeterReader, type MeterRead, type MeterReader } from './modbus.ts';
+import { RtuBus, RtuMeterReader, type RtuBusStats } from './modbus-rtu.ts';
 import { Signal } from './signal.ts';
+import { systemClockSync, type ClockSyncCheck, type ClockSyncState } from './clock-sync.ts';
 import type { SpooledReading, Spool } from './spool.ts';
 
 export interface PollerStats {
@@ -27,6 +29,8 @@ export interface PollerStats {
   /** Register reads that failed (timeouts, exceptions, bad responses, unreachable meters). */
   readErrors: number;
   readErrorsByMeter: Record<string, number>;
+  /** Per RTU bus: requests, timeouts (silent meters), CRC errors, exceptions. */
+  buses?: Record<string, RtuBusStats>;
   /** Readings the spool refused because it was full (whenFull: stop-accepting). */
   readingsRefused: number;
   /** Cumulative registers that went backwards. */
@@ -36,6 +40,10 @@ export interface PollerStats {
   /** Meter reads that completed later than polling.maxReadDelaySeconds after their boundary. */
   lateReads: number;
   lastPollAt: string | undefined;
+  /** The system clock's synchronization at the last check (clock-sync.ts). */
+  clock: ClockSyncState;
+  /** Readings taken while the clock was not synchronized (stored as estimated). */
+  unsyncedReadings: number;
 }
 
 export interface PollerOptions {
@@ -45,6 +53,8 @@ export interface PollerOptions {
   log: Log;
   /** Called after each committed cycle (the publisher's wake-up). */
   onCommitted?: (readings: number) => void;
+  /** @default systemClockSync (timedatectl) for the wall clock; `unknown` for any other clock */
+  clockSync?: ClockSyncCheck;
 }
 
 interface LastRead {
@@ -78,7 +88,8 @@ export class Poller {
   private readonly clock: AgentClock;
   private readonly log: Log;
   private readonly onCommitted: ((readings: number) => void) | undefined;
-  private readonly readers: ModbusMeterReader[];
+  private readonly readers: MeterReader[];
+  private readonly buses: Map<string, RtuBus>;
   private readonly last = new Map<string, LastRead>();
   private readonly countersPath: string;
   private running = false;
@@ -94,7 +105,11 @@ export class Poller {
     failedCycles: 0,
     lateReads: 0,
     lastPollAt: undefined,
+    clock: 'unknown',
+    unsyncedReadings: 0,
   };
+  private readonly clockSync: ClockSyncCheck;
+  private clockCheckedAt = -Infinity;
 
   constructor(options: PollerOptions) {
     this.config = options.config;
@@ -102,7 +117,12 @@ export class Poller {
     this.clock = options.clock;
     this.log = options.log;
     this.onCommitted = options.onCommitted;
-    this.readers = this.config.meters.map((meter) => new ModbusMeterReader(meter, this.config.polling.timeoutMs));
+    // The system's NTP state describes the wall clock; a demo or test clock is its own truth.
+    this.clockSync = options.clockSync ?? (this.clock === wallClock ? systemClockSync : async () => 'unknown');
+    this.buses = new Map(this.config.buses.map((bus) => [bus.id, new RtuBus(bus, bus.timeoutMs ?? this.config.polling.timeoutMs)]));
+    this.readers = this.config.meters.map((meter) =>
+      meter.bus !== undefined ? new RtuMeterReader(meter, this.buses.get(meter.bus)!) : new ModbusMeterReader(meter, this.config.polling.timeoutMs),
+    );
     this.countersPath = join(this.config.spool.directory, 'counters.json');
     this.restoreCounters();
   }
@@ -153,15 +173,19 @@ export class Poller {
     this.signal.notify();
     await this.loop;
     for (const reader of this.readers) reader.close();
+    for (const bus of this.buses.values()) bus.close();
   }
 
   stats(): PollerStats {
-    return { ...this.counters, readErrorsByMeter: { ...this.counters.readErrorsByMeter } };
+    const stats: PollerStats = { ...this.counters, readErrorsByMeter: { ...this.counters.readErrorsByMeter } };
+    if (this.buses.size > 0) stats.buses = Object.fromEntries([...this.buses].map(([id, bus]) => [id, bus.stats()]));
+    return stats;
   }
 
   private async run(): Promise<void> {
     const intervalMs = this.config.polling.intervalSeconds * 1000;
     let previous: number | undefined;
+    await this.checkClock(true); // before the first poll: logged either way
     while (this.running) {
       const boundary = Math.floor(this.clock.now() / intervalMs) * intervalMs + intervalMs;
       if (previous !== undefined && boundary - previous > intervalMs) {
@@ -181,8 +205,31 @@ export class Poller {
     }
   }
 
+  /** Asks whether the system clock is synchronized, at most every clock.checkEverySeconds (real time). */
+  async checkClock(force = false): Promise<ClockSyncState> {
+    if (!force && performance.now() - this.clockCheckedAt < this.config.clock.checkEverySeconds * 1000) return this.counters.clock;
+    this.clockCheckedAt = performance.now();
+    let state: ClockSyncState;
+    try {
+      state = await this.clockSync();
+    } catch (error) {
+      state = 'unknown';
+      this.log.warn('poller: clock synchronization check failed', { error: String(error) });
+    }
+    const previous = this.counters.clock;
+    this.counters.clock = state;
+    if (state !== previous || force) {
+      if (state === 'unsynchronized') this.log.error('poller: system clock NOT synchronized (NTP): readings are stored as estimated until it is', { was: previous });
+      else if (state === 'synchronized') this.log.info('poller: system clock synchronized', { was: previous });
+      else this.log.warn('poller: cannot tell whether the system clock is synchronized (no timedatectl/timesyncd); readings are not marked', { was: previous });
+    }
+    return state;
+  }
+
   /** Reads every meter for the boundary `end` (epoch seconds) and commits the readings. */
   async pollOnce(end: number): Promise<{ taken: number; errors: number }> {
+    // An unsynchronized clock may have put this boundary anywhere: what is read now is an estimate.
+    const unsynced = (await this.checkClock()) === 'unsynchronized';
     const interval = this.config.polling.intervalSeconds;
     const { concurrency, maxReadDelaySeconds } = this.config.polling;
     const results = await mapWithConcurrency(this.readers, concurrency, async (reader) => {
@@ -198,7 +245,7 @@ export class Poller {
       for (const failure of result.errors) {
         errors++;
         this.counters.readErrorsByMeter[meter.id] = (this.counters.readErrorsByMeter[meter.id] ?? 0) + 1;
-        this.log.warn('poller: read error', { meterId: meter.id, host: meter.host, unitId: meter.unitId, channel: failure.channel, error: failure.error });
+        this.log.warn('poller: read error', { meterId: meter.id, ...(meter.bus !== undefined ? { bus: meter.bus } : { host: meter.host }), unitId: meter.unitId, channel: failure.channel, error: failure.error });
       }
       if (result.late && result.values.size > 0) lateReads++;
       for (const register of meter.registers) {
@@ -206,13 +253,13 @@ export class Poller {
         if (raw === undefined) continue;
         const key = `${meter.id}\u0000${register.channel}`;
         const previous = this.last.get(key);
-        const estimated = result.late || (register.mode === 'delta' && previous?.late === true);
+        const estimated = result.late || unsynced || (register.mode === 'delta' && previous?.late === true);
         const common = { meterId: meter.id, channel: register.channel, start: end - interval, intervalSeconds: interval, unit: register.unit, quality: estimated ? ('estimated' as const) : register.quality };
         if (register.mode === 'interval') {
           readings.push({ ...common, value: scaleValue(raw, register) });
           continue;
         }
-        nextLast.set(key, { end, counter: raw, ...(result.late ? { late: true } : {}) });
+        nextLast.set(key, { end, counter: raw, ...(result.late || unsynced ? { late: true } : {}) });
         if (!previous || previous.end !== end - interval) continue; // no read at the interval's start
         if (raw < previous.counter) {
           this.counters.counterResets++;
@@ -229,6 +276,7 @@ export class Poller {
     }
 
     const { appended, refused } = this.spool.append(readings);
+    if (unsynced) this.counters.unsyncedReadings += appended;
     this.counters.readingsRefused += refused;
     this.counters.readingsTaken += appended;
     this.counters.cycles++;

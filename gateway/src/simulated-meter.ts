@@ -83,6 +83,11 @@ export function simulatedEnergyWh(index: number, atMs: number): number {
   return Math.floor(1_000_000 + 10_000 * index + averageWatts * hours + swing * Math.sin((2 * Math.PI * hours) / 24)) >>> 0;
 }
 
+/** What a gateway must report for simulated meter `index` over [startSec, startSec + intervalSeconds), in kWh. */
+export function simulatedIntervalKwh(index: number, startSec: number, intervalSeconds: number): number {
+  return roundTo((simulatedEnergyWh(index, (startSec + intervalSeconds) * 1000) - simulatedEnergyWh(index, startSec * 1000)) * 0.001, 3);
+}
+
 export async function startSimulatedMeters(options: SimulatedMetersOptions): Promise<SimulatedMeters> {
   const { count, host = '127.0.0.1', clock = wallClock, idPrefix = 'sim-', stepSeconds = 1 } = options;
   const stepMs = stepSeconds * 1000;
@@ -150,8 +155,7 @@ export async function startSimulatedMeters(options: SimulatedMetersOptions): Pro
         registers: [{ channel: SIMULATED_CHANNEL, address: 0, type: 'uint32' as const, wordOrder: 'big' as const, scale: 0.001, unit: 'kWh' as const, mode: 'delta' as const }],
       })),
     energyWh: simulatedEnergyWh,
-    intervalKwh: (index, startSec, intervalSeconds) =>
-      roundTo((simulatedEnergyWh(index, (startSec + intervalSeconds) * 1000) - simulatedEnergyWh(index, startSec * 1000)) * 0.001, 3),
+    intervalKwh: simulatedIntervalKwh,
     setFault(index, fault) {
       if (fault) faults.set(index, fault);
       else faults.delete(index);

@@ -19,7 +19,10 @@ import type { SequenceTracker } from './sequence-tracker.ts';
 import { decodeTelemetry, thingNameFromTopic } from '../../shared/telemetry.ts';
 import { gridProblems, WRITE_STATUSES } from './interval-block.ts';
 import { parseUntrustedJson, preview } from '../../shared/untrusted-json.ts';
-import { READING_STATUS_METRIC } from './metric-catalog.ts';
+import { METRIC_CATALOG, READING_STATUS_METRIC } from './metric-catalog.ts';
+
+/** Skew at which a message's gateway is named in the log (the alarm's threshold: the metric has no gateway dimension). */
+const GATEWAY_CLOCK_AHEAD_WARN_SECONDS = METRIC_CATALOG.GatewayClockSkew.alarm.threshold;
 
 /** Where messages that can never succeed go, with the reason, for an operator to inspect or redrive. */
 export interface RejectSink {
@@ -69,6 +72,8 @@ interface Envelope {
   topic: string;
   /** The IoT rule's error action delivered it (the SQS action failed at the time). */
   fromErrorAction: boolean;
+  /** The rule's timestamp() (epoch ms) when IoT Core received it; the error action's body has none. */
+  receivedAt?: number;
 }
 
 /** The rule's envelope is one object of strings; an error action's adds one level (failures[]). */
@@ -86,7 +91,10 @@ export function parseEnvelope(body: string): Envelope | { error: string } {
   }
   const json = parsed.value as Record<string, unknown>;
   if (typeof json.topic !== 'string') return { error: 'envelope has no topic' };
-  if (typeof json.payload === 'string') return { payload: Buffer.from(json.payload, 'base64'), topic: json.topic, fromErrorAction: false };
+  if (typeof json.payload === 'string') {
+    const receivedAt = typeof json.receivedAt === 'number' && Number.isFinite(json.receivedAt) ? { receivedAt: json.receivedAt } : {};
+    return { payload: Buffer.from(json.payload, 'base64'), topic: json.topic, fromErrorAction: false, ...receivedAt };
+  }
   if (typeof json.base64OriginalPayload === 'string') {
     return { payload: Buffer.from(json.base64OriginalPayload, 'base64'), topic: json.topic, fromErrorAction: true };
   }
@@ -188,6 +196,15 @@ async function ingestRecord(record: SQSRecord, deps: IotIngestDependencies): Pro
   } else if (sequence.kind === 'reset') {
     metrics.count('SequenceResets');
     log.warn('gateway sequence restarted at 1', { gatewayId: message.gatewayId, previousHighest: sequence.previousHighest });
+  }
+  // Clock skew: sentAt is the gateway's clock when it built the message, receivedAt IoT Core's on
+  // arrival. Re-sends are left out (a duplicate returned above; a late seq here): their sentAt is as
+  // old as their stay in the outbox. A message held back (outbox after an outage) can only lower
+  // the value, so the alarm watches the Maximum: a high one is the gateway's clock running ahead.
+  if (envelope.receivedAt !== undefined && sequence.kind !== 'late') {
+    const skewSeconds = Math.round((Date.parse(message.sentAt) - envelope.receivedAt) / 100) / 10;
+    metrics.record('GatewayClockSkew', skewSeconds, 'Seconds');
+    if (skewSeconds >= GATEWAY_CLOCK_AHEAD_WARN_SECONDS) log.warn('gateway clock ahead', { gatewayId: message.gatewayId, seq: message.seq, skewSeconds });
   }
   log.info('message stored', { messageId, unitId, counts: report.counts });
   return { status: 'stored', messageId, unitId, counts: report.counts };

@@ -78,6 +78,11 @@ export const METRIC_CATALOG = {
   },
   SequenceGaps: { unit: 'Count', sources: ['iot'], watch: 'alarm', description: 'message sequence numbers a gateway skipped (possible loss in the field)' },
   SequenceLate: { unit: 'Count', sources: ['iot'], watch: 'informational', why: 'a late message is one that arrived, only out of order', description: 'messages with a seq below the highest seen' },
+  GatewayClockSkew: {
+    unit: 'Seconds', sources: ['iot'], watch: 'alarm',
+    description: "a message's sentAt (the gateway's clock) minus the topic rule's timestamp() on arrival, seconds: positive = the gateway clock is ahead; re-sends (ledger duplicates, late seqs) are left out",
+    alarm: { statistic: 'Maximum', threshold: 120, periodMinutes: 5, why: 'a clock 2 minutes ahead shifts interval starts and breaks mTLS handshakes (certificate not yet valid); time a message spent in the outbox only lowers the value, so a high Maximum is the clock, never the network; no data = no gateway messages (freshness covers silence)' },
+  },
   SequenceResets: { unit: 'Count', sources: ['iot'], watch: 'informational', why: 'a gateway restarting its sequence (re-install) is logged with its id', description: 'gateway seq restarted at 1' },
 
   // Ingestion path 2: Smart Meter Texas files (scheduled FTPS/SFTP pull, archive, PGP, parse).

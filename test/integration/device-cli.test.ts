@@ -23,7 +23,7 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -196,6 +196,15 @@ function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: st
   });
 }
 
+/** The gateway agent's CLI from the repository (keygen runs on the device). */
+function gatewayCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((done) => {
+    execFile(process.execPath, ['--import', 'tsx', 'gateway/bin/meterbridge-gateway.ts', ...args], { cwd: repo, env: { PATH: process.env.PATH, HOME: work }, timeout: 60_000 }, (error, stdout, stderr) => {
+      done({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
+    });
+  });
+}
+
 function operations(): string[] {
   return stub.requests.map((r) => `${r.method} ${r.path}`);
 }
@@ -344,5 +353,42 @@ describe('meterbridge CLI', () => {
     assert.deepEqual(stub.requests[5]!.query, { newStatus: 'INACTIVE' });
     assert.ok(!stub.certificates.has(certificateId), 'no certificate left behind');
     assert.ok(!existsSync(join(outDir, 'device.key.pem')) && !existsSync(join(outDir, 'device.key.pem.partial')) && !existsSync(join(outDir, 'device.cert.pem')));
+  });
+  it('keys born on the device: meterbridge-gateway keygen makes key (0600) + CSR; device provision --csr signs it and writes only the certificate', async () => {
+    const gatewayDir = join(work, 'gateway-etc');
+    const operatorDir = join(work, 'operator-gw-0077');
+    const keygen = await gatewayCli(['keygen', '--thing', 'gw-0077', '--out', gatewayDir]);
+    assert.equal(keygen.code, 0, keygen.stderr);
+    assert.equal(mode(join(gatewayDir, 'device.key.pem')), 0o600);
+    const csrPem = readFileSync(join(gatewayDir, 'device.csr.pem'), 'utf8');
+    assert.match(csrPem, /^-----BEGIN CERTIFICATE REQUEST-----\n/);
+    assert.match(execFileSync('openssl', ['req', '-in', join(gatewayDir, 'device.csr.pem'), '-noout', '-verify', '-subject'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }), /subject=CN\s*=\s*gw-0077/);
+    // A second keygen never replaces the key (its certificate would be orphaned).
+    const again = await gatewayCli(['keygen', '--thing', 'gw-0077', '--out', gatewayDir]);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /refusing to replace .*device\.key\.pem/);
+
+    const result = await cli(['device', 'provision', 'gw-0077', '--csr', join(gatewayDir, 'device.csr.pem'), '--out', operatorDir, '--endpoint-url', stub.url]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(operations(), ['GET /endpoint', 'POST /things/gw-0077', 'POST /certificates', 'PUT /target-policies/meterbridge-dev-gateway', 'PUT /things/gw-0077/principals']);
+    assert.equal(stub.requests[2]!.body.certificateSigningRequest, csrPem, 'IoT Core signs the device\'s own request');
+    assert.deepEqual(readdirSync(operatorDir).sort(), ['AmazonRootCA1.pem', 'device.cert.pem', 'endpoint.json'], 'no key made or written on the operator side');
+    assert.match(result.stdout, /device\.cert\.pem \(the key stays on the gateway\)/);
+    const certificate = new X509Certificate(readFileSync(join(operatorDir, 'device.cert.pem')));
+    assert.ok(certificate.checkPrivateKey(createPrivateKey(readFileSync(join(gatewayDir, 'device.key.pem')))), 'the certificate is for the key on the gateway');
+
+    // A CSR for another thing, or one whose signature does not hold, is refused before any AWS call.
+    stub.requests.length = 0;
+    const wrongThing = await cli(['device', 'provision', 'gw-0078', '--csr', join(gatewayDir, 'device.csr.pem'), '--out', join(work, 'operator-gw-0078'), '--endpoint-url', stub.url]);
+    assert.equal(wrongThing.code, 1);
+    assert.match(wrongThing.stderr, /the CSR is for "gw-0077", not gw-0078/);
+    const der = Buffer.from(csrPem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
+    der[40]! ^= 0x01; // inside the signed subject/public key
+    const tampered = join(work, 'tampered.csr.pem');
+    writeFileSync(tampered, `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64')}\n-----END CERTIFICATE REQUEST-----\n`);
+    const refused = await cli(['device', 'provision', 'gw-0077', '--csr', tampered, '--out', join(work, 'operator-tampered'), '--endpoint-url', stub.url]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /CSR (signature does not verify|is not usable)/);
+    assert.equal(stub.requests.length, 0);
   });
 });

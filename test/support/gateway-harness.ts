@@ -46,6 +46,8 @@ export interface GatewayHarness {
   outcomes: MessageOutcome[];
   /** Most publishes handed to the rule at once (unacknowledged at the broker). */
   peakUnacknowledged: number;
+  /** CloudWatch (moto) the ingest's metrics go to. */
+  cloudwatch: LocalCloudWatch;
   startBroker(): Promise<void>;
   stopBroker(): Promise<void>;
   /** Delay before each PUBACK (the rule taking its time). */
@@ -141,6 +143,7 @@ export async function startGatewayHarness(): Promise<GatewayHarness> {
       get peakUnacknowledged() {
         return harnessState.peakUnacknowledged;
       },
+      cloudwatch,
       startBroker,
       async stopBroker() {
         await broker?.close();
