@@ -21,7 +21,8 @@
  * channel first seen, a new unit, interval length or source, or a time span that widens by at
  * least CATALOG_SPAN_STEP_SECONDS (10 days). Whether that is so is decided against what this
  * process last saw of the entry (a bounded cache), read on a miss with one eventually consistent
- * GetItem (0.5 read units; reads, not writes, and far cheaper). Steady state: one catalog write
+ * GetItem (0.5 read units; reads, not writes, and far cheaper), and re-read before any write that
+ * looks due, so a process with a stale view pays a read, not a failed (billed) write. Steady state: one catalog write
  * per meter and channel every 10 days. The stored `f`/`l` are therefore within 10 days of the
  * truth; readers that need exact times ask the first and last block (`exactSpan`).
  *
@@ -188,15 +189,17 @@ export class MeterCatalog {
     const key = catalogKey(sighting.meterId, sighting.channel);
     const cacheKey = key.sk;
     let entry = this.cache.get(cacheKey);
-    if (!entry) {
-      const response = await this.client.send(
-        new GetItemCommand({ TableName: this.tableName, Key: { pk: { S: key.pk }, sk: { S: key.sk } }, ReturnConsumedCapacity: 'TOTAL' }),
-      );
-      cost.reads += 1;
-      cost.readUnits += response.ConsumedCapacity?.CapacityUnits ?? 0.5;
-      entry = known(response.Item);
-      if (entry) this.remember(cacheKey, entry);
-    }
+    if (entry && !catalogWriteDue(entry, sighting)) return cost;
+    // A miss, or a write looks due against what this process saw: other processes may have
+    // written the entry since, and a guarded write on a stale view would fail and still be
+    // billed a write unit. Reading it first costs half a read unit instead.
+    const response = await this.client.send(
+      new GetItemCommand({ TableName: this.tableName, Key: { pk: { S: key.pk }, sk: { S: key.sk } }, ReturnConsumedCapacity: 'TOTAL' }),
+    );
+    cost.reads += 1;
+    cost.readUnits += response.ConsumedCapacity?.CapacityUnits ?? 0.5;
+    entry = known(response.Item);
+    if (entry) this.remember(cacheKey, entry);
     for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
       if (!catalogWriteDue(entry, sighting)) return cost;
       const update = buildCatalogUpdate(sighting, entry, Math.floor(this.clock().getTime() / 1000));

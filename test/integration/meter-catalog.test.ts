@@ -67,6 +67,17 @@ describe('meter catalog maintained by the store', () => {
     assert.equal(exact!.last.toISOString(), new Date(Date.parse(dayStart(11)) + 95 * 900_000).toISOString());
   });
 
+  it('re-reads a stale view before writing: a process behind another pays a read, not a failed write', async () => {
+    const table = await freshTable();
+    const a = store(table);
+    await a.write(day(dayStart(0), 4, { meterId: 'm-7' }));
+    await store(table).write(day(dayStart(20), 4, { meterId: 'm-7' }));
+
+    const behind = await a.write(day(dayStart(25), 4, { meterId: 'm-7' }));
+
+    assert.deepEqual({ writes: behind.catalog.writes, reads: behind.catalog.reads }, { writes: 0, reads: 1 });
+  });
+
   it('adds a new source, unit set member or interval length at once', async () => {
     const s = store(await freshTable());
     await s.write([interval({ meterId: 'm-3', source: 'smt', start: '2026-04-01T10:00:00Z' })]);
