@@ -10,6 +10,7 @@ import { runStoreBench } from './store.bench.ts';
 import { readyBench } from './ready.bench.ts';
 import { gatewayBench } from './gateway.bench.ts';
 import { smtBench } from './smt.bench.ts';
+import { readingsOutBench } from './readings-out.bench.ts';
 import type { BenchSection } from './section.ts';
 import { costModel, costTable } from './cost.ts';
 
@@ -18,7 +19,7 @@ import { costModel, costTable } from './cost.ts';
  * Each prints its own markdown (figures, and the figures it is compared against) after the store
  * and IoT sections below. Add a path's benchmark here.
  */
-const SECTIONS: BenchSection[] = [readyBench, gatewayBench, smtBench];
+const SECTIONS: BenchSection[] = [readyBench, gatewayBench, smtBench, readingsOutBench];
 
 /** us-east-1 list prices, as read on 2026-11-23 from docs/design.md §7 (re-check before quoting). */
 const PRICES = {

@@ -26,8 +26,12 @@ const COMMANDS: Record<string, CommandEntry> = {
     summary: 'run the whole pipeline on this machine against local stand-ins (npm start)',
     load: async () => (await import('./commands/local.ts')).command,
   },
+  meters: {
+    summary: 'list the meters the store has readings of, with channels, sources and time span',
+    load: async () => (await import('./commands/meters.ts')).command,
+  },
   readings: {
-    summary: 'query stored readings (a running local mode by default, or a deployed table)',
+    summary: 'query stored readings as JSON lines, CSV or Green Button (a running local mode by default, or a deployed table)',
     load: async () => (await import('./commands/readings.ts')).command,
   },
   ready: {

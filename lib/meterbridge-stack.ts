@@ -8,6 +8,7 @@ import { telemetryTopic } from '../shared/telemetry.ts';
 import { AlarmTopic } from './alarm-topic.ts';
 import { IotIngestion } from './iot-ingestion.ts';
 import { Operations } from './operations.ts';
+import { QueryApi } from './query-api.ts';
 import { ReadyIngestion } from './ready-ingestion.ts';
 import { SmtIngestion } from './smt-ingestion.ts';
 import type { StageSettings } from './settings.ts';
@@ -30,6 +31,8 @@ export class MeterbridgeStack extends Stack {
   public readonly smt: SmtIngestion;
   /** Dashboard and alarms over every ingestion path and the tables. */
   public readonly operations: Operations;
+  /** Readings out: meters, channels and readings as JSON, CSV or Green Button (IAM-authorized REST). */
+  public readonly queryApi: QueryApi;
 
   constructor(scope: Construct, id: string, props: MeterbridgeStackProps) {
     super(scope, id, props);
@@ -48,6 +51,7 @@ export class MeterbridgeStack extends Stack {
     this.iot = new IotIngestion(this, 'Iot', { settings, storage: this.storage });
     this.ready = new ReadyIngestion(this, 'Ready', { settings, storage: this.storage, alarms: this.alarms });
     this.smt = new SmtIngestion(this, 'Smt', { settings, storage: this.storage });
+    this.queryApi = new QueryApi(this, 'Query', { settings, storage: this.storage });
 
     // After every ingestion path: each one's `monitoring` goes in this list (one line per path).
     this.operations = new Operations(this, 'Operations', {
@@ -93,6 +97,11 @@ export class MeterbridgeStack extends Stack {
     new CfnOutput(this, 'IotGatewayThingTypeName', {
       description: 'Thing type to create gateway things with',
       value: this.iot.thingType.ref,
+    });
+
+    new CfnOutput(this, 'QueryApiUrl', {
+      description: 'Query API base URL (IAM-authorized, SigV4): GET <this>meters, meters/{meterId}, meters/{meterId}/readings?format=json|csv|espi',
+      value: this.queryApi.url,
     });
 
     new CfnOutput(this, 'SmtArchiveBucketName', {

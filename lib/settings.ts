@@ -39,6 +39,36 @@ export interface StageSettings {
   readonly smt: SmtSettings;
   /** Kamstrup READY webhook (cdk.json `ready`); every field has a default. See lib/ready-settings.ts. */
   readonly ready: ReadySettings;
+  /** Query API (cdk.json `query`); absent = the defaults of lib/query-api.ts (IAM only, no API keys). */
+  readonly query?: QuerySettings;
+}
+
+/** The query API's per-stage settings (lib/query-api.ts). */
+export interface QuerySettings {
+  /** Also require an API key (x-api-key) on every method, with a usage plan; callers still sign with SigV4. */
+  readonly apiKeys: boolean;
+  /** Steady requests per second across the stage. */
+  readonly throttleRateLimit: number;
+  /** Burst of requests across the stage. */
+  readonly throttleBurstLimit: number;
+}
+
+export const DEFAULT_QUERY_SETTINGS: QuerySettings = { apiKeys: false, throttleRateLimit: 20, throttleBurstLimit: 40 };
+
+/** Validates the optional `query` block of a stage. */
+export function parseQuerySettings(value: unknown, key: string): QuerySettings {
+  if (value === undefined) return DEFAULT_QUERY_SETTINGS;
+  if (!isRecord(value)) throw new StageSettingsError(key, 'must be an object {apiKeys, throttleRateLimit, throttleBurstLimit}');
+  const known = Object.keys(DEFAULT_QUERY_SETTINGS);
+  for (const name of Object.keys(value)) if (!known.includes(name)) throw new StageSettingsError(`${key}.${name}`, `unknown query setting; known: ${known.join(', ')}`);
+  const apiKeys = value.apiKeys ?? DEFAULT_QUERY_SETTINGS.apiKeys;
+  if (typeof apiKeys !== 'boolean') throw new StageSettingsError(`${key}.apiKeys`, 'must be true or false');
+  const limit = (name: 'throttleRateLimit' | 'throttleBurstLimit') => {
+    const n = value[name] ?? DEFAULT_QUERY_SETTINGS[name];
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 10_000) throw new StageSettingsError(`${key}.${name}`, 'must be a whole number from 1 to 10000');
+    return n;
+  };
+  return { apiKeys, throttleRateLimit: limit('throttleRateLimit'), throttleBurstLimit: limit('throttleBurstLimit') };
 }
 
 /** Per-stage alarm thresholds; the operations construct (lib/operations) applies them. */
@@ -81,7 +111,7 @@ const MAX_FRESHNESS_MINUTES = 7 * 24 * 60;
 const ALARM_KEYS = ['freshnessMinutes', 'queueAgeMinutes', 'lambdaErrors', 'lambdaThrottles', 'tableThrottles', 'metricThresholds'] as const;
 const SOURCES: readonly MetricSource[] = ['iot', 'smt', 'ready'];
 
-const KNOWN_KEYS = ['alarmEmail', 'blockTimeZone', 'logRetentionDays', 'removalPolicy', 'deletionProtection', 'alarms', 'smt', 'ready'] as const;
+const KNOWN_KEYS = ['alarmEmail', 'blockTimeZone', 'logRetentionDays', 'removalPolicy', 'deletionProtection', 'alarms', 'smt', 'ready', 'query'] as const;
 
 const REMOVAL_POLICIES: Readonly<Record<string, RemovalPolicy>> = {
   retain: RemovalPolicy.RETAIN,
@@ -202,6 +232,7 @@ export function parseStageSettings(stageValue: unknown, stagesValue: unknown): S
     alarms: parseAlarmSettings(raw.alarms, `${prefix}.alarms`),
     smt: parseSmtSettings(raw.smt, `${prefix}.smt`, stage),
     ready: parseReadySettings(raw.ready, `${prefix}.ready`),
+    ...(raw.query !== undefined ? { query: parseQuerySettings(raw.query, `${prefix}.query`) } : {}),
   };
 }
 

@@ -62,11 +62,13 @@ export class ReadingStorage extends Construct {
   }
 
   /**
-   * Lets the grantee store readings: the store writes with conditional UpdateItem only
-   * (ReturnValuesOnConditionCheckFailure replaces a read-before-write), so no GetItem/PutItem.
+   * Lets the grantee store readings: blocks are written with conditional UpdateItem only
+   * (ReturnValuesOnConditionCheckFailure replaces a read-before-write); the meter catalog the
+   * store maintains is read with one GetItem per (meter, channel) a process has not seen yet,
+   * which is what keeps catalog writes rare (lambdas/core/meter-catalog.ts). No PutItem.
    */
   public grantStoreWrite(grantee: iam.IGrantable): iam.Grant {
-    return iam.Grant.addToPrincipal({ grantee, actions: ['dynamodb:UpdateItem'], resourceArns: [this.readingsTable.tableArn] });
+    return iam.Grant.addToPrincipal({ grantee, actions: ['dynamodb:UpdateItem', 'dynamodb:GetItem'], resourceArns: [this.readingsTable.tableArn] });
   }
 
   /** Lets the grantee query readings of one meter and channel over a time range. */

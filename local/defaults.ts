@@ -9,6 +9,8 @@ export const LOCAL_PORTS = {
   ftps: 2121,
   sftp: 2222,
   ready: 3000,
+  /** The query API (meters, readings as JSON, CSV, Green Button). */
+  query: 3001,
   cloudwatch: 4582,
   /** First Modbus TCP port of the simulated meters (one server per gateway). */
   modbus: 5020,

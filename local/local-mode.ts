@@ -7,7 +7,9 @@
  */
 import type { MetricSource } from '../lambdas/core/metric-catalog.ts';
 import type { LocalPortName } from './defaults.ts';
+import { LOCAL_BLOCK_TIME_ZONE } from './defaults.ts';
 import { startLocalPlatform, type LocalPlatform } from './platform.ts';
+import { startQueryHttp } from './query-http.ts';
 import { formatProgress, PROGRESS_METRICS, tallyMetrics, verifySource, type ExpectedReading, type RateWindow, type SourceTally, type VerifyReport } from './progress.ts';
 
 export interface LocalSource {
@@ -74,7 +76,11 @@ export async function runLocalMode(options: LocalModeOptions): Promise<LocalMode
   const platform = await startLocalPlatform({ ports: options.ports, stateDir: options.stateDir });
   const sources: LocalSource[] = [];
   const timers: NodeJS.Timeout[] = [];
+  let queryApi: { url: string; stop(): Promise<void> } | undefined;
   try {
+    queryApi = await startQueryHttp({ store: platform.store, timeZone: LOCAL_BLOCK_TIME_ZONE, port: options.ports.query });
+    out(`Query API (the deployed API's handler, no SigV4 on loopback): ${queryApi.url}/meters\n` +
+      `  e.g. curl '${queryApi.url}/meters/<meterId>/readings?from=<YYYY-MM-DD>&format=csv'  (format json, csv or espi)\n`);
     for (const factory of options.sources) sources.push(await factory(platform));
     const hints = sources.flatMap((source) => source.joinHints());
     if (hints.length) out(`${['', 'Join from outside:', ...hints, ''].join('\n')}\n`);
@@ -156,6 +162,7 @@ export async function runLocalMode(options: LocalModeOptions): Promise<LocalMode
   } finally {
     for (const timer of timers) clearTimeout(timer);
     for (const source of sources.reverse()) await source.stop().catch((error: unknown) => err(`stopping ${source.source}: ${String(error)}\n`));
+    await queryApi?.stop();
     await platform.stop();
   }
 }

@@ -10,7 +10,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { APIGatewayProxyEvent } from 'aws-lambda';
+import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import type { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
@@ -171,6 +171,32 @@ export function localReadyDependencies(options: LocalReadyDependencyOptions): ()
 }
 
 export async function startReadyHttp(options: ReadyHttpOptions): Promise<ReadyHttp> {
+  const served = await serveApiGatewayHttp({
+    ...(options.port !== undefined ? { port: options.port } : {}),
+    ...(options.host !== undefined ? { host: options.host } : {}),
+    ...(options.stage !== undefined ? { stage: options.stage } : {}),
+    name: 'ready-http',
+    failure: 'the webhook function failed',
+    handle: (event) => handleApiGatewayEvent(event, options.handlerDeps()),
+  });
+  return { url: served.url, dataUrl: `${served.url}${READY_PATHS.data}`, statusUrl: `${served.url}${READY_PATHS.status}`, stop: served.stop };
+}
+
+/**
+ * A loopback HTTP server standing in for API Gateway REST in front of one Lambda function: each
+ * request becomes a proxy event (toApiGatewayEvent), the function's result the HTTP response.
+ * Shared by the READY webhook and the query API (local/query-http.ts).
+ */
+export async function serveApiGatewayHttp(options: {
+  port?: number;
+  host?: string;
+  stage?: string;
+  /** Prefix of the stderr line when the handler throws. */
+  name: string;
+  /** Message of the 502 answer when the handler throws. */
+  failure: string;
+  handle(event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult>;
+}): Promise<{ url: string; stop(): Promise<void> }> {
   const stage = options.stage ?? 'local';
   const host = options.host ?? '127.0.0.1';
   const server: Server = createServer(async (request, response) => {
@@ -186,7 +212,7 @@ export async function startReadyHttp(options: ReadyHttpOptions): Promise<ReadyHt
       const headers: Record<string, string> = {};
       for (const [name, value] of Object.entries(request.headers)) if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;
       const event = toApiGatewayEvent({ method: request.method ?? 'GET', path: url.pathname, stage, headers, query: url.searchParams, body, sourceIp: request.socket.remoteAddress ?? '127.0.0.1' });
-      const result = await handleApiGatewayEvent(event, options.handlerDeps());
+      const result = await options.handle(event);
       const outHeaders: Record<string, string> = {};
       for (const [name, value] of Object.entries(result.headers ?? {})) outHeaders[name] = String(value);
       response.writeHead(result.statusCode, outHeaders);
@@ -194,8 +220,8 @@ export async function startReadyHttp(options: ReadyHttpOptions): Promise<ReadyHt
     } catch (error) {
       // API Gateway's answer when the integration fails; never a stack trace.
       response.writeHead(502, { 'content-type': 'application/json' });
-      response.end(JSON.stringify({ error: { code: 'bad_gateway', message: 'the webhook function failed' } }));
-      process.stderr.write(`ready-http: handler failed: ${String(error)}\n`);
+      response.end(JSON.stringify({ error: { code: 'bad_gateway', message: options.failure } }));
+      process.stderr.write(`${options.name}: handler failed: ${String(error)}\n`);
     }
   });
   await new Promise<void>((resolve, reject) => {
@@ -204,11 +230,8 @@ export async function startReadyHttp(options: ReadyHttpOptions): Promise<ReadyHt
   });
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
-  const url = `http://${host}:${port}/${stage}`;
   return {
-    url,
-    dataUrl: `${url}${READY_PATHS.data}`,
-    statusUrl: `${url}${READY_PATHS.status}`,
+    url: `http://${host}:${port}/${stage}`,
     async stop() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));

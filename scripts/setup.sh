@@ -17,6 +17,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 # - proftpd with mod_tls (FTPS, client certificates) and mod_sftp, and OpenSSH's sshd, as SMT servers;
 # - GnuPG to make real encrypted SMT files; mosquitto_pub as an outside MQTT client;
 # - Python 3 for moto and cfn-lint (below).
+# - xmllint (libxml2-utils) to validate the Green Button export against the ESPI schema.
 # Packages' own services are not started (policy-rc.d), the tests start their own instances.
 need=()
 command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
@@ -28,6 +29,8 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # socat: pseudo-terminal pairs standing in for RS-485 lines (gateway Modbus RTU tests); dpkg-deb builds the gateway .deb.
 command -v socat >/dev/null 2>&1 || need+=(socat)
 command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg)
+# xmllint validates the Green Button (ESPI) export against the pinned schema (test/fixtures/espi/).
+command -v xmllint >/dev/null 2>&1 || need+=(libxml2-utils)
 if [ ${#need[@]} -gt 0 ]; then
   printf 'exit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null && $SUDO chmod +x /usr/sbin/policy-rc.d
   $SUDO apt-get update

@@ -1,42 +1,41 @@
 /**
- * `meterbridge readings query`: stored readings of one meter as JSON lines.
+ * `meterbridge readings query`: stored readings of one meter, as JSON lines, CSV or Green Button.
  *
- * By default it reads the store of a running local mode (`npm start`: DynamoDB Local on its
- * fixed port, local table names); with `--table` it reads a deployed table with the usual AWS
- * credentials. The work is ReadingStore.query, the same code the handlers write through.
+ * By default it reads the store of a running local mode (`npm start`); with `--table` a deployed
+ * table (bin/operator/store-target.ts). The work is the query core (lambdas/core/query/), the same
+ * code the query API runs: every channel the meter catalog knows for the meter, page by page.
  */
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { CHANNELS, readingToJson, type Reading } from '../../shared/reading.ts';
-import { readyChannels } from '../../lambdas/core/ready/delivery.ts';
-import { ReadingStore } from '../../lambdas/core/reading-store.ts';
-import { assertTimeZone } from '../../lambdas/core/time.ts';
-import { LOCAL_BLOCK_TIME_ZONE, LOCAL_PORTS, LOCAL_TABLES } from '../../local/defaults.ts';
+import { readingToJson, type Reading } from '../../shared/reading.ts';
+import { readingsEspi } from '../../lambdas/core/query/espi.ts';
+import { csvRow, CSV_HEADER, FORMATS, type Format } from '../../lambdas/core/query/formats.ts';
+import { API_LIMITS, QueryError, ReadingsQuery, type QueryLimits } from '../../lambdas/core/query/readings-query.ts';
+import { openStoreTarget, parseInstant, STORE_TARGET_OPTIONS, STORE_TARGET_USAGE } from '../operator/store-target.ts';
 import { EXIT_FAILED, EXIT_OK, UsageError, parseCommandLine, type CliCommand, type CliIo } from './cli.ts';
 
 const HELP = 'meterbridge readings --help';
 const DAY_MS = 86_400_000;
-/** A block's key names its channel, so without --channel every channel a source can write is asked. */
-const KNOWN_CHANNELS = [...new Set<string>([...Object.values(CHANNELS), ...readyChannels()])];
+/** The CLI pages through the core itself, so it allows longer ranges than the API (a year and a day). */
+export const CLI_LIMITS: QueryLimits = { ...API_LIMITS, defaultRangeMs: 7 * DAY_MS, maxRangeMs: 367 * DAY_MS, maxReadingPage: API_LIMITS.maxReadingPage, defaultReadingPage: API_LIMITS.maxReadingPage };
 
 const USAGE = `Usage:
   meterbridge readings query --meter <id> [options]
 
-Prints the stored readings of one meter, one JSON object per line, oldest first:
-  {"meterId","channel","kind","start","end" | "at","value","unit","quality","revision","source","originId"}
-A summary goes to stderr. Exit 1 when the store cannot be read.
+Prints the stored readings of one meter, oldest first within each channel, on every channel the
+meter catalog knows for it (see meterbridge meters list). A summary goes to stderr. Exit 1 when
+the store cannot be read.
 
   --meter <id>          meter id (ESIID without apostrophe, READY serial, gateway meter id)  required
-  --channel <name>      one channel, e.g. energy.active.import        default: every known channel
+  --channel <name>      one channel, e.g. energy.active.import        default: every channel of the meter
   --from <time>         ISO-8601 instant or YYYY-MM-DD (UTC midnight)  default: 7 days before --to
   --to <time>           exclusive; same forms                         default: tomorrow, UTC midnight
-  --table <name>        a deployed readings table (AWS credentials and region from the environment)
-                        default: the local mode's ${LOCAL_TABLES.readings}
-  --endpoint <url>      DynamoDB endpoint     default: http://127.0.0.1:${LOCAL_PORTS.dynamodb} without --table
-  --time-zone <tz>      the stage's blockTimeZone                     default ${LOCAL_BLOCK_TIME_ZONE}
-  --region <region>     AWS region with --table                        default $AWS_REGION
+                        at most ${CLI_LIMITS.maxRangeMs / DAY_MS} days
+  --format <f>          json: one JSON object per line
+                          {"meterId","channel","kind","start","end" | "at","value","unit","quality","revision","source","originId"}
+                        csv: header, then meterId,channel,start,end,value,unit,quality,revision,source
+                          (a register read has its time in start and an empty end)
+                        espi: a Green Button (NAESB ESPI) Atom feed                default json
+${STORE_TARGET_USAGE}
   -h, --help            this text
-
-Known channels: ${KNOWN_CHANNELS.join(', ')}
 `;
 
 export const command: CliCommand = {
@@ -58,10 +57,8 @@ async function query(args: string[], io: CliIo): Promise<number> {
     channel: { type: 'string' },
     from: { type: 'string' },
     to: { type: 'string' },
-    table: { type: 'string' },
-    endpoint: { type: 'string' },
-    'time-zone': { type: 'string', default: LOCAL_BLOCK_TIME_ZONE },
-    region: { type: 'string' },
+    format: { type: 'string', default: 'json' },
+    ...STORE_TARGET_OPTIONS,
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -70,55 +67,36 @@ async function query(args: string[], io: CliIo): Promise<number> {
   }
   if (positionals.length > 0) throw new UsageError(`unexpected argument ${positionals[0]}`, HELP);
   if (!values.meter) throw new UsageError('query needs --meter <id>', HELP);
-  const timeZone = values['time-zone'];
-  try {
-    assertTimeZone(timeZone);
-  } catch (error) {
-    throw new UsageError((error as Error).message, HELP);
-  }
-  const to = values.to ? parseInstant(values.to, '--to') : new Date(Math.floor(Date.now() / DAY_MS + 1) * DAY_MS);
-  const from = values.from ? parseInstant(values.from, '--from') : new Date(to.getTime() - 7 * DAY_MS);
+  const format = values.format as Format;
+  if (!FORMATS.includes(format)) throw new UsageError(`--format must be one of ${FORMATS.join(', ')}`, HELP);
+  const to = values.to ? parseInstant(values.to, '--to', HELP) : new Date(Math.floor(Date.now() / DAY_MS + 1) * DAY_MS);
+  const from = values.from ? parseInstant(values.from, '--from', HELP) : new Date(to.getTime() - CLI_LIMITS.defaultRangeMs);
   if (from >= to) throw new UsageError(`--from (${from.toISOString()}) must be before --to (${to.toISOString()})`, HELP);
+  if (to.getTime() - from.getTime() > CLI_LIMITS.maxRangeMs) throw new UsageError(`--from to --to spans more than ${CLI_LIMITS.maxRangeMs / DAY_MS} days`, HELP);
 
-  const local = values.table === undefined;
-  const endpoint = values.endpoint ?? (local ? io.env.MB_DYNAMODB_ENDPOINT ?? `http://127.0.0.1:${LOCAL_PORTS.dynamodb}` : undefined);
-  // DynamoDB Local (any loopback endpoint) accepts any credentials; a deployed table uses the environment's.
-  const loopback = endpoint !== undefined && /^https?:\/\/(127\.0\.0\.1|localhost|\[::1\])[:/]/.test(endpoint);
-  const region = values.region ?? io.env.AWS_REGION ?? (loopback ? 'us-east-1' : undefined);
-  const client = new DynamoDBClient({
-    ...(endpoint ? { endpoint } : {}),
-    ...(region ? { region } : {}),
-    ...(loopback ? { credentials: { accessKeyId: 'local', secretAccessKey: 'local' } } : {}),
-    maxAttempts: loopback ? 1 : 3,
-  });
-  const tableName = values.table ?? LOCAL_TABLES.readings;
-  const store = new ReadingStore({ client, tableName, blockTimeZone: timeZone });
-  const channels = values.channel ? [values.channel] : KNOWN_CHANNELS;
+  const target = openStoreTarget(values, io.env, HELP);
+  const core = new ReadingsQuery(target.store, CLI_LIMITS);
   try {
-    const readings: Reading[] = [];
-    for (const channel of channels) readings.push(...(await store.query({ meterId: values.meter, channel, from, to })));
-    for (const reading of readings) io.out(`${JSON.stringify(readingToJson(reading))}\n`);
-    io.err(`${readings.length} reading(s) of ${values.meter} in [${from.toISOString()}, ${to.toISOString()}) from ${tableName}${endpoint ? ` at ${endpoint}` : ''}\n`);
+    let count = 0;
+    const all: Reading[] = [];
+    let cursor: string | undefined;
+    if (format === 'csv') io.out(`${CSV_HEADER}\r\n`);
+    do {
+      const page = await core.readings({ meterId: values.meter, ...(values.channel ? { channel: values.channel } : {}), from, to, ...(cursor ? { cursor } : {}) });
+      count += page.readings.length;
+      if (format === 'json') for (const reading of page.readings) io.out(`${JSON.stringify(readingToJson(reading))}\n`);
+      if (format === 'csv') for (const reading of page.readings) io.out(`${csvRow(reading)}\r\n`);
+      if (format === 'espi') all.push(...page.readings);
+      cursor = page.nextCursor;
+    } while (cursor);
+    if (format === 'espi') io.out(readingsEspi(values.meter, all, { timeZone: target.timeZone, generatedAt: new Date() }));
+    io.err(`${count} reading(s) of ${values.meter} in [${from.toISOString()}, ${to.toISOString()}) from ${target.tableName}${target.endpoint ? ` at ${target.endpoint}` : ''}\n`);
     return EXIT_OK;
   } catch (error) {
-    const name = (error as Error).name;
-    const hint =
-      name === 'ResourceNotFoundException'
-        ? ` (no table ${tableName}${local ? ': is local mode running? start it with npm start' : ''})`
-        : local && /ECONNREFUSED/.test(String((error as Error).message) + String((error as { code?: string }).code ?? ''))
-          ? ` (nothing answers at ${endpoint}: start local mode with npm start, or pass --table for a deployed table)`
-          : '';
-    io.err(`meterbridge readings: cannot read the store: ${(error as Error).message}${hint}\n`);
+    if (error instanceof QueryError) throw new UsageError(error.message, HELP);
+    io.err(`meterbridge readings: ${target.explain(error)}\n`);
     return EXIT_FAILED;
   } finally {
-    client.destroy();
+    target.close();
   }
-}
-
-function parseInstant(text: string, flag: string): Date {
-  const instant = /^\d{4}-\d{2}-\d{2}$/.test(text) ? new Date(`${text}T00:00:00Z`) : new Date(text);
-  if (Number.isNaN(instant.getTime()) || !/^\d{4}-\d{2}-\d{2}/.test(text)) {
-    throw new UsageError(`${flag} ${JSON.stringify(text)} is not an ISO-8601 instant or a YYYY-MM-DD date`, HELP);
-  }
-  return instant;
 }

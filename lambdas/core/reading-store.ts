@@ -23,6 +23,7 @@ import {
   buildBlockUpdate,
   classify,
   decodeBlock,
+  durationOf,
   initialGuard,
   locate,
   originOf,
@@ -39,6 +40,7 @@ import {
   type WriteStatus,
 } from './interval-block.ts';
 import { itemSizeBytes, writeUnitsFor } from './item-size.ts';
+import { MeterCatalog, mergeSighting, type CatalogCost, type CatalogSighting } from './meter-catalog.ts';
 import { identityInstant, type Reading } from '../../shared/reading.ts';
 import { addDays, assertTimeZone, localDate } from './time.ts';
 
@@ -75,10 +77,12 @@ export interface WriteReport {
   /** UpdateItem requests sent. */
   requests: number;
   /**
-   * Write units consumed: as reported by DynamoDB for successful writes, and estimated from the
-   * returned item size for failed conditions (which are billed but not reported).
+   * Write units consumed by the blocks: as reported by DynamoDB for successful writes, and
+   * estimated from the returned item size for failed conditions (billed but not reported).
    */
   writeUnits: number;
+  /** What keeping the meter catalog up to date cost on top (meter-catalog.ts); usually nothing. */
+  catalog: CatalogCost;
 }
 
 export interface ReadingQuery {
@@ -106,6 +110,8 @@ export class ReadingStore {
   private readonly concurrency: number;
   private readonly maxAttempts: number;
   private readonly clock: () => Date;
+  /** The meter catalog this store maintains; readers use it to list meters and channels. */
+  readonly catalog: MeterCatalog;
 
   constructor(options: ReadingStoreOptions) {
     this.client = options.client;
@@ -115,6 +121,7 @@ export class ReadingStore {
     this.concurrency = options.concurrency ?? 16;
     this.maxAttempts = options.maxAttempts ?? 8;
     this.clock = options.clock ?? (() => new Date());
+    this.catalog = new MeterCatalog(this.client, this.tableName, this.clock, this.maxAttempts);
   }
 
   /** Writes validated readings; one conditional write per block touched (more only on races or repeats). */
@@ -142,7 +149,33 @@ export class ReadingStore {
 
     const counts = Object.fromEntries(WRITE_STATUSES.map((status) => [status, 0])) as Record<WriteStatus, number>;
     for (const outcome of outcomes) counts[outcome.status] += 1;
-    return { outcomes, counts, requests, writeUnits };
+
+    // After the blocks, so the catalog never names a reading that is not stored. Duplicates and
+    // stale readings count as sightings too: a replay after a failed catalog write repairs it.
+    const sightings = new Map<string, CatalogSighting>();
+    for (const { reading, status } of outcomes) {
+      if (status === 'conflict') continue;
+      const instant = identityInstant(reading).getTime() / 1000;
+      const id = `${reading.meterId}#${reading.channel}`;
+      sightings.set(id, mergeSighting(sightings.get(id), {
+        meterId: reading.meterId,
+        channel: reading.channel,
+        units: new Set([reading.unit]),
+        intervalSeconds: new Set([durationOf(reading)]),
+        sources: new Set([reading.source]),
+        first: instant,
+        last: instant,
+      }));
+    }
+    const catalog: CatalogCost = { writes: 0, writeUnits: 0, reads: 0, readUnits: 0 };
+    await mapWithConcurrency([...sightings.values()], this.concurrency, async (sighting) => {
+      const cost = await this.catalog.note(sighting);
+      catalog.writes += cost.writes;
+      catalog.writeUnits += cost.writeUnits;
+      catalog.reads += cost.reads;
+      catalog.readUnits += cost.readUnits;
+    });
+    return { outcomes, counts, requests, writeUnits, catalog };
   }
 
   private async writeRound(

@@ -316,7 +316,7 @@ describe('IotIngestion', () => {
       template.hasResourceProperties('AWS::IAM::Policy', {
         PolicyDocument: {
           Statement: Match.arrayWith([
-            Match.objectLike({ Action: 'dynamodb:UpdateItem', Resource: { 'Fn::GetAtt': [Match.stringLikeRegexp('^StorageReadings'), 'Arn'] } }),
+            Match.objectLike({ Action: ['dynamodb:UpdateItem', 'dynamodb:GetItem'], Resource: { 'Fn::GetAtt': [Match.stringLikeRegexp('^StorageReadings'), 'Arn'] } }),
             Match.objectLike({
               Action: ['dynamodb:UpdateItem', 'dynamodb:GetItem'],
               Resource: { 'Fn::GetAtt': [Match.stringLikeRegexp('^StorageLedger'), 'Arn'] },

@@ -100,13 +100,13 @@ describe('ReadingStorage', () => {
     assert.equal(Object.keys(tables).length, 2);
   });
 
-  it('grantStoreWrite allows exactly UpdateItem on the readings table', () => {
+  it('grantStoreWrite allows exactly UpdateItem and GetItem (the meter catalog, issue 13) on the readings table', () => {
     // GIVEN / WHEN
     const { statements, template } = grantedStatement((storage, role) => storage.grantStoreWrite(role));
 
     // THEN
     assert.deepEqual(statements, [
-      { Action: 'dynamodb:UpdateItem', Effect: 'Allow', Resource: { 'Fn::GetAtt': [tableLogicalId(template, readingsKeySchema), 'Arn'] } },
+      { Action: ['dynamodb:UpdateItem', 'dynamodb:GetItem'], Effect: 'Allow', Resource: { 'Fn::GetAtt': [tableLogicalId(template, readingsKeySchema), 'Arn'] } },
     ]);
   });
 
