@@ -57,7 +57,7 @@ function plainBody(text: string): Buffer | undefined {
   for (i++; i < lines.length && lines[i]!.trim() !== ''; i++);
   let body = '';
   for (i++; i < lines.length; i++) {
-    const line = lines[i]!.replace(/[ \t]+$/, '');
+    const line = lines[i]!.replace(/[ \t\r]+$/, '');
     if (line.startsWith('=') || line.startsWith('-----END')) break;
     if (!/^[A-Za-z0-9+/]*={0,2}$/.test(line)) return undefined;
     body += line;
