@@ -11,6 +11,9 @@
  * openpgp sees it: openpgp's own armor decoder works line by line in JavaScript and cost as much
  * as the decryption itself. A malformed armor is 'corrupt'; a CRC24 mismatch is not checked
  * (see armor.ts), so a changed base64 letter fails openpgp's MDC/AEAD check as 'integrity'.
+ *
+ * Every decryption runs under a watchdog (DecryptWatchdog): some corrupted messages make openpgp
+ * neither end nor fail, and those are refused as 'corrupt' after a stall or an overall deadline.
  */
 import { createWriteStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
