@@ -60,6 +60,8 @@ export function latestDstDays(today: string): { fallBack: string; springForward:
 }
 
 /** SMT's REVISION_DATE format, `MM/DD/YYYY HH:MM:SS`, of a local date and hour. */
+// Revisions late yesterday (local): never in the future whatever the hour of the run (the parser
+// refuses those, values.ts), never before a usage day they revise, and later file by file.
 const revisionOf = (date: string, hour: number) => `${date.slice(5, 7)}/${date.slice(8, 10)}/${date.slice(0, 4)} ${String(hour).padStart(2, '0')}:00:00`;
 
 export async function smtSource(platform: LocalPlatform, options: SmtSourceOptions): Promise<LocalSource> {
@@ -146,7 +148,7 @@ export async function smtSource(platform: LocalPlatform, options: SmtSourceOptio
     esiids: ESIIDS,
     days: [dst.fallBack, dst.springForward, yesterday],
     channels: ['Consumption', 'Surplus Generation'],
-    revision: revisionOf(today, 6),
+    revision: revisionOf(yesterday, 21),
     // Four estimated hours yesterday evening, replaced by the re-delivery below.
     flag: (_esiid, date, row) => (date === yesterday && row >= 72 && row < 88 ? 'E' : 'A'),
   });
@@ -164,11 +166,11 @@ export async function smtSource(platform: LocalPlatform, options: SmtSourceOptio
       if (step === 0) {
         step = 1;
         // SMT re-delivers yesterday: later REVISION_DATE, actual values where there were estimates.
-        await drop('intervaldata', { esiids: ESIIDS, days: [yesterday], channels: ['Consumption', 'Surplus Generation'], revision: revisionOf(today, 9), value: (esiid, date, row, channel) => (row >= 72 && row < 88 ? 0.5 + row / 1000 : defaultKwh(esiid, date, row, channel)) });
+        await drop('intervaldata', { esiids: ESIIDS, days: [yesterday], channels: ['Consumption', 'Surplus Generation'], revision: revisionOf(yesterday, 22), value: (esiid, date, row, channel) => (row >= 72 && row < 88 ? 0.5 + row / 1000 : defaultKwh(esiid, date, row, channel)) });
       } else if (sinceNewFile >= (options.newFileEveryMs ?? 20_000)) {
         sinceNewFile = 0;
         dayBack += 1;
-        await drop('adhocusage', { esiids: ESIIDS, days: [addDays(today, -dayBack)], revision: revisionOf(today, 10), zip: true });
+        await drop('adhocusage', { esiids: ESIIDS, days: [addDays(today, -dayBack)], revision: revisionOf(yesterday, 23), zip: true });
       }
     }
   })();

@@ -11,10 +11,14 @@
  * openpgp sees it: openpgp's own armor decoder works line by line in JavaScript and cost as much
  * as the decryption itself. A malformed armor is 'corrupt'; a CRC24 mismatch is not checked
  * (see armor.ts), so a changed base64 letter fails openpgp's MDC/AEAD check as 'integrity'.
+ *
+ * Every decryption runs under a watchdog (DecryptWatchdog): some corrupted messages make openpgp
+ * neither end nor fail, and those are refused as 'corrupt' after a stall or an overall deadline.
  */
-import { createWriteStream } from 'node:fs';
+import { once } from 'node:events';
+import { createWriteStream, type WriteStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { Readable, Transform, type Writable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import * as openpgp from 'openpgp';
@@ -161,6 +165,14 @@ export async function decryptToFile(input: AsyncIterable<Uint8Array>, outPath: s
   );
   let source: Readable | undefined;
   const output = new AbortController();
+  let sink: WriteStream | undefined;
+  // The clear file is opened only while the decryption is still wanted: abandoned work that
+  // resumes later must not create it after the cleanup below removed it.
+  const openSink = (): WriteStream => {
+    if (output.signal.aborted) throw new SmtDecryptError('corrupt', 'decryption abandoned');
+    sink = clearFileSink(outPath);
+    return sink;
+  };
   try {
     return await watchdog.guard(
       (async (): Promise<DecryptReport> => {
@@ -178,7 +190,7 @@ export async function decryptToFile(input: AsyncIterable<Uint8Array>, outPath: s
         });
         if (kind === 'clear') {
           if (!options.allowClear) throw new SmtDecryptError('not-pgp', 'the file is not a PGP message (SMT files are encrypted to our public key)');
-          await pipeline(stream, cap, clearFileSink(outPath), { signal: output.signal });
+          await pipeline(stream, cap, openSink(), { signal: output.signal });
           return { kind, bytesIn, bytesOut };
         }
         // Armor is decoded natively (armor.ts): openpgp's JS decoder cost as much as the decryption.
@@ -205,7 +217,7 @@ export async function decryptToFile(input: AsyncIterable<Uint8Array>, outPath: s
           throw new SmtDecryptError(reason, `the PGP message could not be decrypted: ${text}`, { cause: error });
         }
         try {
-          await pipeline(Readable.fromWeb(data as unknown as WebReadableStream<Uint8Array>), cap, clearFileSink(outPath), { signal: output.signal });
+          await pipeline(Readable.fromWeb(data as unknown as WebReadableStream<Uint8Array>), cap, openSink(), { signal: output.signal });
         } catch (error) {
           if (error instanceof SmtDecryptError) throw error;
           const text = messageOf(error);
@@ -219,6 +231,12 @@ export async function decryptToFile(input: AsyncIterable<Uint8Array>, outPath: s
     // A stalled decryption is abandoned: stop reading the input and writing the file, then remove it.
     output.abort();
     (source ?? counted).destroy();
+    // The file's open may still be in flight: removing it before the stream closed would leave it behind.
+    if (sink && !sink.closed) {
+      const closed = once(sink, 'close').catch(() => undefined);
+      sink.destroy();
+      await closed;
+    }
     await rm(outPath, { force: true });
     throw error;
   } finally {
@@ -283,7 +301,7 @@ class DecryptWatchdog {
  * with the default 16 KiB every chunk waited for its disk write before decryption went on, and the
  * CPU idled ~15 % of the time.
  */
-function clearFileSink(path: string): Writable {
+function clearFileSink(path: string): WriteStream {
   return createWriteStream(path, { mode: 0o600, highWaterMark: 8 * 1024 * 1024 });
 }
 
