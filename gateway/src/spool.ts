@@ -507,9 +507,11 @@ export class Spool {
       this.counts.corruptRecords++;
       this.log.error('spool: corrupt record inside a format 1 segment; the rest of that segment is skipped', { segment: name, keptRecords: scan.records.length, skippedBytes: buffer.length - scan.validBytes });
     }
-    this.segments.push({ path, firstIndex, end: firstIndex + scan.records.length, bytes: newest ? scan.validBytes : buffer.length, legacy: true });
+    this.segments.push({ path, firstIndex, end: firstIndex + scan.records.length, bytes: newest ? scan.validBytes : buffer.length, legacy: scan.records.length > 0 });
     if (newest) {
-      this.legacyNewest = true;
+      // Cut back to nothing, it is an empty file, which format 2 appends to as well (and a new
+      // segment would have its very name: it starts at the same index).
+      this.legacyNewest = scan.records.length > 0;
       scan.records.forEach((payload, k) => this.rememberCounter(decodeLegacyReading(payload, firstIndex + k)));
     }
   }
