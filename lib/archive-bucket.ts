@@ -81,6 +81,13 @@ export class ArchiveBucket extends Construct {
           actions: ['s3:PutObject', 's3:GetObject', 's3:AbortMultipartUpload'],
           resources: [this.bucket.arnForObjects(`${prefix}/*`)],
         }),
+        // Without s3:ListBucket, S3 answers a HeadObject on a key that does not exist yet with 403
+        // instead of 404 (the writer checks before it uploads). Listing is confined to the prefix.
+        new iam.PolicyStatement({
+          actions: ['s3:ListBucket'],
+          resources: [this.bucket.bucketArn],
+          conditions: { StringLike: { 's3:prefix': [`${prefix}/*`] } },
+        }),
       ],
     });
     policy.attachToRole(role);

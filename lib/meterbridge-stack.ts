@@ -98,6 +98,12 @@ export class MeterbridgeStack extends Stack {
       description: 'S3 bucket holding every SMT file as fetched (smt/<folder>/<name>); `meterbridge smt replay <key> --bucket <this>`',
       value: this.smt.archiveBucket.bucketName,
     });
+    if (this.smt.egress) {
+      new CfnOutput(this, 'SmtEgressIps', {
+        description: 'Public IP address(es) the SMT fetch function connects from: register every one with SMT (docs/deploy.md)',
+        value: this.smt.egress.addresses,
+      });
+    }
     new CfnOutput(this, 'SmtFetchFunctionName', {
       description: 'Scheduled SMT fetch function (invoke it to pull now)',
       value: this.smt.fetchFunction.functionName,

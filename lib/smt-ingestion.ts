@@ -20,6 +20,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { ArchiveBucket } from './archive-bucket.ts';
+import { FixedEgress } from './fixed-egress.ts';
 import type { IngestionMonitoring } from './monitoring.ts';
 import { METRICS_NAMESPACE, MeterbridgeFunction } from './meterbridge-function.ts';
 import type { StageSettings } from './settings.ts';
@@ -78,6 +79,8 @@ export class SmtIngestion extends Construct {
   /** Our PGP private key and passphrase, referenced by name. */
   public readonly pgpSecret: secretsmanager.ISecret;
   public readonly smtSettings: SmtSettings;
+  /** The VPC, NAT gateway(s) and Elastic IP(s) the fetch function leaves through (smt.fixedEgressIp). */
+  public readonly egress?: FixedEgress;
 
   /** What the operations construct watches on this path. */
   public get monitoring(): IngestionMonitoring {
@@ -141,6 +144,10 @@ export class SmtIngestion extends Construct {
     this.transportSecret = secretsmanager.Secret.fromSecretNameV2(this, 'TransportSecret', smt.transportSecretName);
     this.pgpSecret = secretsmanager.Secret.fromSecretNameV2(this, 'PgpSecret', smt.pgpSecretName);
 
+    // --- egress ------------------------------------------------------------------------------
+
+    if (smt.fixedEgressIp) this.egress = new FixedEgress(this, 'Egress', { stage: settings.stage, availabilityZones: smt.egressAvailabilityZones });
+
     // --- functions ---------------------------------------------------------------------------
 
     const common = {
@@ -156,9 +163,11 @@ export class SmtIngestion extends Construct {
       description: `meterbridge ${settings.stage}: pulls Smart Meter Texas files into the raw archive`,
       timeout: FETCH_TIMEOUT,
       memorySize: 512,
-      // One run at a time: two runs would only race for the same files (the ledger keeps them
-      // correct, but each would open its own session to SMT).
-      reservedConcurrentExecutions: 1,
+      // No reservation unless the stage asks (smt.fetchReservedConcurrency): a fresh account's quota
+      // of 10 cannot spare any. Runs that overlap (a run longer than the schedule's interval, Lambda's
+      // async retry) stay correct: the ledger claims each file, and a run skips a file another holds.
+      ...(smt.fetchReservedConcurrency !== undefined ? { reservedConcurrentExecutions: smt.fetchReservedConcurrency } : {}),
+      ...(this.egress ? { vpc: this.egress.vpc, vpcSubnets: this.egress.subnets, securityGroups: [this.egress.securityGroup] } : {}),
       bundling: SMT_BUNDLING,
       environment: {
         LEDGER_TABLE: storage.ledgerTable.tableName,
@@ -215,6 +224,7 @@ export class SmtIngestion extends Construct {
       id: 'AwsSolutions-IAM5[Resource::*]',
       reason: 'cloudwatch:PutMetricData supports only Resource "*"; the statement is restricted to the Meterbridge namespace with the cloudwatch:namespace condition key.',
     });
+    if (this.egress) this.fetchFunction.node.addDependency(this.egress.grantNetworkInterfaces(fetchRole));
     this.fetchFunction.node.addDependency(archiveWrite, metricsPolicy);
     this.processFunction.node.addDependency(archiveRead, metricsPolicy);
 

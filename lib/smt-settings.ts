@@ -7,7 +7,7 @@
  *            "folders": ["intervaldata", "adhocusage"], "afterArchive": "delete",
  *            "schedule": "rate(15 minutes)",
  *            "transportSecretName": "meterbridge/prod/smt/transport", "pgpSecretName": "meterbridge/prod/smt/pgp",
- *            "archiveColdAfterDays": 90 }
+ *            "archiveColdAfterDays": 90, "fixedEgressIp": true, "egressAvailabilityZones": 1 }
  */
 import { isRecord } from './settings-values.ts';
 
@@ -34,11 +34,24 @@ export interface SmtSettings {
   readonly pgpSecretName: string;
   /** Days after which archived files move to Glacier Instant Retrieval (still readable at once). @default 90 */
   readonly archiveColdAfterDays: number;
+  /**
+   * Reserved concurrency of the fetch function. @default none: a fresh account's Lambda concurrency
+   * quota is 10 and Lambda keeps 10 unreserved, so any reservation fails to deploy there. Not needed
+   * for correctness: the ledger claims each file, a concurrent run skips what another holds.
+   */
+  readonly fetchReservedConcurrency?: number;
+  /**
+   * Run the fetch function in a VPC whose NAT gateway(s) leave through Elastic IPs, the addresses to
+   * register with SMT (SMT allow-lists the public IP a third party pulls from). @default false
+   */
+  readonly fixedEgressIp: boolean;
+  /** NAT gateways (one per AZ, one Elastic IP each) when fixedEgressIp is on: 2 survives an AZ outage. @default 1 */
+  readonly egressAvailabilityZones: 1 | 2;
 }
 
 const KNOWN = [
   'enabled', 'protocol', 'host', 'port', 'tlsServerName', 'folders', 'afterArchive', 'schedule',
-  'transportSecretName', 'pgpSecretName', 'archiveColdAfterDays',
+  'transportSecretName', 'pgpSecretName', 'archiveColdAfterDays', 'fetchReservedConcurrency', 'fixedEgressIp', 'egressAvailabilityZones',
 ] as const;
 
 const HOST = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
@@ -93,6 +106,15 @@ export function parseSmtSettings(value: unknown, key: string, stage: string): Sm
     return v;
   };
   const archiveColdAfterDays = days('archiveColdAfterDays', 90);
+  const fetchReservedConcurrency = raw.fetchReservedConcurrency;
+  if (fetchReservedConcurrency !== undefined && (typeof fetchReservedConcurrency !== 'number' || !Number.isInteger(fetchReservedConcurrency) || fetchReservedConcurrency < 1)) {
+    throw new SmtSettingsError(`${key}.fetchReservedConcurrency`, `${JSON.stringify(fetchReservedConcurrency)} must be a whole number from 1 (leave it out in accounts whose concurrency quota is 10)`);
+  }
+  const fixedEgressIp = raw.fixedEgressIp ?? false;
+  if (typeof fixedEgressIp !== 'boolean') throw new SmtSettingsError(`${key}.fixedEgressIp`, 'must be true or false');
+  const egressAvailabilityZones = raw.egressAvailabilityZones ?? 1;
+  if (egressAvailabilityZones !== 1 && egressAvailabilityZones !== 2) throw new SmtSettingsError(`${key}.egressAvailabilityZones`, `${JSON.stringify(egressAvailabilityZones)} must be 1 or 2`);
+  if (raw.egressAvailabilityZones !== undefined && !fixedEgressIp) throw new SmtSettingsError(`${key}.egressAvailabilityZones`, 'only applies with fixedEgressIp: true');
   return {
     enabled,
     protocol,
@@ -105,5 +127,8 @@ export function parseSmtSettings(value: unknown, key: string, stage: string): Sm
     transportSecretName: secretName('transportSecretName', `meterbridge/${stage}/smt/transport`),
     pgpSecretName: secretName('pgpSecretName', `meterbridge/${stage}/smt/pgp`),
     archiveColdAfterDays,
+    ...(fetchReservedConcurrency !== undefined ? { fetchReservedConcurrency } : {}),
+    fixedEgressIp,
+    egressAvailabilityZones,
   };
 }

@@ -166,16 +166,16 @@ export async function runLocalMode(options: LocalModeOptions): Promise<LocalMode
 
     const interval = options.progressIntervalMs ?? 5000;
     let window: RateWindow | undefined;
-    const progress = () => {
+    const progress = async () => {
       const backlog = Object.fromEntries(sources.map((s) => [s.source, s.backlog()]));
-      const shown = formatProgress(tallyMetrics(platform.cloudwatch.requests), window, Date.now(), backlog);
+      const shown = formatProgress(tallyMetrics(await platform.cloudwatch.totals()), window, Date.now(), backlog);
       window = shown.window;
       err(`[${Math.round((Date.now() - started) / 1000)} s]\n${shown.lines.map((line) => `  ${line}`).join('\n')}\n`);
     };
     const deadline = options.durationMs === undefined ? Number.POSITIVE_INFINITY : started + options.durationMs;
     while (Date.now() < deadline && !options.signal?.aborted) {
       await sleep(Math.min(interval, deadline - Date.now()), options.signal);
-      progress();
+      await progress();
     }
 
     err('stopping the simulators and draining what they produced ...\n');
@@ -190,9 +190,9 @@ export async function runLocalMode(options: LocalModeOptions): Promise<LocalMode
       await sleep(500);
     }
     await platform.iotQueue.whenEmpty();
-    progress();
+    await progress();
 
-    const tallies = tallyMetrics(platform.cloudwatch.requests);
+    const tallies = tallyMetrics(await platform.cloudwatch.totals());
     const summary: LocalModeSummary = { ok: true, elapsedMs: Date.now() - started, perSource: {}, lines: [] };
     summary.lines.push('', `Summary after ${Math.round(summary.elapsedMs / 1000)} s:`);
     for (const source of sources) {

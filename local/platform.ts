@@ -1,6 +1,6 @@
 /**
- * The AWS side of local mode on loopback: DynamoDB Local (tables as in the stack), a CloudWatch
- * recording endpoint as the metrics sink, s3rver for the archive buckets, and the IoT path (the
+ * The AWS side of local mode on loopback: DynamoDB Local (tables as in the stack), moto's server
+ * as CloudWatch (the metrics sink, read back for the progress lines), s3rver for the archive buckets, and the IoT path (the
  * mTLS broker standing in for IoT Core, the topic rule's SQS body, a LocalQueue with the ingest
  * Lambda's settings feeding the real ingest core). The source simulators (gateways, SMT servers,
  * READY sender) run on top of it; see bin/commands/local.ts.
@@ -15,7 +15,7 @@ import { Metrics } from '../lambdas/core/metrics.ts';
 import { ReadingStore } from '../lambdas/core/reading-store.ts';
 import { SequenceTracker } from '../lambdas/core/sequence-tracker.ts';
 import { createLocalTables } from './tables.ts';
-import { startCloudWatchEndpoint, type CloudWatchEndpoint } from './cloudwatch-endpoint.ts';
+import { startLocalCloudWatch, type LocalCloudWatch } from './cloudwatch.ts';
 import { LOCAL_BLOCK_TIME_ZONE, LOCAL_PORTS, LOCAL_RULE_NAME, LOCAL_STAGE, LOCAL_TABLES, type LocalPortName } from './defaults.ts';
 import { createDevCa, issueDeviceCert, issueServerCert, type DevCa, type IssuedCert } from './dev-ca.ts';
 import { startDynamoDbLocal, type LocalDynamo } from './dynamodb-local.ts';
@@ -34,7 +34,7 @@ export interface PlatformOptions {
 
 export interface LocalPlatform {
   dynamo: LocalDynamo;
-  cloudwatch: CloudWatchEndpoint;
+  cloudwatch: LocalCloudWatch;
   s3: LocalS3;
   store: ReadingStore;
   ledger: Ledger;
@@ -75,8 +75,8 @@ export async function startLocalPlatform(options: PlatformOptions): Promise<Loca
     const dynamo = await startDynamoDbLocal({ port: options.ports.dynamodb });
     started.push(dynamo);
     await createLocalTables(dynamo.client, LOCAL_TABLES);
-    const cloudwatch = await startCloudWatchEndpoint({ port: options.ports.cloudwatch });
-    started.push({ stop: () => cloudwatch.close() });
+    const cloudwatch = await startLocalCloudWatch({ port: options.ports.cloudwatch });
+    started.push(cloudwatch);
     // Fresh each run, like DynamoDB Local's in-memory tables: buckets left by an earlier run (one that
     // ended uncleanly keeps them) would make creating them fail, and their objects belong to that run.
     const s3Directory = join(options.stateDir, 's3');

@@ -8,7 +8,7 @@ import { decodeBlock, slotToReading } from '../lambdas/core/interval-block.ts';
 import type { MetricSource } from '../lambdas/core/metric-catalog.ts';
 import type { Reading } from '../shared/reading.ts';
 import type { ReadingStore } from '../lambdas/core/reading-store.ts';
-import type { RecordedRequest } from './cloudwatch-endpoint.ts';
+import type { MetricTotal } from './cloudwatch.ts';
 
 export const PROGRESS_SOURCES: readonly MetricSource[] = ['iot', 'smt', 'ready'];
 
@@ -38,19 +38,16 @@ const RESENT = new Set(['MessagesDuplicate', 'DeliveriesDuplicate']);
 
 const emptyTally = (): SourceTally => ({ stored: 0, superseded: 0, duplicate: 0, stale: 0, conflict: 0, rejected: 0, resent: 0 });
 
-/** Sums the counters the sink received, per Source dimension. */
-export function tallyMetrics(requests: readonly RecordedRequest[]): Record<MetricSource, SourceTally> {
+/** Sums the counters CloudWatch stored (read back per metric), per Source dimension. */
+export function tallyMetrics(totals: readonly MetricTotal[]): Record<MetricSource, SourceTally> {
   const tallies = { iot: emptyTally(), smt: emptyTally(), ready: emptyTally() };
-  for (const request of requests) {
-    for (const datum of request.body.MetricData) {
-      const source = datum.Dimensions?.find((d) => d.Name === 'Source')?.Value as MetricSource | undefined;
-      if (!source || !(source in tallies)) continue;
-      const value = datum.Value ?? 0;
-      const field = TALLIED[datum.MetricName];
-      if (field) tallies[source][field] += value;
-      else if (REJECTED.has(datum.MetricName)) tallies[source].rejected += value;
-      else if (RESENT.has(datum.MetricName)) tallies[source].resent += value;
-    }
+  for (const total of totals) {
+    const source = total.dimensions.Source as MetricSource | undefined;
+    if (!source || !(source in tallies)) continue;
+    const field = TALLIED[total.name];
+    if (field) tallies[source][field] += total.sum;
+    else if (REJECTED.has(total.name)) tallies[source].rejected += total.sum;
+    else if (RESENT.has(total.name)) tallies[source].resent += total.sum;
   }
   return tallies;
 }

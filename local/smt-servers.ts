@@ -34,6 +34,12 @@ export interface LocalSmtServersOptions {
   sftpPort?: number;
   /** Where certificates, keys and the config go; a temp folder (removed on stop) when not given. */
   stateDir?: string;
+  /**
+   * What the FTPS server offers for modification times: MLSD (machine-readable listings with full
+   * timestamps) and MDTM. Off plays a server whose LIST shows "Nov 30 05:18", without a year.
+   * @default { mlsd: true, mdtm: true }
+   */
+  ftpsTimes?: { mlsd?: boolean; mdtm?: boolean };
 }
 
 export interface LocalFtpsEndpoint {
@@ -124,6 +130,7 @@ export async function startLocalSmtServers(options: LocalSmtServersOptions): Pro
     stateDir, ftpsPort, sftpPort, passwd, group, isRoot,
     tlsCert: server.certPath, tlsKey: server.keyPath, caCert: ca.certPath,
     hostKey, authorizedDir,
+    mlsd: options.ftpsTimes?.mlsd ?? true, mdtm: options.ftpsTimes?.mdtm ?? true,
   });
   const configPath = join(stateDir, 'proftpd.conf');
   await writeFile(configPath, config);
@@ -206,6 +213,8 @@ interface ConfigParts {
   caCert: string;
   hostKey: string;
   authorizedDir: string;
+  mlsd: boolean;
+  mdtm: boolean;
 }
 
 function proftpdConfig(p: ConfigParts): string {
@@ -257,6 +266,9 @@ function proftpdConfig(p: ConfigParts): string {
     // the way proftpd's default demands (TLS 1.3 tickets); SMT's server accepts such clients too.
     'TLSOptions NoSessionReuseRequired',
     `TLSLog ${join(p.stateDir, 'tls.log')}`,
+    // Without MLST in FEAT, clients fall back to LIST; the Limit refuses MLSD/MLST even if asked.
+    ...(p.mlsd ? [] : ['FactsAdvertise off', '<Limit MLSD MLST>', '  DenyAll', '</Limit>']),
+    ...(p.mdtm ? [] : ['<Limit MDTM>', '  DenyAll', '</Limit>']),
     '<VirtualHost 127.0.0.1>',
     `  Port ${p.sftpPort}`,
     '  ServerName "meterbridge SMT SFTP stand-in"',

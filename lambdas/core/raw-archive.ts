@@ -32,6 +32,26 @@ export class ArchiveSizeMismatch extends Error {
   }
 }
 
+/**
+ * HeadObject answered 403. Real S3 answers a HeadObject on a key that does not exist with 403 (not
+ * 404) when the caller may not s3:ListBucket the bucket, so this means "absent, or not readable":
+ * the caller decides what that means for it (the SMT fetch uploads, then verifies the upload).
+ */
+export class ArchiveHeadForbidden extends Error {
+  constructor(readonly key: string, options?: ErrorOptions) {
+    super(`HeadObject on ${key} was refused (403): the key does not exist and the role may not list the bucket, or the role may not read it`, options);
+    this.name = 'ArchiveHeadForbidden';
+  }
+}
+
+/** What a failed HeadObject says about the key: 404 absent, 403 absent-or-forbidden, anything else an error. */
+export function classifyHeadError(error: unknown): 'absent' | 'forbidden' | 'error' {
+  const { name, $metadata } = (error ?? {}) as { name?: string; $metadata?: { httpStatusCode?: number } };
+  if (error instanceof NotFound || name === 'NotFound' || name === 'NoSuchKey' || $metadata?.httpStatusCode === 404) return 'absent';
+  if (name === 'Forbidden' || name === 'AccessDenied' || $metadata?.httpStatusCode === 403) return 'forbidden';
+  return 'error';
+}
+
 export interface RawArchiveOptions {
   client: S3Client;
   bucket: string;
@@ -90,7 +110,7 @@ export class RawArchive {
     return { bucket: this.bucket, key, size: head.size, ...(head.versionId ? { versionId: head.versionId } : {}) };
   }
 
-  /** The stored object's size and metadata, or undefined when there is none. */
+  /** The stored object's size and metadata, or undefined when there is none; ArchiveHeadForbidden on a 403. */
   async head(key: string): Promise<ArchivedHead | undefined> {
     try {
       const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
@@ -101,7 +121,9 @@ export class RawArchive {
         ...(head.LastModified ? { lastModified: head.LastModified } : {}),
       };
     } catch (error) {
-      if (error instanceof NotFound || (error as { name?: string }).name === 'NotFound') return undefined;
+      const kind = classifyHeadError(error);
+      if (kind === 'absent') return undefined;
+      if (kind === 'forbidden') throw new ArchiveHeadForbidden(key, { cause: error });
       throw error;
     }
   }

@@ -19,13 +19,13 @@ import { SequenceTracker } from '../../lambdas/core/sequence-tracker.ts';
 import { createDevCa, issueDeviceCert, issueServerCert, type IssuedCert } from '../../local/dev-ca.ts';
 import { LocalQueue, toRuleMessageBody, type Poller } from '../../local/iot-bridge.ts';
 import { startLocalIotBroker, type LocalIotBroker } from '../../local/mqtt-broker.ts';
-import { startCloudWatchEndpoint, type CloudWatchEndpoint } from '../support/cloudwatch-endpoint.ts';
+import { startLocalCloudWatch, sumOf, type LocalCloudWatch } from '../support/cloudwatch.ts';
 import { startDynamoDbLocal, type LocalDynamo } from '../support/dynamodb-local.ts';
 
 const RULE = 'meterbridge_local_telemetry';
 let dir: string;
 let dynamo: LocalDynamo;
-let cloudwatch: CloudWatchEndpoint;
+let cloudwatch: LocalCloudWatch;
 let broker: LocalIotBroker;
 let poller: Poller;
 let store: ReadingStore;
@@ -38,7 +38,7 @@ const clients: MqttClient[] = [];
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'meterbridge-e2e-'));
-  [dynamo, cloudwatch] = await Promise.all([startDynamoDbLocal(), startCloudWatchEndpoint()]);
+  [dynamo, cloudwatch] = await Promise.all([startDynamoDbLocal(), startLocalCloudWatch()]);
   const tables = await dynamo.freshTables();
   const [ca, otherCa] = await Promise.all([createDevCa(dir), createDevCa(dir, { name: 'other-ca', commonName: 'not our CA' })]);
   const [server, gw] = await Promise.all([issueServerCert(ca, dir), issueDeviceCert(ca, dir, 'gw-0001')]);
@@ -76,7 +76,7 @@ after(async () => {
   for (const client of clients) client.end(true);
   poller?.stop();
   await broker?.close();
-  await Promise.all([dynamo?.stop(), cloudwatch?.close()]);
+  await Promise.all([dynamo?.stop(), cloudwatch?.stop()]);
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
@@ -124,8 +124,8 @@ describe('IoT path end to end: MQTT with mTLS -> rule body -> queue -> ingest ->
 
     assert.deepEqual((await storedFor('meter-1')).map((r) => r.value), [1, 2, 3, 4]);
     assert.equal((await storedFor('meter-2')).length, 4);
-    const sent = cloudwatch.requests.flatMap((r) => r.body.MetricData);
-    const total = (name: string) => sent.filter((d) => d.MetricName === name).reduce((sum, d) => sum + (d.Value ?? 0), 0);
+    const totals = await cloudwatch.totals();
+    const total = (name: string) => sumOf(totals, name);
     assert.equal(total('ReadingsStored'), 8);
     assert.equal(total('MessagesDuplicate'), 9);
   });

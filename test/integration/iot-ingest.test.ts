@@ -11,24 +11,24 @@ import { ReadingStore } from '../../lambdas/core/reading-store.ts';
 import { SequenceTracker } from '../../lambdas/core/sequence-tracker.ts';
 import { decodeTelemetry } from '../../shared/telemetry.ts';
 import { toSqsEvent } from '../../local/iot-bridge.ts';
-import { startCloudWatchEndpoint, type CloudWatchEndpoint } from '../support/cloudwatch-endpoint.ts';
+import { startLocalCloudWatch, type LocalCloudWatch } from '../support/cloudwatch.ts';
 import { startDynamoDbLocal, type LocalDynamo } from '../support/dynamodb-local.ts';
 
 let dynamo: LocalDynamo;
-let cloudwatch: CloudWatchEndpoint;
+let cloudwatch: LocalCloudWatch;
 const sqs = mockClient(SQSClient);
 const DLQ = 'https://sqs.us-east-1.amazonaws.com/000000000000/meterbridge-dev-iot-dlq';
 
 before(async () => {
-  [dynamo, cloudwatch] = await Promise.all([startDynamoDbLocal(), startCloudWatchEndpoint()]);
+  [dynamo, cloudwatch] = await Promise.all([startDynamoDbLocal(), startLocalCloudWatch()]);
 });
 after(async () => {
-  await Promise.all([dynamo?.stop(), cloudwatch?.close()]);
+  await Promise.all([dynamo?.stop(), cloudwatch?.stop()]);
 });
-beforeEach(() => {
+beforeEach(async () => {
   sqs.reset();
   sqs.on(SendMessageCommand).resolves({ MessageId: randomUUID() });
-  cloudwatch.requests.length = 0;
+  await cloudwatch.reset();
 });
 
 const NOW = new Date('2026-11-23T12:00:00Z');
@@ -71,11 +71,9 @@ const sqsEvent = (bodies: string[]) => toSqsEvent(bodies, { now: () => NOW.getTi
 
 const range = { from: new Date('2026-11-23T00:00:00Z'), to: new Date('2026-11-24T00:00:00Z') };
 
-function sentMetric(name: string, reason?: string): number {
-  return cloudwatch.requests
-    .flatMap((r) => r.body.MetricData)
-    .filter((d) => d.MetricName === name && (reason === undefined || d.Dimensions?.some((x) => x.Name === 'Reason' && x.Value === reason)))
-    .reduce((sum, d) => sum + (d.Value ?? 0), 0);
+/** What CloudWatch (moto) stored for a metric, optionally for one Reason. */
+function sentMetric(name: string, reason?: string): Promise<number> {
+  return cloudwatch.sum(name, reason === undefined ? undefined : { name: 'Reason', value: reason });
 }
 
 describe('IoT ingest over SQS-shaped events into DynamoDB Local', () => {
@@ -94,7 +92,7 @@ describe('IoT ingest over SQS-shaped events into DynamoDB Local', () => {
     assert.equal(energy[0]?.originId, 'gw-0001/1');
     const water = await store.query({ meterId: 'meter-2', channel: 'water.volume', ...range });
     assert.equal(water[0]?.kind, 'register');
-    assert.equal(sentMetric('ReadingsStored'), 4);
+    assert.equal(await sentMetric('ReadingsStored'), 4);
   });
 
   it('stores a message published 10 times once', async () => {
@@ -109,8 +107,8 @@ describe('IoT ingest over SQS-shaped events into DynamoDB Local', () => {
     const copiesRetried = inOneBatch.outcomes.filter((o) => o.status === 'retry').length;
     for (let i = 0; i < copiesRetried; i++) await ingestBatch(sqsEvent([body]), deps()); // SQS redelivers those
     assert.equal((await store.query({ meterId: 'meter-1', channel: 'energy.active.import', ...range })).length, 3);
-    assert.equal(sentMetric('ReadingsStored'), 4);
-    assert.equal(sentMetric('MessagesDuplicate'), 9);
+    assert.equal(await sentMetric('ReadingsStored'), 4);
+    assert.equal(await sentMetric('MessagesDuplicate'), 9);
   });
 
   it('rejects a message claiming another gateway to the dead-letter queue, and stores nothing', async () => {
@@ -126,7 +124,7 @@ describe('IoT ingest over SQS-shaped events into DynamoDB Local', () => {
     assert.equal(sent[0]!.args[0].input.QueueUrl, DLQ);
     assert.equal(sent[0]!.args[0].input.MessageBody, forged, 'the original body is kept for replay');
     assert.match(sent[0]!.args[0].input.MessageAttributes?.rejectReason?.StringValue ?? '', /gatewayId "gw-0002" does not match the thing name "gw-0001"/);
-    assert.equal(sentMetric('MessagesRejected', 'gateway-mismatch'), 1);
+    assert.equal(await sentMetric('MessagesRejected', 'gateway-mismatch'), 1);
     assert.equal((await store.query({ meterId: 'meter-2', channel: 'water.volume', ...range })).length, 1, 'only the honest message was stored');
   });
 
@@ -150,7 +148,7 @@ describe('IoT ingest over SQS-shaped events into DynamoDB Local', () => {
     assert.match(reasons[2]!, /unknown unit "furlongs"/);
     assert.match(reasons[3]!, /in the future/);
     assert.match(reasons[4]!, /not a gateway telemetry topic/);
-    assert.equal(sentMetric('MessagesRejected'), 5);
+    assert.equal(await sentMetric('MessagesRejected'), 5);
   });
 
   it('completes a message whose worker died after claiming it, once the claim expires, with nothing lost or doubled', async () => {
@@ -184,7 +182,7 @@ describe('IoT ingest over SQS-shaped events into DynamoDB Local', () => {
 
     for (const seq of [1, 2, 3, 5]) await ingestBatch(sqsEvent([ruleBody(message(seq))]), deps());
 
-    assert.equal(sentMetric('SequenceGaps'), 1);
+    assert.equal(await sentMetric('SequenceGaps'), 1);
   });
 
   it('accepts the rule error action\'s envelope when a DLQ redrive brings one back', async () => {
@@ -201,6 +199,6 @@ describe('IoT ingest over SQS-shaped events into DynamoDB Local', () => {
 
     assert.equal(response.outcomes[0]!.status, 'stored');
     assert.equal((await store.query({ meterId: 'meter-2', channel: 'water.volume', ...range })).length, 1);
-    assert.equal(sentMetric('MessagesFromRuleErrorAction'), 1);
+    assert.equal(await sentMetric('MessagesFromRuleErrorAction'), 1);
   });
 });

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Readable } from 'node:stream';
 import { createHash } from 'node:crypto';
-import { ArchiveSizeMismatch, RawArchive } from '../../lambdas/core/raw-archive.ts';
+import { ArchiveHeadForbidden, ArchiveSizeMismatch, classifyHeadError, RawArchive } from '../../lambdas/core/raw-archive.ts';
+import { startS3WithoutList } from '../support/s3-without-list.ts';
 import { startLocalS3, type LocalS3, type ObjectCreated } from '../../local/s3-server.ts';
 
 describe('RawArchive against s3rver on loopback', () => {
@@ -47,5 +48,32 @@ describe('RawArchive against s3rver on loopback', () => {
   it('head of a missing key is undefined', async () => {
     const archive = new RawArchive({ client: s3.client, bucket: 'raw-archive' });
     assert.equal(await archive.head('nope'), undefined);
+  });
+
+  it('head of a missing key answered 403 (S3 without s3:ListBucket) is a typed ArchiveHeadForbidden, not an unknown error', async () => {
+    const noList = await startS3WithoutList(s3.endpoint);
+    try {
+      const archive = new RawArchive({ client: noList.client, bucket: 'raw-archive' });
+      const error = await archive.head('smt/intervaldata/not-yet.pgp').then(
+        () => assert.fail('a 403 must not read as a stored object'),
+        (caught: unknown) => caught,
+      );
+      assert.ok(error instanceof ArchiveHeadForbidden, String(error));
+      assert.equal(error.key, 'smt/intervaldata/not-yet.pgp');
+      assert.equal(classifyHeadError(error.cause), 'forbidden');
+      assert.deepEqual(noList.forbiddenHeads, ['/raw-archive/smt/intervaldata/not-yet.pgp']);
+      // An object that exists is read through the same proxy as before.
+      await archive.put('smt/intervaldata/there.pgp', Buffer.from('held'), { expectedSize: 4 });
+      assert.equal((await archive.head('smt/intervaldata/there.pgp'))?.size, 4);
+    } finally {
+      await noList.stop();
+    }
+  });
+
+  it('classifies HeadObject failures: 404 absent, 403 forbidden, anything else an error', () => {
+    assert.equal(classifyHeadError({ name: 'NotFound', $metadata: { httpStatusCode: 404 } }), 'absent');
+    assert.equal(classifyHeadError({ name: 'Forbidden', $metadata: { httpStatusCode: 403 } }), 'forbidden');
+    assert.equal(classifyHeadError({ name: 'InternalError', $metadata: { httpStatusCode: 500 } }), 'error');
+    assert.equal(classifyHeadError(new Error('socket hang up')), 'error');
   });
 });

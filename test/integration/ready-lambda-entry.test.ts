@@ -1,39 +1,37 @@
 /**
  * The Lambda entry (lambdas/ready-webhook.ts) as deployed: environment as the CDK construct sets
- * it, the secret from Secrets Manager (SDK-level mock: no stand-in exists; the asked SecretId is
- * asserted), metrics to the recording CloudWatch endpoint. Exercises the wiring the HTTP tests
- * bypass: env parsing, the verification settings, the secret cache, middy.
+ * it, the secret from Secrets Manager and metrics to CloudWatch, both moto's. Exercises the wiring
+ * the HTTP tests bypass: env parsing, the verification settings, the secret cache, middy.
  */
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { mockClient } from 'aws-sdk-client-mock';
-import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { CreateSecretCommand, PutSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { toApiGatewayEvent } from '../../local/ready-http.ts';
-import { startCloudWatchEndpoint, type CloudWatchEndpoint } from '../support/cloudwatch-endpoint.ts';
-import { metricSum } from '../support/ready-webhook.ts';
+import { motoClientEnvironment, startLocalCloudWatch, type LocalCloudWatch } from '../support/cloudwatch.ts';
 
-const SECRET_ARN = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:meterbridge-test-ready-AbCdEf';
-const secrets = mockClient(SecretsManagerClient);
-let cloudwatch: CloudWatchEndpoint;
+let cloudwatch: LocalCloudWatch;
+let secrets: SecretsManagerClient;
+let secretArn: string;
+const secretValue = (clientSecret: string) => JSON.stringify({ tenantId: 't', clientId: 'c', clientSecret, signingKey: '' });
 let handler: (event: APIGatewayProxyEvent, context: Context) => Promise<APIGatewayProxyResult>;
 const saved = { ...process.env };
 
 before(async () => {
-  cloudwatch = await startCloudWatchEndpoint();
-  secrets.on(GetSecretValueCommand).resolves({ SecretString: JSON.stringify({ tenantId: 't', clientId: 'c', clientSecret: 'from-secrets-manager', signingKey: '' }) });
+  cloudwatch = await startLocalCloudWatch();
+  const { moto } = cloudwatch;
+  secrets = new SecretsManagerClient({ endpoint: moto.endpoint, region: moto.region, credentials: moto.credentials });
+  secretArn = (await secrets.send(new CreateSecretCommand({ Name: 'meterbridge-test-ready', SecretString: secretValue('from-secrets-manager') }))).ARN!;
   Object.assign(process.env, {
-    AWS_REGION: 'us-east-1',
-    AWS_ACCESS_KEY_ID: 'test',
-    AWS_SECRET_ACCESS_KEY: 'test',
-    AWS_ENDPOINT_URL_CLOUDWATCH: cloudwatch.url,
+    ...motoClientEnvironment(moto),
+    AWS_ENDPOINT_URL_SECRETS_MANAGER: moto.endpoint,
     STAGE: 'test',
     READINGS_TABLE: 'readings',
     LEDGER_TABLE: 'ledger',
     BLOCK_TIME_ZONE: 'America/Chicago',
     ARCHIVE_BUCKET: 'archive',
-    READY_SECRET_ARN: SECRET_ARN,
+    READY_SECRET_ARN: secretArn,
     READY_VERIFICATION_ALGORITHM: 'hmac-sha256',
     READY_SECRET_ENCODING: 'utf8',
     READY_VERIFICATION_ANSWER: 'json',
@@ -42,9 +40,9 @@ before(async () => {
   ({ handler } = (await import('../../lambdas/ready-webhook.ts')) as unknown as { handler: typeof handler });
 });
 after(async () => {
-  secrets.restore();
+  secrets?.destroy();
   process.env = saved;
-  await cloudwatch?.close();
+  await cloudwatch?.stop();
 });
 
 const context = { getRemainingTimeInMillis: () => 20_000, functionName: 'ready-webhook', awsRequestId: 'aws-1' } as unknown as Context;
@@ -56,18 +54,19 @@ function event(method: string, path: string, query = ''): APIGatewayProxyEvent {
 describe('lambdas/ready-webhook.ts handler', () => {
   it('answers the handshake with the secret from Secrets Manager in the configured format, reading the secret once', async () => {
     const first = await handler(event('GET', '/data', 'verificationToken=abc'), context);
+    // Rotated after the first read: the second answer still uses the value read once and cached.
+    await secrets.send(new PutSecretValueCommand({ SecretId: secretArn, SecretString: secretValue('rotated-later') }));
     const second = await handler(event('GET', '/status', 'verificationToken=def'), context);
     assert.equal(first.statusCode, 200);
     assert.deepEqual(JSON.parse(first.body), { verificationHash: createHmac('sha256', 'from-secrets-manager').update('abc').digest('base64') });
     assert.deepEqual(JSON.parse(second.body), { verificationHash: createHmac('sha256', 'from-secrets-manager').update('def').digest('base64') });
-    assert.deepEqual(secrets.commandCalls(GetSecretValueCommand).map((call) => call.args[0].input), [{ SecretId: SECRET_ARN }]);
-    assert.equal(metricSum(cloudwatch, 'VerificationRequests', { name: 'Stage', value: 'test' }), 2);
+    assert.equal(await cloudwatch.sum('VerificationRequests', { name: 'Stage', value: 'test' }), 2);
   });
 
   it('answers an unknown path 404 in JSON and counts it', async () => {
     const response = await handler(event('GET', '/elsewhere'), context);
     assert.equal(response.statusCode, 404);
     assert.equal((JSON.parse(response.body) as { error: { code: string } }).error.code, 'not_found');
-    assert.ok(metricSum(cloudwatch, 'DeliveriesRejected', { name: 'Reason', value: 'not_found' }) >= 1);
+    assert.ok((await cloudwatch.sum('DeliveriesRejected', { name: 'Reason', value: 'not_found' })) >= 1);
   });
 });

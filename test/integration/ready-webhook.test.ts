@@ -38,7 +38,7 @@ describe('READY verification handshake over HTTP', () => {
       const token = 'status-handshake';
       const response = await fetch(`${receiver.http.statusUrl}?verificationToken=${token}`);
       assert.equal(await response.text(), openssl(['dgst', '-sha256', '-hmac', SECRET, '-binary'], token));
-      assert.equal(metricSum(standIns.cloudwatch, 'VerificationRequests'), 4);
+      assert.equal(await metricSum(standIns.cloudwatch, 'VerificationRequests'), 4);
     } finally {
       await receiver.stop();
     }
@@ -85,12 +85,12 @@ describe('READY verification handshake over HTTP', () => {
   it('refuses a handshake without a token with 400 and a VerificationFailures metric', async () => {
     const receiver = await startReadyReceiver(standIns);
     try {
-      const before = metricSum(standIns.cloudwatch, 'VerificationFailures', { name: 'Reason', value: 'missing_token' });
+      const before = await metricSum(standIns.cloudwatch, 'VerificationFailures', { name: 'Reason', value: 'missing_token' });
       const response = await fetch(receiver.http.dataUrl);
       assert.equal(response.status, 400);
       const body = (await response.json()) as { error: { code: string } };
       assert.equal(body.error.code, 'missing_token');
-      assert.equal(metricSum(standIns.cloudwatch, 'VerificationFailures', { name: 'Reason', value: 'missing_token' }) - before, 1);
+      assert.equal(await metricSum(standIns.cloudwatch, 'VerificationFailures', { name: 'Reason', value: 'missing_token' }) - before, 1);
     } finally {
       await receiver.stop();
     }
@@ -102,7 +102,7 @@ describe('READY data callbacks over HTTP', () => {
     // GIVEN
     const receiver = await startReadyReceiver(standIns, { now: () => NOW });
     try {
-      const storedBefore = metricSum(standIns.cloudwatch, 'ReadingsStored');
+      const storedBefore = await metricSum(standIns.cloudwatch, 'ReadingsStored');
       // WHEN
       const [sent] = await sendReadyDeliveries(receiver.http.dataUrl, { meters: [{ meterId: 'kam-71234567' }, { meterId: 'kam-71234568', utility: 'heat' }], start: START, events: ['leak'] });
       // THEN
@@ -124,8 +124,8 @@ describe('READY data callbacks over HTTP', () => {
       assert.equal(archived.length, 1);
       const { body } = buildReadyDelivery({ deliveryId: sent!.deliveryId, subscriptionId: 'sub-local', meters: [{ meterId: 'kam-71234567' }, { meterId: 'kam-71234568', utility: 'heat' }], start: START, intervalsPerHour: 4, events: ['leak'] });
       assert.equal(archived[0]?.body.toString('utf8'), JSON.stringify(body));
-      assert.equal(metricSum(standIns.cloudwatch, 'ReadingsStored') - storedBefore, 11); // 2 meters x (4 intervals + 1 register) + 1 event
-      assert.ok(metricSum(standIns.cloudwatch, 'MeterEvents', { name: 'Reason', value: 'leak' }) >= 1);
+      assert.equal(await metricSum(standIns.cloudwatch, 'ReadingsStored') - storedBefore, 11); // 2 meters x (4 intervals + 1 register) + 1 event
+      assert.ok(await metricSum(standIns.cloudwatch, 'MeterEvents', { name: 'Reason', value: 'leak' }) >= 1);
     } finally {
       await receiver.stop();
     }
@@ -134,13 +134,13 @@ describe('READY data callbacks over HTTP', () => {
   it('store the same delivery sent 5 times once: 4 answers say duplicate, one write of each reading', async () => {
     const receiver = await startReadyReceiver(standIns, { now: () => NOW });
     try {
-      const duplicatesBefore = metricSum(standIns.cloudwatch, 'DeliveriesDuplicate');
-      const storedBefore = metricSum(standIns.cloudwatch, 'ReadingsStored');
+      const duplicatesBefore = await metricSum(standIns.cloudwatch, 'DeliveriesDuplicate');
+      const storedBefore = await metricSum(standIns.cloudwatch, 'ReadingsStored');
       const sent = await sendReadyDeliveries(receiver.http.dataUrl, { meters: [{ meterId: 'kam-1' }, { meterId: 'kam-2' }], start: START, repeat: 5 });
       assert.deepEqual(sent.map((s) => s.status), [200, 200, 200, 200, 200]);
       assert.deepEqual(sent.map((s) => (s.body as { status: string }).status), ['stored', 'duplicate', 'duplicate', 'duplicate', 'duplicate']);
-      assert.equal(metricSum(standIns.cloudwatch, 'DeliveriesDuplicate') - duplicatesBefore, 4);
-      assert.equal(metricSum(standIns.cloudwatch, 'ReadingsStored') - storedBefore, 10); // 2 meters x (4 intervals + 1 register)
+      assert.equal(await metricSum(standIns.cloudwatch, 'DeliveriesDuplicate') - duplicatesBefore, 4);
+      assert.equal(await metricSum(standIns.cloudwatch, 'ReadingsStored') - storedBefore, 10); // 2 meters x (4 intervals + 1 register)
       const day = { from: new Date('2026-11-23T00:00:00Z'), to: new Date('2026-11-24T00:00:00Z') };
       assert.equal((await receiver.store.query({ meterId: 'kam-1', channel: 'water.volume.interval', ...day })).length, 4);
       // every attempt is archived: nothing a sender sent is ever lost
@@ -193,7 +193,7 @@ describe('READY data callbacks over HTTP', () => {
     it(`answer ${bad.name} with ${bad.status} ${bad.code}, a metric, the original archived and nothing stored`, async () => {
       const receiver = await startReadyReceiver(standIns, { now: () => NOW, maxBodyBytes: 16 * 1024 });
       try {
-        const before = metricSum(standIns.cloudwatch, 'DeliveriesRejected', { name: 'Reason', value: bad.code });
+        const before = await metricSum(standIns.cloudwatch, 'DeliveriesRejected', { name: 'Reason', value: bad.code });
         const response = await bad.send(receiver.http.dataUrl);
         assert.equal(response.status, bad.status);
         assert.match(response.headers.get('content-type') ?? '', /^application\/json/);
@@ -202,7 +202,7 @@ describe('READY data callbacks over HTTP', () => {
         assert.equal(body.error.code, bad.code);
         assert.ok(body.error.requestId.length > 0);
         assert.doesNotMatch(text, /\n\s+at /, 'no stack trace');
-        assert.equal(metricSum(standIns.cloudwatch, 'DeliveriesRejected', { name: 'Reason', value: bad.code }) - before, 1);
+        assert.equal(await metricSum(standIns.cloudwatch, 'DeliveriesRejected', { name: 'Reason', value: bad.code }) - before, 1);
         const archived = await archivedObjects(standIns, `${receiver.prefix}/data`);
         assert.equal(archived.length, 1);
         assert.ok(archived[0]!.body.equals(bad.bytes()), 'the archive holds the exact bytes sent');
@@ -291,7 +291,7 @@ describe('READY status callbacks over HTTP', () => {
     const receiver = await startReadyReceiver(standIns, { now: () => NOW });
     try {
       const url = receiver.http.statusUrl;
-      const gaugeBefore = metricSum(standIns.cloudwatch, 'SubscriptionInactive');
+      const gaugeBefore = await metricSum(standIns.cloudwatch, 'SubscriptionInactive');
       const active = await sendReadyStatus(url, { subscriptionId: 'sub-9', status: 'Active', changedAt: new Date('2026-11-23T10:00:00Z') });
       assert.equal(active.status, 200);
       assert.equal((active.body as { outcome: string }).outcome, 'changed');
@@ -299,9 +299,9 @@ describe('READY status callbacks over HTTP', () => {
       assert.equal((suspended.body as { outcome: string }).outcome, 'changed');
       const late = await sendReadyStatus(url, { subscriptionId: 'sub-9', status: 'Active', changedAt: new Date('2026-11-23T10:30:00Z') });
       assert.equal((late.body as { outcome: string }).outcome, 'stale');
-      assert.equal(metricSum(standIns.cloudwatch, 'SubscriptionStateChanges', { name: 'Status', value: 'suspended' }) >= 1, true);
+      assert.equal(await metricSum(standIns.cloudwatch, 'SubscriptionStateChanges', { name: 'Status', value: 'suspended' }) >= 1, true);
       // active -> 0, suspended -> 1, stale -> no datum
-      assert.equal(metricSum(standIns.cloudwatch, 'SubscriptionInactive') - gaugeBefore, 1);
+      assert.equal(await metricSum(standIns.cloudwatch, 'SubscriptionInactive') - gaugeBefore, 1);
       const unknown = await sendReadyStatus(url, { subscriptionId: 'sub-9', status: 'Hibernating' });
       assert.equal(unknown.status, 422);
     } finally {

@@ -16,7 +16,9 @@ import { connectSftp } from '../../lambdas/core/smt/sftp.ts';
 import type { TableNames } from '../../lambdas/core/tables.ts';
 import { shareTree } from '../../local/smt-servers.ts';
 import { writeSmtFile, type SmtFile, type SmtFileOptions } from '../../local/smt-files.ts';
-import { archiveOf, fetchDeps, ledgerOf, metricValue, processDeps, startSmtHarness, storeOf, type SmtHarness } from '../support/smt-harness.ts';
+import { RawArchive } from '../../lambdas/core/raw-archive.ts';
+import { startS3WithoutList } from '../support/s3-without-list.ts';
+import { ARCHIVE_BUCKET, archiveOf, fetchDeps, ledgerOf, metricValue, processDeps, startSmtHarness, storeOf, type SmtHarness } from '../support/smt-harness.ts';
 
 const ESIID_A = '10443720004766435';
 const ESIID_B = '1008901023808105290100';
@@ -107,6 +109,24 @@ describe('SMT pipeline against proftpd, s3rver and DynamoDB Local', () => {
     assert.equal(again.archived, 0);
     const repeat = await processArchivedFile(processDeps(h, tables), `smt/intervaldata/${interval.name}`);
     assert.equal(repeat.status, 'skipped');
+  });
+
+  it('archives a new file when S3 answers the pre-upload HeadObject 403 (a role without s3:ListBucket), and verifies the upload', async () => {
+    const tables = await h.dynamo.freshTables();
+    const first = h.created.length;
+    const file = await drop('intervaldata');
+    const noList = await startS3WithoutList(h.s3.endpoint);
+    try {
+      const archive = new RawArchive({ client: noList.client, bucket: ARCHIVE_BUCKET, partSize: 5 * 1024 * 1024 });
+      const run = await runSmtFetch(fetchDeps(h, tables, 'sftp', { archive }));
+      assert.deepEqual(run.files.map((f) => f.status), ['archived']);
+      assert.equal(existsSync(file.path), false, 'deleted from the server after archiving');
+      assert.equal(noList.forbiddenHeads.length, 1, 'the pre-upload check was answered 403');
+      assert.equal(h.created.length - first, 1);
+      assert.equal((await archiveOf(h).head(h.created[first]!.key))?.size, file.size);
+    } finally {
+      await noList.stop();
+    }
   });
 
   it('SFTP with keep: archives once, leaves the file, and a later run skips it through the ledger', async () => {

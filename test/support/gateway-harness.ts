@@ -20,7 +20,7 @@ import { createDevCa, issueDeviceCert, issueServerCert, type DevCa, type IssuedC
 import { LocalQueue, toRuleMessageBody, type Poller } from '../../local/iot-bridge.ts';
 import { startLocalIotBroker, type LocalIotBroker } from '../../local/mqtt-broker.ts';
 import type { GatewayConfigInput } from '../../gateway/src/config.ts';
-import { startCloudWatchEndpoint, type CloudWatchEndpoint } from './cloudwatch-endpoint.ts';
+import { startLocalCloudWatch, type LocalCloudWatch } from './cloudwatch.ts';
 import { freePort, startDynamoDbLocal, type LocalDynamo } from './dynamodb-local.ts';
 
 export const RULE = 'meterbridge_local_telemetry';
@@ -70,11 +70,11 @@ export async function waitFor(condition: () => boolean | Promise<boolean>, timeo
 export async function startGatewayHarness(): Promise<GatewayHarness> {
   const dir = await mkdtemp(join(tmpdir(), 'meterbridge-gateway-'));
   let dynamo: LocalDynamo | undefined;
-  let cloudwatch: CloudWatchEndpoint | undefined;
+  let cloudwatch: LocalCloudWatch | undefined;
   let broker: LocalIotBroker | undefined;
   let poller: Poller | undefined;
   try {
-    [dynamo, cloudwatch] = await Promise.all([startDynamoDbLocal(), startCloudWatchEndpoint()]);
+    [dynamo, cloudwatch] = await Promise.all([startDynamoDbLocal(), startLocalCloudWatch()]);
     const tables = await dynamo.freshTables();
     const ca: DevCa = await createDevCa(dir);
     const [server, device]: [IssuedCert, IssuedCert] = await Promise.all([issueServerCert(ca, dir), issueDeviceCert(ca, dir, THING)]);
@@ -175,14 +175,14 @@ export async function startGatewayHarness(): Promise<GatewayHarness> {
       async close() {
         await poller?.stop();
         await broker?.close();
-        await Promise.all([dynamo?.stop(), cloudwatch?.close()]);
+        await Promise.all([dynamo?.stop(), cloudwatch?.stop()]);
         await rm(dir, { recursive: true, force: true });
       },
     };
   } catch (error) {
     await poller?.stop();
     await broker?.close();
-    await Promise.all([dynamo?.stop(), cloudwatch?.close()]);
+    await Promise.all([dynamo?.stop(), cloudwatch?.stop()]);
     await rm(dir, { recursive: true, force: true });
     throw error;
   }

@@ -12,7 +12,7 @@ import type { ReadyCredentials } from '../../lambdas/core/ready/secret.ts';
 import type { ReadyWebhookDependencies } from '../../lambdas/core/ready/webhook.ts';
 import { localReadyDependencies, startReadyHttp, type ReadyHttp } from '../../local/ready-http.ts';
 import { startLocalS3, type LocalS3 } from '../../local/s3-server.ts';
-import { startCloudWatchEndpoint, type CloudWatchEndpoint } from './cloudwatch-endpoint.ts';
+import { startLocalCloudWatch, type LocalCloudWatch } from './cloudwatch.ts';
 import { startDynamoDbLocal, type LocalDynamo } from './dynamodb-local.ts';
 
 export const READY_BUCKET = 'ready-archive';
@@ -20,18 +20,18 @@ export const READY_BUCKET = 'ready-archive';
 export interface ReadyStandIns {
   dynamo: LocalDynamo;
   s3: LocalS3;
-  cloudwatch: CloudWatchEndpoint;
+  cloudwatch: LocalCloudWatch;
   stop(): Promise<void>;
 }
 
 export async function startReadyStandIns(): Promise<ReadyStandIns> {
-  const [dynamo, s3, cloudwatch] = await Promise.all([startDynamoDbLocal(), startLocalS3({ buckets: [READY_BUCKET] }), startCloudWatchEndpoint()]);
+  const [dynamo, s3, cloudwatch] = await Promise.all([startDynamoDbLocal(), startLocalS3({ buckets: [READY_BUCKET] }), startLocalCloudWatch()]);
   return {
     dynamo,
     s3,
     cloudwatch,
     async stop() {
-      await Promise.all([dynamo.stop(), s3.stop(), cloudwatch.close()]);
+      await Promise.all([dynamo.stop(), s3.stop(), cloudwatch.stop()]);
     },
   };
 }
@@ -89,10 +89,7 @@ export async function storedBlocks(standIns: ReadyStandIns, table: string): Prom
   return scan.Count ?? 0;
 }
 
-/** Sum of a metric's datums (Value, or the sum of Values x Counts), optionally for one dimension value. */
-export function metricSum(cloudwatch: CloudWatchEndpoint, name: string, dimension?: { name: string; value: string }): number {
-  return cloudwatch.requests
-    .flatMap((request) => request.body.MetricData)
-    .filter((datum) => datum.MetricName === name && (!dimension || datum.Dimensions?.some((d) => d.Name === dimension.name && d.Value === dimension.value)))
-    .reduce((sum, datum) => sum + (datum.Value ?? (datum.Values ?? []).reduce((s, v, i) => s + v * (datum.Counts?.[i] ?? 1), 0)), 0);
+/** Sum of what CloudWatch (moto) stored for a metric, optionally for one dimension value. */
+export function metricSum(cloudwatch: LocalCloudWatch, name: string, dimension?: { name: string; value: string }): Promise<number> {
+  return cloudwatch.sum(name, dimension);
 }

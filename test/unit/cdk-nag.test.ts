@@ -5,6 +5,7 @@ import { App, Stack, Validations, type PolicyValidationPluginReport } from 'aws-
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sns from 'aws-cdk-lib/aws-sns';
+import { Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { MeterbridgeFunction } from '../../lib/meterbridge-function.ts';
 import { MeterbridgeStack } from '../../lib/meterbridge-stack.ts';
@@ -48,6 +49,20 @@ describe('AwsSolutions checks', () => {
 
     // THEN
     assert.deepEqual(describeViolations(report), []);
+  });
+
+  it('find nothing unacknowledged in the stack with SMT on a fixed egress IP (VPC, NAT gateways, Elastic IPs), and output the addresses', () => {
+    const app = new App();
+    const stack = new MeterbridgeStack(app, 'Meterbridge-egress', {
+      settings: testSettings({ alarmEmail: 'ops@example.com', smt: { enabled: true, host: 'sftp.smartmetertexas.biz', fixedEgressIp: true, egressAvailabilityZones: 2 } }),
+    });
+
+    const report = new AwsSolutionsChecks().validateScope(stack);
+
+    assert.deepEqual(describeViolations(report), []);
+    const outputs = Template.fromStack(stack).findOutputs('SmtEgressIps');
+    const value = JSON.stringify(Object.values(outputs)[0]?.Value);
+    assert.equal((value.match(/PublicIp/g) ?? []).length, 2, value);
   });
 
   it('find nothing unacknowledged in a function that uses the storage grants', () => {

@@ -18,7 +18,7 @@ function smtStack(smt: Record<string, unknown> = {}): { template: Template; smt:
 describe('SmtIngestion', () => {
   let enabled: { template: Template; smt: SmtIngestion };
   before(() => {
-    enabled = smtStack({ enabled: true, protocol: 'ftps', host: 'ftp.smartmetertexas.biz', folders: ['intervaldata'], afterArchive: 'keep', schedule: 'rate(30 minutes)' });
+    enabled = smtStack({ enabled: true, protocol: 'ftps', host: 'ftp.smartmetertexas.biz', folders: ['intervaldata'], afterArchive: 'keep', schedule: 'rate(30 minutes)', fetchReservedConcurrency: 1 });
   });
 
   it('keeps the archive versioned, encrypted, TLS-only, access-logged, with lifecycle transitions', () => {
@@ -48,7 +48,7 @@ describe('SmtIngestion', () => {
     enabled.template.hasResourceProperties('AWS::Lambda::EventSourceMapping', { BatchSize: 1, FunctionResponseTypes: ['ReportBatchItemFailures'] });
   });
 
-  it('runs the fetch function on the configured schedule with the configured server, and one run at a time', () => {
+  it('runs the fetch function on the configured schedule with the configured server, and one run at a time when the stage reserves it', () => {
     enabled.template.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'rate(30 minutes)', State: 'ENABLED' });
     enabled.template.hasResourceProperties('AWS::Lambda::Function', {
       ReservedConcurrentExecutions: 1,
@@ -69,8 +69,57 @@ describe('SmtIngestion', () => {
     const policies = enabled.template.findResources('AWS::IAM::Policy');
     const statements = Object.values(policies).flatMap((p) => (p as { Properties: { PolicyDocument: { Statement: Array<{ Action: string | string[] }> } } }).Properties.PolicyDocument.Statement);
     const s3Actions = statements.flatMap((s) => (Array.isArray(s.Action) ? s.Action : [s.Action])).filter((a) => a.startsWith('s3:') && a !== 's3:PutBucketNotification'); // that one is CDK's notification custom resource
-    assert.deepEqual([...new Set(s3Actions)].sort(), ['s3:AbortMultipartUpload', 's3:GetObject', 's3:GetObjectVersion', 's3:PutObject']);
+    assert.deepEqual([...new Set(s3Actions)].sort(), ['s3:AbortMultipartUpload', 's3:GetObject', 's3:GetObjectVersion', 's3:ListBucket', 's3:PutObject']);
   });
+
+  it('lets the fetch function list the archive under smt/ only, so S3 answers 404 (not 403) for a key it has not written yet', () => {
+    enabled.template.hasResourceProperties('AWS::IAM::Policy', {
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({ Action: 's3:ListBucket', Effect: 'Allow', Condition: { StringLike: { 's3:prefix': ['smt/*'] } }, Resource: { 'Fn::GetAtt': [Match.stringLikeRegexp('^SmtArchive'), 'Arn'] } }),
+        ]),
+      },
+      Roles: [{ Ref: Match.stringLikeRegexp('^SmtFetchFunctionRole') }],
+    });
+  });
+
+  it('reserves no fetch concurrency by default (a fresh account has none to spare), and puts the function in no VPC', () => {
+    const { template } = smtStack({ enabled: true, host: 'sftp.smartmetertexas.biz' });
+    const functions = Object.values(template.findResources('AWS::Lambda::Function')) as Array<{ Properties: Record<string, unknown> }>;
+    assert.ok(functions.length >= 2);
+    for (const fn of functions) {
+      assert.equal(fn.Properties.ReservedConcurrentExecutions, undefined);
+      assert.equal(fn.Properties.VpcConfig, undefined);
+    }
+    template.resourceCountIs('AWS::EC2::NatGateway', 0);
+    template.resourceCountIs('AWS::EC2::EIP', 0);
+  });
+
+  for (const azs of [1, 2] as const) {
+    it(`with fixedEgressIp and ${azs} AZ(s): the fetch function leaves through ${azs} NAT gateway(s) on Elastic IPs allocated here`, () => {
+      const { template, smt } = smtStack({ enabled: true, host: 'sftp.smartmetertexas.biz', fixedEgressIp: true, ...(azs === 2 ? { egressAvailabilityZones: 2 } : {}) });
+      template.resourceCountIs('AWS::EC2::EIP', azs);
+      template.resourceCountIs('AWS::EC2::NatGateway', azs);
+      const eipIds = Object.keys(template.findResources('AWS::EC2::EIP'));
+      const nats = Object.values(template.findResources('AWS::EC2::NatGateway')) as Array<{ Properties: { AllocationId: { 'Fn::GetAtt': [string, string] } } }>;
+      assert.deepEqual(nats.map((n) => n.Properties.AllocationId['Fn::GetAtt'][0]).sort(), [...eipIds].sort(), 'each NAT gateway uses one of our Elastic IPs');
+      template.resourceCountIs('AWS::EC2::FlowLog', 1);
+      // Only the fetch function is in the VPC, in the private subnets, with the outbound-only group.
+      const functions = Object.entries(template.findResources('AWS::Lambda::Function')) as Array<[string, { Properties: { VpcConfig?: { SubnetIds: unknown[]; SecurityGroupIds: unknown[] } } }]>;
+      const inVpc = functions.filter(([, fn]) => fn.Properties.VpcConfig).map(([id]) => id);
+      assert.equal(inVpc.length, 1);
+      assert.match(inVpc[0]!, /^SmtFetchFunction/);
+      const vpcConfig = functions.find(([id]) => id === inVpc[0])![1].Properties.VpcConfig!;
+      assert.equal(vpcConfig.SubnetIds.length, azs);
+      template.hasResourceProperties('AWS::EC2::SecurityGroup', { SecurityGroupEgress: [Match.objectLike({ CidrIp: '0.0.0.0/0' })], SecurityGroupIngress: Match.absent() });
+      // The role may manage the function's network interfaces (Lambda needs it to attach to the VPC).
+      template.hasResourceProperties('AWS::IAM::Policy', {
+        PolicyDocument: { Statement: [Match.objectLike({ Action: Match.arrayWith(['ec2:CreateNetworkInterface', 'ec2:DeleteNetworkInterface']) })] },
+        Roles: [{ Ref: Match.stringLikeRegexp('^SmtFetchFunctionRole') }],
+      });
+      assert.equal(smt.egress?.elasticIps.length, azs);
+    });
+  }
 
   it('is deployed switched off when the stage has no smt block', () => {
     const { template } = smtStack();
@@ -89,6 +138,7 @@ describe('parseSmtSettings', () => {
   it('defaults to SFTP on port 22, switched off, deleting after archive', () => {
     const smt = parseSmtSettings(undefined, 'k', 'prod');
     assert.deepEqual([smt.enabled, smt.protocol, smt.port, smt.afterArchive, smt.transportSecretName], [false, 'sftp', 22, 'delete', 'meterbridge/prod/smt/transport']);
+    assert.deepEqual([smt.fetchReservedConcurrency, smt.fixedEgressIp, smt.egressAvailabilityZones], [undefined, false, 1]);
   });
 
   for (const [raw, key] of [
@@ -98,6 +148,10 @@ describe('parseSmtSettings', () => {
     [{ folders: ['../etc'] }, 'k.folders'],
     [{ schedule: 'every 5 minutes' }, 'k.schedule'],
     [{ afterArchive: 'move' }, 'k.afterArchive'],
+    [{ fetchReservedConcurrency: 0 }, 'k.fetchReservedConcurrency'],
+    [{ fixedEgressIp: 'yes' }, 'k.fixedEgressIp'],
+    [{ fixedEgressIp: true, egressAvailabilityZones: 3 }, 'k.egressAvailabilityZones'],
+    [{ egressAvailabilityZones: 2 }, 'k.egressAvailabilityZones'],
     [{ hots: 'x' }, 'k.hots'],
     [{ archiveColdAfterDays: 0 }, 'k.archiveColdAfterDays'],
   ] as const) {

@@ -16,7 +16,7 @@
  * stop before the invocation's time runs out; the next run continues where this one stopped.
  */
 import { PassThrough } from 'node:stream';
-import type { RawArchive } from '../raw-archive.ts';
+import { ArchiveHeadForbidden, type RawArchive } from '../raw-archive.ts';
 import type { Claim, Ledger } from '../ledger.ts';
 import type { Log } from '../../../shared/log.ts';
 import type { Metrics } from '../metrics.ts';
@@ -273,9 +273,21 @@ async function fetchOne(file: RemoteFile, session: Session, ctx: FetchContext): 
   return { status: 'archived', file, key, deleted };
 }
 
-/** True when the archive holds this very unit (same identity metadata and size). */
+/**
+ * True when the archive holds this very unit (same identity metadata and size). A 403 counts as "not
+ * held": S3 answers 403 for a missing key when the role may not list the bucket (the stack grants
+ * s3:ListBucket on the smt/ prefix so it should answer 404, but a 403 must not fail every new file).
+ * Uploading is then safe: the upload is verified with a HeadObject of the key it just wrote, which
+ * fails loudly if the role truly cannot read it, and a re-upload of a held file only adds a version.
+ */
 async function archivedCopyMatches(deps: SmtFetchDependencies, key: string, unitId: string, file: RemoteFile): Promise<boolean> {
-  const head = await deps.archive.head(key);
+  let head;
+  try {
+    head = await deps.archive.head(key);
+  } catch (error) {
+    if (error instanceof ArchiveHeadForbidden) return false;
+    throw error;
+  }
   return head !== undefined && head.size === file.size && head.metadata[ARCHIVE_METADATA.unit] === unitId;
 }
 

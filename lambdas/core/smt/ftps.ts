@@ -55,10 +55,18 @@ export async function connectFtps(options: FtpsOptions): Promise<SmtTransport> {
     protocol: 'ftps',
     async list(folder) {
       // The trailing slash makes LIST/MLSD name the folder itself, as in SMT's `curl ... /intervaldata/`.
+      // basic-ftp uses MLSD when the server advertises MLST: its `modify` fact is a full UTC time.
       const entries = await client.list(`${folder.replace(/\/+$/, '')}/`);
-      return entries
-        .filter((entry) => entry.type === FileType.File)
-        .map((entry) => remoteFile(folder, entry.name, entry.size, entry.modifiedAt ?? parseRawDate(entry.rawModifiedAt)));
+      const files: RemoteFile[] = [];
+      for (const entry of entries) {
+        if (entry.type !== FileType.File) continue;
+        const file = remoteFile(folder, entry.name, entry.size, entry.modifiedAt ?? new Date(0));
+        // A LIST line says "Nov 30 05:18" (no year, server-local time) for recent files: ask MDTM
+        // (UTC, to the second) instead of guessing; a server with neither gives no time at all.
+        if (!entry.modifiedAt) file.modifiedAt = await modificationTime(client, file.path, where);
+        files.push(file);
+      }
+      return files;
     },
     async download(file: RemoteFile, sink) {
       // basic-ftp ends the stream it is given even after a failure; hand it a relay instead, so
@@ -79,9 +87,24 @@ export async function connectFtps(options: FtpsOptions): Promise<SmtTransport> {
   };
 }
 
-function parseRawDate(raw: string): Date {
-  const date = new Date(raw);
-  return Number.isNaN(date.getTime()) ? new Date(0) : date;
+/** MDTM of one file; an error (never a guessed date) when the server refuses it or answers nonsense. */
+async function modificationTime(client: Client, path: string, where: string): Promise<Date> {
+  let date: Date;
+  try {
+    date = await client.lastMod(path);
+  } catch (error) {
+    throw new FtpsListingError(`FTPS server ${where} offers neither MLSD nor MDTM for ${path} (${error instanceof Error ? error.message : String(error)}): its modification time is unknown, and LIST gives no year`, { cause: error });
+  }
+  if (Number.isNaN(date.getTime())) throw new FtpsListingError(`FTPS server ${where} answered MDTM ${path} with no valid time`);
+  return date;
+}
+
+/** The server lists a file without a modification time that can be trusted. */
+export class FtpsListingError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'FtpsListingError';
+  }
 }
 
 function explainConnectError(error: unknown, where: string, user: string): Error {

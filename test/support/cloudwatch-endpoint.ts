@@ -1,2 +1,0 @@
-// The CloudWatch recording endpoint lives with the other stand-ins (local mode uses it as its metrics sink).
-export * from '../../local/cloudwatch-endpoint.ts';
