@@ -36,6 +36,12 @@ after(async () => {
 });
 
 const NOW = new Date('2026-11-23T12:00:00Z');
+
+/**
+ * Alarmed metrics whose tests still assert them in the Metrics buffer (the SMT harness's client
+ * never sends), not at CloudWatch: the SMT fetch/process path. Known gap, listed so it cannot grow.
+ */
+const NOT_YET_READ_BACK: string[] = ['FetchErrors', 'FilesFailed', 'DecryptFailures', 'OldestUnfetchedFileAge', 'HoursSinceLastFile'];
 const iot = { name: 'Source', value: 'iot' };
 
 async function iotDeps(options: { readingsTable?: string } = {}): Promise<() => IotIngestDependencies> {
@@ -108,12 +114,15 @@ describe('alarmed metrics, provoked and read back from CloudWatch (moto)', () =>
     assert.equal(await standIns.cloudwatch.sum('WebhookErrors', { name: 'Source', value: 'ready' }), 1);
   });
 
-  it('every alarmed metric of the catalog is read back from CloudWatch by an integration test', () => {
+  it('every alarmed metric of the catalog is read back from CloudWatch by an integration test (or listed as not yet)', () => {
     const root = fileURLToPath(new URL('.', import.meta.url));
     const tests = readdirSync(root).filter((file) => file.endsWith('.test.ts')).map((file) => readFileSync(join(root, file), 'utf8'));
     const alarmed = Object.entries(METRIC_CATALOG as Readonly<Record<string, MetricSpec>>).filter(([, spec]) => spec.watch === 'alarm').map(([name]) => name);
-    // A read-back names the metric as a string argument of the moto read-back helpers (sum, metricSum, sentMetric, ...).
-    const readBack = (name: string) => tests.some((text) => new RegExp(`(sum|Sum|Metric|metric)\\w*\\((?:[^()]*, )?'${name}'`).test(text));
-    assert.deepEqual(alarmed.filter((name) => !readBack(name)), [], 'alarmed metrics no test reads back from CloudWatch');
+    // A read-back from moto: the metric's name as an argument of the CloudWatch read-back helpers
+    // (cloudwatch.sum, metricSum, sentMetric), not of a look into the Metrics buffer (pending(), metricValue).
+    const readBack = (name: string) => tests.some((text) => new RegExp(`(\\.sum|metricSum|sentMetric)\\((?:[^()]*, )?'${name}'`).test(text));
+    const missing = alarmed.filter((name) => !readBack(name));
+    assert.deepEqual(missing, NOT_YET_READ_BACK, 'alarmed metrics no test reads back from CloudWatch (shrink NOT_YET_READ_BACK when one is covered)');
   });
+});
 });
