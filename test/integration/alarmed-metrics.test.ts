@@ -125,4 +125,3 @@ describe('alarmed metrics, provoked and read back from CloudWatch (moto)', () =>
     assert.deepEqual(missing, NOT_YET_READ_BACK, 'alarmed metrics no test reads back from CloudWatch (shrink NOT_YET_READ_BACK when one is covered)');
   });
 });
-});
