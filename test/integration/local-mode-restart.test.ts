@@ -83,7 +83,8 @@ describe('local mode as a process', () => {
 
     // Run 2 on the same state folder and ports: cleans up, runs, and takes an outside reading.
     const hasMosquitto = await run('sh', ['-c', 'command -v mosquitto_pub']).then(() => true, () => false);
-    const second = startLocalMode(stateDir, ports, ['--sources', 'iot,ready', '--gateways', '1', '--meters', '2', '--duration', '30']);
+    // --duration counts from the start of the run, start-up included (minutes on a loaded machine): long enough for the gateway to take readings.
+    const second = startLocalMode(stateDir, ports, ['--sources', 'iot,ready', '--gateways', '1', '--meters', '2', '--duration', '150']);
     const hints = await waitFor('run 2 to print its join hints', () => {
       const text = second.stdout();
       return text.includes('Join from outside') && text.includes('readings query --meter cli-meter') ? text.split('\n') : undefined;
