@@ -54,18 +54,30 @@ export async function startDynamoDbLocal(options: DynamoDbLocalOptions = {}): Pr
     child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
     endpoint = `http://127.0.0.1:${port}`;
     const client = localClient(endpoint);
-    const deadline = Date.now() + 120_000; // generous: the JVM starts slowly on a loaded machine
-    for (;;) {
-      try {
-        await client.send(new ListTablesCommand({}));
-        break;
-      } catch (error) {
-        if (child.exitCode !== null) throw new Error(`DynamoDB Local exited (${child.exitCode}): ${output}`);
-        if (Date.now() > deadline) throw new Error(`DynamoDB Local did not answer within 120 s: ${output}`, { cause: error });
-        await new Promise((resolve) => setTimeout(resolve, 200));
+    // Generous: a JVM starting on a busy machine can take a minute.
+    const deadline = Date.now() + 120_000;
+    try {
+      for (;;) {
+        try {
+          await client.send(new ListTablesCommand({}));
+          break;
+        } catch (error) {
+          if (child.exitCode !== null) throw new Error(`DynamoDB Local exited (${child.exitCode}): ${output}`);
+          if (Date.now() > deadline) throw new Error(`DynamoDB Local did not answer within 120 s: ${output}`, { cause: error });
+          await new Promise((resolve) => setTimeout(resolve, 200));
+        }
       }
+    } catch (error) {
+      // A failed start must not leave the JVM running (holding the port, keeping this process alive).
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((resolve) => child!.once('exit', resolve));
+        child.kill('SIGKILL');
+        await exited;
+      }
+      throw error;
+    } finally {
+      client.destroy();
     }
-    client.destroy();
   }
   const client = localClient(endpoint);
   return {

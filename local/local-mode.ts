@@ -5,12 +5,14 @@
  * is printed from the metrics the handlers publish; at the end every reading the simulators
  * produced is looked up in the store, and the run fails if one is lost or was stored twice.
  */
+import { randomUUID } from 'node:crypto';
 import type { MetricSource } from '../lambdas/core/metric-catalog.ts';
+import { endProcesses, findMarkedProcesses, isRunning, runMarker, RUN_MARKER_VARIABLE } from './leftovers.ts';
 import type { LocalPortName } from './defaults.ts';
 import { LOCAL_BLOCK_TIME_ZONE } from './defaults.ts';
 import { startLocalPlatform, type LocalPlatform } from './platform.ts';
 import { startQueryHttp } from './query-http.ts';
-import { formatProgress, PROGRESS_METRICS, tallyMetrics, verifySource, type ExpectedReading, type RateWindow, type SourceTally, type VerifyReport } from './progress.ts';
+import { formatProgress, PROGRESS_METRICS, scanStoredReadings, tallyMetrics, verifySource, type ExpectedReading, type RateWindow, type SourceTally, type VerifyReport } from './progress.ts';
 
 export interface LocalSource {
   source: MetricSource;
@@ -60,20 +62,77 @@ export interface LocalModeSummary {
   lines: string[];
 }
 
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
-      clearTimeout(timer);
+/**
+ * Resolves after `ms`, or at once when `signal` aborts. Takes its abort listener off again when the
+ * timer fires: one listener left per call would pile up on the run's signal (one per progress tick)
+ * until Node warns about a listener leak.
+ */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (signal?.aborted) {
       resolve();
-    }, { once: true });
+      return;
+    }
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
   });
+}
+
+/**
+ * Ends what an earlier run on the same state folder left running (it ended uncleanly), or refuses
+ * when that run is still alive. Then marks this process's environment, so every process this run
+ * starts carries the marker (see leftovers.ts).
+ */
+async function claimStateDir(stateDir: string, runId: string, err: (text: string) => void): Promise<() => void> {
+  const leftovers = (await findMarkedProcesses(stateDir)).filter((p) => p.runId !== runId);
+  const owners = [...new Set(leftovers.map((p) => p.ownerPid))].filter((pid) => pid !== process.pid && isRunning(pid));
+  if (owners.length > 0) {
+    throw new Error(`another local mode (pid ${owners.join(', ')}) is running on ${stateDir}: stop it first, or give this one its own --state-dir and ports`);
+  }
+  if (leftovers.length > 0) {
+    err(`an earlier local mode on ${stateDir} did not end cleanly; stopping what it left running:\n${leftovers.map((p) => `  pid ${p.pid}: ${p.command.slice(0, 120)}`).join('\n')}\n`);
+    await endProcesses(leftovers.map((p) => p.pid));
+  }
+  const previous = process.env[RUN_MARKER_VARIABLE];
+  process.env[RUN_MARKER_VARIABLE] = runMarker(stateDir, runId);
+  return () => {
+    if (previous === undefined) delete process.env[RUN_MARKER_VARIABLE];
+    else process.env[RUN_MARKER_VARIABLE] = previous;
+  };
+}
+
+/** Ends any process of this run still running after everything was stopped (nothing is left behind). */
+async function endOwnProcesses(stateDir: string, runId: string, err: (text: string) => void): Promise<void> {
+  const own = (await findMarkedProcesses(stateDir)).filter((p) => p.runId === runId);
+  if (own.length === 0) return;
+  err(`still running after the stop, ending: ${own.map((p) => `pid ${p.pid} (${p.command.slice(0, 80)})`).join(', ')}\n`);
+  await endProcesses(own.map((p) => p.pid));
+}
+
+function memoize<T>(make: () => Promise<T>): () => Promise<T> {
+  let made: Promise<T> | undefined;
+  return () => (made ??= make());
+}
 
 export async function runLocalMode(options: LocalModeOptions): Promise<LocalModeSummary> {
   const started = Date.now();
   const { out, err } = options;
-  err(`starting the local platform (DynamoDB Local, metrics sink, S3, IoT broker) under ${options.stateDir} ...\n`);
-  const platform = await startLocalPlatform({ ports: options.ports, stateDir: options.stateDir });
+  const runId = randomUUID();
+  const releaseStateDir = await claimStateDir(options.stateDir, runId, err);
+  let platform: LocalPlatform;
+  try {
+    err(`starting the local platform (DynamoDB Local, metrics sink, S3, IoT broker) under ${options.stateDir} ...\n`);
+    platform = await startLocalPlatform({ ports: options.ports, stateDir: options.stateDir });
+  } catch (error) {
+    await endOwnProcesses(options.stateDir, runId, err);
+    releaseStateDir();
+    throw error;
+  }
   const sources: LocalSource[] = [];
   const timers: NodeJS.Timeout[] = [];
   let queryApi: { url: string; stop(): Promise<void> } | undefined;
@@ -82,6 +141,7 @@ export async function runLocalMode(options: LocalModeOptions): Promise<LocalMode
     out(`Query API (the deployed API's handler, no SigV4 on loopback): ${queryApi.url}/meters\n` +
       `  e.g. curl '${queryApi.url}/meters/<meterId>/readings?from=<YYYY-MM-DD>&format=csv'  (format json, csv or espi)\n`);
     for (const factory of options.sources) sources.push(await factory(platform));
+    const storedReadings = memoize(() => scanStoredReadings(platform.dynamo.client, platform.tables.readings));
     const hints = sources.flatMap((source) => source.joinHints());
     if (hints.length) out(`${['', 'Join from outside:', ...hints, ''].join('\n')}\n`);
 
@@ -143,7 +203,7 @@ export async function runLocalMode(options: LocalModeOptions): Promise<LocalMode
     summary.lines.push('', `Summary after ${Math.round(summary.elapsedMs / 1000)} s:`);
     for (const source of sources) {
       const tally = tallies[source.source];
-      const report = await verifySource(platform.store, source.expected(), tally);
+      const report = await verifySource(platform.store, source.expected(), tally, { source: source.source, storedReadings });
       const sourceDrained = drained.get(source) ?? false;
       const ok = report.lost.length === 0 && report.doubled === 0 && report.expected > 0 && sourceDrained;
       summary.ok &&= ok;
@@ -151,8 +211,14 @@ export async function runLocalMode(options: LocalModeOptions): Promise<LocalMode
       summary.lines.push(
         `  ${ok ? 'ok  ' : 'FAIL'} ${source.source.padEnd(5)} produced ${report.expected} readings, found ${report.found} stored` +
           ` (stored ${tally.stored}, superseded ${tally.superseded}, duplicate readings ${tally.duplicate}, re-sent units absorbed ${tally.resent}, rejected ${tally.rejected});` +
-          ` lost ${report.lost.length}, doubled ${report.doubled}${sourceDrained ? '' : ', NOT DRAINED'}${report.expected === 0 ? ', NOTHING PRODUCED' : ''}`,
+          ` lost ${report.lost.length}, doubled ${report.doubled}${sourceDrained ? '' : ', NOT DRAINED'}${report.expected === 0 ? ', NOTHING PRODUCED' : ''}` +
+          (report.outside.length > 0 ? `; outside readings ${report.outside.length} (not the simulators', not checked)` : ''),
       );
+      for (const reading of report.outside.slice(0, 10)) {
+        const at = reading.kind === 'interval' ? reading.start : reading.at;
+        summary.lines.push(`       outside: ${reading.meterId} ${reading.channel} ${at.toISOString()} = ${reading.value} ${reading.unit} (from ${reading.source}:${reading.originId})`);
+      }
+      if (report.outside.length > 10) summary.lines.push(`       outside: ... and ${report.outside.length - 10} more`);
       for (const lost of report.lost.slice(0, 5)) summary.lines.push(`       lost: ${lost.meterId} ${lost.channel} ${lost.at.toISOString()} = ${lost.value}`);
     }
     if (platform.iotDeadLetters.length) summary.lines.push(`  IoT dead-letter queue: ${platform.iotDeadLetters.length} message(s), first reason: ${platform.iotDeadLetters[0]!.reason}`);
@@ -164,5 +230,7 @@ export async function runLocalMode(options: LocalModeOptions): Promise<LocalMode
     for (const source of sources.reverse()) await source.stop().catch((error: unknown) => err(`stopping ${source.source}: ${String(error)}\n`));
     await queryApi?.stop();
     await platform.stop();
+    await endOwnProcesses(options.stateDir, runId, err);
+    releaseStateDir();
   }
 }

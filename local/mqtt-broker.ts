@@ -6,8 +6,14 @@
  * - the MQTT client id must equal the certificate's subject CN, which stands in for the thing name
  *   (`iot:Connect` on `client/${iot:Connection.Thing.ThingName}`);
  * - a device may publish only to its own Basic Ingest topic
- *   `$aws/rules/<ruleName>/gateways/<thingName>/telemetry`, QoS 0 or 1, at most 128 KB;
- * - nobody can subscribe to `$aws/rules/...`.
+ *   `$aws/rules/<ruleName>/gateways/<thingName>/telemetry`, QoS 0 or 1, at most 128 KB, and
+ *   never with the RETAIN flag: the device policy grants `iot:Publish` only, not
+ *   `iot:RetainPublish`, so IoT Core refuses a retained publish as unauthorized (and it retains
+ *   nothing on Basic Ingest topics in any case). The stand-in refuses it the same way (the client
+ *   is disconnected), so nothing is ever stored to be handed to a later subscriber;
+ * - nobody can subscribe to anything: the device policy grants no `iot:Subscribe`. That also
+ *   covers every filter that could reach ingest telemetry (`#`, `+/#`, `$aws/#`, `$aws/rules/...`),
+ *   whatever aedes makes of MQTT's rule that wildcards do not match `$` topics.
  *
  * Accepted publishes go to `onPublish` (the "topic rule"); for QoS 1 the PUBACK is sent only after
  * `onPublish` resolves, so an acknowledged message has been handed over. aedes writes the PUBACK
@@ -28,7 +34,8 @@
  *   will resend it and be disconnected again. The message never reaches `onPublish`.
  * - `onPublish` throws: same as a refused publish (connection closed, no PUBACK), so the device
  *   resends after reconnecting — at-least-once, like IoT Core when a rule cannot take the message.
- * - subscribe to `$aws/rules/...`: SUBACK with return code 0x80 (failure); the connection stays.
+ * - a publish with the RETAIN flag (a Will included): refused like any unauthorized publish.
+ * - any SUBSCRIBE: SUBACK with return code 0x80 (failure) for every filter; the connection stays.
  */
 import { readFile } from 'node:fs/promises';
 import { once } from 'node:events';
@@ -102,7 +109,7 @@ export interface LocalIotBrokerStats {
   connectRefused: number;
   /** Publishes handed to onPublish and resolved. */
   publishAccepted: number;
-  /** Publishes refused by policy (topic, QoS, size); the client was disconnected. */
+  /** Publishes refused by policy (topic, QoS, size, RETAIN); the client was disconnected. */
   publishRefused: number;
   /** Publishes whose onPublish rejected; the client was disconnected without a PUBACK. */
   handOffFailed: number;
@@ -204,14 +211,12 @@ export async function startLocalIotBroker(options: LocalIotBrokerOptions): Promi
     },
 
     authorizeSubscribe(client, subscription, callback) {
-      if (mayMatchBasicIngest(subscription.topic)) {
-        stats.subscribeRefused++;
-        log.warn('local IoT broker: SUBSCRIBE refused (Basic Ingest topics cannot be subscribed to)', { clientId: client.id, topic: subscription.topic });
-        // A null subscription makes aedes answer SUBACK 0x80 for this filter and keep the connection.
-        callback(null, null);
-        return;
-      }
-      callback(null, subscription);
+      // The device policy grants no iot:Subscribe: every filter is refused, not only those that
+      // could match Basic Ingest topics, so no filter syntax can reach another device's telemetry.
+      stats.subscribeRefused++;
+      log.warn('local IoT broker: SUBSCRIBE refused (the device policy allows no subscription)', { clientId: client.id, topic: subscription.topic });
+      // A null subscription makes aedes answer SUBACK 0x80 for this filter and keep the connection.
+      callback(null, null);
     },
   });
   broker.on('clientReady', () => {
@@ -223,6 +228,8 @@ export async function startLocalIotBroker(options: LocalIotBrokerOptions): Promi
   function publishRefusal(client: Client, packet: PublishPacket): string | undefined {
     if (packet.topic !== telemetryTopic(client.id)) return `not authorized to publish to '${packet.topic}'`;
     if (packet.qos === 2) return 'QoS 2 is not supported';
+    // Checked before aedes stores anything: it keeps a retained message only after this hook allowed it.
+    if (packet.retain) return 'not authorized to publish retained messages (no iot:RetainPublish)';
     const size = typeof packet.payload === 'string' ? Buffer.byteLength(packet.payload) : packet.payload.length;
     if (size > maxPayloadBytes) return `payload of ${size} bytes exceeds ${maxPayloadBytes}`;
     return undefined;
@@ -276,13 +283,4 @@ function certificateCommonName(client: Client): string | undefined {
   const cn = conn.getPeerCertificate().subject?.CN;
   // A certificate with several CN attributes is ambiguous: treat it as having none.
   return typeof cn === 'string' ? cn : undefined;
-}
-
-/**
- * Whether a topic filter could match a Basic Ingest topic: `$aws/rules/...`, but also `$aws/+/...`
- * and `$aws/#`. (`#` and `+/...` alone never match topics starting with `$`, per MQTT 3.1.1 §4.7.2.)
- */
-function mayMatchBasicIngest(filter: string): boolean {
-  const [first, second] = filter.split('/');
-  return first === '$aws' && (second === 'rules' || second === '+' || second === '#');
 }

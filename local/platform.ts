@@ -5,7 +5,7 @@
  * Lambda's settings feeding the real ingest core). The source simulators (gateways, SMT servers,
  * READY sender) run on top of it; see bin/commands/local.ts.
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ingestBatch } from '../lambdas/core/iot-ingest.ts';
 import type { Ledger } from '../lambdas/core/ledger.ts';
@@ -77,7 +77,11 @@ export async function startLocalPlatform(options: PlatformOptions): Promise<Loca
     await createLocalTables(dynamo.client, LOCAL_TABLES);
     const cloudwatch = await startLocalCloudWatch({ port: options.ports.cloudwatch });
     started.push(cloudwatch);
-    const s3 = await startLocalS3({ port: options.ports.s3, buckets: Object.values(LOCAL_BUCKETS), directory: join(options.stateDir, 's3') });
+    // Fresh each run, like DynamoDB Local's in-memory tables: buckets left by an earlier run (one that
+    // ended uncleanly keeps them) would make creating them fail, and their objects belong to that run.
+    const s3Directory = join(options.stateDir, 's3');
+    await rm(s3Directory, { recursive: true, force: true });
+    const s3 = await startLocalS3({ port: options.ports.s3, buckets: Object.values(LOCAL_BUCKETS), directory: s3Directory });
     started.push(s3);
 
     const ca = await createDevCa(certDir);

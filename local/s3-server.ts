@@ -43,7 +43,14 @@ export async function startLocalS3(options: LocalS3Options): Promise<LocalS3> {
   const address = (await server.run()) as { port: number };
   const endpoint = `http://127.0.0.1:${address.port}`;
   const client = localS3Client(endpoint);
-  for (const bucket of options.buckets) await client.send(new CreateBucketCommand({ Bucket: bucket }));
+  try {
+    for (const bucket of options.buckets) await client.send(new CreateBucketCommand({ Bucket: bucket }));
+  } catch (error) {
+    // A failed start must not leave the server listening (it would hold the port and keep the process alive).
+    client.destroy();
+    await server.close();
+    throw error;
+  }
   const listeners: ((event: ObjectCreated) => void)[] = [];
   server.on('event', (event: { Records: S3rverEventRecord[] }) => {
     for (const record of event.Records) {

@@ -100,6 +100,12 @@ export const command: CliCommand = {
       return summary.ok ? EXIT_OK : EXIT_FAILED;
     } finally {
       process.off('SIGINT', onSignal);
+      // Everything local mode started has been stopped by now (a failed start included). Should a
+      // handle still keep the event loop alive, exit anyway instead of hanging (the timer itself does not keep it alive).
+      setTimeout(() => {
+        io.err('meterbridge local: something still held the process open after the stop; exiting\n');
+        process.exit(process.exitCode ?? EXIT_FAILED);
+      }, 15_000).unref();
     }
   },
 };

@@ -12,24 +12,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { LOCAL_PORTS, type LocalPortName } from '../../local/defaults.ts';
-import { freePort } from '../../local/dynamodb-local.ts';
 import { runLocalMode, type LocalSource } from '../../local/local-mode.ts';
 import { startLocalPlatform, type LocalPlatform } from '../../local/platform.ts';
 import { iotSource, type IotSource } from '../../local/sources/iot.ts';
 import { readySource } from '../../local/sources/ready.ts';
 import { smtSource } from '../../local/sources/smt.ts';
+import { freeLocalPorts as freePorts } from '../support/local-ports.ts';
 
 const run = promisify(execFile);
 const repo = new URL('../..', import.meta.url).pathname;
-
-async function freePorts(): Promise<Record<LocalPortName, number>> {
-  const ports = {} as Record<LocalPortName, number>;
-  for (const name of Object.keys(LOCAL_PORTS) as LocalPortName[]) ports[name] = await freePort();
-  // Gateways take modbus, modbus+1, ...: a base well away from the ephemeral range's busy start.
-  ports.modbus = 20_000 + Math.floor(Math.random() * 10_000);
-  return ports;
-}
 
 let stateDir: string;
 before(async () => {

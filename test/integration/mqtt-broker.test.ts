@@ -4,6 +4,7 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash, X509Certificate } from 'node:crypto';
+import { execFile } from 'node:child_process';
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 import type { SQSEvent } from 'aws-lambda';
 import { createDevCa, issueDeviceCert, issueServerCert, type IssuedCert } from '../../local/dev-ca.ts';
@@ -15,6 +16,7 @@ const topicOf = (thing: string): string => `$aws/rules/${RULE}/gateways/${thing}
 
 let dir: string;
 let caPem: Buffer;
+let caPath: string;
 let devices: { gw1: IssuedCert; gw2: IssuedCert; foreign: IssuedCert };
 let broker: LocalIotBroker;
 const clients: MqttClient[] = [];
@@ -35,6 +37,7 @@ before(async () => {
   ]);
   devices = { gw1, gw2, foreign };
   caPem = await readFile(ca.certPath);
+  caPath = ca.certPath;
   broker = await startLocalIotBroker({
     caCertPath: ca.certPath,
     serverCertPath: server.certPath,
@@ -93,6 +96,16 @@ async function connected(device: IssuedCert, clientId: string, extra: IClientOpt
   const outcome = await attempt(await options(device, clientId, extra));
   assert.equal(outcome.connected, true, `expected ${clientId} to connect, got ${outcome.error}`);
   return outcome.client;
+}
+
+/** Runs an outside program to its end (never rejects): exit code and output. */
+function tool(file: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(file, args, { timeout: 30_000 }, (error, stdout, stderr) => {
+      const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
 }
 
 /** Resolves with how a QoS 1 publish ended: 'acked', or 'closed' when the broker hung up first. */
@@ -212,6 +225,33 @@ describe('local IoT broker', () => {
     assert.equal(broker.stats.subscribeRefused, before + 4);
     assert.equal(client.connected, true);
     client.end(true);
+  });
+
+  it('never hands ingest telemetry back out: refuses a retained publish (mosquitto_pub -r) and every subscription (mosquitto_sub -t "#" ...)', { timeout: 60_000 }, async (t) => {
+    const hasMosquitto = await tool('sh', ['-c', 'command -v mosquitto_pub && command -v mosquitto_sub']).then((r) => r.code === 0);
+    if (!hasMosquitto) {
+      t.skip('mosquitto-clients is not installed (scripts/setup.sh installs it)');
+      return;
+    }
+    const as = (device: IssuedCert, id: string) => ['-h', '127.0.0.1', '-p', String(broker.port), '--cafile', caPath, '--cert', device.certPath, '--key', device.keyPath, '-i', id, '-V', 'mqttv311'];
+    const before = { ...broker.stats };
+
+    // A device publishes to its own ingest topic with the retain flag: refused, nothing kept.
+    const retained = await tool('mosquitto_pub', [...as(devices.gw1, 'gw-0001'), '-q', '1', '-r', '-t', topicOf('gw-0001'), '-m', '{"retained":true}']);
+    assert.notEqual(retained.code, 0, `mosquitto_pub -r must fail: ${retained.stdout}${retained.stderr}`);
+    assert.equal(broker.stats.publishRefused, before.publishRefused + 1);
+    assert.equal(received.length, 0, 'the retained publish never reached the rule');
+    // The same message without the flag is telemetry as usual.
+    const plain = await tool('mosquitto_pub', [...as(devices.gw1, 'gw-0001'), '-q', '1', '-t', topicOf('gw-0001'), '-m', '{"retained":false}']);
+    assert.equal(plain.code, 0, plain.stderr);
+    assert.deepEqual(received.map((p) => p.payload.toString()), ['{"retained":false}']);
+
+    // Another device tries every filter that could reach it: each one refused, nothing delivered.
+    const filters = ['#', '+/#', '$aws/#', '$aws/+/#', `$aws/rules/${RULE}/#`, '$aws/rules/+/gateways/+/telemetry', 'gateways/#'];
+    const sub = await tool('mosquitto_sub', [...as(devices.gw2, 'gw-0002'), '-v', '-W', '5', ...filters.flatMap((f) => ['-t', f])]);
+    assert.equal(sub.stdout, '', 'no message was handed out');
+    assert.match(sub.stderr, /denied/i, `mosquitto_sub saw: ${sub.stderr}`);
+    assert.equal(broker.stats.subscribeRefused, before.subscribeRefused + filters.length);
   });
 
   it('does not acknowledge when onPublish fails; the device resends after reconnecting and gets its PUBACK then', async () => {

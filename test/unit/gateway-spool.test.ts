@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
 import type { Log } from '../../shared/log.ts';
 import { frameRecord, scanRecords, Spool, type SpooledReading } from '../../gateway/src/spool.ts';
 
@@ -40,7 +41,7 @@ const readings = (from: number, count: number, meterId?: string) => Array.from({
 const strip = ({ index: _index, ...rest }: SpooledReading & { index: number }) => rest;
 
 describe('record framing', () => {
-  it('reads back framed records and stops at a cut-short or corrupted one', () => {
+  it('reads back framed records, stops at a cut-short one and resynchronizes past a corrupted one', () => {
     const records = ['a', 'bb', 'ccc'].map((text) => frameRecord(Buffer.from(text)));
     const whole = Buffer.concat(records);
     assert.deepEqual(scanRecords(whole).records.map(String), ['a', 'bb', 'ccc']);
@@ -49,12 +50,15 @@ describe('record framing', () => {
     const cut = whole.subarray(0, whole.length - 1);
     assert.deepEqual(scanRecords(cut).records.map(String), ['a', 'bb']);
     assert.equal(scanRecords(cut).damaged, true);
+    assert.equal(scanRecords(cut).damagedTail, true);
     assert.equal(scanRecords(cut).validBytes, records[0]!.length + records[1]!.length);
 
     const flipped = Buffer.from(whole);
-    const at = records[0]!.length + 8; // first payload byte of "bb"
+    const at = records[0]!.length + 12; // first payload byte of "bb"
     flipped[at] = flipped[at]! ^ 0xff;
-    assert.deepEqual(scanRecords(flipped).records.map(String), ['a']);
+    assert.deepEqual(scanRecords(flipped).records.map(String), ['a', 'ccc'], 'one bad record costs that record only');
+    assert.equal(scanRecords(flipped).corruptStretches, 1);
+    assert.equal(scanRecords(flipped).damagedTail, false);
   });
 });
 
@@ -92,7 +96,7 @@ describe('Spool', () => {
     assert.deepEqual(Spool.open({ directory }).readForward(0, 100).map(strip), readings(0, 6));
   });
 
-  it('skips the rest of a segment with a corrupt record in the middle, and says so', () => {
+  it('skips only the corrupt record in the middle of a segment, and says so', () => {
     const directory = tempDir();
     const spool = Spool.open({ directory, segmentBytes: 300, maxBytes: 10_000 });
     for (let i = 0; i < 12; i++) spool.append(readings(i, 1));
@@ -109,8 +113,94 @@ describe('Spool', () => {
     assert.equal(reopened.stats().corruptRecords, 1);
     assert.ok(log.lines.some((l) => l.level === 'error' && /corrupt record/.test(l.message)));
     const indices = reopened.readForward(0, 100).map((r) => r.index);
-    assert.ok(indices.length < 12 && indices.length >= 9, `readings of the damaged segment after the bad record are skipped (${indices})`);
+    assert.equal(indices.length, 11, `only the damaged reading is skipped (${indices})`);
     assert.equal(indices.at(-1), 11, 'later segments are intact');
+  });
+
+  it('loses one reading, not the rest of its segment, to one flipped byte (default 4 MiB segments)', () => {
+    const directory = tempDir();
+    const spool = Spool.open({ directory });
+    spool.append(readings(0, 150));
+    spool.append(readings(150, 50, 'm-2'));
+    spool.close();
+    const segment = join(directory, readdirSync(directory).find((name) => name.startsWith('seg-'))!);
+    const bytes = readFileSync(segment);
+    const recordLength = frameRecord(Buffer.from(JSON.stringify([40, 'm-1', 'energy.active.import', reading(40).start, 900, 4, 'kWh', 0, 1040]))).length;
+    const offset = bytes.indexOf(Buffer.from('[40,"m-1"'));
+    bytes[offset + 20] = bytes[offset + 20]! ^ 0x01; // a byte inside reading 40's payload
+    bytes[offset - 12 + recordLength + 5] = bytes[offset - 12 + recordLength + 5]! ^ 0x80; // and reading 41's length field
+    writeFileSync(segment, bytes);
+
+    const log = recordingLog();
+    const reopened = Spool.open({ directory, log });
+    const back = reopened.readForward(0, 1000);
+    assert.deepEqual(back.map((r) => r.index), [...Array(200).keys()].filter((i) => i !== 40 && i !== 41), 'the two damaged readings, nothing else');
+    assert.deepEqual(back.map(strip), [...readings(0, 40), ...readings(42, 108), ...readings(150, 50, 'm-2')]);
+    assert.equal(reopened.stats().corruptRecords, 1, 'one corrupt stretch (two adjacent records)');
+    assert.equal(reopened.stats().corruptReadingsLost, 2);
+    assert.equal(reopened.stats().tornRecordsDropped, 0, 'damage in the middle of the newest segment is not taken for a torn write');
+    reopened.append(readings(200, 1));
+    assert.equal(reopened.readForward(199, 10).map((r) => r.index).join(), '199,200');
+    reopened.close();
+  });
+
+  it('rebuilds a damaged state.json from the segments and the outbox, with a warning and a counter, and reuses no seq', () => {
+    const directory = tempDir();
+    const spool = Spool.open({ directory, segmentBytes: 400, maxBytes: 100_000 });
+    for (let i = 0; i < 20; i++) spool.append(readings(i, 1));
+    const [a, b] = [spool.allocateSeq(), spool.allocateSeq()];
+    spool.addMessages([{ seq: a, cursorAfter: 10, body: 'A', readings: 10 }, { seq: b, cursorAfter: 15, body: 'B', readings: 5 }], 15);
+    spool.acknowledge(a);
+    spool.persistState();
+    spool.close();
+    const statePath = join(directory, 'state.json');
+    const text = readFileSync(statePath, 'utf8');
+    // One digit of the cursor changed: still valid JSON with plausible numbers; only the CRC tells.
+    const damaged = text.replace(/"cursor":(\d)/, (_, digit: string) => `"cursor":${(Number(digit) + 1) % 10}`);
+    assert.notEqual(damaged, text);
+    for (const content of [damaged, text.slice(0, 9), '\u0000{']) {
+      writeFileSync(statePath, content);
+      const log = recordingLog();
+      const reopened = Spool.open({ directory, segmentBytes: 400, maxBytes: 100_000, log });
+      const stats = reopened.stats();
+      assert.equal(stats.stateRebuilt, 1);
+      assert.ok(log.lines.some((l) => l.level === 'warn' && /state\.json damaged; rebuilt/.test(l.message)));
+      assert.ok(stats.cursor <= 10, 'the cursor goes back to the oldest reading on disk, never forward');
+      assert.deepEqual(reopened.readForward(stats.cursor, 100).map((r) => r.index).filter((i) => i >= 10), [...Array(10).keys()].map((i) => i + 10), 'no unacknowledged reading is lost');
+      assert.deepEqual(reopened.pendingMessages().map((m) => m.seq), [a, b], 'the outbox is re-sent under its own seqs');
+      assert.ok(reopened.allocateSeq() > b, 'new seqs are above every seq used before');
+      reopened.close();
+      assert.equal(Spool.open({ directory, segmentBytes: 400, maxBytes: 100_000 }).stats().stateRebuilt, 0, 'the rebuilt state.json was written');
+    }
+  });
+
+  it('opens a spool written in record format 1 (no magic, no index), reads it, and appends in format 2', () => {
+    const directory = tempDir();
+    const legacyFrame = (payload: Buffer) => {
+      const header = Buffer.alloc(8);
+      header.writeUInt32LE(payload.length, 0);
+      header.writeUInt32LE(crc32(payload), 4);
+      return Buffer.concat([header, payload]);
+    };
+    const legacyRow = (r: SpooledReading) => Buffer.from(JSON.stringify([r.meterId, r.channel, r.start, r.intervalSeconds, r.value, r.unit, r.quality === 'estimated' ? 1 : 0, r.counter]));
+    writeFileSync(join(directory, 'seg-0000000000000000.log'), Buffer.concat(readings(0, 5).map((r) => legacyFrame(legacyRow(r)))));
+    writeFileSync(join(directory, 'seg-0000000000000005.log'), Buffer.concat(readings(5, 3).map((r) => legacyFrame(legacyRow(r)))));
+    writeFileSync(join(directory, 'outbox.log'), legacyFrame(Buffer.from(JSON.stringify({ seq: 77, cursorAfter: 2, body: 'L', readings: 2 }))));
+    writeFileSync(join(directory, 'state.json'), JSON.stringify({ cursor: 0, ackedSeq: 76 }));
+
+    const spool = Spool.open({ directory });
+    assert.equal(spool.stats().stateRebuilt, 0, 'a format 1 state.json is accepted');
+    assert.deepEqual(spool.readForward(0, 100).map(strip), readings(0, 8));
+    assert.deepEqual(spool.pendingMessages().map((m) => [m.seq, m.body]), [[77, 'L']]);
+    assert.equal(spool.allocateSeq(), 78);
+    assert.deepEqual(spool.lastCounter('m-1', 'energy.active.import'), { end: reading(7).start + 900, counter: 1007 });
+    spool.append(readings(8, 2));
+    spool.close();
+    const reopened = Spool.open({ directory });
+    assert.deepEqual(reopened.readForward(0, 100).map(strip), readings(0, 10));
+    assert.deepEqual(reopened.readForward(6, 100).map((r) => r.index), [6, 7, 8, 9]);
+    assert.deepEqual(reopened.pendingMessages().map((m) => [m.seq, m.body]), [[77, 'L']]);
+    reopened.close();
   });
 
   it('moves the cursor only over acknowledged messages from the oldest, and re-offers the rest after a restart', () => {
