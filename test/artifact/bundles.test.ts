@@ -36,6 +36,8 @@ import { ACCOUNT, provision, REGION, startStandIns, type Provisioned, type Stand
 const CDK_PROVIDED = [/^BucketNotificationsHandler[0-9a-f]{32}/];
 
 const READY_CLIENT_SECRET = 'artifact-ready-client-secret';
+/** Signatures are required by default (requireSignature): the secret carries a data key of its own. */
+const READY_SIGNING_KEY = 'artifact-ready-signing-key';
 const ESIID = '10443720000000001';
 
 let standIns: StandIns;
@@ -170,7 +172,7 @@ async function runStage(stage: Stage): Promise<StageRun> {
   }
   if (typeof pgpName === 'string') namedSecrets[pgpName] = JSON.stringify({ armoredKey: keyring.armoredPrivateKey, passphrase: keyring.passphrase });
   const provisioned = await provision(standIns, assembly.template, {
-    secretValues: (id) => (/^ReadyCredentials/.test(id) ? JSON.stringify({ tenantId: 't', clientId: 'c', clientSecret: READY_CLIENT_SECRET, signingKey: '' }) : '{}'),
+    secretValues: (id) => (/^ReadyCredentials/.test(id) ? JSON.stringify({ tenantId: 't', clientId: 'c', clientSecret: READY_CLIENT_SECRET, signingKey: READY_SIGNING_KEY }) : '{}'),
     namedSecrets,
   });
 
@@ -201,6 +203,8 @@ async function runStage(stage: Stage): Promise<StageRun> {
   };
   const value = (run: BundleRun, index = 0) => run.invocations[index]?.value as Record<string, unknown> | undefined;
 
+  // Readers run after the writers, so they have something to read.
+  const readers: SynthesizedFunction[] = [];
   for (const fn of assembly.functions) {
     if (CDK_PROVIDED.some((pattern) => pattern.test(fn.logicalId))) continue;
     const env = resolveCfn(fn.environment, provisioned.physical) as Record<string, string>;
@@ -223,7 +227,11 @@ async function runStage(stage: Stage): Promise<StageRun> {
       check((await metricTotal('MessagesRejected', stage.name, 'iot')) === 1, `iot: MessagesRejected = ${await metricTotal('MessagesRejected', stage.name, 'iot')}`);
     } else if (/^ReadyWebhookFunction/.test(fn.logicalId)) {
       const apiEvent = (method: string, path: string, query: string, body = Buffer.alloc(0)) =>
-        toApiGatewayEvent({ method, path: `/prod${path}`, stage: 'prod', headers: { host: 'api.example', ...(body.length ? { 'content-type': 'application/json' } : {}) }, query: new URLSearchParams(query), body, sourceIp: '203.0.113.9' });
+        toApiGatewayEvent({
+          method, path: `/prod${path}`, stage: 'prod',
+          headers: { host: 'api.example', ...(body.length ? { 'content-type': 'application/json', 'x-ready-signature': `sha256=${createHmac('sha256', READY_SIGNING_KEY).update(body).digest('base64')}` } : {}) },
+          query: new URLSearchParams(query), body, sourceIp: '203.0.113.9',
+        });
       const start = new Date('2026-11-23T14:00:00Z');
       const delivery = buildReadyDelivery({ deliveryId: `art-${randomUUID()}`, subscriptionId: 'sub-art', meters: [{ meterId: 'kam-art-1' }], start, intervalsPerHour: 4 });
       const run = await invoke(fn, 'API Gateway: handshake, data callback', [
@@ -274,9 +282,25 @@ async function runStage(stage: Stage): Promise<StageRun> {
       const stored = await store().query({ meterId: ESIID, channel: 'energy.active.import', from: new Date('2026-11-22T00:00:00Z'), to: new Date('2026-11-25T00:00:00Z') });
       check(stored.length === 96, `smt process: stored ${stored.length} of 96 intervals of ${ESIID}`);
       check((await metricTotal('FilesProcessed', stage.name, 'smt')) === 1, `smt process: FilesProcessed = ${await metricTotal('FilesProcessed', stage.name, 'smt')}`);
+    } else if (/^QueryFunction/.test(fn.logicalId)) {
+      readers.push(fn);
     } else {
       outcomes.push(`${fn.logicalId}: no scenario for this function; add one to test/artifact/bundles.test.ts`);
     }
+  }
+  for (const fn of readers) {
+    // The query API over what the IoT scenario stored: the meter is in the catalog, its day comes back as CSV.
+    const apiEvent = (path: string, query: string) =>
+      toApiGatewayEvent({ method: 'GET', path: `/prod${path}`, stage: 'prod', headers: { host: 'api.example' }, query: new URLSearchParams(query), body: Buffer.alloc(0), sourceIp: '203.0.113.9' });
+    const run = await invoke(fn, 'API Gateway: list meters, one meter\'s readings as CSV', [
+      apiEvent('/meters', ''),
+      apiEvent('/meters/art-meter-1/readings', 'from=2026-11-23T00:00:00Z&to=2026-11-24T00:00:00Z&format=csv'),
+    ]);
+    const meters = value(run, 0);
+    check(meters?.statusCode === 200 && String(meters.body).includes('art-meter-1'), `query: meters answered ${JSON.stringify(meters)?.slice(0, 300)}`);
+    const csv = value(run, 1);
+    const rows = String(csv?.body ?? '').trim().split('\n');
+    check(csv?.statusCode === 200 && rows.length === 5 && rows.slice(1).every((row) => row.startsWith('art-meter-1,energy.active.import,')), `query: readings answered ${JSON.stringify(csv)?.slice(0, 300)}`);
   }
 
   const calls = [...standIns.recorders.dynamodb.calls, ...standIns.recorders.s3.calls, ...standIns.recorders.moto.calls];

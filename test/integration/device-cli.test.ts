@@ -244,7 +244,7 @@ describe('meterbridge CLI', () => {
   it('exits 2 with a clear message on an unknown command, subcommand or option, or a bad thing name', async () => {
     const unknown = await cli(['frobnicate']);
     assert.equal(unknown.code, 2);
-    assert.match(unknown.stderr, /unknown command "frobnicate" \(commands: device, local, readings, ready, smt\)/);
+    assert.match(unknown.stderr, /unknown command "frobnicate" \(commands: device, local, meters, readings, ready, smt\)/);
     assert.equal(unknown.stdout, '');
 
     const sub = await cli(['device', 'rotate', 'gw-1']);

@@ -59,15 +59,22 @@ before(async () => {
     },
   });
   poller = queue.startPolling(
-    (event) =>
-      ingestBatch(event, {
-        store,
-        ledger,
-        sequences,
-        metrics: new Metrics({ client: cloudwatch.client(), log: silentLog }),
-        rejects: { reject: async (body, reason) => void rejected.push(`${reason} :: ${body}`) },
-        log: silentLog,
-      }),
+    // One invocation as the Lambda entry runs it: the middleware flushes its metrics at the end.
+    async (event) => {
+      const metrics = new Metrics({ client: cloudwatch.client(), log: silentLog });
+      try {
+        return await ingestBatch(event, {
+          store,
+          ledger,
+          sequences,
+          metrics,
+          rejects: { reject: async (body, reason) => void rejected.push(`${reason} :: ${body}`) },
+          log: silentLog,
+        });
+      } finally {
+        await metrics.flush();
+      }
+    },
     { batchSize: 10, visibilityTimeoutMs: 500, maxReceiveCount: 5 },
   );
 });

@@ -93,18 +93,20 @@ export async function startGatewayHarness(): Promise<GatewayHarness> {
 
     poller = queue.startPolling(
       async (event) => {
+        // One invocation as the Lambda entry runs it: the middleware flushes its metrics at the end.
+        const metrics = new Metrics({ client: cloudwatch!.client(), log: silentLog });
         const response = await ingestBatch(event, {
           store,
           ledger,
           sequences,
-          metrics: new Metrics({ client: cloudwatch!.client(), log: silentLog }),
+          metrics,
           rejects: {
             reject: async (_body, reason) => {
               throw new Error(`the gateway sent a message the ingest rejected: ${reason}`);
             },
           },
           log: silentLog,
-        });
+        }).finally(() => metrics.flush());
         outcomes.push(...response.outcomes);
         return response;
       },
