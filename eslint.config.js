@@ -15,7 +15,16 @@ export const boundaries = [
     files: ['lambdas/**/*.ts'],
     rules: {
       'no-restricted-imports': restricted({
-        group: [...folder('local'), ...folder('bin'), ...folder('test'), ...folder('gateway'), ...folder('lib'), 'aws-cdk-lib', 'aws-cdk-lib/**', 'constructs'],
+        group: [
+          ...folder('local'),
+          ...folder('bin'),
+          ...folder('test'),
+          ...folder('gateway'),
+          ...folder('lib'),
+          'aws-cdk-lib',
+          'aws-cdk-lib/**',
+          'constructs',
+        ],
         message: 'lambdas/ is what deploys: it may import only lambdas/ and shared/ (docs/design.md §2).',
       }),
     },
@@ -25,7 +34,15 @@ export const boundaries = [
     files: ['shared/**/*.ts'],
     rules: {
       'no-restricted-imports': restricted({
-        group: [...folder('lambdas'), ...folder('local'), ...folder('bin'), ...folder('lib'), ...folder('test'), ...folder('gateway'), ...folder('bench')],
+        group: [
+          ...folder('lambdas'),
+          ...folder('local'),
+          ...folder('bin'),
+          ...folder('lib'),
+          ...folder('test'),
+          ...folder('gateway'),
+          ...folder('bench'),
+        ],
         message: 'shared/ is used by the cloud and the gateway alike: it may import only shared/ and packages.',
       }),
     },
@@ -78,14 +95,25 @@ export default tseslint.config(
       // A `let` assigned once after a closure that reads it (a test's late-bound target) cannot be a const.
       'prefer-const': ['error', { ignoreReadBeforeAssign: true }],
       // Unused names are errors, except the deliberate `_`-prefixed ones (handler signatures, destructured rests).
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none', ignoreRestSiblings: true }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none', ignoreRestSiblings: true },
+      ],
     },
   },
   {
     // Plain JavaScript that runs on Node (the artifact stage's bundle runner, this config): Node's globals.
     files: ['**/*.mjs', '**/*.js'],
     languageOptions: {
-      globals: { process: 'readonly', console: 'readonly', Buffer: 'readonly', URL: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', setImmediate: 'readonly' },
+      globals: {
+        process: 'readonly',
+        console: 'readonly',
+        Buffer: 'readonly',
+        URL: 'readonly',
+        setTimeout: 'readonly',
+        clearTimeout: 'readonly',
+        setImmediate: 'readonly',
+      },
     },
   },
   ...boundaries,

@@ -81,11 +81,26 @@ export function costModel(input: CostInputs): SourceCost[] {
   const iot = total('IoT gateways', '100 meters per gateway, hourly messages of 4 intervals per meter (400 readings), Lambda batches of 50', [
     { item: 'DynamoDB writes (readings)', perMillion: M * input.writeUnitsPerReadingHourly * PRICES.dynamoWriteUnit },
     { item: 'DynamoDB writes (ledger, sequence)', perMillion: (M / iotReadingsPerMessage) * 3 * PRICES.dynamoWriteUnit },
-    { item: 'IoT rule triggered + 1 action (Basic Ingest: no messaging charge)', perMillion: (M / iotReadingsPerMessage) * (PRICES.iotRuleTriggered + PRICES.iotRuleAction) },
-    { item: 'IoT connectivity (1 connection per gateway, all year)', perMillion: (M / (100 * READINGS_PER_METER_YEAR)) * 525_600 * PRICES.iotConnectionMinute },
-    { item: 'SQS (send by the rule; receive + delete per batch)', perMillion: (M / iotReadingsPerMessage) * (1 + 2 / iotMessagesPerBatch) * PRICES.sqsRequest },
-    { item: 'Lambda (256 MB; requests + GB-seconds)', perMillion: (M / iotReadingsPerMessage) * (PRICES.lambdaRequest / iotMessagesPerBatch + 0.25 * iotSeconds * PRICES.lambdaGbSecond) },
-    { item: 'CloudWatch PutMetricData (1 per invocation)', perMillion: (M / (iotReadingsPerMessage * iotMessagesPerBatch)) * PRICES.putMetricDataRequest },
+    {
+      item: 'IoT rule triggered + 1 action (Basic Ingest: no messaging charge)',
+      perMillion: (M / iotReadingsPerMessage) * (PRICES.iotRuleTriggered + PRICES.iotRuleAction),
+    },
+    {
+      item: 'IoT connectivity (1 connection per gateway, all year)',
+      perMillion: (M / (100 * READINGS_PER_METER_YEAR)) * 525_600 * PRICES.iotConnectionMinute,
+    },
+    {
+      item: 'SQS (send by the rule; receive + delete per batch)',
+      perMillion: (M / iotReadingsPerMessage) * (1 + 2 / iotMessagesPerBatch) * PRICES.sqsRequest,
+    },
+    {
+      item: 'Lambda (256 MB; requests + GB-seconds)',
+      perMillion: (M / iotReadingsPerMessage) * (PRICES.lambdaRequest / iotMessagesPerBatch + 0.25 * iotSeconds * PRICES.lambdaGbSecond),
+    },
+    {
+      item: 'CloudWatch PutMetricData (1 per invocation)',
+      perMillion: (M / (iotReadingsPerMessage * iotMessagesPerBatch)) * PRICES.putMetricDataRequest,
+    },
     { item: 'DynamoDB storage, 12 months', perMillion: M * dynamoStorage },
   ]);
 
@@ -95,20 +110,34 @@ export function costModel(input: CostInputs): SourceCost[] {
   const smt = total('SMT files', 'a daily file of 10,000 ESIIDs (960,000 readings), armored PGP, archived 12 months in S3 Standard', [
     { item: 'DynamoDB writes (whole days)', perMillion: M * input.writeUnitsPerReadingWholeDay * PRICES.dynamoWriteUnit },
     { item: 'Lambda process (1769 MB; decrypt + parse + store)', perMillion: M * 1.769 * smtSecondsPerReading * PRICES.lambdaGbSecond },
-    { item: 'Lambda fetch, S3 PUT, SQS, ledger (per file)', perMillion: (M / smtReadingsPerFile) * (2 * PRICES.lambdaRequest + 3 * PRICES.s3Put + 3 * PRICES.sqsRequest + 6 * PRICES.dynamoWriteUnit + 0.5 * 30 * PRICES.lambdaGbSecond) },
-    { item: 'S3 raw archive, 12 months Standard (upper bound: lifecycle moves it to cheaper classes)', perMillion: M * storageYear(input.smtArmoredBytesPerReading, PRICES.s3GbMonth) },
+    {
+      item: 'Lambda fetch, S3 PUT, SQS, ledger (per file)',
+      perMillion:
+        (M / smtReadingsPerFile) *
+        (2 * PRICES.lambdaRequest + 3 * PRICES.s3Put + 3 * PRICES.sqsRequest + 6 * PRICES.dynamoWriteUnit + 0.5 * 30 * PRICES.lambdaGbSecond),
+    },
+    {
+      item: 'S3 raw archive, 12 months Standard (upper bound: lifecycle moves it to cheaper classes)',
+      perMillion: M * storageYear(input.smtArmoredBytesPerReading, PRICES.s3GbMonth),
+    },
     { item: 'DynamoDB storage, 12 months', perMillion: M * dynamoStorage },
   ]);
 
   // READY: hourly deliveries (4 intervals + 1 register per meter), as the bench's deliveries.
   const perDelivery = input.readyReadingsPerDelivery;
-  const readySeconds = input.readyCpuMsPerDelivery / 1000 + ((perDelivery / 5) * 2 + 3) * MS_PER_DYNAMO_REQUEST / 1000;
+  const readySeconds = input.readyCpuMsPerDelivery / 1000 + (((perDelivery / 5) * 2 + 3) * MS_PER_DYNAMO_REQUEST) / 1000;
   const ready = total('READY webhooks', `hourly deliveries of ${perDelivery} readings (4 intervals + 1 register per meter)`, [
     { item: 'API Gateway REST request', perMillion: (M / perDelivery) * PRICES.apiGatewayRequest },
     { item: 'DynamoDB writes (readings)', perMillion: M * input.writeUnitsPerReadingHourly * PRICES.dynamoWriteUnit },
     { item: 'DynamoDB writes (ledger)', perMillion: (M / perDelivery) * 2 * PRICES.dynamoWriteUnit },
-    { item: 'Lambda (256 MB; request + GB-seconds)', perMillion: (M / perDelivery) * (PRICES.lambdaRequest + 0.25 * readySeconds * PRICES.lambdaGbSecond) },
-    { item: 'S3 PUT of the raw delivery (+ 12 months storage, ~200 B per reading)', perMillion: (M / perDelivery) * PRICES.s3Put + M * storageYear(200, PRICES.s3GbMonth) },
+    {
+      item: 'Lambda (256 MB; request + GB-seconds)',
+      perMillion: (M / perDelivery) * (PRICES.lambdaRequest + 0.25 * readySeconds * PRICES.lambdaGbSecond),
+    },
+    {
+      item: 'S3 PUT of the raw delivery (+ 12 months storage, ~200 B per reading)',
+      perMillion: (M / perDelivery) * PRICES.s3Put + M * storageYear(200, PRICES.s3GbMonth),
+    },
     { item: 'CloudWatch PutMetricData (1 per delivery)', perMillion: (M / perDelivery) * PRICES.putMetricDataRequest },
     { item: 'DynamoDB storage, 12 months', perMillion: M * dynamoStorage },
   ]);
@@ -118,7 +147,10 @@ export function costModel(input: CostInputs): SourceCost[] {
 const money = (value: number) => (value >= 1 ? value.toFixed(2) : value >= 0.01 ? value.toFixed(3) : value.toPrecision(2));
 
 export function costTable(costs: SourceCost[], input: CostInputs): string[] {
-  const lines = [`List prices: us-east-1, from docs/design.md §7, read ${PRICES.readDate}. Measured in this run: write units per reading (${input.writeUnitsPerReadingWholeDay.toFixed(3)} whole day, ${input.writeUnitsPerReadingHourly.toFixed(3)} hourly blocks), ${input.storedBytesPerReading.toFixed(1)} stored bytes per reading, IoT CPU ${input.iotCpuMicrosPerReading.toFixed(1)} µs per reading; SMT and READY CPU figures from their sections. Assumed: ${MS_PER_DYNAMO_REQUEST} ms of Lambda time per DynamoDB request (16 in flight), and the traffic shapes below.`, ''];
+  const lines = [
+    `List prices: us-east-1, from docs/design.md §7, read ${PRICES.readDate}. Measured in this run: write units per reading (${input.writeUnitsPerReadingWholeDay.toFixed(3)} whole day, ${input.writeUnitsPerReadingHourly.toFixed(3)} hourly blocks), ${input.storedBytesPerReading.toFixed(1)} stored bytes per reading, IoT CPU ${input.iotCpuMicrosPerReading.toFixed(1)} µs per reading; SMT and READY CPU figures from their sections. Assumed: ${MS_PER_DYNAMO_REQUEST} ms of Lambda time per DynamoDB request (16 in flight), and the traffic shapes below.`,
+    '',
+  ];
   lines.push('| source | $ per million readings | $ per meter-year (15-min data, 35,040 readings) | traffic shape |', '| --- | ---: | ---: | --- |');
   for (const cost of costs) lines.push(`| ${cost.source} | ${money(cost.perMillion)} | ${money(cost.perMeterYear)} | ${cost.shape} |`);
   lines.push('', '| source | item | $ per million readings |', '| --- | --- | ---: |');

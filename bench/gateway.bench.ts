@@ -99,9 +99,24 @@ async function measureDrain(drainWindowReadings: number): Promise<GatewayBenchRe
 
     const config = {
       thingName: 'gw-bench',
-      iot: { endpoint: '127.0.0.1', port: broker.port, ruleName: 'meterbridge_bench_telemetry', certFile: device.certPath, keyFile: device.keyPath, caFile: ca.certPath, protocolVersion: 4 },
+      iot: {
+        endpoint: '127.0.0.1',
+        port: broker.port,
+        ruleName: 'meterbridge_bench_telemetry',
+        certFile: device.certPath,
+        keyFile: device.keyPath,
+        caFile: ca.certPath,
+        protocolVersion: 4,
+      },
       // A meter nobody answers for: the bench is about the backlog.
-      meters: [{ id: 'meter-none', host: '127.0.0.1', port: await freePort(), registers: [{ channel: 'energy.active.import', address: 0, type: 'uint32', unit: 'kWh', scale: 0.001 }] }],
+      meters: [
+        {
+          id: 'meter-none',
+          host: '127.0.0.1',
+          port: await freePort(),
+          registers: [{ channel: 'energy.active.import', address: 0, type: 'uint32', unit: 'kWh', scale: 0.001 }],
+        },
+      ],
       spool: { directory: spoolDirectory },
       publish: { holdSeconds: 0, drainStartDelayMaxSeconds: 0, drainWindowReadings },
       statusEverySeconds: 0.1,

@@ -22,7 +22,11 @@ const DAY = Date.parse('2026-11-22T06:00:00Z'); // local midnight in Chicago (CS
 
 function blockMessage(meters: number, seq: number): Buffer {
   const blocks = Array.from({ length: meters }, (_, m) => ({
-    meterId: `meter-${m}`, channel: 'energy.active.import', start: new Date(DAY).toISOString(), intervalSeconds: 900, unit: 'kWh',
+    meterId: `meter-${m}`,
+    channel: 'energy.active.import',
+    start: new Date(DAY).toISOString(),
+    intervalSeconds: 900,
+    unit: 'kWh',
     values: Array.from({ length: 96 }, (_, i) => Math.round(((i * 31 + m) % 97) * 13.7) / 1000),
   }));
   return Buffer.from(JSON.stringify({ v: 1, gatewayId: 'gw-bench', seq, sentAt: NOW.toISOString(), blocks }));
@@ -31,8 +35,13 @@ function blockMessage(meters: number, seq: number): Buffer {
 function flatMessage(meters: number, interval: number, seq: number): Buffer {
   const start = new Date(DAY + interval * 900_000);
   const readings = Array.from({ length: meters }, (_, m) => ({
-    meterId: `meter-${m}`, channel: 'energy.active.import', start: start.toISOString(), end: new Date(start.getTime() + 900_000).toISOString(),
-    value: Math.round(((interval * 31 + m) % 97) * 13.7) / 1000, unit: 'kWh', quality: 'actual',
+    meterId: `meter-${m}`,
+    channel: 'energy.active.import',
+    start: start.toISOString(),
+    end: new Date(start.getTime() + 900_000).toISOString(),
+    value: Math.round(((interval * 31 + m) % 97) * 13.7) / 1000,
+    unit: 'kWh',
+    quality: 'actual',
   }));
   return Buffer.from(JSON.stringify({ v: 1, gatewayId: 'gw-bench', seq, sentAt: NOW.toISOString(), readings }));
 }

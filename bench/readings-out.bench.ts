@@ -26,7 +26,12 @@ function meterDay(meter: string, n: number): IntervalReading[] {
   const date = addDays('2026-01-01', n);
   const midnight = startOfLocalDay(date, ZONE).getTime();
   const next = startOfLocalDay(addDays(date, 1), ZONE).getTime();
-  return day(new Date(midnight).toISOString(), (next - midnight) / 900_000, { meterId: meter, revision: 1, originId: `IntervalMeterUsage-${n}.csv` }, (i) => Math.round((0.1 + ((i * 37 + n * 11) % 100) / 37) * 1000) / 1000);
+  return day(
+    new Date(midnight).toISOString(),
+    (next - midnight) / 900_000,
+    { meterId: meter, revision: 1, originId: `IntervalMeterUsage-${n}.csv` },
+    (i) => Math.round((0.1 + ((i * 37 + n * 11) % 100) / 37) * 1000) / 1000,
+  );
 }
 
 interface Cost {
@@ -55,11 +60,22 @@ async function catalogOverhead(dynamo: LocalDynamo, meters: number): Promise<Cos
 
   const table = (await dynamo.freshTables()).readings;
   const warm = new ReadingStore({ client: dynamo.client, tableName: table, blockTimeZone: ZONE });
-  costs.push(await measure('(a) whole-day delivery, first day of new meters (catalog entry created)', ids.map((id) => meterDay(id, 0)), () => warm));
+  costs.push(
+    await measure(
+      '(a) whole-day delivery, first day of new meters (catalog entry created)',
+      ids.map((id) => meterDay(id, 0)),
+      () => warm,
+    ),
+  );
   const days = (from: number, to: number) => Array.from({ length: to - from }, (_, d) => ids.map((id) => meterDay(id, from + d))).flat();
   costs.push(await measure('(a) whole-day delivery, the next 30 days (steady state, warm process)', days(1, 31), () => warm));
-  costs.push(await measure('(a) whole-day delivery, 30 more days, cold cache per delivery (a new process each time)', days(31, 61),
-    () => new ReadingStore({ client: dynamo.client, tableName: table, blockTimeZone: ZONE })));
+  costs.push(
+    await measure(
+      '(a) whole-day delivery, 30 more days, cold cache per delivery (a new process each time)',
+      days(31, 61),
+      () => new ReadingStore({ client: dynamo.client, tableName: table, blockTimeZone: ZONE }),
+    ),
+  );
   costs.push(await measure('(a) same days re-pulled (all duplicates, warm)', days(31, 61), () => warm));
 
   const liveTable = (await dynamo.freshTables()).readings;
@@ -115,7 +131,13 @@ async function exportThroughput(dynamo: LocalDynamo): Promise<{ readSeconds: num
     const t0 = process.hrtime.bigint();
     const text = render();
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-    figures.push({ format, readings: readings.length, formatPerSecond: readings.length / seconds, endToEndPerSecond: readings.length / (seconds + readSeconds), bytes: Buffer.byteLength(text) });
+    figures.push({
+      format,
+      readings: readings.length,
+      formatPerSecond: readings.length / seconds,
+      endToEndPerSecond: readings.length / (seconds + readSeconds),
+      bytes: Buffer.byteLength(text),
+    });
   }
   return { readSeconds, figures };
 }
@@ -135,13 +157,18 @@ export const readingsOutBench: BenchSection = {
         '',
         '| scenario | readings | block write units / reading | catalog write units / reading | catalog overhead (write units) | catalog read units / reading |',
         '| --- | ---: | ---: | ---: | ---: | ---: |',
-        ...costs.map((c) => `| ${c.scenario} | ${c.readings} | ${fmt(c.block / c.readings, 4)} | ${fmt(c.catalogWrites / c.readings, 4)} | ${fmt((100 * c.catalogWrites) / c.block, 1)} % | ${fmt(c.catalogReads / c.readings, 4)} |`),
+        ...costs.map(
+          (c) =>
+            `| ${c.scenario} | ${c.readings} | ${fmt(c.block / c.readings, 4)} | ${fmt(c.catalogWrites / c.readings, 4)} | ${fmt((100 * c.catalogWrites) / c.block, 1)} % | ${fmt(c.catalogReads / c.readings, 4)} |`,
+        ),
         '',
         `Export of one meter's year of 15-minute data (${figures[0]?.readings ?? 0} readings). Store read through the query core (pages of 50,000): ${fmt(readSeconds, 2)} s = ${fmt((figures[0]?.readings ?? 0) / readSeconds, 0)} readings/s.`,
         '',
         '| format | readings/s (formatting) | readings/s (store read + formatting) | bytes | bytes / reading |',
         '| --- | ---: | ---: | ---: | ---: |',
-        ...figures.map((f) => `| ${f.format} | ${fmt(f.formatPerSecond, 0)} | ${fmt(f.endToEndPerSecond, 0)} | ${f.bytes} | ${fmt(f.bytes / f.readings, 1)} |`),
+        ...figures.map(
+          (f) => `| ${f.format} | ${fmt(f.formatPerSecond, 0)} | ${fmt(f.endToEndPerSecond, 0)} | ${f.bytes} | ${fmt(f.bytes / f.readings, 1)} |`,
+        ),
       ];
       return lines;
     } finally {

@@ -50,7 +50,17 @@ export const readyBench: BenchSection = {
     const meters = Array.from({ length: 10 }, (_, i) => ({ meterId: `kam-${i}` }));
     // One hour per delivery, so every delivery writes new slots (hourly deliveries of a day share its block).
     const make = () =>
-      Array.from({ length: count }, (_, d) => JSON.stringify(buildReadyDelivery({ deliveryId: `bench-${d}`, subscriptionId: 'sub-bench', meters, start: new Date(FIRST_HOUR + d * 3_600_000), intervalsPerHour: 4 }).body));
+      Array.from({ length: count }, (_, d) =>
+        JSON.stringify(
+          buildReadyDelivery({
+            deliveryId: `bench-${d}`,
+            subscriptionId: 'sub-bench',
+            meters,
+            start: new Date(FIRST_HOUR + d * 3_600_000),
+            intervalsPerHour: 4,
+          }).body,
+        ),
+      );
     const readingsPerDelivery = meters.length * 5;
     const standIns = await startReadyStandIns();
     const lines: string[] = [];
@@ -75,16 +85,23 @@ export const readyBench: BenchSection = {
       const cpu = process.cpuUsage(cpu0);
       const cpuMsPerDelivery = (cpu.user + cpu.system) / 1000 / rounds;
 
-      lines.push(`${count} deliveries of ${meters.length} water meters (4 x 15-min values + 1 register each: ${readingsPerDelivery} readings, ${fmt(bytes.length / 1024, 1)} KiB), over HTTP on loopback through the local API Gateway adapter; archive on s3rver, ledger and store on DynamoDB Local (all on this machine, so latencies are the stand-ins', not AWS's).`, '');
+      lines.push(
+        `${count} deliveries of ${meters.length} water meters (4 x 15-min values + 1 register each: ${readingsPerDelivery} readings, ${fmt(bytes.length / 1024, 1)} KiB), over HTTP on loopback through the local API Gateway adapter; archive on s3rver, ledger and store on DynamoDB Local (all on this machine, so latencies are the stand-ins', not AWS's).`,
+        '',
+      );
       lines.push('| scenario | deliveries/s | readings/s | p50 ms | p95 ms |');
       lines.push('| --- | ---: | ---: | ---: | ---: |');
       const row = (name: string, r: { seconds: number; latencies: number[] }, perDelivery: number) =>
-        lines.push(`| ${name} | ${fmt(count / r.seconds)} | ${fmt((count * perDelivery) / r.seconds, 0)} | ${fmt(percentile(r.latencies, 50))} | ${fmt(percentile(r.latencies, 95))} |`);
+        lines.push(
+          `| ${name} | ${fmt(count / r.seconds)} | ${fmt((count * perDelivery) / r.seconds, 0)} | ${fmt(percentile(r.latencies, 50))} | ${fmt(percentile(r.latencies, 95))} |`,
+        );
       row('new deliveries, one at a time', sequential, readingsPerDelivery);
       row('the same deliveries re-sent (ledger hit, archived, nothing written)', replay, 0);
       row('new deliveries, 8 concurrent senders', parallel, readingsPerDelivery);
       lines.push('');
-      lines.push(`CPU to parse, map and validate one delivery (no I/O): ${fmt(cpuMsPerDelivery, 3)} ms. A Lambda invocation adds its S3 PutObject + HeadObject, a ledger claim and complete, the block writes and one PutMetricData; at 256 MB arm64 ($0.0000133334 per GB-s) even 100 ms per delivery costs $0.33 per million deliveries, plus $3.50 per million API Gateway requests.`);
+      lines.push(
+        `CPU to parse, map and validate one delivery (no I/O): ${fmt(cpuMsPerDelivery, 3)} ms. A Lambda invocation adds its S3 PutObject + HeadObject, a ledger claim and complete, the block writes and one PutMetricData; at 256 MB arm64 ($0.0000133334 per GB-s) even 100 ms per delivery costs $0.33 per million deliveries, plus $3.50 per million API Gateway requests.`,
+      );
     } finally {
       await standIns.stop();
     }

@@ -37,27 +37,36 @@ async function main(): Promise<void> {
   const store = await runStoreBench({ meters });
   const lines: string[] = [];
   lines.push('# meterbridge bench results', '');
-  lines.push(`Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${fmt(totalmem() / 2 ** 30, 0)} GiB, Node ${process.version}. Date: ${new Date().toISOString().slice(0, 10)}.`);
-  lines.push('Store: DynamoDB Local (official jar) on loopback; write units as DynamoDB reports them (estimated from item size for failed conditions).', '');
+  lines.push(
+    `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${fmt(totalmem() / 2 ** 30, 0)} GiB, Node ${process.version}. Date: ${new Date().toISOString().slice(0, 10)}.`,
+  );
+  lines.push(
+    'Store: DynamoDB Local (official jar) on loopback; write units as DynamoDB reports them (estimated from item size for failed conditions).',
+    '',
+  );
   lines.push('## Reading store', '');
   lines.push('| scenario | readings | requests / reading | write units / reading | $ per million readings (writes) | readings/s (DynamoDB Local) |');
   lines.push('| --- | ---: | ---: | ---: | ---: | ---: |');
   for (const f of store.figures) {
-    lines.push(`| ${f.scenario} | ${f.readings} | ${fmt(f.requestsPerReading, 3)} | ${fmt(f.writeUnitsPerReading, 3)} | ${fmt(f.writeUnitsPerReading * PRICES.dynamoWriteUnitPerMillion, 3)} | ${fmt(f.readingsPerSecond, 0)} |`);
+    lines.push(
+      `| ${f.scenario} | ${f.readings} | ${fmt(f.requestsPerReading, 3)} | ${fmt(f.writeUnitsPerReading, 3)} | ${fmt(f.writeUnitsPerReading * PRICES.dynamoWriteUnitPerMillion, 3)} | ${fmt(f.readingsPerSecond, 0)} |`,
+    );
   }
   const perReadingBlock = store.bytesPerReadingBlock + ITEM_OVERHEAD / 96;
   const storageYear = (bytes: number) => ((bytes * READINGS_PER_METER_YEAR) / 2 ** 30) * PRICES.dynamoStorageGbMonth * 12;
   lines.push('');
   lines.push('| storage | bytes / reading (incl. item overhead) | $ per meter-year stored (1 year of 15-min data kept 12 months) |');
   lines.push('| --- | ---: | ---: |');
-  lines.push(`| interval block (one item per meter, channel, day; day block ${fmt(store.dayBlockBytes, 0)} B) | ${fmt(perReadingBlock, 1)} | ${fmt(storageYear(perReadingBlock), 5)} |`);
+  lines.push(
+    `| interval block (one item per meter, channel, day; day block ${fmt(store.dayBlockBytes, 0)} B) | ${fmt(perReadingBlock, 1)} | ${fmt(storageYear(perReadingBlock), 5)} |`,
+  );
   lines.push(`| one item per reading (for comparison) | ${fmt(store.bytesPerReadingItem, 1)} | ${fmt(storageYear(store.bytesPerReadingItem), 5)} |`);
   const day = store.figures[0]!;
   const single = store.figures.find((f) => f.scenario.startsWith('(b)'))!;
   lines.push('');
   lines.push(
     `At 1,000,000 meters of 15-minute data (35.04 billion readings a year): whole-day deliveries cost ` +
-      `$${fmt((35.04e3 * day.writeUnitsPerReading * PRICES.dynamoWriteUnitPerMillion), 0)} a year in writes; ` +
+      `$${fmt(35.04e3 * day.writeUnitsPerReading * PRICES.dynamoWriteUnitPerMillion, 0)} a year in writes; ` +
       `one reading per write costs $${fmt(35.04e3 * single.writeUnitsPerReading * PRICES.dynamoWriteUnitPerMillion, 0)} ` +
       `(one item per reading: $${fmt(35.04e3 * 1 * PRICES.dynamoWriteUnitPerMillion, 0)}).`,
   );

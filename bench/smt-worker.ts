@@ -33,16 +33,18 @@ try {
     for (const day of batch) readings += day.readings.length;
   }
   const done = process.hrtime.bigint();
-  process.stdout.write(`${JSON.stringify({
-    seconds: Number(done - started) / 1e9,
-    decryptSeconds: Number(decrypted - started) / 1e9,
-    bytesIn: report.bytesIn,
-    clearBytes: report.bytesOut,
-    days,
-    readings,
-    maxRssBytes: process.resourceUsage().maxRSS * 1024,
-    streamingPeakRssBytes: streamingPeak,
-  })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({
+      seconds: Number(done - started) / 1e9,
+      decryptSeconds: Number(decrypted - started) / 1e9,
+      bytesIn: report.bytesIn,
+      clearBytes: report.bytesOut,
+      days,
+      readings,
+      maxRssBytes: process.resourceUsage().maxRSS * 1024,
+      streamingPeakRssBytes: streamingPeak,
+    })}\n`,
+  );
 } finally {
   clearInterval(sampler);
   await rm(work, { recursive: true, force: true });

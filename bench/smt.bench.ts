@@ -48,7 +48,11 @@ interface Measured {
 /** Wall seconds and peak RSS of a command, from GNU time (`%e %M` on the last stderr line). */
 async function timed(command: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Measured & { stdout: string }> {
   const { stdout, stderr } = await run('/usr/bin/time', ['-f', 'TIME %e %M', command, ...args], { env, maxBuffer: 64 * 1024 * 1024 });
-  const line = stderr.trim().split('\n').reverse().find((l) => l.startsWith('TIME '));
+  const line = stderr
+    .trim()
+    .split('\n')
+    .reverse()
+    .find((l) => l.startsWith('TIME '));
   if (!line) throw new Error(`no timing from /usr/bin/time: ${stderr}`);
   const [, seconds, kb] = line.split(' ');
   return { seconds: Number(seconds), maxRssBytes: Number(kb) * 1024, stdout };
@@ -56,11 +60,21 @@ async function timed(command: string, args: string[], env: NodeJS.ProcessEnv = p
 
 async function bundleWorker(dir: string): Promise<string> {
   const out = join(dir, 'smt-worker.mjs');
-  await run(join(ROOT, 'node_modules/.bin/esbuild'), [
-    WORKER, '--bundle', '--platform=node', '--format=esm', '--target=node20', `--outfile=${out}`,
-    '--external:cpu-features', '--external:*.node',
-    `--banner:js=${DEFAULT_BUNDLING.banner}`,
-  ], { cwd: ROOT });
+  await run(
+    join(ROOT, 'node_modules/.bin/esbuild'),
+    [
+      WORKER,
+      '--bundle',
+      '--platform=node',
+      '--format=esm',
+      '--target=node20',
+      `--outfile=${out}`,
+      '--external:cpu-features',
+      '--external:*.node',
+      `--banner:js=${DEFAULT_BUNDLING.banner}`,
+    ],
+    { cwd: ROOT },
+  );
   return out;
 }
 
@@ -74,20 +88,58 @@ interface SizeFigures {
 
 async function measureSize(target: number, keyring: GpgKeyring, keyFile: string, worker: string, dir: string): Promise<SizeFigures> {
   // Size the file: clear bytes per ESIID from a one-meter sample, armor adds about 35 %.
-  const sampleSize = await writeSmtCsv(join(dir, 'sample.csv'), { esiids: esiids(1), days: DAYS, channels: CHANNELS, revision: '11/20/2025 06:00:00' });
+  const sampleSize = await writeSmtCsv(join(dir, 'sample.csv'), {
+    esiids: esiids(1),
+    days: DAYS,
+    channels: CHANNELS,
+    revision: '11/20/2025 06:00:00',
+  });
   const meters = Math.max(1, Math.round(target / (sampleSize * 1.35)));
-  const file = await writeSmtFile({ dir, keyring, esiids: esiids(meters), days: DAYS, channels: CHANNELS, revision: '11/20/2025 06:00:00', compress: false, name: `bench-${target}.asc` });
+  const file = await writeSmtFile({
+    dir,
+    keyring,
+    esiids: esiids(meters),
+    days: DAYS,
+    channels: CHANNELS,
+    revision: '11/20/2025 06:00:00',
+    compress: false,
+    name: `bench-${target}.asc`,
+  });
   await rm(file.csvPath, { force: true });
   const env = { ...process.env, SMT_BENCH_PASSPHRASE: keyring.passphrase, SMT_BENCH_TMP: dir };
   const ours = await timed(process.execPath, ['--expose-gc', worker, file.path, keyFile], env);
-  const report = JSON.parse(ours.stdout.trim().split('\n').pop()!) as { seconds: number; decryptSeconds: number; readings: number; streamingPeakRssBytes: number };
-  const gpg = await timed('gpg', ['--homedir', keyring.home, '--batch', '--quiet', '--pinentry-mode', 'loopback', '--passphrase', keyring.passphrase, '--output', '/dev/null', '--decrypt', file.path]);
+  const report = JSON.parse(ours.stdout.trim().split('\n').pop()!) as {
+    seconds: number;
+    decryptSeconds: number;
+    readings: number;
+    streamingPeakRssBytes: number;
+  };
+  const gpg = await timed('gpg', [
+    '--homedir',
+    keyring.home,
+    '--batch',
+    '--quiet',
+    '--pinentry-mode',
+    'loopback',
+    '--passphrase',
+    keyring.passphrase,
+    '--output',
+    '/dev/null',
+    '--decrypt',
+    file.path,
+  ]);
   await rm(file.path, { force: true });
   return {
     targetBytes: target,
     armoredBytes: file.size,
     readings: report.readings,
-    ours: { seconds: ours.seconds, maxRssBytes: ours.maxRssBytes, internalSeconds: report.seconds, decryptSeconds: report.decryptSeconds, streamingPeakRssBytes: report.streamingPeakRssBytes },
+    ours: {
+      seconds: ours.seconds,
+      maxRssBytes: ours.maxRssBytes,
+      internalSeconds: report.seconds,
+      decryptSeconds: report.decryptSeconds,
+      streamingPeakRssBytes: report.streamingPeakRssBytes,
+    },
     gpg: { seconds: gpg.seconds, maxRssBytes: gpg.maxRssBytes },
   };
 }
@@ -100,7 +152,17 @@ async function storeCosts(): Promise<Array<{ scenario: string; counts: ProcessCo
     const results: Array<{ scenario: string; counts: ProcessCounts }> = [];
     const days = ['2025-11-01', '2025-11-02', '2025-11-03'];
     const deliver = async (scenario: string, name: string, flag: 'A' | 'E', revision: string) => {
-      const file = await writeSmtFile({ dir: h.work, keyring: h.keyring, esiids: esiids(50), days, channels: CHANNELS, revision, flag, name, value: flag === 'E' ? () => 0.5 : undefined });
+      const file = await writeSmtFile({
+        dir: h.work,
+        keyring: h.keyring,
+        esiids: esiids(50),
+        days,
+        channels: CHANNELS,
+        revision,
+        flag,
+        name,
+        value: flag === 'E' ? () => 0.5 : undefined,
+      });
       await archiveOf(h).put(`smt/intervaldata/${name}`, readFileSync(file.path));
       const outcome = await processArchivedFile(processDeps(h, tables, { log: silentLog }), `smt/intervaldata/${name}`);
       if (outcome.status !== 'processed') throw new Error(`bench file ${name} was not processed: ${JSON.stringify(outcome)}`);
@@ -131,7 +193,17 @@ export const smtBench: BenchSection = {
       await writeFile(keyFile, keyring.armoredPrivateKey, { mode: 0o600 });
       const worker = await bundleWorker(dir);
       // Warm gpg-agent, so the first measured gpg run does not pay for starting it.
-      await run('gpg', ['--homedir', keyring.home, '--batch', '--quiet', '--pinentry-mode', 'loopback', '--passphrase', keyring.passphrase, '--list-secret-keys']);
+      await run('gpg', [
+        '--homedir',
+        keyring.home,
+        '--batch',
+        '--quiet',
+        '--pinentry-mode',
+        'loopback',
+        '--passphrase',
+        keyring.passphrase,
+        '--list-secret-keys',
+      ]);
       const figures: SizeFigures[] = [];
       for (const size of sizes) {
         process.stderr.write(`bench: SMT ${fmt(mb(size), 0)} MB file...\n`);
@@ -160,11 +232,15 @@ export const smtBench: BenchSection = {
     process.stderr.write('bench: SMT store costs...\n');
     const costs = await storeCosts();
     lines.push('', 'Store cost of SMT days through the process step (s3rver archive, DynamoDB Local; write units as DynamoDB reports them):', '');
-    lines.push('| delivery | readings | days | write requests | write units / reading | stored | superseded | duplicate |', '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+    lines.push(
+      '| delivery | readings | days | write requests | write units / reading | stored | superseded | duplicate |',
+      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    );
     for (const { scenario, counts } of costs) {
-      lines.push(`| ${scenario} | ${counts.readings} | ${counts.days} | ${counts.writeRequests} | ${fmt(counts.writeUnits / counts.readings, 3)} | ${counts.stored} | ${counts.superseded} | ${counts.duplicate} |`);
+      lines.push(
+        `| ${scenario} | ${counts.readings} | ${counts.days} | ${counts.writeRequests} | ${fmt(counts.writeUnits / counts.readings, 3)} | ${counts.stored} | ${counts.superseded} | ${counts.duplicate} |`,
+      );
     }
     return lines;
   },
 };
-

@@ -28,8 +28,11 @@ export interface StoreBenchResult {
 const DAY_START = '2026-03-10T05:00:00Z'; // local midnight in Chicago (CDT)
 
 function meterDay(meter: number, revision: number, quality: 'actual' | 'estimated' = 'actual'): IntervalReading[] {
-  return day(DAY_START, 96, { meterId: `bench-${String(meter).padStart(6, '0')}`, revision, quality, originId: `IntervalMeterUsage20260310.csv.${revision}.asc` }, (i) =>
-    Math.round((0.1 + ((i * 37 + meter * 11) % 100) / 37) * 1000) / 1000,
+  return day(
+    DAY_START,
+    96,
+    { meterId: `bench-${String(meter).padStart(6, '0')}`, revision, quality, originId: `IntervalMeterUsage20260310.csv.${revision}.asc` },
+    (i) => Math.round((0.1 + ((i * 37 + meter * 11) % 100) / 37) * 1000) / 1000,
   );
 }
 
@@ -45,7 +48,13 @@ async function measure(scenario: string, batches: IntervalReading[][], store: Re
     readings += batch.length;
   });
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  return { scenario, readings, requestsPerReading: requests / readings, writeUnitsPerReading: writeUnits / readings, readingsPerSecond: readings / seconds };
+  return {
+    scenario,
+    readings,
+    requestsPerReading: requests / readings,
+    writeUnitsPerReading: writeUnits / readings,
+    readingsPerSecond: readings / seconds,
+  };
 }
 
 export async function runStoreBench(options: { meters?: number } = {}): Promise<StoreBenchResult> {
@@ -94,13 +103,15 @@ export async function runStoreBench(options: { meters?: number } = {}): Promise<
  * kept as lean as that layout allows (epoch-second sort key, one-letter names, no origin).
  */
 function oneItemPerReadingBytes(): number {
-  return itemSizeBytes({
-    pk: { S: '10443720004766435#energy.active.import' },
-    sk: { N: '1773120600' },
-    v: { N: '0.731' },
-    r: { N: '1773200000' },
-    q: { S: 'A' },
-  }) + 100; // DynamoDB's per-item overhead for storage billing
+  return (
+    itemSizeBytes({
+      pk: { S: '10443720004766435#energy.active.import' },
+      sk: { N: '1773120600' },
+      v: { N: '0.731' },
+      r: { N: '1773200000' },
+      q: { S: 'A' },
+    }) + 100
+  ); // DynamoDB's per-item overhead for storage billing
 }
 
 async function scanAll(client: import('@aws-sdk/client-dynamodb').DynamoDBClient, table: string): Promise<Record<string, AttributeValue>[]> {

@@ -30,7 +30,10 @@ export interface InvocationContext extends Context {
 }
 
 /** Lambda context on every log line, one metrics buffer per invocation, flushed at the end whatever happens. */
-export function observability<TEvent, TResult>(logger: Logger, wiring: Pick<SourceWiring, 'metrics'>): MiddlewareObj<TEvent, TResult, Error, InvocationContext> {
+export function observability<TEvent, TResult>(
+  logger: Logger,
+  wiring: Pick<SourceWiring, 'metrics'>,
+): MiddlewareObj<TEvent, TResult, Error, InvocationContext> {
   const flush = async (request: { context: InvocationContext }) => {
     // Metrics.flush never throws: CloudWatch being down must not fail work that was done.
     await request.context.metrics?.flush();

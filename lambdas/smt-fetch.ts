@@ -29,7 +29,10 @@ const secretId = requiredEnv('SMT_TRANSPORT_SECRET');
 const archive = new RawArchive({ client: new S3Client({}), bucket: requiredEnv('ARCHIVE_BUCKET') });
 const serverId = `${protocol}:${server.host}`;
 const state = new SmtFetchState({ client: wiring.dynamodb, tableName: wiring.ledgerTable, serverId });
-const folders = requiredEnv('SMT_FOLDERS').split(',').map((f) => f.trim()).filter(Boolean);
+const folders = requiredEnv('SMT_FOLDERS')
+  .split(',')
+  .map((f) => f.trim())
+  .filter(Boolean);
 const deleteAfterArchive = requiredEnv('SMT_AFTER_ARCHIVE') === 'delete';
 
 let transportSecret: Promise<Record<string, unknown>> | undefined;
@@ -55,7 +58,15 @@ type FetchSummary = Pick<FetchReport, 'archived' | 'bytes' | 'left' | 'error'>;
 
 export const handler = lambdaHandler<unknown, FetchSummary>(logger, wiring, async (_event, context) => {
   const report = await runSmtFetch({
-    connect, folders, archive, ledger: wiring.ledger, state, metrics: context.metrics, log, deleteAfterArchive, serverId,
+    connect,
+    folders,
+    archive,
+    ledger: wiring.ledger,
+    state,
+    metrics: context.metrics,
+    log,
+    deleteAfterArchive,
+    serverId,
     remainingTimeMs: () => context.getRemainingTimeInMillis(),
   });
   return { archived: report.archived, bytes: report.bytes, left: report.left, error: report.error };

@@ -60,7 +60,10 @@ export class ArchiveBucket extends Construct {
       serverAccessLogsBucket: this.accessLogsBucket,
       serverAccessLogsPrefix: `${props.purpose}-archive/`,
       lifecycleRules: [
-        { id: 'cold-after', transitions: [{ storageClass: s3.StorageClass.GLACIER_INSTANT_RETRIEVAL, transitionAfter: Duration.days(props.coldAfterDays ?? 90) }] },
+        {
+          id: 'cold-after',
+          transitions: [{ storageClass: s3.StorageClass.GLACIER_INSTANT_RETRIEVAL, transitionAfter: Duration.days(props.coldAfterDays ?? 90) }],
+        },
         { id: 'old-versions', noncurrentVersionExpiration: Duration.days(props.noncurrentVersionDays ?? 30) },
         { id: 'abandoned-uploads', abortIncompleteMultipartUploadAfter: Duration.days(2) },
       ],

@@ -56,7 +56,10 @@ export class FixedEgress extends Construct {
 
   /** The public addresses, as a comma-separated string for a stack output. */
   public get addresses(): string {
-    return Fn.join(',', this.elasticIps.map((eip) => eip.attrPublicIp));
+    return Fn.join(
+      ',',
+      this.elasticIps.map((eip) => eip.attrPublicIp),
+    );
   }
 
   /**
@@ -68,7 +71,14 @@ export class FixedEgress extends Construct {
     const policy = new iam.Policy(this, 'NetworkInterfacePolicy', {
       statements: [
         new iam.PolicyStatement({
-          actions: ['ec2:CreateNetworkInterface', 'ec2:DescribeNetworkInterfaces', 'ec2:DescribeSubnets', 'ec2:DeleteNetworkInterface', 'ec2:AssignPrivateIpAddresses', 'ec2:UnassignPrivateIpAddresses'],
+          actions: [
+            'ec2:CreateNetworkInterface',
+            'ec2:DescribeNetworkInterfaces',
+            'ec2:DescribeSubnets',
+            'ec2:DeleteNetworkInterface',
+            'ec2:AssignPrivateIpAddresses',
+            'ec2:UnassignPrivateIpAddresses',
+          ],
           resources: ['*'],
         }),
       ],
@@ -77,7 +87,7 @@ export class FixedEgress extends Construct {
     Validations.of(policy).acknowledge({
       id: 'AwsSolutions-IAM5[Resource::*]',
       reason:
-        'Lambda creates and deletes the function\'s network interfaces itself, in subnets and with ids not known at deploy time; ' +
+        "Lambda creates and deletes the function's network interfaces itself, in subnets and with ids not known at deploy time; " +
         'ec2:Describe* support only "*". These are the actions of the AWS managed AWSLambdaVPCAccessExecutionRole, attached to this role only.',
     });
     return policy;

@@ -62,7 +62,11 @@ export class QueryApi extends Construct {
       enableKeyRotation: true,
       removalPolicy: settings.removalPolicy,
     });
-    this.accessLogGroup = new logs.LogGroup(this, 'AccessLog', { encryptionKey: logKey, retention: settings.logRetention, removalPolicy: settings.removalPolicy });
+    this.accessLogGroup = new logs.LogGroup(this, 'AccessLog', {
+      encryptionKey: logKey,
+      retention: settings.logRetention,
+      removalPolicy: settings.removalPolicy,
+    });
     logKey.addToResourcePolicy(
       new iam.PolicyStatement({
         principals: [new iam.ServicePrincipal(`logs.${Aws.REGION}.amazonaws.com`)],
@@ -110,11 +114,18 @@ export class QueryApi extends Construct {
     });
     const responses: Array<{ id: string; type: apigw.ResponseType; code: string; message: string; statusCode?: string }> = [
       { id: 'Throttled', type: apigw.ResponseType.THROTTLED, code: 'throttled', message: 'too many requests; retry later', statusCode: '429' },
-      { id: 'BadParameters', type: apigw.ResponseType.BAD_REQUEST_PARAMETERS, code: 'bad_request', message: '$context.error.messageString', statusCode: '400' },
+      {
+        id: 'BadParameters',
+        type: apigw.ResponseType.BAD_REQUEST_PARAMETERS,
+        code: 'bad_request',
+        message: '$context.error.messageString',
+        statusCode: '400',
+      },
       { id: 'Default4xx', type: apigw.ResponseType.DEFAULT_4XX, code: 'bad_request', message: '$context.error.messageString' },
       { id: 'Default5xx', type: apigw.ResponseType.DEFAULT_5XX, code: 'gateway_error', message: 'the query API is unavailable; retry later' },
     ];
-    for (const r of responses) this.api.addGatewayResponse(r.id, { type: r.type, ...(r.statusCode ? { statusCode: r.statusCode } : {}), templates: json(r.code, r.message) });
+    for (const r of responses)
+      this.api.addGatewayResponse(r.id, { type: r.type, ...(r.statusCode ? { statusCode: r.statusCode } : {}), templates: json(r.code, r.message) });
 
     // The gateway refuses requests without the path parameter before the function runs; the
     // function checks values (formats, ranges, cursors), which a parameter validator cannot.
@@ -128,7 +139,9 @@ export class QueryApi extends Construct {
     meters.addMethod('GET', integration, { requestValidator: validator, requestParameters: queryParameters(QUERY_PARAMETERS.meters, false) });
     const meter = meters.addResource('{meterId}');
     meter.addMethod('GET', integration, { requestValidator: validator, requestParameters: queryParameters(QUERY_PARAMETERS.meter, true) });
-    meter.addResource('readings').addMethod('GET', integration, { requestValidator: validator, requestParameters: queryParameters(QUERY_PARAMETERS.readings, true) });
+    meter
+      .addResource('readings')
+      .addMethod('GET', integration, { requestValidator: validator, requestParameters: queryParameters(QUERY_PARAMETERS.readings, true) });
     this.url = this.api.url;
 
     if (query.apiKeys) {
@@ -143,7 +156,8 @@ export class QueryApi extends Construct {
     Validations.of(this.api).acknowledge(
       {
         id: 'AwsSolutions-APIG3',
-        reason: 'Callers must sign with SigV4 and hold execute-api:Invoke (IAM authorization) and are throttled per stage; a WAF web ACL can be associated per deployment if required.',
+        reason:
+          'Callers must sign with SigV4 and hold execute-api:Invoke (IAM authorization) and are throttled per stage; a WAF web ACL can be associated per deployment if required.',
       },
       {
         id: 'AwsSolutions-COG4',

@@ -106,7 +106,11 @@ export class ReadyIngestion extends Construct {
     if (open) throw new Error(`ReadyIngestion (stage ${settings.stage}): ${open}`);
     this.readySettings = ready;
 
-    this.archive = new ArchiveBucket(this, 'Archive', { purpose: 'ready', removalPolicy: settings.removalPolicy, coldAfterDays: ready.archiveColdAfterDays });
+    this.archive = new ArchiveBucket(this, 'Archive', {
+      purpose: 'ready',
+      removalPolicy: settings.removalPolicy,
+      coldAfterDays: ready.archiveColdAfterDays,
+    });
     this.archiveBucket = this.archive.bucket;
     this.secret = this.createCredentials(settings);
     this.webhookFunction = this.createWebhookFunction(settings, storage, ready);
@@ -135,7 +139,8 @@ export class ReadyIngestion extends Construct {
     });
     Validations.of(secret).acknowledge({
       id: 'AwsSolutions-SMG4',
-      reason: 'The READY client secret is issued by Kamstrup (sent by SMS) and can only be rotated in READY Manager; there is no API a rotation Lambda could call.',
+      reason:
+        'The READY client secret is issued by Kamstrup (sent by SMS) and can only be rotated in READY Manager; there is no API a rotation Lambda could call.',
     });
     return secret;
   }
@@ -287,12 +292,43 @@ export class ReadyIngestion extends Construct {
       'application/json': `{"error":{"code":"${code}","message":${message.startsWith('$context') ? message : `"${message}"`},"requestId":"$context.requestId"}}`,
     });
     const responses: Array<{ id: string; type: apigw.ResponseType; code: string; message: string; statusCode?: string; retryAfter?: string }> = [
-      { id: 'Throttled', type: apigw.ResponseType.THROTTLED, code: 'throttled', message: 'too many requests; retry later', statusCode: '429', retryAfter: '10' },
-      { id: 'TooLarge', type: apigw.ResponseType.REQUEST_TOO_LARGE, code: 'too_large', message: 'request body is larger than API Gateway accepts', statusCode: '413' },
-      { id: 'AccessDenied', type: apigw.ResponseType.ACCESS_DENIED, code: 'forbidden', message: 'this source address may not call the READY webhook', statusCode: '403' },
-      { id: 'NotFound', type: apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN, code: 'not_found', message: 'no such callback; READY posts to /data and /status', statusCode: '404' },
+      {
+        id: 'Throttled',
+        type: apigw.ResponseType.THROTTLED,
+        code: 'throttled',
+        message: 'too many requests; retry later',
+        statusCode: '429',
+        retryAfter: '10',
+      },
+      {
+        id: 'TooLarge',
+        type: apigw.ResponseType.REQUEST_TOO_LARGE,
+        code: 'too_large',
+        message: 'request body is larger than API Gateway accepts',
+        statusCode: '413',
+      },
+      {
+        id: 'AccessDenied',
+        type: apigw.ResponseType.ACCESS_DENIED,
+        code: 'forbidden',
+        message: 'this source address may not call the READY webhook',
+        statusCode: '403',
+      },
+      {
+        id: 'NotFound',
+        type: apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN,
+        code: 'not_found',
+        message: 'no such callback; READY posts to /data and /status',
+        statusCode: '404',
+      },
       { id: 'Default4xx', type: apigw.ResponseType.DEFAULT_4XX, code: 'bad_request', message: '$context.error.messageString' },
-      { id: 'Default5xx', type: apigw.ResponseType.DEFAULT_5XX, code: 'gateway_error', message: 'the webhook is unavailable; retry later', retryAfter: '30' },
+      {
+        id: 'Default5xx',
+        type: apigw.ResponseType.DEFAULT_5XX,
+        code: 'gateway_error',
+        message: 'the webhook is unavailable; retry later',
+        retryAfter: '30',
+      },
     ];
     for (const r of responses) {
       api.addGatewayResponse(r.id, {
@@ -308,15 +344,18 @@ export class ReadyIngestion extends Construct {
     Validations.of(api).acknowledge(
       {
         id: 'AwsSolutions-APIG2',
-        reason: 'Bodies are validated in the function after the original is archived; a gateway validator would refuse malformed deliveries before anyone could replay them.',
+        reason:
+          'Bodies are validated in the function after the original is archived; a gateway validator would refuse malformed deliveries before anyone could replay them.',
       },
       {
         id: 'AwsSolutions-APIG3',
-        reason: 'Callers are limited by the resource policy (source CIDRs of READY hosting) and stage throttling; a WAF web ACL can be associated per deployment if required.',
+        reason:
+          'Callers are limited by the resource policy (source CIDRs of READY hosting) and stage throttling; a WAF web ACL can be associated per deployment if required.',
       },
       {
         id: 'AwsSolutions-APIG4',
-        reason: 'READY cannot present our credentials: it authenticates subscriptions by the verification handshake (client secret) and optionally signs bodies (signing key), checked in the function.',
+        reason:
+          'READY cannot present our credentials: it authenticates subscriptions by the verification handshake (client secret) and optionally signs bodies (signing key), checked in the function.',
       },
       {
         id: 'AwsSolutions-COG4',
@@ -334,7 +373,8 @@ export class ReadyIngestion extends Construct {
   private createSubscriptionAlarm(settings: StageSettings): cloudwatch.Alarm {
     return new cloudwatch.Alarm(this, 'SubscriptionNotActive', {
       alarmName: `meterbridge-${settings.stage}-ready-subscription-not-active`,
-      alarmDescription: 'A READY status callback reported a webhook subscription as pending, suspended, failed or deleted: data has stopped or will stop. Check the status callback log lines (subscriptionId, reason) and re-subscribe with `meterbridge ready subscribe`.',
+      alarmDescription:
+        'A READY status callback reported a webhook subscription as pending, suspended, failed or deleted: data has stopped or will stop. Check the status callback log lines (subscriptionId, reason) and re-subscribe with `meterbridge ready subscribe`.',
       metric: new cloudwatch.Metric({
         namespace: METRICS_NAMESPACE,
         metricName: 'SubscriptionInactive',

@@ -7,7 +7,13 @@
  *              "maxBodyBytes": 4194304, "verification": { "algorithm": "hmac-sha256", "secretEncoding": "utf8" },
  *              "archiveColdAfterDays": 90, "customDomain": { "domainName": "ready.example.com", "certificateArn": "arn:aws:acm:..." } }
  */
-import { ANSWER_FORMATS, DEFAULT_VERIFICATION, SECRET_ENCODINGS, VERIFICATION_ALGORITHMS, type VerificationConfig } from '../lambdas/core/ready/handshake.ts';
+import {
+  ANSWER_FORMATS,
+  DEFAULT_VERIFICATION,
+  SECRET_ENCODINGS,
+  VERIFICATION_ALGORITHMS,
+  type VerificationConfig,
+} from '../lambdas/core/ready/handshake.ts';
 import { isRecord } from './settings-values.ts';
 
 /** A synchronous Lambda invocation carries at most 6 MB; the event wraps the body (base64: x4/3). */
@@ -60,12 +66,21 @@ export const DEFAULT_READY_SETTINGS: ReadySettings = {
 
 const CIDR = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$|^[0-9a-fA-F:]+\/\d{1,3}$/;
 
-
 /** Validates the `ready` block of a stage; `key` is its context path for messages. Absent block or key: the default. */
 export function parseReadySettings(raw: unknown, key: string): ReadySettings {
   if (raw === undefined) return DEFAULT_READY_SETTINGS;
   if (!isRecord(raw)) throw new Error(`${key}: must be an object`);
-  const known = ['allowedSourceCidrs', 'requireSignature', 'allowUnauthenticated', 'throttleRateLimit', 'throttleBurstLimit', 'maxBodyBytes', 'verification', 'archiveColdAfterDays', 'customDomain'];
+  const known = [
+    'allowedSourceCidrs',
+    'requireSignature',
+    'allowUnauthenticated',
+    'throttleRateLimit',
+    'throttleBurstLimit',
+    'maxBodyBytes',
+    'verification',
+    'archiveColdAfterDays',
+    'customDomain',
+  ];
   for (const name of Object.keys(raw)) if (!known.includes(name)) throw new Error(`${key}.${name}: unknown setting; known: ${known.join(', ')}`);
 
   const cidrs = raw.allowedSourceCidrs ?? [];
@@ -83,18 +98,23 @@ export function parseReadySettings(raw: unknown, key: string): ReadySettings {
   if (open) throw new Error(`${key}: ${open}`);
   const positive = (name: string, fallback: number, max = Number.MAX_SAFE_INTEGER): number => {
     const v = raw[name] ?? fallback;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) throw new Error(`${key}.${name}: ${JSON.stringify(v)} must be a whole number from 1 to ${max}`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max)
+      throw new Error(`${key}.${name}: ${JSON.stringify(v)} must be a whole number from 1 to ${max}`);
     return v;
   };
   const verificationRaw = raw.verification ?? {};
   if (!isRecord(verificationRaw)) throw new Error(`${key}.verification: must be an object`);
   const choice = <T extends string>(name: string, options: readonly T[], fallback: T): T => {
     const v = verificationRaw[name] ?? fallback;
-    if (typeof v !== 'string' || !(options as readonly string[]).includes(v)) throw new Error(`${key}.verification.${name}: ${JSON.stringify(v)} must be one of ${options.join(', ')}`);
+    if (typeof v !== 'string' || !(options as readonly string[]).includes(v))
+      throw new Error(`${key}.verification.${name}: ${JSON.stringify(v)} must be one of ${options.join(', ')}`);
     return v as T;
   };
   const customDomain = raw.customDomain;
-  if (customDomain !== undefined && (!isRecord(customDomain) || typeof customDomain.domainName !== 'string' || typeof customDomain.certificateArn !== 'string')) {
+  if (
+    customDomain !== undefined &&
+    (!isRecord(customDomain) || typeof customDomain.domainName !== 'string' || typeof customDomain.certificateArn !== 'string')
+  ) {
     throw new Error(`${key}.customDomain: must be {"domainName": "...", "certificateArn": "arn:aws:acm:..."}`);
   }
   return {
@@ -110,7 +130,9 @@ export function parseReadySettings(raw: unknown, key: string): ReadySettings {
       answerFormat: choice('answerFormat', ANSWER_FORMATS, DEFAULT_VERIFICATION.answerFormat),
     },
     archiveColdAfterDays: positive('archiveColdAfterDays', DEFAULT_READY_SETTINGS.archiveColdAfterDays, 3650),
-    ...(customDomain ? { customDomain: { domainName: customDomain.domainName as string, certificateArn: customDomain.certificateArn as string } } : {}),
+    ...(customDomain
+      ? { customDomain: { domainName: customDomain.domainName as string, certificateArn: customDomain.certificateArn as string } }
+      : {}),
   };
 }
 
@@ -119,7 +141,9 @@ export function parseReadySettings(raw: unknown, key: string): ReadySettings {
  * no source ranges, and no allowUnauthenticated saying so), or undefined. Checked by the parser
  * and by the construct, so synth fails either way.
  */
-export function unauthenticatedCallers(ready: Pick<ReadySettings, 'requireSignature' | 'allowUnauthenticated' | 'allowedSourceCidrs'>): string | undefined {
+export function unauthenticatedCallers(
+  ready: Pick<ReadySettings, 'requireSignature' | 'allowUnauthenticated' | 'allowedSourceCidrs'>,
+): string | undefined {
   if (ready.requireSignature || ready.allowedSourceCidrs.length > 0 || ready.allowUnauthenticated) return undefined;
   return (
     'requireSignature is false and allowedSourceCidrs is empty, so anyone who reaches the API could store readings. ' +

@@ -60,12 +60,14 @@ export function parseQuerySettings(value: unknown, key: string): QuerySettings {
   if (value === undefined) return DEFAULT_QUERY_SETTINGS;
   if (!isRecord(value)) throw new StageSettingsError(key, 'must be an object {apiKeys, throttleRateLimit, throttleBurstLimit}');
   const known = Object.keys(DEFAULT_QUERY_SETTINGS);
-  for (const name of Object.keys(value)) if (!known.includes(name)) throw new StageSettingsError(`${key}.${name}`, `unknown query setting; known: ${known.join(', ')}`);
+  for (const name of Object.keys(value))
+    if (!known.includes(name)) throw new StageSettingsError(`${key}.${name}`, `unknown query setting; known: ${known.join(', ')}`);
   const apiKeys = value.apiKeys ?? DEFAULT_QUERY_SETTINGS.apiKeys;
   if (typeof apiKeys !== 'boolean') throw new StageSettingsError(`${key}.apiKeys`, 'must be true or false');
   const limit = (name: 'throttleRateLimit' | 'throttleBurstLimit') => {
     const n = value[name] ?? DEFAULT_QUERY_SETTINGS[name];
-    if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 10_000) throw new StageSettingsError(`${key}.${name}`, 'must be a whole number from 1 to 10000');
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 10_000)
+      throw new StageSettingsError(`${key}.${name}`, 'must be a whole number from 1 to 10000');
     return n;
   };
   return { apiKeys, throttleRateLimit: limit('throttleRateLimit'), throttleBurstLimit: limit('throttleBurstLimit') };
@@ -111,7 +113,17 @@ const MAX_FRESHNESS_MINUTES = 7 * 24 * 60;
 const ALARM_KEYS = ['freshnessMinutes', 'queueAgeMinutes', 'lambdaErrors', 'lambdaThrottles', 'tableThrottles', 'metricThresholds'] as const;
 const SOURCES: readonly MetricSource[] = ['iot', 'smt', 'ready'];
 
-const KNOWN_KEYS = ['alarmEmail', 'blockTimeZone', 'logRetentionDays', 'removalPolicy', 'deletionProtection', 'alarms', 'smt', 'ready', 'query'] as const;
+const KNOWN_KEYS = [
+  'alarmEmail',
+  'blockTimeZone',
+  'logRetentionDays',
+  'removalPolicy',
+  'deletionProtection',
+  'alarms',
+  'smt',
+  'ready',
+  'query',
+] as const;
 
 const REMOVAL_POLICIES: Readonly<Record<string, RemovalPolicy>> = {
   retain: RemovalPolicy.RETAIN,
@@ -119,9 +131,7 @@ const REMOVAL_POLICIES: Readonly<Record<string, RemovalPolicy>> = {
 };
 
 // RetentionDays is a numeric TS enum, so Object.values also yields its reverse-mapped names.
-const RETENTION_DAYS: ReadonlySet<number> = new Set(
-  Object.values(logs.RetentionDays).filter((value): value is number => typeof value === 'number'),
-);
+const RETENTION_DAYS: ReadonlySet<number> = new Set(Object.values(logs.RetentionDays).filter((value): value is number => typeof value === 'number'));
 
 // Deliberately loose: SNS sends a confirmation mail anyway, this only catches obvious slips
 // (a missing @, a stray space) before a subscription is created for an address that cannot exist.
@@ -138,7 +148,6 @@ export class StageSettingsError extends Error {
   }
 }
 
-
 /**
  * Validates the raw context values and turns them into typed settings.
  *
@@ -151,10 +160,7 @@ export class StageSettingsError extends Error {
 export function parseStageSettings(stageValue: unknown, stagesValue: unknown): StageSettings {
   const stage = stageValue ?? DEFAULT_STAGE;
   if (typeof stage !== 'string' || !STAGE_NAME.test(stage)) {
-    throw new StageSettingsError(
-      STAGE_CONTEXT_KEY,
-      `${JSON.stringify(stage)} is not a valid stage name (a letter, then letters, digits or '-')`,
-    );
+    throw new StageSettingsError(STAGE_CONTEXT_KEY, `${JSON.stringify(stage)} is not a valid stage name (a letter, then letters, digits or '-')`);
   }
 
   let stages = stagesValue;
@@ -192,10 +198,7 @@ export function parseStageSettings(stageValue: unknown, stagesValue: unknown): S
 
   const blockTimeZone = raw.blockTimeZone;
   if (typeof blockTimeZone !== 'string' || blockTimeZone === '' || !isTimeZone(blockTimeZone)) {
-    throw new StageSettingsError(
-      `${prefix}.blockTimeZone`,
-      `${JSON.stringify(blockTimeZone)} is not an IANA time zone (e.g. America/Chicago, UTC)`,
-    );
+    throw new StageSettingsError(`${prefix}.blockTimeZone`, `${JSON.stringify(blockTimeZone)} is not an IANA time zone (e.g. America/Chicago, UTC)`);
   }
 
   const logRetentionDays = raw.logRetentionDays;

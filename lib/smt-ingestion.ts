@@ -241,10 +241,20 @@ export class SmtIngestion extends Construct {
     this.transportSecret.grantRead(this.fetchFunction);
     this.pgpSecret.grantRead(this.processFunction);
 
-    const archiveWrite = archive.grantArchiveWrite(this, 'ArchiveWritePolicy', executionRoleOf(this.fetchFunction), SMT_ARCHIVE_PREFIX.replace(/\/$/, ''));
+    const archiveWrite = archive.grantArchiveWrite(
+      this,
+      'ArchiveWritePolicy',
+      executionRoleOf(this.fetchFunction),
+      SMT_ARCHIVE_PREFIX.replace(/\/$/, ''),
+    );
     const archiveLogicalId = stack.resolve(stack.getLogicalId(this.archiveBucket.node.defaultChild as s3.CfnBucket)) as string;
     const archiveRead = new iam.Policy(this, 'ArchiveReadPolicy', {
-      statements: [new iam.PolicyStatement({ actions: ['s3:GetObject', 's3:GetObjectVersion'], resources: [this.archiveBucket.arnForObjects(`${SMT_ARCHIVE_PREFIX}*`)] })],
+      statements: [
+        new iam.PolicyStatement({
+          actions: ['s3:GetObject', 's3:GetObjectVersion'],
+          resources: [this.archiveBucket.arnForObjects(`${SMT_ARCHIVE_PREFIX}*`)],
+        }),
+      ],
     });
     archiveRead.attachToRole(executionRoleOf(this.processFunction));
     Validations.of(archiveRead).acknowledge({
@@ -271,6 +281,7 @@ function acknowledgeNotificationsHandler(stack: Stack): void {
   if (!role) return;
   Validations.of(role).acknowledge({
     id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
-    reason: "CDK's BucketNotificationsHandler custom resource (sets the SMT archive's S3 -> SQS notification at deploy time) comes with this role; it writes only its own deploy-time logs.",
+    reason:
+      "CDK's BucketNotificationsHandler custom resource (sets the SMT archive's S3 -> SQS notification at deploy time) comes with this role; it writes only its own deploy-time logs.",
   });
 }

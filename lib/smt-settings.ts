@@ -50,8 +50,20 @@ export interface SmtSettings {
 }
 
 const KNOWN = [
-  'enabled', 'protocol', 'host', 'port', 'tlsServerName', 'folders', 'afterArchive', 'schedule',
-  'transportSecretName', 'pgpSecretName', 'archiveColdAfterDays', 'fetchReservedConcurrency', 'fixedEgressIp', 'egressAvailabilityZones',
+  'enabled',
+  'protocol',
+  'host',
+  'port',
+  'tlsServerName',
+  'folders',
+  'afterArchive',
+  'schedule',
+  'transportSecretName',
+  'pgpSecretName',
+  'archiveColdAfterDays',
+  'fetchReservedConcurrency',
+  'fixedEgressIp',
+  'egressAvailabilityZones',
 ] as const;
 
 const HOST = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
@@ -66,7 +78,6 @@ export class SmtSettingsError extends Error {
   }
 }
 
-
 /** Validates the `smt` block of a stage; `key` is its context path for messages. */
 export function parseSmtSettings(value: unknown, key: string, stage: string): SmtSettings {
   const raw = value ?? {};
@@ -77,44 +88,66 @@ export function parseSmtSettings(value: unknown, key: string, stage: string): Sm
   const enabled = raw.enabled ?? false;
   if (typeof enabled !== 'boolean') throw new SmtSettingsError(`${key}.enabled`, 'must be true or false');
   const protocol = raw.protocol ?? 'sftp';
-  if (protocol !== 'ftps' && protocol !== 'sftp') throw new SmtSettingsError(`${key}.protocol`, `${JSON.stringify(protocol)} must be "ftps" or "sftp"`);
+  if (protocol !== 'ftps' && protocol !== 'sftp')
+    throw new SmtSettingsError(`${key}.protocol`, `${JSON.stringify(protocol)} must be "ftps" or "sftp"`);
   const host = raw.host ?? '';
-  if (typeof host !== 'string' || (host !== '' && !HOST.test(host))) throw new SmtSettingsError(`${key}.host`, `${JSON.stringify(host)} is not a host name`);
+  if (typeof host !== 'string' || (host !== '' && !HOST.test(host)))
+    throw new SmtSettingsError(`${key}.host`, `${JSON.stringify(host)} is not a host name`);
   if (enabled && host === '') throw new SmtSettingsError(`${key}.host`, 'is required when enabled is true (e.g. the SMT SFTP host SMT gave you)');
   const port = raw.port ?? (protocol === 'ftps' ? 21 : 22);
-  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65_535) throw new SmtSettingsError(`${key}.port`, `${JSON.stringify(port)} is not a TCP port`);
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65_535)
+    throw new SmtSettingsError(`${key}.port`, `${JSON.stringify(port)} is not a TCP port`);
   const tlsServerName = raw.tlsServerName;
-  if (tlsServerName !== undefined && (typeof tlsServerName !== 'string' || !HOST.test(tlsServerName))) throw new SmtSettingsError(`${key}.tlsServerName`, 'must be a host name');
+  if (tlsServerName !== undefined && (typeof tlsServerName !== 'string' || !HOST.test(tlsServerName)))
+    throw new SmtSettingsError(`${key}.tlsServerName`, 'must be a host name');
   const folders = raw.folders ?? ['intervaldata', 'adhocusage'];
-  if (!Array.isArray(folders) || folders.length === 0 || !folders.every((f) => typeof f === 'string' && FOLDER.test(f) && !f.split('/').some((part) => part === '.' || part === '..'))) {
+  if (
+    !Array.isArray(folders) ||
+    folders.length === 0 ||
+    !folders.every((f) => typeof f === 'string' && FOLDER.test(f) && !f.split('/').some((part) => part === '.' || part === '..'))
+  ) {
     throw new SmtSettingsError(`${key}.folders`, 'must be a non-empty list of relative folder paths such as "intervaldata"');
   }
   const afterArchive = raw.afterArchive ?? 'delete';
-  if (afterArchive !== 'delete' && afterArchive !== 'keep') throw new SmtSettingsError(`${key}.afterArchive`, `${JSON.stringify(afterArchive)} must be "delete" or "keep"`);
+  if (afterArchive !== 'delete' && afterArchive !== 'keep')
+    throw new SmtSettingsError(`${key}.afterArchive`, `${JSON.stringify(afterArchive)} must be "delete" or "keep"`);
   const schedule = raw.schedule ?? 'rate(15 minutes)';
   if (typeof schedule !== 'string' || !SCHEDULE.test(schedule)) {
-    throw new SmtSettingsError(`${key}.schedule`, `${JSON.stringify(schedule)} is not an EventBridge schedule expression (rate(15 minutes), cron(0/15 * * * ? *))`);
+    throw new SmtSettingsError(
+      `${key}.schedule`,
+      `${JSON.stringify(schedule)} is not an EventBridge schedule expression (rate(15 minutes), cron(0/15 * * * ? *))`,
+    );
   }
   const secretName = (name: string, fallback: string): string => {
     const v = raw[name] ?? fallback;
-    if (typeof v !== 'string' || !SECRET_NAME.test(v)) throw new SmtSettingsError(`${key}.${name}`, `${JSON.stringify(v)} is not a Secrets Manager secret name`);
+    if (typeof v !== 'string' || !SECRET_NAME.test(v))
+      throw new SmtSettingsError(`${key}.${name}`, `${JSON.stringify(v)} is not a Secrets Manager secret name`);
     return v;
   };
   const days = (name: string, fallback: number): number => {
     const v = raw[name] ?? fallback;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 3650) throw new SmtSettingsError(`${key}.${name}`, `${JSON.stringify(v)} must be a whole number of days from 1 to 3650`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 3650)
+      throw new SmtSettingsError(`${key}.${name}`, `${JSON.stringify(v)} must be a whole number of days from 1 to 3650`);
     return v;
   };
   const archiveColdAfterDays = days('archiveColdAfterDays', 90);
   const fetchReservedConcurrency = raw.fetchReservedConcurrency;
-  if (fetchReservedConcurrency !== undefined && (typeof fetchReservedConcurrency !== 'number' || !Number.isInteger(fetchReservedConcurrency) || fetchReservedConcurrency < 1)) {
-    throw new SmtSettingsError(`${key}.fetchReservedConcurrency`, `${JSON.stringify(fetchReservedConcurrency)} must be a whole number from 1 (leave it out in accounts whose concurrency quota is 10)`);
+  if (
+    fetchReservedConcurrency !== undefined &&
+    (typeof fetchReservedConcurrency !== 'number' || !Number.isInteger(fetchReservedConcurrency) || fetchReservedConcurrency < 1)
+  ) {
+    throw new SmtSettingsError(
+      `${key}.fetchReservedConcurrency`,
+      `${JSON.stringify(fetchReservedConcurrency)} must be a whole number from 1 (leave it out in accounts whose concurrency quota is 10)`,
+    );
   }
   const fixedEgressIp = raw.fixedEgressIp ?? false;
   if (typeof fixedEgressIp !== 'boolean') throw new SmtSettingsError(`${key}.fixedEgressIp`, 'must be true or false');
   const egressAvailabilityZones = raw.egressAvailabilityZones ?? 1;
-  if (egressAvailabilityZones !== 1 && egressAvailabilityZones !== 2) throw new SmtSettingsError(`${key}.egressAvailabilityZones`, `${JSON.stringify(egressAvailabilityZones)} must be 1 or 2`);
-  if (raw.egressAvailabilityZones !== undefined && !fixedEgressIp) throw new SmtSettingsError(`${key}.egressAvailabilityZones`, 'only applies with fixedEgressIp: true');
+  if (egressAvailabilityZones !== 1 && egressAvailabilityZones !== 2)
+    throw new SmtSettingsError(`${key}.egressAvailabilityZones`, `${JSON.stringify(egressAvailabilityZones)} must be 1 or 2`);
+  if (raw.egressAvailabilityZones !== undefined && !fixedEgressIp)
+    throw new SmtSettingsError(`${key}.egressAvailabilityZones`, 'only applies with fixedEgressIp: true');
   return {
     enabled,
     protocol,

@@ -40,7 +40,13 @@ const WINDOW_MS = 90 * 86_400_000;
  * from `motoClientEnvironment`.
  */
 export function motoCloudWatchClient(moto: Pick<Moto, 'endpoint' | 'region' | 'credentials'>): CloudWatchClient {
-  return new CloudWatchClient({ endpoint: moto.endpoint, region: moto.region, credentials: moto.credentials, maxAttempts: 3, disableRequestCompression: true });
+  return new CloudWatchClient({
+    endpoint: moto.endpoint,
+    region: moto.region,
+    credentials: moto.credentials,
+    maxAttempts: 3,
+    disableRequestCompression: true,
+  });
 }
 
 /** Environment for a child process whose SDK clients should talk to moto's CloudWatch. */
@@ -58,7 +64,12 @@ export function motoClientEnvironment(moto: Pick<Moto, 'endpoint' | 'region' | '
  * Every metric of the namespace (or only those named: moto's ListMetrics costs the square of the
  * datums it holds per name, so local mode's progress asks only for what it shows) with its totals.
  */
-export async function readMetricTotals(client: CloudWatchClient, namespace = DEFAULT_NAMESPACE, now = Date.now(), names?: readonly string[]): Promise<MetricTotal[]> {
+export async function readMetricTotals(
+  client: CloudWatchClient,
+  namespace = DEFAULT_NAMESPACE,
+  now = Date.now(),
+  names?: readonly string[],
+): Promise<MetricTotal[]> {
   const metrics: Metric[] = [];
   const seen = new Set<string>();
   for (const name of names ?? [undefined]) await listInto(client, namespace, name, metrics, seen);
@@ -96,7 +107,10 @@ async function totalsOf(client: CloudWatchClient, metrics: Metric[], now: number
   for (let offset = 0; offset < metrics.length; offset += perCall) {
     const chunk = metrics.slice(offset, offset + perCall);
     const queries = chunk.flatMap((metric, i) =>
-      (['Sum', 'SampleCount'] as const).map((stat) => ({ Id: `m${offset + i}${stat.toLowerCase()}`, MetricStat: { Metric: metric, Period: period, Stat: stat } })),
+      (['Sum', 'SampleCount'] as const).map((stat) => ({
+        Id: `m${offset + i}${stat.toLowerCase()}`,
+        MetricStat: { Metric: metric, Period: period, Stat: stat },
+      })),
     );
     const answer = await client.send(new GetMetricDataCommand({ MetricDataQueries: queries, StartTime: startTime, EndTime: endTime }));
     for (const result of answer.MetricDataResults ?? []) {

@@ -92,13 +92,25 @@ export async function createDevCa(dir: string, options: DevCaOptions = {}): Prom
   const certPath = join(dir, `${name}.cert.pem`);
   await generateKey(keyPath);
   await run('openssl', [
-    'req', '-x509', '-new', '-key', keyPath, '-sha256', '-days', String(days),
-    '-subj', `/CN=${commonName}`,
+    'req',
+    '-x509',
+    '-new',
+    '-key',
+    keyPath,
+    '-sha256',
+    '-days',
+    String(days),
+    '-subj',
+    `/CN=${commonName}`,
     // Explicit CA extensions: Node's verifier (and AWS IoT's CA registration) insists on them.
-    '-addext', 'basicConstraints=critical,CA:TRUE',
-    '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
-    '-addext', 'subjectKeyIdentifier=hash',
-    '-out', certPath,
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
+    '-addext',
+    'subjectKeyIdentifier=hash',
+    '-out',
+    certPath,
   ]);
   return { certPath, keyPath };
 }
@@ -143,10 +155,26 @@ async function issue(ca: DevCa, dir: string, name: string, commonName: string, d
   await writeFile(extPath, `${extensions.join('\n')}\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n`);
   try {
     await run('openssl', [
-      'x509', '-req', '-in', csrPath, '-CA', ca.certPath, '-CAkey', ca.keyPath,
+      'x509',
+      '-req',
+      '-in',
+      csrPath,
+      '-CA',
+      ca.certPath,
+      '-CAkey',
+      ca.keyPath,
       // A random serial instead of -CAcreateserial: no shared serial file, so issuing in parallel is safe.
-      '-set_serial', `0x${randomBytes(16).toString('hex').replace(/^[89a-f]/, '1')}`,
-      '-sha256', '-days', String(days), '-extfile', extPath, '-out', certPath,
+      '-set_serial',
+      `0x${randomBytes(16)
+        .toString('hex')
+        .replace(/^[89a-f]/, '1')}`,
+      '-sha256',
+      '-days',
+      String(days),
+      '-extfile',
+      extPath,
+      '-out',
+      certPath,
     ]);
   } finally {
     await Promise.all([rm(csrPath, { force: true }), rm(extPath, { force: true })]);

@@ -46,7 +46,10 @@ export async function findMarkedProcesses(stateDir: string): Promise<MarkedProce
     const variable = environ.split('\0').find((v) => v.startsWith(`${RUN_MARKER_VARIABLE}=`));
     const match = variable && /^(\d+):([^:]+):(.*)$/s.exec(variable.slice(RUN_MARKER_VARIABLE.length + 1));
     if (!match || match[3] !== stateDir || !isRunning(pid)) continue;
-    const command = await readFile(`/proc/${pid}/cmdline`, 'utf8').then((text) => text.split('\0').join(' ').trim(), () => '');
+    const command = await readFile(`/proc/${pid}/cmdline`, 'utf8').then(
+      (text) => text.split('\0').join(' ').trim(),
+      () => '',
+    );
     found.push({ pid, ownerPid: Number(match[1]), runId: match[2]!, command });
   }
   return found;

@@ -12,7 +12,17 @@ import type { LocalPortName } from './defaults.ts';
 import { LOCAL_BLOCK_TIME_ZONE } from './defaults.ts';
 import { startLocalPlatform, type LocalPlatform } from './platform.ts';
 import { startQueryHttp } from './query-http.ts';
-import { formatProgress, PROGRESS_METRICS, scanStoredReadings, tallyMetrics, verifySource, type ExpectedReading, type RateWindow, type SourceTally, type VerifyReport } from './progress.ts';
+import {
+  formatProgress,
+  PROGRESS_METRICS,
+  scanStoredReadings,
+  tallyMetrics,
+  verifySource,
+  type ExpectedReading,
+  type RateWindow,
+  type SourceTally,
+  type VerifyReport,
+} from './progress.ts';
 
 export interface LocalSource {
   source: MetricSource;
@@ -92,10 +102,14 @@ async function claimStateDir(stateDir: string, runId: string, err: (text: string
   const leftovers = (await findMarkedProcesses(stateDir)).filter((p) => p.runId !== runId);
   const owners = [...new Set(leftovers.map((p) => p.ownerPid))].filter((pid) => pid !== process.pid && isRunning(pid));
   if (owners.length > 0) {
-    throw new Error(`another local mode (pid ${owners.join(', ')}) is running on ${stateDir}: stop it first, or give this one its own --state-dir and ports`);
+    throw new Error(
+      `another local mode (pid ${owners.join(', ')}) is running on ${stateDir}: stop it first, or give this one its own --state-dir and ports`,
+    );
   }
   if (leftovers.length > 0) {
-    err(`an earlier local mode on ${stateDir} did not end cleanly; stopping what it left running:\n${leftovers.map((p) => `  pid ${p.pid}: ${p.command.slice(0, 120)}`).join('\n')}\n`);
+    err(
+      `an earlier local mode on ${stateDir} did not end cleanly; stopping what it left running:\n${leftovers.map((p) => `  pid ${p.pid}: ${p.command.slice(0, 120)}`).join('\n')}\n`,
+    );
     await endProcesses(leftovers.map((p) => p.pid));
   }
   const previous = process.env[RUN_MARKER_VARIABLE];
@@ -138,8 +152,10 @@ export async function runLocalMode(options: LocalModeOptions): Promise<LocalMode
   let queryApi: { url: string; stop(): Promise<void> } | undefined;
   try {
     queryApi = await startQueryHttp({ store: platform.store, timeZone: LOCAL_BLOCK_TIME_ZONE, port: options.ports.query });
-    out(`Query API (the deployed API's handler, no SigV4 on loopback): ${queryApi.url}/meters\n` +
-      `  e.g. curl '${queryApi.url}/meters/<meterId>/readings?from=<YYYY-MM-DD>&format=csv'  (format json, csv or espi)\n`);
+    out(
+      `Query API (the deployed API's handler, no SigV4 on loopback): ${queryApi.url}/meters\n` +
+        `  e.g. curl '${queryApi.url}/meters/<meterId>/readings?from=<YYYY-MM-DD>&format=csv'  (format json, csv or espi)\n`,
+    );
     for (const factory of options.sources) sources.push(await factory(platform));
     const storedReadings = memoize(() => scanStoredReadings(platform.dynamo.client, platform.tables.readings));
     const hints = sources.flatMap((source) => source.joinHints());
@@ -216,13 +232,22 @@ export async function runLocalMode(options: LocalModeOptions): Promise<LocalMode
       );
       for (const reading of report.outside.slice(0, 10)) {
         const at = reading.kind === 'interval' ? reading.start : reading.at;
-        summary.lines.push(`       outside: ${reading.meterId} ${reading.channel} ${at.toISOString()} = ${reading.value} ${reading.unit} (from ${reading.source}:${reading.originId})`);
+        summary.lines.push(
+          `       outside: ${reading.meterId} ${reading.channel} ${at.toISOString()} = ${reading.value} ${reading.unit} (from ${reading.source}:${reading.originId})`,
+        );
       }
       if (report.outside.length > 10) summary.lines.push(`       outside: ... and ${report.outside.length - 10} more`);
-      for (const lost of report.lost.slice(0, 5)) summary.lines.push(`       lost: ${lost.meterId} ${lost.channel} ${lost.at.toISOString()} = ${lost.value}`);
+      for (const lost of report.lost.slice(0, 5))
+        summary.lines.push(`       lost: ${lost.meterId} ${lost.channel} ${lost.at.toISOString()} = ${lost.value}`);
     }
-    if (platform.iotDeadLetters.length) summary.lines.push(`  IoT dead-letter queue: ${platform.iotDeadLetters.length} message(s), first reason: ${platform.iotDeadLetters[0]!.reason}`);
-    summary.lines.push(summary.ok ? 'Every simulated reading was stored exactly once.' : 'Some simulated readings were lost, doubled or not drained (see above).', '');
+    if (platform.iotDeadLetters.length)
+      summary.lines.push(
+        `  IoT dead-letter queue: ${platform.iotDeadLetters.length} message(s), first reason: ${platform.iotDeadLetters[0]!.reason}`,
+      );
+    summary.lines.push(
+      summary.ok ? 'Every simulated reading was stored exactly once.' : 'Some simulated readings were lost, doubled or not drained (see above).',
+      '',
+    );
     out(summary.lines.join('\n'));
     return summary;
   } finally {

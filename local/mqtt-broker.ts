@@ -142,11 +142,7 @@ export async function startLocalIotBroker(options: LocalIotBrokerOptions): Promi
     log = silentLog,
   } = options;
   if (!RULE_NAME_PATTERN.test(ruleName)) throw new Error(`'${ruleName}' is not a valid topic rule name ([a-zA-Z0-9_])`);
-  const [ca, cert, key] = await Promise.all([
-    readFile(options.caCertPath),
-    readFile(options.serverCertPath),
-    readFile(options.serverKeyPath),
-  ]);
+  const [ca, cert, key] = await Promise.all([readFile(options.caCertPath), readFile(options.serverCertPath), readFile(options.serverKeyPath)]);
 
   const stats: LocalIotBrokerStats = {
     tlsRefused: 0,
@@ -204,7 +200,11 @@ export async function startLocalIotBroker(options: LocalIotBrokerOptions): Promi
           },
           (error: unknown) => {
             stats.handOffFailed++;
-            log.error('local IoT broker: onPublish failed, not acknowledging', { clientId: publish.clientId, topic: publish.topic, error: String(error) });
+            log.error('local IoT broker: onPublish failed, not acknowledging', {
+              clientId: publish.clientId,
+              topic: publish.topic,
+              error: String(error),
+            });
             callback(error instanceof Error ? error : new Error(String(error)));
           },
         );
@@ -223,7 +223,9 @@ export async function startLocalIotBroker(options: LocalIotBrokerOptions): Promi
     stats.connected++;
   });
   // aedes reports refused publishes and dropped sockets here; without a listener they would vanish.
-  broker.on('clientError', (client, error) => log.debug('local IoT broker: client connection ended with an error', { clientId: client.id, error: error.message }));
+  broker.on('clientError', (client, error) =>
+    log.debug('local IoT broker: client connection ended with an error', { clientId: client.id, error: error.message }),
+  );
 
   function publishRefusal(client: Client, packet: PublishPacket): string | undefined {
     if (packet.topic !== telemetryTopic(client.id)) return `not authorized to publish to '${packet.topic}'`;

@@ -88,7 +88,15 @@ export async function startLocalPlatform(options: PlatformOptions): Promise<Loca
     const server = await issueServerCert(ca, certDir);
     const cloudwatchClient = cloudwatch.client();
     const wiringFor = (source: MetricSource) =>
-      wireSource({ source, dynamodb: dynamo.client, cloudwatch: cloudwatchClient, tables: LOCAL_TABLES, blockTimeZone: LOCAL_BLOCK_TIME_ZONE, stage: LOCAL_STAGE, log });
+      wireSource({
+        source,
+        dynamodb: dynamo.client,
+        cloudwatch: cloudwatchClient,
+        tables: LOCAL_TABLES,
+        blockTimeZone: LOCAL_BLOCK_TIME_ZONE,
+        stage: LOCAL_STAGE,
+        log,
+      });
     const iot = wiringFor('iot');
     const store = iot.store();
     const ledger = iot.ledger;

@@ -121,7 +121,8 @@ export async function scanStoredReadings(client: DynamoDBClient, tableName: stri
       const block = decodeBlock(item);
       // pk = "<meterId>#<channel>"; channels have no '#'.
       const split = block.pk.lastIndexOf('#');
-      for (const [slot, stored] of block.slots) readings.push(slotToReading(block.pk.slice(0, split), block.pk.slice(split + 1), block, slot, stored));
+      for (const [slot, stored] of block.slots)
+        readings.push(slotToReading(block.pk.slice(0, split), block.pk.slice(split + 1), block, slot, stored));
     }
     exclusiveStartKey = page.LastEvaluatedKey;
   } while (exclusiveStartKey);

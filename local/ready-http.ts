@@ -62,7 +62,15 @@ async function readBody(request: IncomingMessage, limit: number): Promise<Buffer
 }
 
 /** Builds the proxy event API Gateway would hand the function (binaryMediaTypes `*\/*`: body base64). */
-export function toApiGatewayEvent(input: { method: string; path: string; stage: string; headers: Record<string, string>; query: URLSearchParams; body: Buffer; sourceIp: string }): APIGatewayProxyEvent {
+export function toApiGatewayEvent(input: {
+  method: string;
+  path: string;
+  stage: string;
+  headers: Record<string, string>;
+  query: URLSearchParams;
+  body: Buffer;
+  sourceIp: string;
+}): APIGatewayProxyEvent {
   const resource = input.path.startsWith(`/${input.stage}/`) ? input.path.slice(input.stage.length + 1) : input.path;
   const query: Record<string, string> = {};
   const multiQuery: Record<string, string[]> = {};
@@ -100,9 +108,20 @@ export function toApiGatewayEvent(input: { method: string; path: string; stage: 
       resourcePath: resource,
       identity: {
         sourceIp: input.sourceIp,
-        accessKey: null, accountId: null, apiKey: null, apiKeyId: null, caller: null, clientCert: null,
-        cognitoAuthenticationProvider: null, cognitoAuthenticationType: null, cognitoIdentityId: null,
-        cognitoIdentityPoolId: null, principalOrgId: null, user: null, userAgent: input.headers['user-agent'] ?? null, userArn: null,
+        accessKey: null,
+        accountId: null,
+        apiKey: null,
+        apiKeyId: null,
+        caller: null,
+        clientCert: null,
+        cognitoAuthenticationProvider: null,
+        cognitoAuthenticationType: null,
+        cognitoIdentityId: null,
+        cognitoIdentityPoolId: null,
+        principalOrgId: null,
+        user: null,
+        userAgent: input.headers['user-agent'] ?? null,
+        userArn: null,
       },
     },
   };
@@ -205,13 +224,22 @@ export async function serveApiGatewayHttp(options: {
       if (body === undefined) {
         // What API Gateway's REQUEST_TOO_LARGE gateway response (configured JSON in lib/ready-ingestion.ts) says.
         response.writeHead(413, { 'content-type': 'application/json', connection: 'close' });
-        response.end(JSON.stringify({ error: { code: 'too_large', message: 'request body exceeds API Gateway\'s 10 MB limit' } }));
+        response.end(JSON.stringify({ error: { code: 'too_large', message: "request body exceeds API Gateway's 10 MB limit" } }));
         return;
       }
       const url = new URL(request.url ?? '/', 'http://local');
       const headers: Record<string, string> = {};
-      for (const [name, value] of Object.entries(request.headers)) if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;
-      const event = toApiGatewayEvent({ method: request.method ?? 'GET', path: url.pathname, stage, headers, query: url.searchParams, body, sourceIp: request.socket.remoteAddress ?? '127.0.0.1' });
+      for (const [name, value] of Object.entries(request.headers))
+        if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;
+      const event = toApiGatewayEvent({
+        method: request.method ?? 'GET',
+        path: url.pathname,
+        stage,
+        headers,
+        query: url.searchParams,
+        body,
+        sourceIp: request.socket.remoteAddress ?? '127.0.0.1',
+      });
       const result = await options.handle(event);
       const outHeaders: Record<string, string> = {};
       for (const [name, value] of Object.entries(result.headers ?? {})) outHeaders[name] = String(value);
@@ -280,14 +308,24 @@ const REGISTER_OF: Record<NonNullable<SimulatedMeter['utility']>, { register: st
 };
 
 /** Builds one delivery body in the assumed READY shape (deterministic for a given input). */
-export function buildReadyDelivery(options: { deliveryId: string; subscriptionId: string; meters: SimulatedMeter[]; start: Date; intervalsPerHour: number; events?: string[] }): { body: Record<string, unknown>; readings: number } {
+export function buildReadyDelivery(options: {
+  deliveryId: string;
+  subscriptionId: string;
+  meters: SimulatedMeter[];
+  start: Date;
+  intervalsPerHour: number;
+  events?: string[];
+}): { body: Record<string, unknown>; readings: number } {
   const intervalSeconds = 3600 / options.intervalsPerHour;
   let readings = 0;
   const meters = options.meters.map((meter, index) => {
     const utility = meter.utility ?? 'water';
     const { register, unit } = REGISTER_OF[utility];
     const hourIndex = Math.floor(options.start.getTime() / 3_600_000);
-    const values = Array.from({ length: options.intervalsPerHour }, (_, i) => Math.round((0.01 + ((index * 7 + i + hourIndex) % 13) / 1000) * 1e6) / 1e6);
+    const values = Array.from(
+      { length: options.intervalsPerHour },
+      (_, i) => Math.round((0.01 + ((index * 7 + i + hourIndex) % 13) / 1000) * 1e6) / 1e6,
+    );
     const end = new Date(options.start.getTime() + 3_600_000);
     const events = index === 0 && options.events ? options.events.map((code) => ({ code, active: true, at: end.toISOString() })) : undefined;
     readings += values.length + 1 + (events?.length ?? 0);
@@ -300,7 +338,13 @@ export function buildReadyDelivery(options: { deliveryId: string; subscriptionId
     };
   });
   return {
-    body: { deliveryId: options.deliveryId, subscriptionId: options.subscriptionId, resource: 'meterReadings', sentAt: new Date(options.start.getTime() + 3_600_000).toISOString(), meters },
+    body: {
+      deliveryId: options.deliveryId,
+      subscriptionId: options.subscriptionId,
+      resource: 'meterReadings',
+      sentAt: new Date(options.start.getTime() + 3_600_000).toISOString(),
+      meters,
+    },
     readings,
   };
 }
@@ -333,7 +377,14 @@ export async function sendReadyDeliveries(url: string, options: SendReadyOptions
   for (let d = 0; d < (options.deliveries ?? 1); d += 1) {
     const start = new Date(first.getTime() + d * 3_600_000);
     const deliveryId = `${subscriptionId}-${start.toISOString().replace(/[:.]/g, '')}`;
-    const { body, readings } = buildReadyDelivery({ deliveryId, subscriptionId, meters: options.meters, start, intervalsPerHour: options.intervalsPerHour ?? 4, ...(d === 0 && options.events ? { events: options.events } : {}) });
+    const { body, readings } = buildReadyDelivery({
+      deliveryId,
+      subscriptionId,
+      meters: options.meters,
+      start,
+      intervalsPerHour: options.intervalsPerHour ?? 4,
+      ...(d === 0 && options.events ? { events: options.events } : {}),
+    });
     const text = JSON.stringify(body);
     for (let r = 0; r < (options.repeat ?? 1); r += 1) {
       const response = await post(url, text, options.signingKey);
@@ -344,8 +395,17 @@ export async function sendReadyDeliveries(url: string, options: SendReadyOptions
 }
 
 /** Posts a status callback (assumed shape) to a status URL (StatusUri). */
-export async function sendReadyStatus(url: string, status: { subscriptionId: string; status: string; changedAt?: Date; reason?: string }, signingKey?: string): Promise<{ status: number; body: unknown }> {
-  const body = JSON.stringify({ subscriptionId: status.subscriptionId, status: status.status, changedAt: (status.changedAt ?? new Date()).toISOString(), ...(status.reason ? { reason: status.reason } : {}) });
+export async function sendReadyStatus(
+  url: string,
+  status: { subscriptionId: string; status: string; changedAt?: Date; reason?: string },
+  signingKey?: string,
+): Promise<{ status: number; body: unknown }> {
+  const body = JSON.stringify({
+    subscriptionId: status.subscriptionId,
+    status: status.status,
+    changedAt: (status.changedAt ?? new Date()).toISOString(),
+    ...(status.reason ? { reason: status.reason } : {}),
+  });
   return post(url, body, signingKey);
 }
 
@@ -353,7 +413,10 @@ export async function sendReadyStatus(url: string, status: { subscriptionId: str
  * Does the verification handshake as READY is assumed to: GET `<url>?verificationToken=<token>`,
  * then compares the answer with what the client secret gives. Resolves with what was seen.
  */
-export async function readyHandshake(url: string, options: { clientSecret: string; token?: string; verification?: VerificationConfig }): Promise<{ ok: boolean; status: number; answer: string; expected: string }> {
+export async function readyHandshake(
+  url: string,
+  options: { clientSecret: string; token?: string; verification?: VerificationConfig },
+): Promise<{ ok: boolean; status: number; answer: string; expected: string }> {
   const token = options.token ?? randomUUID();
   const config = options.verification ?? DEFAULT_VERIFICATION;
   const response = await fetch(`${url}?verificationToken=${encodeURIComponent(token)}`);

@@ -33,7 +33,8 @@ export interface GpgKeyring {
 export async function createGpgKeyring(algorithm: GpgKeyAlgorithm, options: { passphrase?: string; home?: string } = {}): Promise<GpgKeyring> {
   const home = options.home ?? (await mkdtemp(join(tmpdir(), 'mb-gnupg-')));
   const passphrase = options.passphrase ?? 'smt-test-passphrase';
-  const gpg = (args: string[]) => run('gpg', ['--homedir', home, '--batch', '--pinentry-mode', 'loopback', '--passphrase', passphrase, ...args], { maxBuffer: 64 * 1024 * 1024 });
+  const gpg = (args: string[]) =>
+    run('gpg', ['--homedir', home, '--batch', '--pinentry-mode', 'loopback', '--passphrase', passphrase, ...args], { maxBuffer: 64 * 1024 * 1024 });
   const uid = `meterbridge SMT ${algorithm} <smt-${algorithm}@example.invalid>`;
   const [primary, sub] = algorithm === 'rsa' ? ['rsa3072', 'rsa3072'] : ['ed25519', 'cv25519'];
   await gpg(['--quick-gen-key', uid, primary, 'sign', 'never']);
@@ -182,7 +183,9 @@ let sequence = 0;
 export async function writeSmtFile(options: SmtFileOptions): Promise<SmtFile> {
   sequence += 1;
   const stamp = new Date().toISOString().replace(/[-:T]/g, '').slice(0, 14);
-  const name = options.name ?? `IntervalMeterUsage${stamp}_${process.pid}_${sequence}.CSV.123456789.${options.keyring ? (options.armor === false ? 'pgp' : 'asc') : 'csv'}`;
+  const name =
+    options.name ??
+    `IntervalMeterUsage${stamp}_${process.pid}_${sequence}.CSV.123456789.${options.keyring ? (options.armor === false ? 'pgp' : 'asc') : 'csv'}`;
   const path = join(options.dir, name);
   const work = await mkdtemp(join(tmpdir(), 'mb-smtfile-'));
   const csvPath = join(work, `${name.replace(/\.(asc|pgp|csv)$/, '')}.csv`);
@@ -192,7 +195,12 @@ export async function writeSmtFile(options: SmtFileOptions): Promise<SmtFile> {
     payload = join(work, 'payload.zip');
     await run('zip', ['-q', '-j', payload, csvPath]).catch(async () => {
       // No zip binary: python's zipfile is on every Debian image the tests run on.
-      await run('python3', ['-c', 'import sys,zipfile,os; z=zipfile.ZipFile(sys.argv[1],"w",zipfile.ZIP_DEFLATED); z.write(sys.argv[2], os.path.basename(sys.argv[2])); z.close()', payload, csvPath]);
+      await run('python3', [
+        '-c',
+        'import sys,zipfile,os; z=zipfile.ZipFile(sys.argv[1],"w",zipfile.ZIP_DEFLATED); z.write(sys.argv[2], os.path.basename(sys.argv[2])); z.close()',
+        payload,
+        csvPath,
+      ]);
     });
   }
   if (options.keyring) {

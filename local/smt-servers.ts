@@ -127,10 +127,19 @@ export async function startLocalSmtServers(options: LocalSmtServersOptions): Pro
   const ftpsPort = options.ftpsPort || (await freePort());
   const sftpPort = options.sftpPort || (await freePort());
   const config = proftpdConfig({
-    stateDir, ftpsPort, sftpPort, passwd, group, isRoot,
-    tlsCert: server.certPath, tlsKey: server.keyPath, caCert: ca.certPath,
-    hostKey, authorizedDir,
-    mlsd: options.ftpsTimes?.mlsd ?? true, mdtm: options.ftpsTimes?.mdtm ?? true,
+    stateDir,
+    ftpsPort,
+    sftpPort,
+    passwd,
+    group,
+    isRoot,
+    tlsCert: server.certPath,
+    tlsKey: server.keyPath,
+    caCert: ca.certPath,
+    hostKey,
+    authorizedDir,
+    mlsd: options.ftpsTimes?.mlsd ?? true,
+    mdtm: options.ftpsTimes?.mdtm ?? true,
   });
   const configPath = join(stateDir, 'proftpd.conf');
   await writeFile(configPath, config);
@@ -195,7 +204,9 @@ async function assertTraversable(path: string): Promise<void> {
   for (let dir = dirname(resolve(path)); ; dir = dirname(dir)) {
     const mode = (await stat(dir)).mode;
     if ((mode & 0o001) === 0) {
-      throw new Error(`the SMT stand-in serves ${path} as user nobody, but ${dir} is not searchable by others (mode ${(mode & 0o777).toString(8)}); chmod o+x it or serve a folder elsewhere`);
+      throw new Error(
+        `the SMT stand-in serves ${path} as user nobody, but ${dir} is not searchable by others (mode ${(mode & 0o777).toString(8)}); chmod o+x it or serve a folder elsewhere`,
+      );
     }
     if (dir === dirname(dir)) return;
   }

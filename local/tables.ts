@@ -32,9 +32,9 @@ export async function createLocalTables(client: DynamoDBClient, names: TableName
     AttributeDefinitions: [{ AttributeName: LEDGER_KEYS.partitionKey, AttributeType: 'S' }],
     KeySchema: [{ AttributeName: LEDGER_KEYS.partitionKey, KeyType: 'HASH' }],
   });
-  await client.send(
-    new UpdateTimeToLiveCommand({ TableName: names.ledger, TimeToLiveSpecification: { Enabled: true, AttributeName: LEDGER_TTL_ATTRIBUTE } }),
-  ).catch(() => {
-    // Already enabled on a reused local database: nothing to do.
-  });
+  await client
+    .send(new UpdateTimeToLiveCommand({ TableName: names.ledger, TimeToLiveSpecification: { Enabled: true, AttributeName: LEDGER_TTL_ATTRIBUTE } }))
+    .catch(() => {
+      // Already enabled on a reused local database: nothing to do.
+    });
 }

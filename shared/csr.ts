@@ -82,7 +82,6 @@ export const der = {
   },
 };
 
-
 const OID_COMMON_NAME = '2.5.4.3';
 const SIGNATURE_HASH: Record<string, string> = {
   '1.2.840.10045.4.3.2': 'sha256', // ecdsa-with-SHA256
@@ -119,7 +118,7 @@ function readTlv(bytes: Buffer, offset: number, limit = bytes.length): Tlv {
 
 function children(bytes: Buffer, parent: Tlv): Tlv[] {
   const list: Tlv[] = [];
-  for (let offset = parent.contentStart; offset < parent.end; ) {
+  for (let offset = parent.contentStart; offset < parent.end;) {
     const child = readTlv(bytes, offset, parent.end);
     list.push(child);
     offset = child.end;
@@ -157,14 +156,16 @@ export function parseCsr(pem: string): ParsedCsr {
   try {
     const outer = readTlv(bytes, 0);
     const [info, algorithm, signature] = children(bytes, outer);
-    if (!info || !algorithm || !signature || outer.tag !== 0x30 || info.tag !== 0x30 || algorithm.tag !== 0x30 || signature.tag !== 0x03) throw new CsrError('not a CertificationRequest structure');
+    if (!info || !algorithm || !signature || outer.tag !== 0x30 || info.tag !== 0x30 || algorithm.tag !== 0x30 || signature.tag !== 0x03)
+      throw new CsrError('not a CertificationRequest structure');
     const [, subject, spki] = children(bytes, info);
     if (!subject || !spki) throw new CsrError('CertificationRequestInfo lacks subject or public key');
     let commonName: string | undefined;
     for (const rdn of children(bytes, subject)) {
       for (const attribute of children(bytes, rdn)) {
         const [oid, value] = children(bytes, attribute);
-        if (oid && value && decodeOid(bytes.subarray(oid.contentStart, oid.end)) === OID_COMMON_NAME) commonName = bytes.subarray(value.contentStart, value.end).toString('utf8');
+        if (oid && value && decodeOid(bytes.subarray(oid.contentStart, oid.end)) === OID_COMMON_NAME)
+          commonName = bytes.subarray(value.contentStart, value.end).toString('utf8');
       }
     }
     const publicKey = createPublicKey({ key: bytes.subarray(spki.start, spki.end), format: 'der', type: 'spki' });

@@ -12,15 +12,37 @@ import { preview } from './untrusted-json.ts';
 /** Units we know how to store. Anything else is refused rather than stored under a guess. */
 export const UNITS = [
   // energy
-  'Wh', 'kWh', 'MWh', 'varh', 'kvarh', 'VAh', 'kVAh',
+  'Wh',
+  'kWh',
+  'MWh',
+  'varh',
+  'kvarh',
+  'VAh',
+  'kVAh',
   // power
-  'W', 'kW', 'var', 'kvar', 'VA', 'kVA',
+  'W',
+  'kW',
+  'var',
+  'kvar',
+  'VA',
+  'kVA',
   // grid
-  'V', 'A', 'Hz', 'PF',
+  'V',
+  'A',
+  'Hz',
+  'PF',
   // volume and flow (water, gas, heat)
-  'm3', 'L', 'gal', 'ft3', 'm3/h', 'L/h', 'gal/min',
+  'm3',
+  'L',
+  'gal',
+  'ft3',
+  'm3/h',
+  'L/h',
+  'gal/min',
   // heat and temperature
-  'GJ', 'MJ', 'degC',
+  'GJ',
+  'MJ',
+  'degC',
   // dimensionless counters (pulses, alarm counts)
   'count',
 ] as const;
@@ -96,7 +118,8 @@ export interface ReadingJson {
 
 export function readingToJson(reading: Reading): ReadingJson {
   const { meterId, channel, kind, value, unit, quality, revision, source, originId } = reading;
-  const times = reading.kind === 'interval' ? { start: reading.start.toISOString(), end: reading.end.toISOString() } : { at: reading.at.toISOString() };
+  const times =
+    reading.kind === 'interval' ? { start: reading.start.toISOString(), end: reading.end.toISOString() } : { at: reading.at.toISOString() };
   return { meterId, channel, kind, ...times, value, unit, quality, revision, source, originId };
 }
 
@@ -186,7 +209,12 @@ function checkTimeline(reading: Reading, options: ValidationOptions): string[] {
   const now = (options.now ?? new Date()).getTime();
   const latest = now + (options.maxFutureSkewMs ?? 3_600_000);
   const instants: Array<[string, Date]> =
-    reading.kind === 'interval' ? [['start', reading.start], ['end', reading.end]] : [['at', reading.at]];
+    reading.kind === 'interval'
+      ? [
+          ['start', reading.start],
+          ['end', reading.end],
+        ]
+      : [['at', reading.at]];
   for (const [field, date] of instants) {
     if (date.getTime() > latest) reasons.push(`${field}: ${date.toISOString()} is in the future (now ${new Date(now).toISOString()})`);
     if (date.getTime() < EARLIEST_PLAUSIBLE) reasons.push(`${field}: ${date.toISOString()} is before 2000-01-01 (device clock not set?)`);
@@ -233,7 +261,9 @@ export function unitOfWorkProblems(readings: readonly Reading[]): string[] {
       if (previous !== undefined && identityInstant(previous).getTime() === at) {
         report(`${where}: the same reading twice (values ${previous.value} and ${reading.value})`);
       } else if (at < coveredUntil) {
-        report(`${where}: lies inside an earlier interval of the same meter and channel (which ends ${new Date(coveredUntil).toISOString()}); overlapping intervals would count twice`);
+        report(
+          `${where}: lies inside an earlier interval of the same meter and channel (which ends ${new Date(coveredUntil).toISOString()}); overlapping intervals would count twice`,
+        );
       }
       if (reading.kind === 'interval') coveredUntil = Math.max(coveredUntil, reading.end.getTime());
       previous = reading;

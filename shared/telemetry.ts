@@ -91,7 +91,10 @@ const blockEntry = z.strictObject({
   start: instantString,
   intervalSeconds: z.number().int().min(60).max(86_400),
   unit: z.enum(UNITS, { error: (issue) => `unknown unit ${preview(issue.input)}` }),
-  values: z.array(z.number({ error: 'must be a finite number or null' }).nullable()).min(1).max(MAX_VALUES_PER_BLOCK),
+  values: z
+    .array(z.number({ error: 'must be a finite number or null' }).nullable())
+    .min(1)
+    .max(MAX_VALUES_PER_BLOCK),
   quality: z.array(z.enum(QUALITIES)).optional(),
 });
 
@@ -131,7 +134,8 @@ export interface DecodeOptions extends ValidationOptions {
  * message can be wrong comes back as a reason an operator can act on.
  */
 export function decodeTelemetry(payload: Uint8Array, options: DecodeOptions): DecodeResult {
-  if (payload.byteLength > MAX_MESSAGE_BYTES) return { ok: false, code: 'too-large', reason: `message is ${payload.byteLength} bytes; the limit is ${MAX_MESSAGE_BYTES}` };
+  if (payload.byteLength > MAX_MESSAGE_BYTES)
+    return { ok: false, code: 'too-large', reason: `message is ${payload.byteLength} bytes; the limit is ${MAX_MESSAGE_BYTES}` };
   const json = parseUntrustedJson(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('utf8'), MAX_MESSAGE_DEPTH);
   if (!json.ok) return { ok: false, code: json.code === 'too-deep' ? 'too-deep' : 'invalid', reason: json.reason };
   const parsed = messageSchema.safeParse(json.value);
@@ -155,11 +159,18 @@ export function decodeTelemetry(payload: Uint8Array, options: DecodeOptions): De
   for (const entry of message.readings) {
     const { start, end, at, ...rest } = entry;
     const common = { ...rest, revision: 0, source: 'iot', originId };
-    candidates.push(at !== undefined ? { ...common, kind: 'register', at, ...(start || end ? { start, end } : {}) } : { ...common, kind: 'interval', start, end });
+    candidates.push(
+      at !== undefined ? { ...common, kind: 'register', at, ...(start || end ? { start, end } : {}) } : { ...common, kind: 'interval', start, end },
+    );
   }
   for (const [blockIndex, block] of message.blocks.entries()) {
     if (block.quality && block.quality.length !== block.values.length) {
-      return { ok: false, code: 'invalid', reason: `blocks.${blockIndex}.quality: has ${block.quality.length} entries for ${block.values.length} values`, ...identity };
+      return {
+        ok: false,
+        code: 'invalid',
+        reason: `blocks.${blockIndex}.quality: has ${block.quality.length} entries for ${block.values.length} values`,
+        ...identity,
+      };
     }
     const first = Date.parse(block.start);
     block.values.forEach((value, i) => {

@@ -74,7 +74,11 @@ export function parseUntrustedJson(text: string, maxDepth: number): UntrustedJso
   try {
     return { ok: true, value: JSON.parse(text) };
   } catch (error) {
-    return { ok: false, code: 'not-json', reason: `not JSON: ${preview(error instanceof Error ? error.message : String(error), 200).replace(/^"|"$/g, '')}` };
+    return {
+      ok: false,
+      code: 'not-json',
+      reason: `not JSON: ${preview(error instanceof Error ? error.message : String(error), 200).replace(/^"|"$/g, '')}`,
+    };
   }
 }
 

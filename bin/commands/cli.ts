@@ -29,7 +29,6 @@ export const EXIT_OK = 0;
 export const EXIT_FAILED = 1;
 export const EXIT_USAGE = 2;
 
-
 type Options = NonNullable<Parameters<typeof parseArgs>[0]>['options'];
 
 /** node:util parseArgs (strict, positionals allowed), with its errors turned into UsageErrors pointing at `help`. */
@@ -47,7 +46,11 @@ export function parseCommandLine<T extends Options>(args: string[], help: string
 /** Progress and warnings to stderr as plain lines; stdout keeps only the result. */
 export function cliLog(io: CliIo): Log {
   const line = (level: string) => (message: string, extra?: Record<string, unknown>) => {
-    const details = extra ? Object.entries(extra).map(([k, v]) => `${k}=${String(v)}`).join(' ') : '';
+    const details = extra
+      ? Object.entries(extra)
+          .map(([k, v]) => `${k}=${String(v)}`)
+          .join(' ')
+      : '';
     io.err(`${level}${message}${details ? ` (${details})` : ''}\n`);
   };
   return { debug: () => {}, info: line(''), warn: line('warning: '), error: line('error: ') };

@@ -87,7 +87,8 @@ async function provision(args: string[], io: CliIo): Promise<number> {
   const thingName = onePositional(positionals, 'provision');
   if (!values.out) throw new UsageError('provision needs --out <dir>', HELP);
   const stage = values.stage;
-  if (!STAGE_NAME.test(stage)) throw new UsageError(`${JSON.stringify(stage)} is not a valid stage name (a letter, then letters, digits or '-')`, HELP);
+  if (!STAGE_NAME.test(stage))
+    throw new UsageError(`${JSON.stringify(stage)} is not a valid stage name (a letter, then letters, digits or '-')`, HELP);
 
   let csrPem: string | undefined;
   if (values.csr !== undefined) {
@@ -117,7 +118,9 @@ async function provision(args: string[], io: CliIo): Promise<number> {
         `  certificate  ${device.certificateId} (ACTIVE)`,
         `  endpoint     ${device.endpoint}:${device.port}`,
         `  topic        ${device.topic}`,
-        ...('key' in device.files ? [`  files        ${device.files.key} (0600)`, `               ${device.files.certificate}`] : [`  files        ${device.files.certificate} (the key stays on the gateway)`]),
+        ...('key' in device.files
+          ? [`  files        ${device.files.key} (0600)`, `               ${device.files.certificate}`]
+          : [`  files        ${device.files.certificate} (the key stays on the gateway)`]),
         `               ${device.files.rootCa}`,
         `               ${device.files.endpoint}`,
         '',

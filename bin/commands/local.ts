@@ -33,7 +33,9 @@ lost or stored twice. Without --duration it runs until Ctrl-C, then drains and s
   --sources <list>        which sources to run                  default iot,smt,ready
   --state-dir <dir>       generated certificates, spools, SMT files, S3 data   default ${LOCAL_STATE_DIR}/
   --port <name>=<n>       override a port (repeatable); names and defaults:
-                          ${Object.entries(LOCAL_PORTS).map(([name, port]) => `${name}=${port}`).join(' ')}
+                          ${Object.entries(LOCAL_PORTS)
+                            .map(([name, port]) => `${name}=${port}`)
+                            .join(' ')}
   -h, --help              this text
 `;
 
@@ -63,17 +65,25 @@ export const command: CliCommand = {
     const ports = { ...LOCAL_PORTS } as Record<LocalPortName, number>;
     for (const override of values.port) {
       const match = /^([a-z0-9]+)=(\d{1,5})$/.exec(override);
-      if (!match || !(match[1]! in ports)) throw new UsageError(`--port ${override}: expected <name>=<port> with a name from ${Object.keys(ports).join(', ')}`, HELP);
+      if (!match || !(match[1]! in ports))
+        throw new UsageError(`--port ${override}: expected <name>=<port> with a name from ${Object.keys(ports).join(', ')}`, HELP);
       ports[match[1] as LocalPortName] = Number(match[2]);
     }
-    const chosen = values.sources.split(',').map((s) => s.trim()).filter(Boolean);
+    const chosen = values.sources
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
     for (const source of chosen) {
-      if (!(SOURCES as readonly string[]).includes(source)) throw new UsageError(`--sources: unknown source ${JSON.stringify(source)} (expected ${SOURCES.join(', ')})`, HELP);
+      if (!(SOURCES as readonly string[]).includes(source))
+        throw new UsageError(`--sources: unknown source ${JSON.stringify(source)} (expected ${SOURCES.join(', ')})`, HELP);
     }
     const stateDir = resolve(values['state-dir']);
     const factories: SourceFactory[] = [];
     let iot: IotSource | undefined;
-    if (chosen.includes('iot')) factories.push(async (platform) => (iot = await iotSource(platform, { gateways, metersPerGateway: meters, stateDir, modbusBasePort: ports.modbus })));
+    if (chosen.includes('iot'))
+      factories.push(
+        async (platform) => (iot = await iotSource(platform, { gateways, metersPerGateway: meters, stateDir, modbusBasePort: ports.modbus })),
+      );
     if (killAtMs !== undefined && !chosen.includes('iot')) throw new UsageError('--kill-gateway needs the iot source', HELP);
     if (chosen.includes('smt')) factories.push((platform) => smtSource(platform, { stateDir, ftpsPort: ports.ftps, sftpPort: ports.sftp }));
     if (chosen.includes('ready')) factories.push((platform) => readySource(platform, { port: ports.ready, meters: meters * gateways }));
@@ -92,7 +102,9 @@ export const command: CliCommand = {
         sources: factories,
         ...(durationMs !== undefined ? { durationMs } : {}),
         ...(outageMs !== undefined ? { brokerOutage: { afterMs: 10_000, forMs: outageMs } } : {}),
-        ...(killAtMs !== undefined ? { schedule: [{ atMs: killAtMs, label: 'SIGKILL gateway 1 (restart in 1 s)', run: async () => iot?.killGateway(0, 1000) }] } : {}),
+        ...(killAtMs !== undefined
+          ? { schedule: [{ atMs: killAtMs, label: 'SIGKILL gateway 1 (restart in 1 s)', run: async () => iot?.killGateway(0, 1000) }] }
+          : {}),
         signal: abort.signal,
         out: io.out,
         err: io.err,
@@ -112,7 +124,8 @@ export const command: CliCommand = {
 
 function positiveInteger(text: string, flag: string): number {
   const value = Number(text);
-  if (!Number.isInteger(value) || value < 1 || value > 10_000) throw new UsageError(`${flag} must be an integer from 1 to 10000, got ${JSON.stringify(text)}`, HELP);
+  if (!Number.isInteger(value) || value < 1 || value > 10_000)
+    throw new UsageError(`${flag} must be an integer from 1 to 10000, got ${JSON.stringify(text)}`, HELP);
   return value;
 }
 

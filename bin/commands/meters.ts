@@ -35,7 +35,8 @@ export const command: CliCommand = {
       io.out(USAGE);
       return EXIT_OK;
     }
-    if (subcommand !== 'list' && subcommand !== 'show') throw new UsageError(`unknown meters subcommand ${JSON.stringify(subcommand)} (expected list or show)`, HELP);
+    if (subcommand !== 'list' && subcommand !== 'show')
+      throw new UsageError(`unknown meters subcommand ${JSON.stringify(subcommand)} (expected list or show)`, HELP);
     const { values, positionals } = parseCommandLine(rest, HELP, {
       source: { type: 'string' },
       since: { type: 'string' },
@@ -48,7 +49,8 @@ export const command: CliCommand = {
       return EXIT_OK;
     }
     if (positionals.length > 0) throw new UsageError(`unexpected argument ${positionals[0]}`, HELP);
-    if (values.source !== undefined && !SOURCES.includes(values.source as Source)) throw new UsageError(`--source must be one of ${SOURCES.join(', ')}`, HELP);
+    if (values.source !== undefined && !SOURCES.includes(values.source as Source))
+      throw new UsageError(`--source must be one of ${SOURCES.join(', ')}`, HELP);
     if (subcommand === 'show' && !values.meter) throw new UsageError('show needs --meter <id>', HELP);
     const since = values.since !== undefined ? parseInstant(values.since, '--since', HELP) : undefined;
     const target = openStoreTarget(values, io.env, HELP);
@@ -66,7 +68,11 @@ export const command: CliCommand = {
       let count = 0;
       let cursor: string | undefined;
       do {
-        const page = await core.listMeters({ ...(cursor ? { cursor } : {}), ...(values.source ? { source: values.source as Source } : {}), ...(since ? { since } : {}) });
+        const page = await core.listMeters({
+          ...(cursor ? { cursor } : {}),
+          ...(values.source ? { source: values.source as Source } : {}),
+          ...(since ? { since } : {}),
+        });
         for (const meter of page.meters) io.out(`${JSON.stringify(meterToJson(meter))}\n`);
         count += page.meters.length;
         cursor = page.nextCursor;

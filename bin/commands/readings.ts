@@ -15,7 +15,13 @@ import { EXIT_FAILED, EXIT_OK, UsageError, parseCommandLine, type CliCommand, ty
 const HELP = 'meterbridge readings --help';
 const DAY_MS = 86_400_000;
 /** The CLI pages through the core itself, so it allows longer ranges than the API (a year and a day). */
-export const CLI_LIMITS: QueryLimits = { ...API_LIMITS, defaultRangeMs: 7 * DAY_MS, maxRangeMs: 367 * DAY_MS, maxReadingPage: API_LIMITS.maxReadingPage, defaultReadingPage: API_LIMITS.maxReadingPage };
+export const CLI_LIMITS: QueryLimits = {
+  ...API_LIMITS,
+  defaultRangeMs: 7 * DAY_MS,
+  maxRangeMs: 367 * DAY_MS,
+  maxReadingPage: API_LIMITS.maxReadingPage,
+  defaultReadingPage: API_LIMITS.maxReadingPage,
+};
 
 const USAGE = `Usage:
   meterbridge readings query --meter <id> [options]
@@ -72,7 +78,8 @@ async function query(args: string[], io: CliIo): Promise<number> {
   const to = values.to ? parseInstant(values.to, '--to', HELP) : new Date(Math.floor(Date.now() / DAY_MS + 1) * DAY_MS);
   const from = values.from ? parseInstant(values.from, '--from', HELP) : new Date(to.getTime() - CLI_LIMITS.defaultRangeMs);
   if (from >= to) throw new UsageError(`--from (${from.toISOString()}) must be before --to (${to.toISOString()})`, HELP);
-  if (to.getTime() - from.getTime() > CLI_LIMITS.maxRangeMs) throw new UsageError(`--from to --to spans more than ${CLI_LIMITS.maxRangeMs / DAY_MS} days`, HELP);
+  if (to.getTime() - from.getTime() > CLI_LIMITS.maxRangeMs)
+    throw new UsageError(`--from to --to spans more than ${CLI_LIMITS.maxRangeMs / DAY_MS} days`, HELP);
 
   const target = openStoreTarget(values, io.env, HELP);
   const core = new ReadingsQuery(target.store, CLI_LIMITS);
@@ -82,7 +89,13 @@ async function query(args: string[], io: CliIo): Promise<number> {
     let cursor: string | undefined;
     if (format === 'csv') io.out(`${CSV_HEADER}\r\n`);
     do {
-      const page = await core.readings({ meterId: values.meter, ...(values.channel ? { channel: values.channel } : {}), from, to, ...(cursor ? { cursor } : {}) });
+      const page = await core.readings({
+        meterId: values.meter,
+        ...(values.channel ? { channel: values.channel } : {}),
+        from,
+        to,
+        ...(cursor ? { cursor } : {}),
+      });
       count += page.readings.length;
       if (format === 'json') for (const reading of page.readings) io.out(`${JSON.stringify(readingToJson(reading))}\n`);
       if (format === 'csv') for (const reading of page.readings) io.out(`${csvRow(reading)}\r\n`);
@@ -90,7 +103,9 @@ async function query(args: string[], io: CliIo): Promise<number> {
       cursor = page.nextCursor;
     } while (cursor);
     if (format === 'espi') io.out(readingsEspi(values.meter, all, { timeZone: target.timeZone, generatedAt: new Date() }));
-    io.err(`${count} reading(s) of ${values.meter} in [${from.toISOString()}, ${to.toISOString()}) from ${target.tableName}${target.endpoint ? ` at ${target.endpoint}` : ''}\n`);
+    io.err(
+      `${count} reading(s) of ${values.meter} in [${from.toISOString()}, ${to.toISOString()}) from ${target.tableName}${target.endpoint ? ` at ${target.endpoint}` : ''}\n`,
+    );
     return EXIT_OK;
   } catch (error) {
     if (error instanceof QueryError) throw new UsageError(error.message, HELP);

@@ -88,7 +88,10 @@ export async function readyClient(values: CommonValues, io: CliIo): Promise<Read
   let clientSecret = io.env.READY_CLIENT_SECRET;
   if (values['secret-id']) {
     const region = values.region ?? io.env.AWS_REGION;
-    const client = new SecretsManagerClient({ ...(region ? { region } : {}), ...(values['endpoint-url'] ? { endpoint: values['endpoint-url'] } : {}) });
+    const client = new SecretsManagerClient({
+      ...(region ? { region } : {}),
+      ...(values['endpoint-url'] ? { endpoint: values['endpoint-url'] } : {}),
+    });
     try {
       const credentials = await new SecretsManagerCredentials({ client, secretId: values['secret-id'] }).get();
       ({ tenantId, clientId, clientSecret } = credentials);
@@ -102,8 +105,14 @@ export async function readyClient(values: CommonValues, io: CliIo): Promise<Read
   const tokenUrl = values['token-url'] ?? io.env.READY_TOKEN_URL ?? (tenantId ? azureAdTokenUrl(tenantId) : undefined);
   if (!tokenUrl) throw new UsageError('no token endpoint: set the tenant id (READY_TENANT_ID or tenantId in the secret) or --token-url', HELP);
   const log = cliLog(io);
-  const retry = { onRetry: (info: { attempt: number; delayMs: number; reason: string }) => log.warn(`retrying after ${info.reason}`, { attempt: info.attempt, waitMs: info.delayMs }) };
-  const tokens = new TokenProvider({ credentials: { tokenUrl, clientId: clientId!, clientSecret: clientSecret!, scope: values.scope ?? io.env.READY_SCOPE ?? `${apiUrl}/.default` }, retry });
+  const retry = {
+    onRetry: (info: { attempt: number; delayMs: number; reason: string }) =>
+      log.warn(`retrying after ${info.reason}`, { attempt: info.attempt, waitMs: info.delayMs }),
+  };
+  const tokens = new TokenProvider({
+    credentials: { tokenUrl, clientId: clientId!, clientSecret: clientSecret!, scope: values.scope ?? io.env.READY_SCOPE ?? `${apiUrl}/.default` },
+    retry,
+  });
   return new ReadySubscriptionClient({ apiUrl, tokens, retry });
 }
 
@@ -122,7 +131,12 @@ function requireUrl(value: string | undefined, flag: string): string {
 }
 
 async function subscribe(args: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseCommandLine(args, HELP, { ...OPTIONS, 'webhook-uri': { type: 'string' }, 'status-uri': { type: 'string' }, resource: { type: 'string', default: 'meterReadings' } });
+  const { values, positionals } = parseCommandLine(args, HELP, {
+    ...OPTIONS,
+    'webhook-uri': { type: 'string' },
+    'status-uri': { type: 'string' },
+    resource: { type: 'string', default: 'meterReadings' },
+  });
   if (values.help) {
     io.out(USAGE);
     return EXIT_OK;
@@ -132,7 +146,9 @@ async function subscribe(args: string[], io: CliIo): Promise<number> {
   const statusUri = requireUrl(values['status-uri'], '--status-uri');
   const client = await readyClient(values, io);
   const subscription = await client.subscribe({ resource: values.resource, webhookUri, statusUri });
-  io.out(`subscribed ${subscription.subscriptionId} (${subscription.status ?? 'status unknown'}) to ${values.resource}\n  data    ${webhookUri}\n  status  ${statusUri}\n`);
+  io.out(
+    `subscribed ${subscription.subscriptionId} (${subscription.status ?? 'status unknown'}) to ${values.resource}\n  data    ${webhookUri}\n  status  ${statusUri}\n`,
+  );
   return EXIT_OK;
 }
 
@@ -151,7 +167,8 @@ async function list(args: string[], io: CliIo): Promise<number> {
     io.out('no subscriptions\n');
     return EXIT_OK;
   }
-  for (const s of subscriptions) io.out(`${s.subscriptionId}\t${s.status ?? '-'}\t${s.resource ?? '-'}\t${s.webhookUri ?? '-'}\t${s.statusUri ?? '-'}\n`);
+  for (const s of subscriptions)
+    io.out(`${s.subscriptionId}\t${s.status ?? '-'}\t${s.resource ?? '-'}\t${s.webhookUri ?? '-'}\t${s.statusUri ?? '-'}\n`);
   return EXIT_OK;
 }
 

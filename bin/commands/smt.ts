@@ -101,7 +101,11 @@ async function parse(args: string[], io: CliIo): Promise<number> {
     return EXIT_OK;
   }
   const stallSeconds = Number(values['decrypt-stall-seconds']);
-  if (!(stallSeconds > 0 && stallSeconds <= 86_400)) throw new UsageError(`--decrypt-stall-seconds ${JSON.stringify(values['decrypt-stall-seconds'])} is not a number of seconds between 0 and 86400`, HELP);
+  if (!(stallSeconds > 0 && stallSeconds <= 86_400))
+    throw new UsageError(
+      `--decrypt-stall-seconds ${JSON.stringify(values['decrypt-stall-seconds'])} is not a number of seconds between 0 and 86400`,
+      HELP,
+    );
   if (positionals.length !== 1) throw new UsageError(`parse takes one file, got ${positionals.length}`, HELP);
   const file = positionals[0]!;
   const timeZone = values['time-zone'];
@@ -117,7 +121,12 @@ async function parse(args: string[], io: CliIo): Promise<number> {
     const clearPath = join(work, 'clear');
     let kind: string;
     try {
-      const report = await decryptToFile(createReadStream(file), clearPath, { keys, maxClearBytes: 8 * 2 ** 30, allowClear: true, stallMs: stallSeconds * 1000 });
+      const report = await decryptToFile(createReadStream(file), clearPath, {
+        keys,
+        maxClearBytes: 8 * 2 ** 30,
+        allowClear: true,
+        stallMs: stallSeconds * 1000,
+      });
       kind = report.kind;
     } catch (error) {
       if (error instanceof SmtDecryptError) {
@@ -202,7 +211,9 @@ async function replay(args: string[], io: CliIo): Promise<number> {
     ...(endpoint ? { endpoint, credentials: { accessKeyId: 'local', secretAccessKey: 'local' } } : {}),
   });
   // A local endpoint is local mode's s3rver, which takes its own fixed credentials.
-  const s3 = values['s3-endpoint'] ? (await import('../../local/s3-server.ts')).localS3Client(values['s3-endpoint']) : new S3Client(region ? { region } : {});
+  const s3 = values['s3-endpoint']
+    ? (await import('../../local/s3-server.ts')).localS3Client(values['s3-endpoint'])
+    : new S3Client(region ? { region } : {});
   const dynamodb = new DynamoDBClient(local(values['dynamodb-endpoint']));
   const log = cliLog(io);
   try {

@@ -101,9 +101,7 @@ const POLICY_NAME = /^[\w+=,.@-]{1,128}$/;
 /** Throws unless `thingName` is a valid IoT thing name (1-128 of `[a-zA-Z0-9:_-]`). */
 export function assertThingName(thingName: string, what = 'thing name'): void {
   if (!THING_NAME_PATTERN.test(thingName)) {
-    throw new DeviceProvisioningError(
-      `${JSON.stringify(thingName)} is not a valid ${what}: 1-128 characters of letters, digits, ':', '_' and '-'`,
-    );
+    throw new DeviceProvisioningError(`${JSON.stringify(thingName)} is not a valid ${what}: 1-128 characters of letters, digits, ':', '_' and '-'`);
   }
 }
 
@@ -206,8 +204,16 @@ async function provision(options: ProvisionDeviceOptions, deviceCsrPem: string |
     rootCa: join(outDir, DEVICE_FILES.rootCa),
     endpoint: join(outDir, DEVICE_FILES.endpoint),
   };
-  const key = deviceCsrPem === undefined ? await generateDeviceKey(thingName, outDir, paths, log) : await checkDeviceCsr(thingName, deviceCsrPem, outDir, paths);
-  const { endpoint, thing, certificate } = await createThingAndCertificate(iot, { thingName, thingTypeName, csrPem: key.csrPem, pendingKey: paths.pendingKey });
+  const key =
+    deviceCsrPem === undefined
+      ? await generateDeviceKey(thingName, outDir, paths, log)
+      : await checkDeviceCsr(thingName, deviceCsrPem, outDir, paths);
+  const { endpoint, thing, certificate } = await createThingAndCertificate(iot, {
+    thingName,
+    thingTypeName,
+    csrPem: key.csrPem,
+    pendingKey: paths.pendingKey,
+  });
   log.info('certificate created', { certificateId: certificate.certificateId });
 
   const keptPendingName = await attachAndWriteFiles(options, { paths, key, certificate, endpoint, log });
@@ -273,9 +279,12 @@ async function checkDeviceCsr(thingName: string, csrPem: string, outDir: string,
   } catch (error) {
     throw new DeviceProvisioningError(`the CSR is not usable: ${messageOf(error)}`, { cause: error });
   }
-  if (!parsed.signatureValid) throw new DeviceProvisioningError('the CSR signature does not verify with its own public key (corrupted or tampered request)');
+  if (!parsed.signatureValid)
+    throw new DeviceProvisioningError('the CSR signature does not verify with its own public key (corrupted or tampered request)');
   if (parsed.commonName !== thingName) {
-    throw new DeviceProvisioningError(`the CSR is for ${JSON.stringify(parsed.commonName ?? '(no CN)')}, not ${thingName} (meterbridge-gateway keygen --thing ${thingName} makes one)`);
+    throw new DeviceProvisioningError(
+      `the CSR is for ${JSON.stringify(parsed.commonName ?? '(no CN)')}, not ${thingName} (meterbridge-gateway keygen --thing ${thingName} makes one)`,
+    );
   }
   await prepareOutDir(outDir, paths, { keyHere: false });
   const requested = parsed.publicKey.export({ type: 'spki', format: 'der' });
@@ -298,16 +307,24 @@ async function createThingAndCertificate(
     const created = await iot.send(new CreateCertificateFromCsrCommand({ certificateSigningRequest: csrPem, setAsActive: true }));
     if (!created.certificateArn || !created.certificateId || !created.certificatePem) {
       // Cannot roll back what we cannot name; say what we know.
-      throw new Error(`CreateCertificateFromCsr answered without ${!created.certificateId ? 'certificateId' : !created.certificateArn ? 'certificateArn' : 'certificatePem'} (certificateId: ${created.certificateId ?? 'unknown'})`);
+      throw new Error(
+        `CreateCertificateFromCsr answered without ${!created.certificateId ? 'certificateId' : !created.certificateArn ? 'certificateArn' : 'certificatePem'} (certificateId: ${created.certificateId ?? 'unknown'})`,
+      );
     }
-    return { endpoint, thing, certificate: { certificateArn: created.certificateArn, certificateId: created.certificateId, certificatePem: created.certificatePem } };
+    return {
+      endpoint,
+      thing,
+      certificate: { certificateArn: created.certificateArn, certificateId: created.certificateId, certificatePem: created.certificatePem },
+    };
   } catch (error) {
     // Nothing that uses the key exists yet, so the key goes too.
     await rm(pendingKey, { force: true });
     if (error instanceof DeviceProvisioningError) throw error;
     throw new DeviceProvisioningError(
       `provisioning ${thingName} failed at ${step}: ${messageOf(error)}` +
-        (step === 'CreateCertificateFromCsr' ? ' (if this was a timeout or an incomplete answer, IoT Core may hold an ACTIVE, unattached certificate created just now: check and delete it)' : ''),
+        (step === 'CreateCertificateFromCsr'
+          ? ' (if this was a timeout or an incomplete answer, IoT Core may hold an ACTIVE, unattached certificate created just now: check and delete it)'
+          : ''),
       { cause: error, step },
     );
   }
@@ -401,7 +418,14 @@ export async function revokeDevice(options: RevokeDeviceOptions): Promise<Revoke
   const log = options.log ?? silentLog;
   const retryDelaysMs = options.retryDelaysMs ?? [1000, 2000, 4000, 8000];
   assertThingName(thingName);
-  const report: RevokeReport = { thingName, thingFound: true, revokedCertificateIds: [], detachedOtherPrincipals: [], detachedPolicies: [], thingDeleted: false };
+  const report: RevokeReport = {
+    thingName,
+    thingFound: true,
+    revokedCertificateIds: [],
+    detachedOtherPrincipals: [],
+    detachedPolicies: [],
+    thingDeleted: false,
+  };
 
   const principals: string[] = [];
   try {
@@ -429,11 +453,15 @@ export async function revokeDevice(options: RevokeDeviceOptions): Promise<Revoke
     await send(`detaching certificate ${certificateId} from ${thingName}`, () => iot.send(new DetachThingPrincipalCommand({ thingName, principal })));
     let marker: string | undefined;
     do {
-      const page = await send(`listing the policies of certificate ${certificateId}`, () => iot.send(new ListAttachedPoliciesCommand({ target: principal, marker })));
+      const page = await send(`listing the policies of certificate ${certificateId}`, () =>
+        iot.send(new ListAttachedPoliciesCommand({ target: principal, marker })),
+      );
       for (const policy of page.policies ?? []) {
         if (!policy.policyName) continue;
         const policyName = policy.policyName;
-        await send(`detaching policy ${policyName} from certificate ${certificateId}`, () => iot.send(new DetachPolicyCommand({ policyName, target: principal })));
+        await send(`detaching policy ${policyName} from certificate ${certificateId}`, () =>
+          iot.send(new DetachPolicyCommand({ policyName, target: principal })),
+        );
         report.detachedPolicies.push({ certificateId, policyName });
       }
       marker = page.nextMarker;
@@ -443,7 +471,11 @@ export async function revokeDevice(options: RevokeDeviceOptions): Promise<Revoke
 
   if (options.deleteThing) {
     // DeleteThing succeeds for a thing that does not exist; it fails while a detach is still propagating.
-    await withRetries(() => iot.send(new DeleteThingCommand({ thingName })), ['InvalidRequestException', 'DeleteConflictException'], retryDelaysMs).catch((error: unknown) => {
+    await withRetries(
+      () => iot.send(new DeleteThingCommand({ thingName })),
+      ['InvalidRequestException', 'DeleteConflictException'],
+      retryDelaysMs,
+    ).catch((error: unknown) => {
       throw failure(`deleting thing ${thingName} (its certificates are already revoked)`, error);
     });
     report.thingDeleted = true;
@@ -469,7 +501,11 @@ async function publishKey(pending: string, final: string): Promise<boolean> {
   }
 }
 
-async function prepareOutDir(outDir: string, paths: { key: string; pendingKey: string; certificate: string }, options: { keyHere: boolean }): Promise<void> {
+async function prepareOutDir(
+  outDir: string,
+  paths: { key: string; pendingKey: string; certificate: string },
+  options: { keyHere: boolean },
+): Promise<void> {
   const existing = await stat(outDir).catch((error: unknown) => {
     if (errorCode(error) === 'ENOENT') return undefined;
     throw error;
@@ -483,7 +519,9 @@ async function prepareOutDir(outDir: string, paths: { key: string; pendingKey: s
   if (!existing.isDirectory()) throw new DeviceProvisioningError(`${outDir} exists and is not a directory`);
   // A device-made key may sit beside the certificate to come (provisioning run on the gateway itself).
   if (options.keyHere && (await exists(paths.key))) {
-    throw new DeviceProvisioningError(`refusing to overwrite ${paths.key}: this directory already holds a provisioned device; use another --out directory (or revoke that device first and remove its files)`);
+    throw new DeviceProvisioningError(
+      `refusing to overwrite ${paths.key}: this directory already holds a provisioned device; use another --out directory (or revoke that device first and remove its files)`,
+    );
   }
   if (await exists(paths.pendingKey)) {
     const id = certificateIdFromFile(paths.certificate);
@@ -495,7 +533,9 @@ async function prepareOutDir(outDir: string, paths: { key: string; pendingKey: s
     );
   }
   if (await exists(paths.certificate)) {
-    throw new DeviceProvisioningError(`refusing to overwrite ${paths.certificate} (there is no key beside it); use another --out directory or remove the file`);
+    throw new DeviceProvisioningError(
+      `refusing to overwrite ${paths.certificate} (there is no key beside it); use another --out directory or remove the file`,
+    );
   }
 }
 
@@ -633,6 +673,7 @@ function errorCode(error: unknown): string | undefined {
 }
 
 function messageOf(error: unknown): string {
-  if (error instanceof Error) return error.name && error.name !== 'Error' && !error.message.startsWith(error.name) ? `${error.name}: ${error.message}` : error.message;
+  if (error instanceof Error)
+    return error.name && error.name !== 'Error' && !error.message.startsWith(error.name) ? `${error.name}: ${error.message}` : error.message;
   return String(error);
 }

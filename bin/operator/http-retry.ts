@@ -29,7 +29,10 @@ export interface RetryOptions {
 }
 
 export class HttpRetryError extends Error {
-  constructor(message: string, readonly status?: number) {
+  constructor(
+    message: string,
+    readonly status?: number,
+  ) {
     super(message);
     this.name = 'HttpRetryError';
   }
@@ -73,12 +76,17 @@ export async function fetchWithRetry(url: string, init: RequestInit, options: Re
     if (!retryable) return response!;
     if (attempt >= maxAttempts) {
       if (response) return response;
-      throw new HttpRetryError(`${init.method ?? 'GET'} ${new URL(url).origin}${new URL(url).pathname} failed after ${attempt} attempts: ${String(networkError)}`);
+      throw new HttpRetryError(
+        `${init.method ?? 'GET'} ${new URL(url).origin}${new URL(url).pathname} failed after ${attempt} attempts: ${String(networkError)}`,
+      );
     }
     const backoff = Math.round(random() * Math.min(cap, base * 2 ** (attempt - 1)));
     const asked = response ? parseRetryAfter(response.headers.get('retry-after'), now()) : undefined;
     if (asked !== undefined && asked > maxRetryAfter) {
-      throw new HttpRetryError(`server asked to retry after ${Math.round(asked / 1000)} s (more than the ${Math.round(maxRetryAfter / 1000)} s we wait)`, response?.status);
+      throw new HttpRetryError(
+        `server asked to retry after ${Math.round(asked / 1000)} s (more than the ${Math.round(maxRetryAfter / 1000)} s we wait)`,
+        response?.status,
+      );
     }
     // Retry-After is the server's floor; jitter on top keeps many clients from returning in step.
     const delayMs = asked !== undefined ? asked + Math.round(random() * Math.min(1000, base)) : backoff;

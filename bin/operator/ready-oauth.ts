@@ -19,7 +19,11 @@ export interface ClientCredentials {
 }
 
 export class OAuthError extends Error {
-  constructor(message: string, readonly status: number, readonly error?: string) {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly error?: string,
+  ) {
     super(message);
     this.name = 'OAuthError';
   }
@@ -74,7 +78,11 @@ export class TokenProvider {
     if (!response.ok) {
       const code = typeof body.error === 'string' ? body.error : undefined;
       const description = typeof body.error_description === 'string' ? body.error_description.split('\n')[0] : undefined;
-      throw new OAuthError(`token endpoint answered ${response.status}${code ? ` ${code}` : ''}${description ? `: ${description}` : ''}`, response.status, code);
+      throw new OAuthError(
+        `token endpoint answered ${response.status}${code ? ` ${code}` : ''}${description ? `: ${description}` : ''}`,
+        response.status,
+        code,
+      );
     }
     const token = body.access_token;
     const expiresIn = Number(body.expires_in);

@@ -27,12 +27,21 @@ const subscriptionSchema = z
     statusUri: z.string().optional(),
     status: z.string().optional(),
   })
-  .transform((s) => ({ subscriptionId: s.subscriptionId ?? s.id ?? '', resource: s.resource, webhookUri: s.webhookUri, statusUri: s.statusUri, status: s.status }));
+  .transform((s) => ({
+    subscriptionId: s.subscriptionId ?? s.id ?? '',
+    resource: s.resource,
+    webhookUri: s.webhookUri,
+    statusUri: s.statusUri,
+    status: s.status,
+  }));
 
 export type Subscription = z.output<typeof subscriptionSchema>;
 
 export class ReadyApiError extends Error {
-  constructor(message: string, readonly status: number) {
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
     super(message);
     this.name = 'ReadyApiError';
   }
@@ -74,7 +83,11 @@ export class ReadySubscriptionClient {
       const token = await this.options.tokens.token();
       const headers: Record<string, string> = { authorization: `Bearer ${token}`, accept: 'application/json' };
       if (json !== undefined) headers['content-type'] = 'application/json';
-      const response = await fetchWithRetry(`${this.apiUrl}${path}`, { method, headers, ...(json !== undefined ? { body: JSON.stringify(json) } : {}) }, this.options.retry);
+      const response = await fetchWithRetry(
+        `${this.apiUrl}${path}`,
+        { method, headers, ...(json !== undefined ? { body: JSON.stringify(json) } : {}) },
+        this.options.retry,
+      );
       if (response.status === 401 && attempt === 1) {
         await response.arrayBuffer();
         this.options.tokens.invalidate();

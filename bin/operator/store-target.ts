@@ -33,7 +33,11 @@ export interface StoreTarget {
   close(): void;
 }
 
-export function openStoreTarget(values: { table?: string; endpoint?: string; 'time-zone'?: string; region?: string }, env: NodeJS.ProcessEnv, help: string): StoreTarget {
+export function openStoreTarget(
+  values: { table?: string; endpoint?: string; 'time-zone'?: string; region?: string },
+  env: NodeJS.ProcessEnv,
+  help: string,
+): StoreTarget {
   const timeZone = values['time-zone'] ?? LOCAL_BLOCK_TIME_ZONE;
   try {
     assertTimeZone(timeZone);
@@ -41,7 +45,7 @@ export function openStoreTarget(values: { table?: string; endpoint?: string; 'ti
     throw new UsageError((error as Error).message, help);
   }
   const local = values.table === undefined;
-  const endpoint = values.endpoint ?? (local ? env.MB_DYNAMODB_ENDPOINT ?? `http://127.0.0.1:${LOCAL_PORTS.dynamodb}` : undefined);
+  const endpoint = values.endpoint ?? (local ? (env.MB_DYNAMODB_ENDPOINT ?? `http://127.0.0.1:${LOCAL_PORTS.dynamodb}`) : undefined);
   // DynamoDB Local (any loopback endpoint) accepts any credentials; a deployed table uses the environment's.
   const loopback = endpoint !== undefined && /^https?:\/\/(127\.0\.0\.1|localhost|\[::1\])[:/]/.test(endpoint);
   const region = values.region ?? env.AWS_REGION ?? (loopback ? 'us-east-1' : undefined);

@@ -90,7 +90,13 @@ async function status(args: string[]): Promise<number> {
     `oldest unsent:        ${s.oldestUnsentReading ? `${s.oldestUnsentReading.intervalStart} (${s.oldestUnsentReading.meterId} ${s.oldestUnsentReading.channel})` : '-'}`,
     `last publish:         ${s.publisher.lastPublishAt ?? '-'} (last PUBACK ${s.publisher.lastAckAt ?? '-'}), connected: ${s.publisher.connected}`,
     `published / acked:    ${s.publisher.messagesPublished} / ${s.publisher.messagesAcked} messages, ${s.publisher.readingsAcked} readings acked`,
-    `read errors:          ${s.poller.readErrors}${Object.keys(s.poller.readErrorsByMeter).length ? ` (${Object.entries(s.poller.readErrorsByMeter).map(([m, n]) => `${m}: ${n}`).join(', ')})` : ''}`,
+    `read errors:          ${s.poller.readErrors}${
+      Object.keys(s.poller.readErrorsByMeter).length
+        ? ` (${Object.entries(s.poller.readErrorsByMeter)
+            .map(([m, n]) => `${m}: ${n}`)
+            .join(', ')})`
+        : ''
+    }`,
     `readings taken:       ${s.poller.readingsTaken} (last poll ${s.poller.lastPollAt ?? '-'})`,
     `system clock:         ${s.poller.clock ?? 'unknown'}${s.poller.unsyncedReadings ? `, ${s.poller.unsyncedReadings} readings taken unsynchronized (stored as estimated)` : ''}`,
     `dropped (spool full): ${s.spool.droppedReadings}, refused: ${s.spool.refusedReadings}, torn records dropped at start: ${s.spool.tornRecordsDropped}`,
@@ -121,20 +127,26 @@ function serialAccess(args: string[]): number {
   const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, out: { type: 'string' } }, strict: true });
   if (!values.config) throw new UsageError('serial-access needs --config <file>');
   const config = loadConfig(values.config);
-  const dropIn = serialAccessDropIn(config.buses.map((bus) => bus.device), values.config);
+  const dropIn = serialAccessDropIn(
+    config.buses.map((bus) => bus.device),
+    values.config,
+  );
   if (!values.out) {
     process.stdout.write(dropIn);
     return 0;
   }
   mkdirSync(dirname(values.out), { recursive: true });
   writeFileSync(values.out, dropIn, { mode: 0o644 });
-  process.stdout.write(`wrote ${values.out} (${config.buses.length} bus${config.buses.length === 1 ? '' : 'es'}); now: systemctl daemon-reload && systemctl restart meterbridge-gateway\n`);
+  process.stdout.write(
+    `wrote ${values.out} (${config.buses.length} bus${config.buses.length === 1 ? '' : 'es'}); now: systemctl daemon-reload && systemctl restart meterbridge-gateway\n`,
+  );
   return 0;
 }
 
 function keygen(args: string[]): number {
   const { values } = parseArgs({ args, options: { thing: { type: 'string' }, out: { type: 'string' }, owner: { type: 'string' } }, strict: true });
-  if (!values.thing || !/^[a-zA-Z0-9:_-]{1,128}$/.test(values.thing)) throw new UsageError('keygen needs --thing <thingName> (1-128 of a-z A-Z 0-9 : _ -)');
+  if (!values.thing || !/^[a-zA-Z0-9:_-]{1,128}$/.test(values.thing))
+    throw new UsageError('keygen needs --thing <thingName> (1-128 of a-z A-Z 0-9 : _ -)');
   if (!values.out) throw new UsageError('keygen needs --out <dir>');
   const made = generateDeviceKey({ thingName: values.thing, outDir: values.out, ...(values.owner ? { owner: values.owner } : {}) });
   process.stdout.write(

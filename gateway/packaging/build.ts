@@ -92,7 +92,14 @@ export async function packageGateway(outDir = join(ROOT, 'dist', 'gateway')): Pr
   copy(join(ROOT, 'gateway', 'systemd', `${PACKAGE_NAME}.service`), join(debDir, 'lib', 'systemd', 'system', `${PACKAGE_NAME}.service`));
   copy(join(ROOT, 'gateway', 'gateway.example.yaml'), join(debDir, 'usr', 'share', 'doc', PACKAGE_NAME, 'gateway.example.yaml'));
   copy(join(ROOT, 'gateway', 'README.md'), join(debDir, 'usr', 'share', 'doc', PACKAGE_NAME, 'README.md'));
-  const installedKb = Math.ceil(Number(execFileSync('du', ['-sk', '--apparent-size', join(debDir, 'usr'), join(debDir, 'lib')]).toString().split('\n').reduce((sum, line) => sum + (Number(line.split('\t')[0]) || 0), 0)));
+  const installedKb = Math.ceil(
+    Number(
+      execFileSync('du', ['-sk', '--apparent-size', join(debDir, 'usr'), join(debDir, 'lib')])
+        .toString()
+        .split('\n')
+        .reduce((sum, line) => sum + (Number(line.split('\t')[0]) || 0), 0),
+    ),
+  );
   mkdirSync(join(debDir, 'DEBIAN'), { recursive: true });
   writeFileSync(
     join(debDir, 'DEBIAN', 'control'),

@@ -99,7 +99,14 @@ export async function startGatewayAgent(config: GatewayConfig, options: GatewayA
     ...(options.faultPoint ? { faultPoint: options.faultPoint } : {}),
     ...(options.persistDelayMs !== undefined ? { persistDelayMs: options.persistDelayMs } : {}),
   });
-  const poller = new Poller({ config, spool, clock, log, onCommitted: () => publisher.wake(), ...(options.clockSync ? { clockSync: options.clockSync } : {}) });
+  const poller = new Poller({
+    config,
+    spool,
+    clock,
+    log,
+    onCommitted: () => publisher.wake(),
+    ...(options.clockSync ? { clockSync: options.clockSync } : {}),
+  });
 
   const status = (): GatewayStatus => {
     const oldest = spool.oldestUnsent();
@@ -109,7 +116,9 @@ export async function startGatewayAgent(config: GatewayConfig, options: GatewayA
       startedAt,
       updatedAt: new Date().toISOString(),
       spool: spool.stats(),
-      oldestUnsentReading: oldest ? { meterId: oldest.meterId, channel: oldest.channel, intervalStart: new Date(oldest.start * 1000).toISOString() } : null,
+      oldestUnsentReading: oldest
+        ? { meterId: oldest.meterId, channel: oldest.channel, intervalStart: new Date(oldest.start * 1000).toISOString() }
+        : null,
       poller: poller.stats(),
       publisher: publisher.stats(),
     };

@@ -81,7 +81,12 @@ const busSchema = z.strictObject({
   id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'must be 1-64 letters, digits or ._- (e.g. rs485-1)'),
   /** The serial device, e.g. /dev/ttyUSB0 or /dev/serial/by-id/usb-FTDI_...-if00-port0 (stable across reboots). */
   device: z.string().regex(/^\/\S+$/, 'must be an absolute device path (e.g. /dev/ttyUSB0)'),
-  baudRate: z.union([1200, 2400, 4800, 9600, 19_200, 38_400, 57_600, 115_200].map((rate) => z.literal(rate)), { error: 'expected one of 1200|2400|4800|9600|19200|38400|57600|115200' }).default(9600),
+  baudRate: z
+    .union(
+      [1200, 2400, 4800, 9600, 19_200, 38_400, 57_600, 115_200].map((rate) => z.literal(rate)),
+      { error: 'expected one of 1200|2400|4800|9600|19200|38400|57600|115200' },
+    )
+    .default(9600),
   dataBits: z.union([z.literal(7), z.literal(8)]).default(8),
   /** Modbus RTU's default is even parity with 1 stop bit; `none` is usually paired with 2 stop bits. */
   parity: z.enum(PARITIES, { error: `expected one of ${PARITIES.join('|')}` }).default('even'),
@@ -139,14 +144,24 @@ const configSchema = z
     publish: z
       .strictObject({
         maxPublishesPerSecond: z.number().positive().max(IOT_LIMITS.publishesPerSecond).default(90),
-        maxBytesPerSecond: z.number().int().positive().max(IOT_LIMITS.bytesPerSecond).default(460 * 1024),
+        maxBytesPerSecond: z
+          .number()
+          .int()
+          .positive()
+          .max(IOT_LIMITS.bytesPerSecond)
+          .default(460 * 1024),
         maxInFlight: z.number().int().min(1).max(IOT_LIMITS.inFlightQos1).default(50),
         /**
          * The two budgets above hold over every window of this many seconds. Longer than 1 s is a
          * margin: network and broker delays can bunch publishes together on arrival.
          */
         rateWindowSeconds: z.number().min(1).max(10).default(1.25),
-        maxMessageBytes: z.number().int().min(4096).max(IOT_LIMITS.messageBytes).default(120 * 1024),
+        maxMessageBytes: z
+          .number()
+          .int()
+          .min(4096)
+          .max(IOT_LIMITS.messageBytes)
+          .default(120 * 1024),
         /** Publish once the oldest unpublished reading ended this long ago (batching = fewer, cheaper writes). */
         holdSeconds: z.number().min(0).max(86_400).default(3600),
         /** Readings regrouped per meter at once while draining a backlog (longer blocks, cheaper writes). */
@@ -191,21 +206,38 @@ const configSchema = z
     const ids = new Map<string, number>();
     config.meters.forEach((meter, index) => {
       const first = ids.get(meter.id);
-      if (first !== undefined) ctx.addIssue({ code: 'custom', path: ['meters', index, 'id'], message: `"${meter.id}" is already used by meters[${first}]` });
+      if (first !== undefined)
+        ctx.addIssue({ code: 'custom', path: ['meters', index, 'id'], message: `"${meter.id}" is already used by meters[${first}]` });
       else ids.set(meter.id, index);
       if ((meter.host === undefined) === (meter.bus === undefined)) {
         ctx.addIssue({ code: 'custom', path: ['meters', index], message: 'needs exactly one of host (Modbus TCP) and bus (Modbus RTU)' });
       }
       if (meter.bus !== undefined) {
         const bus = config.buses.find((b) => b.id === meter.bus);
-        if (!bus) ctx.addIssue({ code: 'custom', path: ['meters', index, 'bus'], message: `no bus "${meter.bus}" in buses (${config.buses.map((b) => b.id).join(', ') || 'none configured'})` });
-        if (meter.unitId < 1 || meter.unitId > 247) ctx.addIssue({ code: 'custom', path: ['meters', index, 'unitId'], message: 'must be 1-247 on an RTU bus (0 is broadcast)' });
+        if (!bus)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['meters', index, 'bus'],
+            message: `no bus "${meter.bus}" in buses (${config.buses.map((b) => b.id).join(', ') || 'none configured'})`,
+          });
+        if (meter.unitId < 1 || meter.unitId > 247)
+          ctx.addIssue({ code: 'custom', path: ['meters', index, 'unitId'], message: 'must be 1-247 on an RTU bus (0 is broadcast)' });
         const twin = config.meters.findIndex((other) => other.bus === meter.bus && other.unitId === meter.unitId);
-        if (twin < index) ctx.addIssue({ code: 'custom', path: ['meters', index, 'unitId'], message: `${meter.unitId} is already used on bus "${meter.bus}" by meters[${twin}]` });
+        if (twin < index)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['meters', index, 'unitId'],
+            message: `${meter.unitId} is already used on bus "${meter.bus}" by meters[${twin}]`,
+          });
       }
       const channels = new Set<string>();
       meter.registers.forEach((register, r) => {
-        if (channels.has(register.channel)) ctx.addIssue({ code: 'custom', path: ['meters', index, 'registers', r, 'channel'], message: `"${register.channel}" appears twice on this meter` });
+        if (channels.has(register.channel))
+          ctx.addIssue({
+            code: 'custom',
+            path: ['meters', index, 'registers', r, 'channel'],
+            message: `"${register.channel}" appears twice on this meter`,
+          });
         channels.add(register.channel);
       });
     });
@@ -213,14 +245,24 @@ const configSchema = z
     const devices = new Map<string, number>();
     config.buses.forEach((bus, index) => {
       const first = busIds.get(bus.id);
-      if (first !== undefined) ctx.addIssue({ code: 'custom', path: ['buses', index, 'id'], message: `"${bus.id}" is already used by buses[${first}]` });
+      if (first !== undefined)
+        ctx.addIssue({ code: 'custom', path: ['buses', index, 'id'], message: `"${bus.id}" is already used by buses[${first}]` });
       else busIds.set(bus.id, index);
       const sameDevice = devices.get(bus.device);
-      if (sameDevice !== undefined) ctx.addIssue({ code: 'custom', path: ['buses', index, 'device'], message: `${bus.device} is already buses[${sameDevice}]: one bus per serial device` });
+      if (sameDevice !== undefined)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['buses', index, 'device'],
+          message: `${bus.device} is already buses[${sameDevice}]: one bus per serial device`,
+        });
       else devices.set(bus.device, index);
     });
     if (config.spool.segmentBytes * 4 > config.spool.maxBytes) {
-      ctx.addIssue({ code: 'custom', path: ['spool', 'segmentBytes'], message: 'must be at most a quarter of spool.maxBytes (the cap is enforced by whole segments)' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['spool', 'segmentBytes'],
+        message: 'must be at most a quarter of spool.maxBytes (the cap is enforced by whole segments)',
+      });
     }
     if (config.backoff.maxSeconds < config.backoff.initialSeconds) {
       ctx.addIssue({ code: 'custom', path: ['backoff', 'maxSeconds'], message: 'must be at least backoff.initialSeconds' });
@@ -237,7 +279,10 @@ export type RegisterConfig = MeterConfig['registers'][number];
 export type BusConfig = GatewayConfig['buses'][number];
 
 export class ConfigError extends Error {
-  constructor(readonly problems: string[], source: string) {
+  constructor(
+    readonly problems: string[],
+    source: string,
+  ) {
     super(`invalid gateway configuration (${source}):\n  ${problems.join('\n  ')}`);
     this.name = 'ConfigError';
   }

@@ -4,7 +4,15 @@
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-export { startGatewayAgent, faultInjectionFromEnv, FAULT_POINTS, type GatewayAgent, type GatewayAgentOptions, type GatewayStatus, type FaultPoint } from './agent.ts';
+export {
+  startGatewayAgent,
+  faultInjectionFromEnv,
+  FAULT_POINTS,
+  type GatewayAgent,
+  type GatewayAgentOptions,
+  type GatewayStatus,
+  type FaultPoint,
+} from './agent.ts';
 export { startSimulatedMeters, simulatedEnergyWh, SIMULATED_CHANNEL, type SimulatedMeters, type SimulatedMetersOptions } from './simulated-meter.ts';
 export { loadConfig, parseConfig, telemetryTopic, ConfigError, IOT_LIMITS, type GatewayConfig, type GatewayConfigInput } from './config.ts';
 export { Spool, type SpoolStats, type SpooledReading } from './spool.ts';

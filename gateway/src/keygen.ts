@@ -51,7 +51,8 @@ export function generateDeviceKey(options: KeygenOptions): KeygenResult {
     // 'wx': never replace a key (its certificate would be orphaned); 0600 from the first byte.
     writeFileSync(keyPath, privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, { mode: 0o600, flag: 'wx' });
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw new Error(`refusing to replace ${keyPath}: this gateway already has a key (revoke its certificate and remove the file first)`);
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST')
+      throw new Error(`refusing to replace ${keyPath}: this gateway already has a key (revoke its certificate and remove the file first)`);
     throw error;
   }
   try {

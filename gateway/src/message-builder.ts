@@ -56,7 +56,15 @@ export function toBlocks(readings: readonly SpooledReading[]): TelemetryBlock[] 
       const continues = run && reading.start === run.start + run.values.length * run.intervalSeconds && run.values.length < MAX_VALUES_PER_BLOCK;
       if (!continues) {
         if (run) blocks.push(toBlock(run));
-        run = { meterId: reading.meterId, channel: reading.channel, unit: reading.unit, intervalSeconds: reading.intervalSeconds, start: reading.start, values: [], qualities: [] };
+        run = {
+          meterId: reading.meterId,
+          channel: reading.channel,
+          unit: reading.unit,
+          intervalSeconds: reading.intervalSeconds,
+          start: reading.start,
+          values: [],
+          qualities: [],
+        };
       }
       run!.values.push(reading.value);
       run!.qualities.push(reading.quality);
@@ -85,8 +93,17 @@ function fitBlock(block: TelemetryBlock, budget: number): TelemetryBlock[] {
   if (Buffer.byteLength(JSON.stringify(block)) <= budget || block.values.length === 1) return [block];
   const half = Math.ceil(block.values.length / 2);
   const secondStart = new Date(Date.parse(block.start) + half * block.intervalSeconds * 1000).toISOString().replace('.000Z', 'Z');
-  const first: TelemetryBlock = { ...block, values: block.values.slice(0, half), ...(block.quality ? { quality: block.quality.slice(0, half) } : {}) };
-  const second: TelemetryBlock = { ...block, start: secondStart, values: block.values.slice(half), ...(block.quality ? { quality: block.quality.slice(half) } : {}) };
+  const first: TelemetryBlock = {
+    ...block,
+    values: block.values.slice(0, half),
+    ...(block.quality ? { quality: block.quality.slice(0, half) } : {}),
+  };
+  const second: TelemetryBlock = {
+    ...block,
+    start: secondStart,
+    values: block.values.slice(half),
+    ...(block.quality ? { quality: block.quality.slice(half) } : {}),
+  };
   return [...fitBlock(first, budget), ...fitBlock(second, budget)];
 }
 

@@ -34,7 +34,10 @@ export function rtuFrame(body: readonly number[] | Uint8Array): Buffer {
 
 /** True when the last two bytes are the CRC of the rest. */
 export function crcOk(frame: Uint8Array): boolean {
-  return frame.length >= 4 && crc16(frame.subarray(0, frame.length - 2)) === Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength).readUInt16LE(frame.length - 2);
+  return (
+    frame.length >= 4 &&
+    crc16(frame.subarray(0, frame.length - 2)) === Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength).readUInt16LE(frame.length - 2)
+  );
 }
 
 export class RtuTimeoutError extends Error {
@@ -66,7 +69,10 @@ export class RtuBus {
   private lock: Promise<void> = Promise.resolve();
   private readonly counters: RtuBusStats = { requests: 0, timeouts: 0, crcErrors: 0, exceptions: 0 };
 
-  constructor(readonly config: BusConfig, private readonly timeoutMs: number) {
+  constructor(
+    readonly config: BusConfig,
+    private readonly timeoutMs: number,
+  ) {
     this.charMs = (characterBits(config) * 1000) / config.baudRate;
     this.interFrameMs = config.interFrameMs ?? Math.max(1.75, 3.5 * this.charMs);
   }
@@ -174,7 +180,10 @@ export class RtuBus {
 
 /** One meter on an RTU bus. */
 export class RtuMeterReader implements MeterReader {
-  constructor(readonly meter: MeterConfig, private readonly bus: RtuBus) {}
+  constructor(
+    readonly meter: MeterConfig,
+    private readonly bus: RtuBus,
+  ) {}
 
   read(): Promise<MeterRead> {
     return this.bus.exclusive(async () => {

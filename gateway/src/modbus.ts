@@ -64,7 +64,10 @@ export interface MeterRead {
 export class ModbusMeterReader implements MeterReader {
   private client: ModbusRTU | undefined;
 
-  constructor(readonly meter: MeterConfig, private readonly timeoutMs: number) {}
+  constructor(
+    readonly meter: MeterConfig,
+    private readonly timeoutMs: number,
+  ) {}
 
   /** Reads every register of the meter. Never throws. */
   async read(): Promise<MeterRead> {
@@ -129,14 +132,18 @@ export class ModbusMeterReader implements MeterReader {
 
 async function readRegister(client: ModbusRTU, register: RegisterConfig): Promise<number> {
   const words = REGISTER_WORDS[register.type];
-  const response = register.table === 'input' ? await client.readInputRegisters(register.address, words) : await client.readHoldingRegisters(register.address, words);
+  const response =
+    register.table === 'input'
+      ? await client.readInputRegisters(register.address, words)
+      : await client.readHoldingRegisters(register.address, words);
   return registerValue(response?.data, register);
 }
 
 /** The raw value of a register from the words a meter answered with (TCP or RTU); throws on a wrong count or a non-finite value. */
 export function registerValue(data: unknown, register: RegisterConfig): number {
   const words = REGISTER_WORDS[register.type];
-  if (!Array.isArray(data) || data.length !== words) throw new Error(`bad response: expected ${words} registers, got ${JSON.stringify(data)?.slice(0, 80)}`);
+  if (!Array.isArray(data) || data.length !== words)
+    throw new Error(`bad response: expected ${words} registers, got ${JSON.stringify(data)?.slice(0, 80)}`);
   const value = decodeRegister(data as number[], register.type, register.wordOrder);
   if (!Number.isFinite(value)) throw new Error(`register ${register.address} holds a non-finite ${register.type} (${value})`);
   return value;

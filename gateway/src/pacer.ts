@@ -46,7 +46,10 @@ export class RateMeter {
   private bytes = 0;
   private best = { publishes: 0, bytes: 0 };
 
-  constructor(private readonly windowMs = 1000, private readonly now: () => number = () => performance.now()) {}
+  constructor(
+    private readonly windowMs = 1000,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
 
   record(bytes: number): void {
     const now = this.now();

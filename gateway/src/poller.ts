@@ -199,7 +199,10 @@ export class Poller {
       } catch (error) {
         // The spool could not take the cycle (disk full, I/O error): nothing of it counts as taken.
         this.counters.failedCycles++;
-        this.log.error('poller: cycle not committed; its readings were not taken', { intervalEnd: new Date(boundary).toISOString(), error: String(error) });
+        this.log.error('poller: cycle not committed; its readings were not taken', {
+          intervalEnd: new Date(boundary).toISOString(),
+          error: String(error),
+        });
       }
       previous = boundary;
     }
@@ -219,9 +222,13 @@ export class Poller {
     const previous = this.counters.clock;
     this.counters.clock = state;
     if (state !== previous || force) {
-      if (state === 'unsynchronized') this.log.error('poller: system clock NOT synchronized (NTP): readings are stored as estimated until it is', { was: previous });
+      if (state === 'unsynchronized')
+        this.log.error('poller: system clock NOT synchronized (NTP): readings are stored as estimated until it is', { was: previous });
       else if (state === 'synchronized') this.log.info('poller: system clock synchronized', { was: previous });
-      else this.log.warn('poller: cannot tell whether the system clock is synchronized (no timedatectl/timesyncd); readings are not marked', { was: previous });
+      else
+        this.log.warn('poller: cannot tell whether the system clock is synchronized (no timedatectl/timesyncd); readings are not marked', {
+          was: previous,
+        });
     }
     return state;
   }
@@ -245,7 +252,13 @@ export class Poller {
       for (const failure of result.errors) {
         errors++;
         this.counters.readErrorsByMeter[meter.id] = (this.counters.readErrorsByMeter[meter.id] ?? 0) + 1;
-        this.log.warn('poller: read error', { meterId: meter.id, ...(meter.bus !== undefined ? { bus: meter.bus } : { host: meter.host }), unitId: meter.unitId, channel: failure.channel, error: failure.error });
+        this.log.warn('poller: read error', {
+          meterId: meter.id,
+          ...(meter.bus !== undefined ? { bus: meter.bus } : { host: meter.host }),
+          unitId: meter.unitId,
+          channel: failure.channel,
+          error: failure.error,
+        });
       }
       if (result.late && result.values.size > 0) lateReads++;
       for (const register of meter.registers) {
@@ -254,7 +267,14 @@ export class Poller {
         const key = `${meter.id}\u0000${register.channel}`;
         const previous = this.last.get(key);
         const estimated = result.late || unsynced || (register.mode === 'delta' && previous?.late === true);
-        const common = { meterId: meter.id, channel: register.channel, start: end - interval, intervalSeconds: interval, unit: register.unit, quality: estimated ? ('estimated' as const) : register.quality };
+        const common = {
+          meterId: meter.id,
+          channel: register.channel,
+          start: end - interval,
+          intervalSeconds: interval,
+          unit: register.unit,
+          quality: estimated ? ('estimated' as const) : register.quality,
+        };
         if (register.mode === 'interval') {
           readings.push({ ...common, value: scaleValue(raw, register) });
           continue;
@@ -263,7 +283,12 @@ export class Poller {
         if (!previous || previous.end !== end - interval) continue; // no read at the interval's start
         if (raw < previous.counter) {
           this.counters.counterResets++;
-          this.log.warn('poller: cumulative register went backwards (meter reset or replaced?); interval skipped', { meterId: meter.id, channel: register.channel, previous: previous.counter, now: raw });
+          this.log.warn('poller: cumulative register went backwards (meter reset or replaced?); interval skipped', {
+            meterId: meter.id,
+            channel: register.channel,
+            previous: previous.counter,
+            now: raw,
+          });
           continue;
         }
         readings.push({ ...common, value: scaleValue(raw - previous.counter, register), counter: raw });
@@ -272,7 +297,11 @@ export class Poller {
     this.counters.readErrors += errors;
     if (lateReads > 0) {
       this.counters.lateReads += lateReads;
-      this.log.warn('poller: meters read late; their intervals are stored as estimated', { meters: lateReads, intervalEnd: new Date(end * 1000).toISOString(), maxReadDelaySeconds });
+      this.log.warn('poller: meters read late; their intervals are stored as estimated', {
+        meters: lateReads,
+        intervalEnd: new Date(end * 1000).toISOString(),
+        maxReadDelaySeconds,
+      });
     }
 
     const { appended, refused } = this.spool.append(readings);
@@ -283,7 +312,12 @@ export class Poller {
     this.counters.lastPollAt = new Date(end * 1000).toISOString();
     for (const [key, value] of nextLast) this.last.set(key, value);
     this.saveCounters();
-    this.log.info('poll committed', { intervalStart: new Date((end - interval) * 1000).toISOString(), readings: appended, readErrors: errors, spoolDepth: this.spool.stats().depth });
+    this.log.info('poll committed', {
+      intervalStart: new Date((end - interval) * 1000).toISOString(),
+      readings: appended,
+      readErrors: errors,
+      spoolDepth: this.spool.stats().depth,
+    });
     if (appended > 0) this.onCommitted?.(appended);
     return { taken: appended, errors };
   }

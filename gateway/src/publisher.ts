@@ -227,7 +227,10 @@ export class Publisher {
     const backlog = this.spool.stats().depth;
     if (afterOutage && backlog > 0 && this.config.publish.drainStartDelayMaxSeconds > 0) {
       const delay = this.random() * this.config.publish.drainStartDelayMaxSeconds * 1000;
-      this.log.info('publish: backlog after reconnect, waiting a random delay before draining', { backlogReadings: backlog, delayMs: Math.round(delay) });
+      this.log.info('publish: backlog after reconnect, waiting a random delay before draining', {
+        backlogReadings: backlog,
+        delayMs: Math.round(delay),
+      });
       const until = Date.now() + delay;
       while (open && this.running && Date.now() < until) await this.signal.wait(until - Date.now());
     }

@@ -23,9 +23,25 @@ export interface LineSettings {
 export function sttyArguments(device: string, settings: LineSettings): string[] {
   const parity = settings.parity === 'none' ? ['-parenb'] : settings.parity === 'even' ? ['parenb', '-parodd'] : ['parenb', 'parodd'];
   return [
-    '-F', device, String(settings.baudRate), `cs${settings.dataBits}`, ...parity, settings.stopBits === 2 ? 'cstopb' : '-cstopb',
+    '-F',
+    device,
+    String(settings.baudRate),
+    `cs${settings.dataBits}`,
+    ...parity,
+    settings.stopBits === 2 ? 'cstopb' : '-cstopb',
     // raw: no line editing or translation of bytes; clocal: ignore carrier (RS-485 has none); -hupcl: keep the line up on close.
-    'raw', '-echo', 'clocal', 'cread', '-hupcl', '-crtscts', '-ixon', '-ixoff', 'min', '1', 'time', '0',
+    'raw',
+    '-echo',
+    'clocal',
+    'cread',
+    '-hupcl',
+    '-crtscts',
+    '-ixon',
+    '-ixoff',
+    'min',
+    '1',
+    'time',
+    '0',
   ];
 }
 

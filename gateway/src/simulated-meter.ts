@@ -152,7 +152,17 @@ export async function startSimulatedMeters(options: SimulatedMetersOptions): Pro
         host: meter.host,
         port: meter.port,
         unitId: meter.unitId,
-        registers: [{ channel: SIMULATED_CHANNEL, address: 0, type: 'uint32' as const, wordOrder: 'big' as const, scale: 0.001, unit: 'kWh' as const, mode: 'delta' as const }],
+        registers: [
+          {
+            channel: SIMULATED_CHANNEL,
+            address: 0,
+            type: 'uint32' as const,
+            wordOrder: 'big' as const,
+            scale: 0.001,
+            unit: 'kWh' as const,
+            mode: 'delta' as const,
+          },
+        ],
       })),
     energyWh: simulatedEnergyWh,
     intervalKwh: simulatedIntervalKwh,

@@ -53,12 +53,25 @@ export interface SimulatedRtuMeters {
 export const DEFAULT_LINE: LineSettings = { baudRate: 9600, dataBits: 8, parity: 'even', stopBits: 1 };
 
 export async function startSimulatedRtuMeters(options: SimulatedRtuMetersOptions): Promise<SimulatedRtuMeters> {
-  const { device, count, settings = DEFAULT_LINE, clock = wallClock, stepSeconds = 1, idPrefix = 'rtu-', firstIndex = 100, responseDelayMs = 5 } = options;
+  const {
+    device,
+    count,
+    settings = DEFAULT_LINE,
+    clock = wallClock,
+    stepSeconds = 1,
+    idPrefix = 'rtu-',
+    firstIndex = 100,
+    responseDelayMs = 5,
+  } = options;
   if (!Number.isInteger(count) || count < 1 || count > 247) throw new Error('count must be 1-247 (unit ids on one bus)');
   const stepMs = stepSeconds * 1000;
   const line = await SerialLine.open(device, settings);
   const faults = new Map<number, RtuFault>();
-  const meters = Array.from({ length: count }, (_, n) => ({ meterId: `${idPrefix}${String(n + 1).padStart(4, '0')}`, unitId: n + 1, index: firstIndex + n }));
+  const meters = Array.from({ length: count }, (_, n) => ({
+    meterId: `${idPrefix}${String(n + 1).padStart(4, '0')}`,
+    unitId: n + 1,
+    index: firstIndex + n,
+  }));
   let buffer = Buffer.alloc(0);
   let pending = 0;
   const counters = { requests: 0, collisions: 0, badRequests: 0 };
@@ -77,9 +90,13 @@ export async function startSimulatedRtuMeters(options: SimulatedRtuMetersOptions
     const quantity = request.readUInt16BE(4);
     let body: number[];
     if (fault === 'exception') body = [unitId, fn | 0x80, 4];
-    else if (address + quantity > 2 || quantity < 1) body = [unitId, fn | 0x80, 2]; // illegal data address
+    else if (address + quantity > 2 || quantity < 1)
+      body = [unitId, fn | 0x80, 2]; // illegal data address
     else {
-      const words = encodeRegister(simulatedEnergyWh(meter.index, Math.floor(clock.now() / stepMs) * stepMs), 'uint32', 'big').slice(address, address + quantity);
+      const words = encodeRegister(simulatedEnergyWh(meter.index, Math.floor(clock.now() / stepMs) * stepMs), 'uint32', 'big').slice(
+        address,
+        address + quantity,
+      );
       body = [unitId, fn, quantity * 2, ...words.flatMap((word) => [word >> 8, word & 0xff])];
     }
     const frame = rtuFrame(body);
@@ -116,7 +133,17 @@ export async function startSimulatedRtuMeters(options: SimulatedRtuMetersOptions
         id: meter.meterId,
         bus: busId,
         unitId: meter.unitId,
-        registers: [{ channel: SIMULATED_CHANNEL, address: 0, type: 'uint32' as const, wordOrder: 'big' as const, scale: 0.001, unit: 'kWh' as const, mode: 'delta' as const }],
+        registers: [
+          {
+            channel: SIMULATED_CHANNEL,
+            address: 0,
+            type: 'uint32' as const,
+            wordOrder: 'big' as const,
+            scale: 0.001,
+            unit: 'kWh' as const,
+            mode: 'delta' as const,
+          },
+        ],
       })),
     intervalKwh: (n, startSec, intervalSeconds) => simulatedIntervalKwh(meters[n]!.index, startSec, intervalSeconds),
     setFault(n, fault) {
@@ -141,5 +168,12 @@ export async function startSimulatedRtuMeters(options: SimulatedRtuMetersOptions
 
 /** A `buses:` entry for a line with these settings. */
 export function busConfig(id: string, device: string, settings: LineSettings = DEFAULT_LINE): Omit<BusConfig, 'interFrameMs' | 'timeoutMs'> {
-  return { id, device, baudRate: settings.baudRate as BusConfig['baudRate'], dataBits: settings.dataBits, parity: settings.parity, stopBits: settings.stopBits };
+  return {
+    id,
+    device,
+    baudRate: settings.baudRate as BusConfig['baudRate'],
+    dataBits: settings.dataBits,
+    parity: settings.parity,
+    stopBits: settings.stopBits,
+  };
 }

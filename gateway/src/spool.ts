@@ -286,7 +286,17 @@ function decodeLegacyReading(payload: Buffer, index: number): IndexedReading {
 
 function decodeReading(payload: Buffer): IndexedReading {
   const [index, meterId, channel, start, intervalSeconds, value, unit, estimated, counter] = JSON.parse(payload.toString('utf8')) as EncodedReading;
-  return { index, meterId, channel, start, intervalSeconds, value, unit, quality: estimated ? 'estimated' : 'actual', ...(counter !== undefined ? { counter } : {}) };
+  return {
+    index,
+    meterId,
+    channel,
+    start,
+    intervalSeconds,
+    value,
+    unit,
+    quality: estimated ? 'estimated' : 'actual',
+    ...(counter !== undefined ? { counter } : {}),
+  };
 }
 
 /** The next reading record of a segment after index `after - 1`: a valid record whose index is in order. */
@@ -430,7 +440,9 @@ export class Spool {
       this.persisted = { ...loaded };
     }
 
-    const names = readdirSync(this.directory).filter((name) => SEGMENT_NAME.test(name)).sort();
+    const names = readdirSync(this.directory)
+      .filter((name) => SEGMENT_NAME.test(name))
+      .sort();
     if (stateText === undefined && names.length === 0 && !existsSync(join(this.directory, 'outbox.log'))) this.initialiseSeq();
     names.forEach((name, i) => this.recoverSegment(name, i === names.length - 1));
     const newest = this.segments.at(-1);
@@ -474,7 +486,10 @@ export class Spool {
       this.counts.corruptRecords += corrupt;
       this.counts.corruptReadingsLost += scan.missing;
       this.log.error('spool: corrupt records inside a segment skipped; the records around them are kept', {
-        segment: name, corruptStretches: corrupt, readingsLost: scan.missing, keptRecords: scan.records.length,
+        segment: name,
+        corruptStretches: corrupt,
+        readingsLost: scan.missing,
+        keptRecords: scan.records.length,
       });
     }
     if (scan.damagedTail && newest) this.cutTornTail(path, name, scan.validBytes, buffer.length, scan.records.length);
@@ -485,7 +500,11 @@ export class Spool {
 
   private cutTornTail(path: string, name: string, validBytes: number, size: number, keptRecords: number): void {
     this.counts.tornRecordsDropped++;
-    this.log.warn('spool: torn record at the end of the newest segment dropped (interrupted write)', { segment: name, keptRecords, droppedBytes: size - validBytes });
+    this.log.warn('spool: torn record at the end of the newest segment dropped (interrupted write)', {
+      segment: name,
+      keptRecords,
+      droppedBytes: size - validBytes,
+    });
     const fd = openSync(path, 'r+');
     try {
       ftruncateSync(fd, validBytes);
@@ -505,9 +524,19 @@ export class Spool {
     if (scan.damaged && newest) this.cutTornTail(path, name, scan.validBytes, buffer.length, scan.records.length);
     else if (scan.damaged) {
       this.counts.corruptRecords++;
-      this.log.error('spool: corrupt record inside a format 1 segment; the rest of that segment is skipped', { segment: name, keptRecords: scan.records.length, skippedBytes: buffer.length - scan.validBytes });
+      this.log.error('spool: corrupt record inside a format 1 segment; the rest of that segment is skipped', {
+        segment: name,
+        keptRecords: scan.records.length,
+        skippedBytes: buffer.length - scan.validBytes,
+      });
     }
-    this.segments.push({ path, firstIndex, end: firstIndex + scan.records.length, bytes: newest ? scan.validBytes : buffer.length, legacy: scan.records.length > 0 });
+    this.segments.push({
+      path,
+      firstIndex,
+      end: firstIndex + scan.records.length,
+      bytes: newest ? scan.validBytes : buffer.length,
+      legacy: scan.records.length > 0,
+    });
     if (newest) {
       // Cut back to nothing, it is an empty file, which format 2 appends to as well (and a new
       // segment would have its very name: it starts at the same index).
@@ -532,7 +561,9 @@ export class Spool {
     };
     this.counts.stateRebuilt = 1;
     this.log.warn(`spool: state.json ${reason}; rebuilt from the segments and the outbox (acknowledged readings still on disk are sent again)`, {
-      directory: this.directory, cursor: this.state.cursor, pendingMessages: outbox.length,
+      directory: this.directory,
+      cursor: this.state.cursor,
+      pendingMessages: outbox.length,
     });
     replaceFileAtomically(this.directory, 'state.json', encodeState(this.state));
     this.persisted = { ...this.state };
@@ -595,10 +626,15 @@ export class Spool {
       this.outboxDamaged = true;
       if (corrupt) {
         this.counts.corruptRecords++;
-        this.log.error('spool: corrupt outbox record; it and the messages after it are dropped and their readings built again', { keptMessages: kept.length, droppedBytes: buffer.length - validBytes });
+        this.log.error('spool: corrupt outbox record; it and the messages after it are dropped and their readings built again', {
+          keptMessages: kept.length,
+          droppedBytes: buffer.length - validBytes,
+        });
       } else {
         this.counts.tornRecordsDropped++;
-        this.log.warn('spool: torn record at the end of the outbox dropped (a message that was never published)', { droppedBytes: buffer.length - validBytes });
+        this.log.warn('spool: torn record at the end of the outbox dropped (a message that was never published)', {
+          droppedBytes: buffer.length - validBytes,
+        });
       }
       ftruncateSync(this.outboxFd, validBytes);
       fsyncSync(this.outboxFd);
@@ -633,7 +669,11 @@ export class Spool {
     const batch = Buffer.concat(readings.map((r, k) => frameRecord(encodeReading(r, this.nextIndexValue + k))));
     if (this.whenFull === 'stop-accepting' && this.totalBytes + batch.length > this.maxBytes) {
       this.counts.refusedReadings += readings.length;
-      this.log.error('spool: full, new readings refused (spool.whenFull = stop-accepting)', { refused: readings.length, bytes: this.totalBytes, maxBytes: this.maxBytes });
+      this.log.error('spool: full, new readings refused (spool.whenFull = stop-accepting)', {
+        refused: readings.length,
+        bytes: this.totalBytes,
+        maxBytes: this.maxBytes,
+      });
       return { appended: 0, refused: readings.length };
     }
     let active = this.segments.at(-1)!;
@@ -666,7 +706,11 @@ export class Spool {
         this.buildFromValue = Math.max(this.buildFromValue, next);
         if (lost > 0) {
           this.counts.droppedReadings += lost;
-          this.log.error('spool: full, oldest unsent readings deleted (spool.whenFull = drop-oldest)', { dropped: lost, segment: oldest.path, maxBytes: this.maxBytes });
+          this.log.error('spool: full, oldest unsent readings deleted (spool.whenFull = drop-oldest)', {
+            dropped: lost,
+            segment: oldest.path,
+            maxBytes: this.maxBytes,
+          });
         }
         this.persistState();
       }
@@ -674,7 +718,12 @@ export class Spool {
     const percent = (this.totalBytes / this.maxBytes) * 100;
     if (!this.warned && percent >= this.warnAtPercent) {
       this.warned = true;
-      this.log.warn('spool: filling up', { fillPercent: Math.round(percent), bytes: this.totalBytes, maxBytes: this.maxBytes, policy: this.whenFull });
+      this.log.warn('spool: filling up', {
+        fillPercent: Math.round(percent),
+        bytes: this.totalBytes,
+        maxBytes: this.maxBytes,
+        policy: this.whenFull,
+      });
     } else if (this.warned && percent < this.warnAtPercent * 0.9) {
       this.warned = false;
       this.log.info('spool: back below the warning level', { fillPercent: Math.round(percent) });
@@ -716,14 +765,22 @@ export class Spool {
       if (segment.end <= from) continue;
       let cache = this.readCache;
       if (!cache || cache.firstIndex !== segment.firstIndex || cache.buffer.length < segment.bytes || cache.after > from) {
-        cache = { firstIndex: segment.firstIndex, buffer: readFileSync(segment.path).subarray(0, segment.bytes), offset: 0, after: segment.firstIndex };
+        cache = {
+          firstIndex: segment.firstIndex,
+          buffer: readFileSync(segment.path).subarray(0, segment.bytes),
+          offset: 0,
+          after: segment.firstIndex,
+        };
         this.readCache = cache;
       }
       while (out.length < max && cache.after < segment.end) {
         let reading: IndexedReading;
         if (segment.legacy) {
           const length = cache.buffer.readUInt32LE(cache.offset);
-          reading = decodeLegacyReading(cache.buffer.subarray(cache.offset + LEGACY_HEADER_BYTES, cache.offset + LEGACY_HEADER_BYTES + length), cache.after);
+          reading = decodeLegacyReading(
+            cache.buffer.subarray(cache.offset + LEGACY_HEADER_BYTES, cache.offset + LEGACY_HEADER_BYTES + length),
+            cache.after,
+          );
           cache.offset += LEGACY_HEADER_BYTES + length;
         } else {
           // Checked again on every read: damage that happened after the spool was opened is skipped too.

@@ -18,5 +18,9 @@ export function withoutUnusedPlaceholders<T extends ExpressionParts>(parts: T): 
   const used = (placeholder: string) => new RegExp(`${placeholder.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?![A-Za-z0-9_])`).test(text);
   const keep = <V>(record: Record<string, V> | undefined) =>
     record && Object.fromEntries(Object.entries(record).filter(([placeholder]) => used(placeholder)));
-  return { ...parts, ExpressionAttributeNames: keep(parts.ExpressionAttributeNames), ExpressionAttributeValues: keep(parts.ExpressionAttributeValues) };
+  return {
+    ...parts,
+    ExpressionAttributeNames: keep(parts.ExpressionAttributeNames),
+    ExpressionAttributeValues: keep(parts.ExpressionAttributeValues),
+  };
 }

@@ -71,7 +71,9 @@ export function gridProblems(readings: readonly Reading[], blockTimeZone: string
       let dayEnd = dayEnds.get(key.sk);
       if (dayEnd === undefined) dayEnds.set(key.sk, (dayEnd = startOfLocalDay(addDays(key.sk, 1), blockTimeZone).getTime()));
       if (offset % duration !== 0) {
-        report(`${where}: a ${duration} s interval ${offset % duration} s off its day's grid (intervals start a whole number of intervals after local midnight in ${blockTimeZone}); it would overlap its neighbours`);
+        report(
+          `${where}: a ${duration} s interval ${offset % duration} s off its day's grid (intervals start a whole number of intervals after local midnight in ${blockTimeZone}); it would overlap its neighbours`,
+        );
       } else if (reading.end.getTime() > dayEnd) {
         report(`${where}: the ${duration} s interval runs past the end of its day ${key.sk} in ${blockTimeZone}`);
       }
@@ -247,11 +249,7 @@ export interface UpdateRequestParts {
 }
 
 /** Builds one UpdateItem for a set of readings in the same block (slots must be distinct). */
-export function buildBlockUpdate(
-  writes: PendingWrite[],
-  guard: Guard,
-  context: { blockStart: number; now: number },
-): UpdateRequestParts {
+export function buildBlockUpdate(writes: PendingWrite[], guard: Guard, context: { blockStart: number; now: number }): UpdateRequestParts {
   // Rounds share one unit and interval length (roundsOfDistinctSlots), so the first reading speaks for all.
   const shapeOf = writes[0]!.reading;
   const names: Record<string, string> = { '#bs': 'bs', '#u': 'u', '#d': 'd', '#ver': 'ver', '#ua': 'ua' };

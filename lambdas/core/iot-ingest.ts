@@ -31,7 +31,10 @@ export interface RejectSink {
 
 /** Sends rejected messages to the ingest queue's DLQ, so SQS's own DLQ redrive replays them after a fix. */
 export class SqsRejectSink implements RejectSink {
-  constructor(private readonly sqs: SQSClient, private readonly queueUrl: string) {}
+  constructor(
+    private readonly sqs: SQSClient,
+    private readonly queueUrl: string,
+  ) {}
 
   async reject(body: string, reason: string): Promise<void> {
     await this.sqs.send(
@@ -83,7 +86,7 @@ const MAX_ENVELOPE_DEPTH = 4;
 export function parseEnvelope(body: string): Envelope | { error: string } {
   const parsed = parseUntrustedJson(body, MAX_ENVELOPE_DEPTH);
   if (!parsed.ok) {
-    const what = parsed.code === 'not-json' ? 'is not JSON' : 'is not the topic rule\'s envelope';
+    const what = parsed.code === 'not-json' ? 'is not JSON' : "is not the topic rule's envelope";
     return { error: `envelope ${what} (expected the topic rule's {payload, topic, receivedAt}): ${parsed.reason}` };
   }
   if (typeof parsed.value !== 'object' || parsed.value === null || Array.isArray(parsed.value)) {
@@ -204,7 +207,8 @@ async function ingestRecord(record: SQSRecord, deps: IotIngestDependencies): Pro
   if (envelope.receivedAt !== undefined && sequence.kind !== 'late') {
     const skewSeconds = Math.round((Date.parse(message.sentAt) - envelope.receivedAt) / 100) / 10;
     metrics.record('GatewayClockSkew', skewSeconds, 'Seconds');
-    if (skewSeconds >= GATEWAY_CLOCK_AHEAD_WARN_SECONDS) log.warn('gateway clock ahead', { gatewayId: message.gatewayId, seq: message.seq, skewSeconds });
+    if (skewSeconds >= GATEWAY_CLOCK_AHEAD_WARN_SECONDS)
+      log.warn('gateway clock ahead', { gatewayId: message.gatewayId, seq: message.seq, skewSeconds });
   }
   log.info('message stored', { messageId, unitId, counts: report.counts });
   return { status: 'stored', messageId, unitId, counts: report.counts };

@@ -175,7 +175,10 @@ export class Ledger {
       extra = ', #detail = :detail';
       values[':detail'] = { M: marshall(detail) };
     }
-    await this.finish(claim, `SET #status = :completed, completedAt = :now, #counts = :counts${extra} REMOVE #lock`, values, { '#counts': 'counts', '#detail': 'detail' });
+    await this.finish(claim, `SET #status = :completed, completedAt = :now, #counts = :counts${extra} REMOVE #lock`, values, {
+      '#counts': 'counts',
+      '#detail': 'detail',
+    });
   }
 
   /** Marks a claimed unit failed for good (bad input); it stays failed until retaken with retakeFailed. */
@@ -186,7 +189,10 @@ export class Ledger {
       extra = ', #counts = :counts';
       values[':counts'] = { M: marshall(counts) };
     }
-    await this.finish(claim, `SET #status = :failed, failedAt = :now, #reason = :reason${extra} REMOVE #lock`, values, { '#reason': 'reason', '#counts': 'counts' });
+    await this.finish(claim, `SET #status = :failed, failedAt = :now, #reason = :reason${extra} REMOVE #lock`, values, {
+      '#reason': 'reason',
+      '#counts': 'counts',
+    });
   }
 
   /**
@@ -198,9 +204,7 @@ export class Ledger {
   }
 
   async get(kind: UnitKind, unitId: string): Promise<LedgerRecord | undefined> {
-    const response = await this.client.send(
-      new GetItemCommand({ TableName: this.tableName, Key: ledgerKey(kind, unitId), ConsistentRead: true }),
-    );
+    const response = await this.client.send(new GetItemCommand({ TableName: this.tableName, Key: ledgerKey(kind, unitId), ConsistentRead: true }));
     return response.Item ? toRecord(response.Item) : undefined;
   }
 

@@ -93,7 +93,13 @@ export class Metrics {
   pending(): MetricDatum[] {
     const datums: MetricDatum[] = [];
     for (const counter of this.counters.values()) {
-      datums.push({ MetricName: counter.name, Unit: counter.unit, Value: counter.sum, Timestamp: counter.timestamp, Dimensions: toCloudWatch(counter.dimensions) });
+      datums.push({
+        MetricName: counter.name,
+        Unit: counter.unit,
+        Value: counter.sum,
+        Timestamp: counter.timestamp,
+        Dimensions: toCloudWatch(counter.dimensions),
+      });
     }
     for (const series of this.series.values()) {
       const entries = [...series.values];
@@ -145,7 +151,9 @@ export class Metrics {
 function checkDimensions(dimensions: Dimensions): Dimensions {
   for (const name of Object.keys(dimensions)) {
     if (!(ALLOWED_DIMENSIONS as readonly string[]).includes(name)) {
-      throw new Error(`metric dimension "${name}" is not allowed (allowed: ${ALLOWED_DIMENSIONS.join(', ')}); high-cardinality dimensions multiply the metric bill`);
+      throw new Error(
+        `metric dimension "${name}" is not allowed (allowed: ${ALLOWED_DIMENSIONS.join(', ')}); high-cardinality dimensions multiply the metric bill`,
+      );
     }
   }
   return dimensions;

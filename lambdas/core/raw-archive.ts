@@ -38,8 +38,14 @@ export class ArchiveSizeMismatch extends Error {
  * the caller decides what that means for it (the SMT fetch uploads, then verifies the upload).
  */
 export class ArchiveHeadForbidden extends Error {
-  constructor(readonly key: string, options?: ErrorOptions) {
-    super(`HeadObject on ${key} was refused (403): the key does not exist and the role may not list the bucket, or the role may not read it`, options);
+  constructor(
+    readonly key: string,
+    options?: ErrorOptions,
+  ) {
+    super(
+      `HeadObject on ${key} was refused (403): the key does not exist and the role may not list the bucket, or the role may not read it`,
+      options,
+    );
     this.name = 'ArchiveHeadForbidden';
   }
 }

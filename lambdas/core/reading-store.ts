@@ -11,13 +11,7 @@
  *   B: UpdateItem(slot absent or older)      -> condition fails, ALL_OLD shows A's slot
  *   B: same revision, same value             -> duplicate (nothing written)
  */
-import {
-  ConditionalCheckFailedException,
-  QueryCommand,
-  UpdateItemCommand,
-  type AttributeValue,
-  type DynamoDBClient,
-} from '@aws-sdk/client-dynamodb';
+import { ConditionalCheckFailedException, QueryCommand, UpdateItemCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { mapWithConcurrency } from '../../shared/concurrency.ts';
 import {
   buildBlockUpdate,
@@ -157,15 +151,18 @@ export class ReadingStore {
       if (status === 'conflict') continue;
       const instant = identityInstant(reading).getTime() / 1000;
       const id = `${reading.meterId}#${reading.channel}`;
-      sightings.set(id, mergeSighting(sightings.get(id), {
-        meterId: reading.meterId,
-        channel: reading.channel,
-        units: new Set([reading.unit]),
-        intervalSeconds: new Set([durationOf(reading)]),
-        sources: new Set([reading.source]),
-        first: instant,
-        last: instant,
-      }));
+      sightings.set(
+        id,
+        mergeSighting(sightings.get(id), {
+          meterId: reading.meterId,
+          channel: reading.channel,
+          units: new Set([reading.unit]),
+          intervalSeconds: new Set([durationOf(reading)]),
+          sources: new Set([reading.source]),
+          first: instant,
+          last: instant,
+        }),
+      );
     }
     const catalog: CatalogCost = { writes: 0, writeUnits: 0, reads: 0, readUnits: 0 };
     await mapWithConcurrency([...sightings.values()], this.concurrency, async (sighting) => {
@@ -207,7 +204,10 @@ export class ReadingStore {
         const before = decodeBlock(response.Attributes ?? {});
         for (const write of pending) {
           const replaced = before.slots.get(write.slot);
-          outcomes.set(write.index, replaced ? { reading: write.reading, status: 'superseded', existing: replaced } : { reading: write.reading, status: 'stored' });
+          outcomes.set(
+            write.index,
+            replaced ? { reading: write.reading, status: 'superseded', existing: replaced } : { reading: write.reading, status: 'stored' },
+          );
         }
         return { outcomes, requests, writeUnits };
       } catch (error) {

@@ -64,7 +64,12 @@ export class SequenceTracker {
           Key: { pk: { S: `gateway-seq#${gatewayId}` } },
           UpdateExpression: 'SET highest = :one, updatedAt = :now, resets = if_not_exists(resets, :zero) + :one',
           ConditionExpression: 'highest = :previous',
-          ExpressionAttributeValues: { ':one': { N: '1' }, ':zero': { N: '0' }, ':now': { N: String(now) }, ':previous': { N: String(previousHighest) } },
+          ExpressionAttributeValues: {
+            ':one': { N: '1' },
+            ':zero': { N: '0' },
+            ':now': { N: String(now) },
+            ':previous': { N: String(previousHighest) },
+          },
         }),
       );
       return { kind: 'reset', previousHighest };

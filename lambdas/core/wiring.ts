@@ -50,7 +50,11 @@ export function wireSource(options: SourceWiringOptions): SourceWiring {
     ledger,
     store() {
       if (tables.readings === undefined) throw new Error(`the ${source} wiring has no readings table`);
-      store ??= new ReadingStore({ client: dynamodb, tableName: tables.readings, ...(options.blockTimeZone ? { blockTimeZone: options.blockTimeZone } : {}) });
+      store ??= new ReadingStore({
+        client: dynamodb,
+        tableName: tables.readings,
+        ...(options.blockTimeZone ? { blockTimeZone: options.blockTimeZone } : {}),
+      });
       return store;
     },
     metrics: () => new Metrics({ client: cloudwatch, defaultDimensions, log, ...(clock ? { clock } : {}) }),
@@ -61,7 +65,11 @@ export function wireSource(options: SourceWiringOptions): SourceWiring {
  * A Lambda entry's wiring from the environment the stack gives it: LEDGER_TABLE always,
  * READINGS_TABLE and BLOCK_TIME_ZONE for a function that stores, STAGE for the metrics.
  */
-export function wiringFromEnv(source: MetricSource, log: Log, options: { stores: boolean }): SourceWiring & { dynamodb: DynamoDBClient; ledgerTable: string } {
+export function wiringFromEnv(
+  source: MetricSource,
+  log: Log,
+  options: { stores: boolean },
+): SourceWiring & { dynamodb: DynamoDBClient; ledgerTable: string } {
   const dynamodb = new DynamoDBClient({});
   const ledgerTable = requiredEnv('LEDGER_TABLE');
   const wiring = wireSource({

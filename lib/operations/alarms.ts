@@ -89,7 +89,9 @@ export class OperationsAlarms extends Construct {
       for (const { alarm, why } of path.alarms ?? []) {
         const name = (alarm.node.defaultChild as cloudwatch.CfnAlarm).alarmName;
         if (typeof name !== 'string' || !name.startsWith(`meterbridge-${this.settings.stage}-${path.source}-`)) {
-          throw new Error(`Operations: ${path.source} path alarm ${alarm.node.path} needs a literal name meterbridge-${this.settings.stage}-${path.source}-...`);
+          throw new Error(
+            `Operations: ${path.source} path alarm ${alarm.node.path} needs a literal name meterbridge-${this.settings.stage}-${path.source}-...`,
+          );
         }
         this.pathAlarms.push({ name, why, source: path.source, alarm });
       }
@@ -143,7 +145,9 @@ export class OperationsAlarms extends Construct {
     const { stage } = this.settings;
     const silence = this.freshnessMinutes(path);
     if (!Number.isInteger(silence) || silence < 1 || silence > 7 * 24 * 60) {
-      throw new Error(`Operations: ${source} freshness window ${silence} min must be whole minutes from 1 to 10080 (CloudWatch evaluates at most 7 days)`);
+      throw new Error(
+        `Operations: ${source} freshness window ${silence} min must be whole minutes from 1 to 10080 (CloudWatch evaluates at most 7 days)`,
+      );
     }
     const window = freshnessWindow(silence);
     const freshness = this.add({
@@ -177,7 +181,9 @@ export class OperationsAlarms extends Construct {
       const period = rule.periodMinutes ?? 5;
       const evaluationPeriods = rule.evaluationPeriods ?? 1;
       if ((spec.extraDimensions ?? []).length > 0 && period * evaluationPeriods > INSIGHTS_WINDOW_MINUTES) {
-        throw new Error(`Operations: ${name} is read with Metrics Insights, which sees 3 hours; its alarm looks at ${period * evaluationPeriods} min`);
+        throw new Error(
+          `Operations: ${name} is read with Metrics Insights, which sees 3 hours; its alarm looks at ${period * evaluationPeriods} min`,
+        );
       }
       this.add({
         suffix: `${source}-${kebab(name)}`,

@@ -29,7 +29,14 @@ const SOURCE_TITLES: Record<MetricSource, string> = {
 const LATENCY_METRIC: MetricName = 'IngestLatency';
 
 /** IoT message broker metrics (dimension Protocol); account-wide, not per stage. */
-const BROKER_CONNECT_METRICS = ['Connect.Success', 'Connect.AuthError', 'Connection.AuthNError', 'Connect.ClientError', 'Connect.Throttle', 'Connect.ClientIDThrottle'];
+const BROKER_CONNECT_METRICS = [
+  'Connect.Success',
+  'Connect.AuthError',
+  'Connection.AuthNError',
+  'Connect.ClientError',
+  'Connect.Throttle',
+  'Connect.ClientIDThrottle',
+];
 const BROKER_PUBLISH_METRICS = ['PublishIn.Success', 'PublishIn.Throttle', 'PublishIn.AuthError', 'PublishIn.ClientError'];
 
 export interface OperationsDashboardProps {
@@ -119,7 +126,13 @@ export class OperationsDashboard extends Construct {
     widgets.push(...this.freshnessWidgets(path));
     widgets.push(...this.queueWidgets(path));
     widgets.push(...functionWidgets(path));
-    widgets.push(...familyWidgets(source, metrics.filter((name) => !placed.has(name)), graph));
+    widgets.push(
+      ...familyWidgets(
+        source,
+        metrics.filter((name) => !placed.has(name)),
+        graph,
+      ),
+    );
     return widgets;
   }
 
@@ -273,7 +286,12 @@ function topicRuleWidgets({ label, ruleName }: MonitoredTopicRule): cloudwatch.I
 
 function brokerWidgets(): cloudwatch.IWidget[] {
   const search = (names: readonly string[]): cloudwatch.MathExpression =>
-    awsSearch(['AWS/IoT', 'Protocol'], `(${names.map((name) => `MetricName="${name}"`).join(' OR ')})`, 'Sum', "${PROP('MetricName')} ${PROP('Dim.Protocol')}");
+    awsSearch(
+      ['AWS/IoT', 'Protocol'],
+      `(${names.map((name) => `MetricName="${name}"`).join(' OR ')})`,
+      'Sum',
+      "${PROP('MetricName')} ${PROP('Dim.Protocol')}",
+    );
   return [
     new cloudwatch.GraphWidget({
       title: 'IoT Core connections (whole account and region, every stage)',
@@ -324,11 +342,20 @@ function tableWidgets(label: string, table: dynamodb.ITable): cloudwatch.IWidget
   const tableMetric = (metricName: string, metricLabel: string): cloudwatch.Metric =>
     table.metric(metricName, { statistic: 'Sum', period: FIVE_MINUTES, label: metricLabel });
   const perOperation = (metricName: string, statistic: 'Sum' | 'p99'): cloudwatch.MathExpression =>
-    awsSearch(['AWS/DynamoDB', 'Operation', 'TableName'], `MetricName="${metricName}" TableName="${table.tableName}"`, statistic, `${metricName} \${PROP('Dim.Operation')}`);
+    awsSearch(
+      ['AWS/DynamoDB', 'Operation', 'TableName'],
+      `MetricName="${metricName}" TableName="${table.tableName}"`,
+      statistic,
+      `${metricName} \${PROP('Dim.Operation')}`,
+    );
   return [
     new cloudwatch.GraphWidget({
       title: `${label} table: throttle events (alarm), system errors (alarm)`,
-      left: [tableMetric('ReadThrottleEvents', 'read throttles'), tableMetric('WriteThrottleEvents', 'write throttles'), perOperation('SystemErrors', 'Sum')],
+      left: [
+        tableMetric('ReadThrottleEvents', 'read throttles'),
+        tableMetric('WriteThrottleEvents', 'write throttles'),
+        perOperation('SystemErrors', 'Sum'),
+      ],
       leftYAxis: { min: 0, showUnits: false },
       width: 8,
       height: 6,

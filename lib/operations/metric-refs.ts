@@ -83,8 +83,22 @@ export function customGraphMetric(
 }
 
 /** A custom metric with exactly the default dimensions, as every handler publishes it. */
-function plainMetric(name: MetricName, source: MetricSource, stage: string, statistic: Statistic, period: Duration, label?: string): cloudwatch.Metric {
-  return new cloudwatch.Metric({ namespace: METRICS_NAMESPACE, metricName: name, dimensionsMap: { Source: source, Stage: stage }, statistic, period, label });
+function plainMetric(
+  name: MetricName,
+  source: MetricSource,
+  stage: string,
+  statistic: Statistic,
+  period: Duration,
+  label?: string,
+): cloudwatch.Metric {
+  return new cloudwatch.Metric({
+    namespace: METRICS_NAMESPACE,
+    metricName: name,
+    dimensionsMap: { Source: source, Stage: stage },
+    statistic,
+    period,
+    label,
+  });
 }
 
 /** Sum of an AWS metric over every dimension combination matching `where` (Metrics Insights; alarms only look back 3 h). */

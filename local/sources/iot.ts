@@ -13,7 +13,15 @@ import { readFileSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
-import { demoClock, spawnGatewayAgent, startSimulatedMeters, SIMULATED_CHANNEL, type GatewayConfigInput, type GatewayStatus, type SimulatedMeters } from '../../gateway/src/index.ts';
+import {
+  demoClock,
+  spawnGatewayAgent,
+  startSimulatedMeters,
+  SIMULATED_CHANNEL,
+  type GatewayConfigInput,
+  type GatewayStatus,
+  type SimulatedMeters,
+} from '../../gateway/src/index.ts';
 import type { LocalSource } from '../local-mode.ts';
 import type { ExpectedReading } from '../progress.ts';
 import { queryEndpointFlag, type LocalPlatform } from '../platform.ts';
@@ -78,7 +86,8 @@ export async function iotSource(platform: LocalPlatform, options: IotSourceOptio
         if (!line.startsWith('{')) continue;
         try {
           const entry = JSON.parse(line) as { message?: string; intervalStart?: string; readings?: number };
-          if (entry.message === 'poll committed' && (entry.readings ?? 0) > 0 && entry.intervalStart) gateway.committed.add(Date.parse(entry.intervalStart) / 1000);
+          if (entry.message === 'poll committed' && (entry.readings ?? 0) > 0 && entry.intervalStart)
+            gateway.committed.add(Date.parse(entry.intervalStart) / 1000);
         } catch {
           // not one of the agent's JSON lines
         }
@@ -164,7 +173,12 @@ export async function iotSource(platform: LocalPlatform, options: IotSourceOptio
       for (const gateway of gateways) {
         for (const start of gateway.committed) {
           gateway.sim.meters.forEach((meter, index) => {
-            expected.push({ meterId: meter.meterId, channel: SIMULATED_CHANNEL, at: new Date(start * 1000), value: gateway.sim.intervalKwh(index, start, INTERVAL_SECONDS) });
+            expected.push({
+              meterId: meter.meterId,
+              channel: SIMULATED_CHANNEL,
+              at: new Date(start * 1000),
+              value: gateway.sim.intervalKwh(index, start, INTERVAL_SECONDS),
+            });
           });
         }
       }

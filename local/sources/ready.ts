@@ -10,7 +10,14 @@ import type { ExpectedReading } from '../progress.ts';
 import type { LocalSource } from '../local-mode.ts';
 import { LOCAL_BUCKETS, queryEndpointFlag, type LocalPlatform } from '../platform.ts';
 import { LOCAL_BLOCK_TIME_ZONE } from '../defaults.ts';
-import { LOCAL_READY_CLIENT_SECRET, buildReadyDelivery, localReadyDependencies, readyHandshake, startReadyHttp, type SimulatedMeter } from '../ready-http.ts';
+import {
+  LOCAL_READY_CLIENT_SECRET,
+  buildReadyDelivery,
+  localReadyDependencies,
+  readyHandshake,
+  startReadyHttp,
+  type SimulatedMeter,
+} from '../ready-http.ts';
 import { silentLog } from '../../shared/log.ts';
 
 export interface ReadySourceOptions {

@@ -62,7 +62,8 @@ export function latestDstDays(today: string): { fallBack: string; springForward:
 /** SMT's REVISION_DATE format, `MM/DD/YYYY HH:MM:SS`, of a local date and hour. */
 // Revisions late yesterday (local): never in the future whatever the hour of the run (the parser
 // refuses those, values.ts), never before a usage day they revise, and later file by file.
-const revisionOf = (date: string, hour: number) => `${date.slice(5, 7)}/${date.slice(8, 10)}/${date.slice(0, 4)} ${String(hour).padStart(2, '0')}:00:00`;
+const revisionOf = (date: string, hour: number) =>
+  `${date.slice(5, 7)}/${date.slice(8, 10)}/${date.slice(0, 4)} ${String(hour).padStart(2, '0')}:00:00`;
 
 export async function smtSource(platform: LocalPlatform, options: SmtSourceOptions): Promise<LocalSource> {
   const work = await mkdtemp(join(tmpdir(), 'mb-local-smt-'));
@@ -109,7 +110,19 @@ export async function smtSource(platform: LocalPlatform, options: SmtSourceOptio
         for (const record of event.Records) {
           try {
             for (const key of archiveKeysOf(record.body)) {
-              const outcome = await processArchivedFile({ archive, ledger, store: wiring.store(), metrics, log: silentLog, keys: async () => [await privateKey], tmpDir: work, timeZone: 'America/Chicago' }, key);
+              const outcome = await processArchivedFile(
+                {
+                  archive,
+                  ledger,
+                  store: wiring.store(),
+                  metrics,
+                  log: silentLog,
+                  keys: async () => [await privateKey],
+                  tmpDir: work,
+                  timeZone: 'America/Chicago',
+                },
+                key,
+              );
               if (outcome.status === 'failed') failures += 1;
             }
           } catch {
@@ -127,7 +140,8 @@ export async function smtSource(platform: LocalPlatform, options: SmtSourceOptio
     fetchRuns += 1;
     const report = await withInvocationMetrics(wiring, (metrics) =>
       runSmtFetch({
-        connect: () => (protocol === 'ftps' ? connectFtps({ ...servers.ftps, timeoutMs: 10_000 }) : connectSftp({ ...servers.sftp, timeoutMs: 10_000 })),
+        connect: () =>
+          protocol === 'ftps' ? connectFtps({ ...servers.ftps, timeoutMs: 10_000 }) : connectSftp({ ...servers.sftp, timeoutMs: 10_000 }),
         folders: ['intervaldata', 'adhocusage'],
         archive,
         ledger,
@@ -166,7 +180,13 @@ export async function smtSource(platform: LocalPlatform, options: SmtSourceOptio
       if (step === 0) {
         step = 1;
         // SMT re-delivers yesterday: later REVISION_DATE, actual values where there were estimates.
-        await drop('intervaldata', { esiids: ESIIDS, days: [yesterday], channels: ['Consumption', 'Surplus Generation'], revision: revisionOf(yesterday, 22), value: (esiid, date, row, channel) => (row >= 72 && row < 88 ? 0.5 + row / 1000 : defaultKwh(esiid, date, row, channel)) });
+        await drop('intervaldata', {
+          esiids: ESIIDS,
+          days: [yesterday],
+          channels: ['Consumption', 'Surplus Generation'],
+          revision: revisionOf(yesterday, 22),
+          value: (esiid, date, row, channel) => (row >= 72 && row < 88 ? 0.5 + row / 1000 : defaultKwh(esiid, date, row, channel)),
+        });
       } else if (sinceNewFile >= (options.newFileEveryMs ?? 20_000)) {
         sinceNewFile = 0;
         dayBack += 1;

@@ -73,14 +73,32 @@ interface Stage {
 
 const stages: Stage[] = [
   { title: 'SMT disabled (the dev stage as shipped)', name: 'dev', context: () => ({}), smt: 'off' },
-  { title: 'SMT enabled over FTPS', name: 'art-ftps', context: () => smtStage('art-ftps', { protocol: 'ftps', host: '127.0.0.1', port: servers.ftps.port, tlsServerName: servers.ftps.servername }), smt: 'ftps' },
-  { title: 'SMT enabled over SFTP', name: 'art-sftp', context: () => smtStage('art-sftp', { protocol: 'sftp', host: '127.0.0.1', port: servers.sftp.port }), smt: 'sftp' },
+  {
+    title: 'SMT enabled over FTPS',
+    name: 'art-ftps',
+    context: () => smtStage('art-ftps', { protocol: 'ftps', host: '127.0.0.1', port: servers.ftps.port, tlsServerName: servers.ftps.servername }),
+    smt: 'ftps',
+  },
+  {
+    title: 'SMT enabled over SFTP',
+    name: 'art-sftp',
+    context: () => smtStage('art-sftp', { protocol: 'sftp', host: '127.0.0.1', port: servers.sftp.port }),
+    smt: 'sftp',
+  },
 ];
 
 function smtStage(stage: string, smt: Record<string, unknown>): Record<string, unknown> {
   return {
     'meterbridge:stage': stage,
-    'meterbridge:stages': { [stage]: { alarmEmail: '', blockTimeZone: 'America/Chicago', logRetentionDays: 30, removalPolicy: 'destroy', smt: { enabled: true, folders: ['intervaldata'], ...smt } } },
+    'meterbridge:stages': {
+      [stage]: {
+        alarmEmail: '',
+        blockTimeZone: 'America/Chicago',
+        logRetentionDays: 30,
+        removalPolicy: 'destroy',
+        smt: { enabled: true, folders: ['intervaldata'], ...smt },
+      },
+    },
   };
 }
 
@@ -103,17 +121,18 @@ for (const stage of stages) {
       result = await runStage(stage);
     });
 
-    it('every function in the template has a bundle in the cloud assembly, on nodejs22.x, or is one of CDK\'s named deploy-time handlers', () => {
+    it("every function in the template has a bundle in the cloud assembly, on nodejs22.x, or is one of CDK's named deploy-time handlers", () => {
       const ours = result.assembly.functions.filter((fn) => !CDK_PROVIDED.some((pattern) => pattern.test(fn.logicalId)));
       assert.ok(ours.length >= 4, `functions: ${ours.map((fn) => fn.logicalId).join(', ')}`);
       for (const fn of ours) {
         assert.equal(fn.runtime, 'nodejs22.x', fn.logicalId);
         assert.ok(fn.bundleDir, `${fn.logicalId} has a bundle`);
       }
-      for (const fn of result.assembly.functions.filter((f) => !ours.includes(f))) assert.equal(fn.bundleDir, undefined, `${fn.logicalId} is CDK inline code`);
+      for (const fn of result.assembly.functions.filter((f) => !ours.includes(f)))
+        assert.equal(fn.bundleDir, undefined, `${fn.logicalId} is CDK inline code`);
     });
 
-    it('every bundle loads and handles its events on Node 22 with only the template\'s environment and the runtime\'s SDK', () => {
+    it("every bundle loads and handles its events on Node 22 with only the template's environment and the runtime's SDK", () => {
       const problems = result.runs.flatMap(({ fn, scenario, problems: p }) => p.map((problem) => `${fn.logicalId} (${scenario}): ${problem}`));
       assert.deepEqual(problems, [], detail(result));
       assert.equal(result.runs.filter((r) => r.run.loaded).length, result.runs.length);
@@ -126,7 +145,11 @@ for (const stage of stages) {
     it('every AWS call each function made is allowed by the IAM policies the template attaches to its role', () => {
       assert.deepEqual(result.unmapped, [], 'requests the recorder could not map to an IAM action');
       const ours = new Set(result.runs.map((r) => r.fn.logicalId));
-      assert.deepEqual(result.calls.filter((call) => !ours.has(call.caller)).map((c) => `${c.caller}: ${c.action}`), [], 'calls from an unknown caller');
+      assert.deepEqual(
+        result.calls.filter((call) => !ours.has(call.caller)).map((c) => `${c.caller}: ${c.action}`),
+        [],
+        'calls from an unknown caller',
+      );
       assert.ok(result.calls.length > 10, `recorded ${result.calls.length} calls`);
       const denied = result.calls.flatMap((call) => {
         const decision = evaluate(result.statements.get(call.caller) ?? [], call);
@@ -139,10 +162,12 @@ for (const stage of stages) {
       const redundant: string[] = [];
       for (const [caller, statements] of result.statements) {
         const calls = result.calls.filter((call) => call.caller === caller);
-        const used = new Set(calls.flatMap((call) => {
-          const decision = evaluate(statements, call);
-          return decision.allowed ? decision.by : [];
-        }));
+        const used = new Set(
+          calls.flatMap((call) => {
+            const decision = evaluate(statements, call);
+            return decision.allowed ? decision.by : [];
+          }),
+        );
         for (const statement of used) {
           const without = statements.filter((s) => s !== statement);
           const nowDenied = calls.filter((call) => !evaluate(without, call).allowed);
@@ -166,19 +191,29 @@ async function runStage(stage: Stage): Promise<StageRun> {
   if (typeof transportName === 'string') {
     namedSecrets[transportName] = JSON.stringify(
       stage.smt === 'ftps'
-        ? { user: servers.ftps.user, password: servers.ftps.password, clientCert: servers.ftps.clientCert, clientKey: servers.ftps.clientKey, ca: servers.ftps.ca }
+        ? {
+            user: servers.ftps.user,
+            password: servers.ftps.password,
+            clientCert: servers.ftps.clientCert,
+            clientKey: servers.ftps.clientKey,
+            ca: servers.ftps.ca,
+          }
         : { username: servers.sftp.username, privateKey: servers.sftp.privateKey, hostKeySha256: servers.sftp.hostKeySha256 },
     );
   }
   if (typeof pgpName === 'string') namedSecrets[pgpName] = JSON.stringify({ armoredKey: keyring.armoredPrivateKey, passphrase: keyring.passphrase });
   const provisioned = await provision(standIns, assembly.template, {
-    secretValues: (id) => (/^ReadyCredentials/.test(id) ? JSON.stringify({ tenantId: 't', clientId: 'c', clientSecret: READY_CLIENT_SECRET, signingKey: READY_SIGNING_KEY }) : '{}'),
+    secretValues: (id) =>
+      /^ReadyCredentials/.test(id)
+        ? JSON.stringify({ tenantId: 't', clientId: 'c', clientSecret: READY_CLIENT_SECRET, signingKey: READY_SIGNING_KEY })
+        : '{}',
     namedSecrets,
   });
 
   const statements = new Map<string, PolicyStatement[]>();
   for (const fn of assembly.functions) {
-    if (!CDK_PROVIDED.some((pattern) => pattern.test(fn.logicalId))) statements.set(fn.logicalId, roleStatements(assembly.template, fn.roleLogicalId, provisioned.physical));
+    if (!CDK_PROVIDED.some((pattern) => pattern.test(fn.logicalId)))
+      statements.set(fn.logicalId, roleStatements(assembly.template, fn.roleLogicalId, provisioned.physical));
   }
   standIns.policies.clear();
   for (const [id, s] of statements) standIns.policies.set(id, s);
@@ -195,9 +230,28 @@ async function runStage(stage: Stage): Promise<StageRun> {
   const invoke = async (fn: SynthesizedFunction, scenario: string, events: unknown[]) => {
     const task = await runtime.install(fn.bundleDir!, fn.logicalId);
     const templateEnv = resolveCfn(fn.environment, provisioned.physical) as Record<string, string>;
-    const env = { ...runtimeEnvironment({ logicalId: fn.logicalId, handler: fn.handler, memoryMb: fn.memoryMb, logFormat: fn.logFormat, sessionToken: `${SESSION_TOKEN_PREFIX}${fn.logicalId}` }, task, standIns.endpoints, REGION), ...templateEnv };
-    const run = await runBundle({ taskDir: task, handler: fn.handler, env, events, // The template's timeout: the fetch step stops claiming files when less than 2 minutes remain.
-    timeoutMs: fn.timeoutSeconds * 1000 });
+    const env = {
+      ...runtimeEnvironment(
+        {
+          logicalId: fn.logicalId,
+          handler: fn.handler,
+          memoryMb: fn.memoryMb,
+          logFormat: fn.logFormat,
+          sessionToken: `${SESSION_TOKEN_PREFIX}${fn.logicalId}`,
+        },
+        task,
+        standIns.endpoints,
+        REGION,
+      ),
+      ...templateEnv,
+    };
+    const run = await runBundle({
+      taskDir: task,
+      handler: fn.handler,
+      env,
+      events, // The template's timeout: the fetch step stops claiming files when less than 2 minutes remain.
+      timeoutMs: fn.timeoutSeconds * 1000,
+    });
     runs.push({ fn, scenario, run, problems: bundleProblems(run) });
     return run;
   };
@@ -214,38 +268,90 @@ async function runStage(stage: Stage): Promise<StageRun> {
     if (/^IotIngestFunction/.test(fn.logicalId)) {
       // An SQS batch as the topic rule makes it: a good message and one that is not JSON.
       const rule = `meterbridge_${stage.name.replace(/-/g, '_')}_telemetry`;
-      const body = (payload: string) => JSON.stringify({ payload: Buffer.from(payload).toString('base64'), topic: `$aws/rules/${rule}/gateways/gw-art/telemetry`, receivedAt: Date.now() });
-      const good = { v: 1, gatewayId: 'gw-art', seq: 1, sentAt: '2026-11-23T11:59:00Z', blocks: [{ meterId: 'art-meter-1', channel: 'energy.active.import', start: '2026-11-23T10:00:00Z', intervalSeconds: 900, unit: 'kWh', values: [0.1, 0.2, 0.3, 0.4] }] };
+      const body = (payload: string) =>
+        JSON.stringify({
+          payload: Buffer.from(payload).toString('base64'),
+          topic: `$aws/rules/${rule}/gateways/gw-art/telemetry`,
+          receivedAt: Date.now(),
+        });
+      const good = {
+        v: 1,
+        gatewayId: 'gw-art',
+        seq: 1,
+        sentAt: '2026-11-23T11:59:00Z',
+        blocks: [
+          {
+            meterId: 'art-meter-1',
+            channel: 'energy.active.import',
+            start: '2026-11-23T10:00:00Z',
+            intervalSeconds: 900,
+            unit: 'kWh',
+            values: [0.1, 0.2, 0.3, 0.4],
+          },
+        ],
+      };
       const run = await invoke(fn, 'SQS batch from the topic rule', [toSqsEvent([body(JSON.stringify(good)), body('{not json')])]);
       check(JSON.stringify(value(run)) === JSON.stringify({ batchItemFailures: [] }), `iot: batch answer ${JSON.stringify(value(run))}`);
       const stored = await store().query({ meterId: 'art-meter-1', channel: 'energy.active.import', ...day });
       check(stored.length === 4 && stored.map((r) => r.value).join() === '0.1,0.2,0.3,0.4', `iot: stored ${stored.length} readings`);
       const dlq = await standIns.clients.sqs.send(new ReceiveMessageCommand({ QueueUrl: env.DEAD_LETTER_QUEUE_URL!, MaxNumberOfMessages: 10 }));
-      const parked = (dlq.Messages ?? []).map((m) => Buffer.from((JSON.parse(m.Body ?? '{}') as { payload?: string }).payload ?? '', 'base64').toString());
+      const parked = (dlq.Messages ?? []).map((m) =>
+        Buffer.from((JSON.parse(m.Body ?? '{}') as { payload?: string }).payload ?? '', 'base64').toString(),
+      );
       check(JSON.stringify(parked) === JSON.stringify(['{not json']), `iot: DLQ holds ${JSON.stringify(parked)}, expected the malformed message`);
-      check((await metricTotal('ReadingsStored', stage.name, 'iot')) === 4, `iot: ReadingsStored read back from CloudWatch = ${await metricTotal('ReadingsStored', stage.name, 'iot')}`);
-      check((await metricTotal('MessagesRejected', stage.name, 'iot')) === 1, `iot: MessagesRejected = ${await metricTotal('MessagesRejected', stage.name, 'iot')}`);
+      check(
+        (await metricTotal('ReadingsStored', stage.name, 'iot')) === 4,
+        `iot: ReadingsStored read back from CloudWatch = ${await metricTotal('ReadingsStored', stage.name, 'iot')}`,
+      );
+      check(
+        (await metricTotal('MessagesRejected', stage.name, 'iot')) === 1,
+        `iot: MessagesRejected = ${await metricTotal('MessagesRejected', stage.name, 'iot')}`,
+      );
     } else if (/^ReadyWebhookFunction/.test(fn.logicalId)) {
       const apiEvent = (method: string, path: string, query: string, body = Buffer.alloc(0)) =>
         toApiGatewayEvent({
-          method, path: `/prod${path}`, stage: 'prod',
-          headers: { host: 'api.example', ...(body.length ? { 'content-type': 'application/json', 'x-ready-signature': `sha256=${createHmac('sha256', READY_SIGNING_KEY).update(body).digest('base64')}` } : {}) },
-          query: new URLSearchParams(query), body, sourceIp: '203.0.113.9',
+          method,
+          path: `/prod${path}`,
+          stage: 'prod',
+          headers: {
+            host: 'api.example',
+            ...(body.length
+              ? {
+                  'content-type': 'application/json',
+                  'x-ready-signature': `sha256=${createHmac('sha256', READY_SIGNING_KEY).update(body).digest('base64')}`,
+                }
+              : {}),
+          },
+          query: new URLSearchParams(query),
+          body,
+          sourceIp: '203.0.113.9',
         });
       const start = new Date('2026-11-23T14:00:00Z');
-      const delivery = buildReadyDelivery({ deliveryId: `art-${randomUUID()}`, subscriptionId: 'sub-art', meters: [{ meterId: 'kam-art-1' }], start, intervalsPerHour: 4 });
+      const delivery = buildReadyDelivery({
+        deliveryId: `art-${randomUUID()}`,
+        subscriptionId: 'sub-art',
+        meters: [{ meterId: 'kam-art-1' }],
+        start,
+        intervalsPerHour: 4,
+      });
       const run = await invoke(fn, 'API Gateway: handshake, data callback', [
         apiEvent('GET', '/data', 'verificationToken=tok-1'),
         apiEvent('POST', '/data', '', Buffer.from(JSON.stringify(delivery.body))),
       ]);
       const handshake = value(run, 0);
-      check(handshake?.statusCode === 200 && String(handshake.body).includes(createHmac('sha256', READY_CLIENT_SECRET).update('tok-1').digest('base64')), `ready: handshake answered ${JSON.stringify(handshake)}`);
+      check(
+        handshake?.statusCode === 200 && String(handshake.body).includes(createHmac('sha256', READY_CLIENT_SECRET).update('tok-1').digest('base64')),
+        `ready: handshake answered ${JSON.stringify(handshake)}`,
+      );
       check(value(run, 1)?.statusCode === 200, `ready: delivery answered ${JSON.stringify(value(run, 1))}`);
       const stored = await store().query({ meterId: 'kam-art-1', channel: 'water.volume.interval', ...day });
       check(stored.length === 4, `ready: stored ${stored.length} interval readings`);
       const archived = await standIns.s3.client.send(new ListObjectsV2Command({ Bucket: env.ARCHIVE_BUCKET!, Prefix: 'ready/data/' }));
       check((archived.Contents ?? []).length === 1, `ready: ${(archived.Contents ?? []).length} archived deliveries`);
-      check((await metricTotal('ReadingsStored', stage.name, 'ready')) === delivery.readings, `ready: ReadingsStored = ${await metricTotal('ReadingsStored', stage.name, 'ready')} of ${delivery.readings}`);
+      check(
+        (await metricTotal('ReadingsStored', stage.name, 'ready')) === delivery.readings,
+        `ready: ReadingsStored = ${await metricTotal('ReadingsStored', stage.name, 'ready')} of ${delivery.readings}`,
+      );
     } else if (/^SmtFetchFunction/.test(fn.logicalId)) {
       if (stage.smt === 'off') {
         // Switched off: the schedule is disabled and the host unset, so nothing invokes it; it must still start.
@@ -253,15 +359,36 @@ async function runStage(stage: Stage): Promise<StageRun> {
         continue;
       }
       const file = await smtFile();
-      const run = await invoke(fn, `scheduled event, ${stage.smt.toUpperCase()}`, [{ version: '0', id: randomUUID(), 'detail-type': 'Scheduled Event', source: 'aws.events', account: ACCOUNT, time: new Date().toISOString(), region: REGION, resources: [], detail: {} }]);
+      const run = await invoke(fn, `scheduled event, ${stage.smt.toUpperCase()}`, [
+        {
+          version: '0',
+          id: randomUUID(),
+          'detail-type': 'Scheduled Event',
+          source: 'aws.events',
+          account: ACCOUNT,
+          time: new Date().toISOString(),
+          region: REGION,
+          resources: [],
+          detail: {},
+        },
+      ]);
       const refused = standIns.recorders.s3.calls.filter((c) => c.caller === fn.logicalId && c.status === 403).map((c) => `${c.request} -> 403`);
-      check(value(run)?.archived === 1 && value(run)?.error === undefined, `smt fetch: report ${JSON.stringify(value(run))}${refused.length ? `; S3 refused: ${refused.join(', ')}` : ''}`);
+      check(
+        value(run)?.archived === 1 && value(run)?.error === undefined,
+        `smt fetch: report ${JSON.stringify(value(run))}${refused.length ? `; S3 refused: ${refused.join(', ')}` : ''}`,
+      );
       const key = `smt/intervaldata/${file.name}`;
       const archived = await standIns.s3.client.send(new ListObjectsV2Command({ Bucket: env.ARCHIVE_BUCKET!, Prefix: 'smt/' }));
-      check((archived.Contents ?? []).some((o) => o.Key === key && o.Size === file.size), `smt fetch: archive holds ${JSON.stringify((archived.Contents ?? []).map((o) => [o.Key, o.Size]))}, expected ${key} (${file.size} B)`);
+      check(
+        (archived.Contents ?? []).some((o) => o.Key === key && o.Size === file.size),
+        `smt fetch: archive holds ${JSON.stringify((archived.Contents ?? []).map((o) => [o.Key, o.Size]))}, expected ${key} (${file.size} B)`,
+      );
       const left = await readdir(join(servers.root, 'intervaldata'));
       check(!left.includes(file.name), `smt fetch: ${file.name} still on the server`);
-      check((await metricTotal('FilesFetched', stage.name, 'smt')) === 1, `smt fetch: FilesFetched = ${await metricTotal('FilesFetched', stage.name, 'smt')}`);
+      check(
+        (await metricTotal('FilesFetched', stage.name, 'smt')) === 1,
+        `smt fetch: FilesFetched = ${await metricTotal('FilesFetched', stage.name, 'smt')}`,
+      );
       await disposeSmtFile(file);
     } else if (/^SmtProcessFunction/.test(fn.logicalId)) {
       // The file the fetch step archived (SMT on), or one put into the archive as the fetch step would (SMT off).
@@ -277,11 +404,21 @@ async function runStage(stage: Stage): Promise<StageRun> {
         await rm(file.path, { force: true });
         await disposeSmtFile(file);
       }
-      const run = await invoke(fn, 'S3 object-created event through SQS', [toSqsEvent([toS3NotificationBody({ bucket: env.ARCHIVE_BUCKET!, key, size })])]);
+      const run = await invoke(fn, 'S3 object-created event through SQS', [
+        toSqsEvent([toS3NotificationBody({ bucket: env.ARCHIVE_BUCKET!, key, size })]),
+      ]);
       check(JSON.stringify(value(run)) === JSON.stringify({ batchItemFailures: [] }), `smt process: batch answer ${JSON.stringify(value(run))}`);
-      const stored = await store().query({ meterId: ESIID, channel: 'energy.active.import', from: new Date('2026-11-22T00:00:00Z'), to: new Date('2026-11-25T00:00:00Z') });
+      const stored = await store().query({
+        meterId: ESIID,
+        channel: 'energy.active.import',
+        from: new Date('2026-11-22T00:00:00Z'),
+        to: new Date('2026-11-25T00:00:00Z'),
+      });
       check(stored.length === 96, `smt process: stored ${stored.length} of 96 intervals of ${ESIID}`);
-      check((await metricTotal('FilesProcessed', stage.name, 'smt')) === 1, `smt process: FilesProcessed = ${await metricTotal('FilesProcessed', stage.name, 'smt')}`);
+      check(
+        (await metricTotal('FilesProcessed', stage.name, 'smt')) === 1,
+        `smt process: FilesProcessed = ${await metricTotal('FilesProcessed', stage.name, 'smt')}`,
+      );
     } else if (/^QueryFunction/.test(fn.logicalId)) {
       readers.push(fn);
     } else {
@@ -291,22 +428,46 @@ async function runStage(stage: Stage): Promise<StageRun> {
   for (const fn of readers) {
     // The query API over what the IoT scenario stored: the meter is in the catalog, its day comes back as CSV.
     const apiEvent = (path: string, query: string) =>
-      toApiGatewayEvent({ method: 'GET', path: `/prod${path}`, stage: 'prod', headers: { host: 'api.example' }, query: new URLSearchParams(query), body: Buffer.alloc(0), sourceIp: '203.0.113.9' });
-    const run = await invoke(fn, 'API Gateway: list meters, one meter\'s readings as CSV', [
+      toApiGatewayEvent({
+        method: 'GET',
+        path: `/prod${path}`,
+        stage: 'prod',
+        headers: { host: 'api.example' },
+        query: new URLSearchParams(query),
+        body: Buffer.alloc(0),
+        sourceIp: '203.0.113.9',
+      });
+    const run = await invoke(fn, "API Gateway: list meters, one meter's readings as CSV", [
       apiEvent('/meters', ''),
       apiEvent('/meters/art-meter-1/readings', 'from=2026-11-23T00:00:00Z&to=2026-11-24T00:00:00Z&format=csv'),
     ]);
     const meters = value(run, 0);
-    check(meters?.statusCode === 200 && String(meters.body).includes('art-meter-1'), `query: meters answered ${JSON.stringify(meters)?.slice(0, 300)}`);
+    check(
+      meters?.statusCode === 200 && String(meters.body).includes('art-meter-1'),
+      `query: meters answered ${JSON.stringify(meters)?.slice(0, 300)}`,
+    );
     const csv = value(run, 1);
-    const rows = String(csv?.body ?? '').trim().split('\n');
-    check(csv?.statusCode === 200 && rows.length === 5 && rows.slice(1).every((row) => row.startsWith('art-meter-1,energy.active.import,')), `query: readings answered ${JSON.stringify(csv)?.slice(0, 300)}`);
+    const rows = String(csv?.body ?? '')
+      .trim()
+      .split('\n');
+    check(
+      csv?.statusCode === 200 && rows.length === 5 && rows.slice(1).every((row) => row.startsWith('art-meter-1,energy.active.import,')),
+      `query: readings answered ${JSON.stringify(csv)?.slice(0, 300)}`,
+    );
   }
 
   const calls = [...standIns.recorders.dynamodb.calls, ...standIns.recorders.s3.calls, ...standIns.recorders.moto.calls];
   const unmapped = [...standIns.recorders.dynamodb.unmapped, ...standIns.recorders.s3.unmapped, ...standIns.recorders.moto.unmapped];
   await rm(outdir, { recursive: true, force: true });
-  return { assembly, provisioned, runs, calls, unmapped, statements: new Map([...statements].filter(([id]) => runs.some((r) => r.fn.logicalId === id))), outcomes };
+  return {
+    assembly,
+    provisioned,
+    runs,
+    calls,
+    unmapped,
+    statements: new Map([...statements].filter(([id]) => runs.some((r) => r.fn.logicalId === id))),
+    outcomes,
+  };
 }
 
 /** One day (2026-11-23) of one ESIID, encrypted to the test keyring, dropped into the served intervaldata folder. */
@@ -320,11 +481,16 @@ async function smtFile(): Promise<SmtFile> {
 /** Sum of a metric over every dimension set with the stage and source, read back from moto's CloudWatch. */
 async function metricTotal(name: string, stageName: string, source: string): Promise<number> {
   const totals = await readMetricTotals(standIns.clients.cloudwatch);
-  return totals.filter((t) => t.name === name && t.dimensions.Stage === stageName && t.dimensions.Source === source).reduce((sum, t) => sum + t.sum, 0);
+  return totals
+    .filter((t) => t.name === name && t.dimensions.Stage === stageName && t.dimensions.Source === source)
+    .reduce((sum, t) => sum + t.sum, 0);
 }
 
 function detail(result: StageRun): string {
   return result.runs
-    .map(({ fn, scenario, run, problems }) => `--- ${fn.logicalId} (${scenario}) loaded=${run.loaded} problems=${problems.length}\n${run.loadError ?? ''}${run.invocations.map((i) => (i.ok ? '' : i.error)).join('\n')}\nstderr: ${run.stderr.slice(-1500)}\nstdout: ${run.stdout.slice(-1500)}`)
+    .map(
+      ({ fn, scenario, run, problems }) =>
+        `--- ${fn.logicalId} (${scenario}) loaded=${run.loaded} problems=${problems.length}\n${run.loadError ?? ''}${run.invocations.map((i) => (i.ok ? '' : i.error)).join('\n')}\nstderr: ${run.stderr.slice(-1500)}\nstdout: ${run.stdout.slice(-1500)}`,
+    )
     .join('\n');
 }

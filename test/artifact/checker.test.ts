@@ -15,7 +15,8 @@ import { SMT_BUNDLING } from '../../lib/smt-ingestion.ts';
 import { bundleProblems, createRuntimeRoot, runBundle, runtimeEnvironment, type BundleRun, type RuntimeRoot } from './support/lambda-sandbox.ts';
 
 /** The banner before the SMT fetch fix: `require` only, no `__dirname`/`__filename`. */
-const PRE_FIX_BANNER = "import { createRequire as __meterbridgeCreateRequire } from 'module'; const require = __meterbridgeCreateRequire(import.meta.url);";
+const PRE_FIX_BANNER =
+  "import { createRequire as __meterbridgeCreateRequire } from 'module'; const require = __meterbridgeCreateRequire(import.meta.url);";
 
 let runtime: RuntimeRoot;
 let work: string;
@@ -29,7 +30,10 @@ after(async () => {
 });
 
 /** Bundles a fixture as the construct does (options from DEFAULT_BUNDLING) and runs it in the sandbox. */
-async function check(fixture: string, options: { entry?: string; banner?: string; external?: string[]; env?: Record<string, string>; events?: unknown[] } = {}): Promise<{ run: BundleRun; problems: string[] }> {
+async function check(
+  fixture: string,
+  options: { entry?: string; banner?: string; external?: string[]; env?: Record<string, string>; events?: unknown[] } = {},
+): Promise<{ run: BundleRun; problems: string[] }> {
   const out = join(work, `${fixture}-${Math.random().toString(36).slice(2)}`);
   await build({
     entryPoints: [options.entry ?? fileURLToPath(new URL(`./fixtures/${fixture}.ts`, import.meta.url))],
@@ -44,13 +48,16 @@ async function check(fixture: string, options: { entry?: string; banner?: string
     logLevel: 'silent',
   });
   const task = await runtime.install(out, fixture);
-  const env = { ...runtimeEnvironment({ logicalId: fixture, handler: 'index.handler', memoryMb: 256, sessionToken: 'fixture' }, task, {}), ...options.env };
+  const env = {
+    ...runtimeEnvironment({ logicalId: fixture, handler: 'index.handler', memoryMb: 256, sessionToken: 'fixture' }, task, {}),
+    ...options.env,
+  };
   const run = await runBundle({ taskDir: task, handler: 'index.handler', env, events: options.events ?? [{ n: 21 }], timeoutMs: 30_000 });
   return { run, problems: bundleProblems(run) };
 }
 
 describe('the shipped-artifact checker', () => {
-  it('passes a sound bundle: it loads, imports the runtime\'s SDK, reads only its own settings and answers', async () => {
+  it("passes a sound bundle: it loads, imports the runtime's SDK, reads only its own settings and answers", async () => {
     const { run, problems } = await check('sound', { env: { ARCHIVE_BUCKET: 'b' } });
     assert.deepEqual(problems, [], run.stderr);
     assert.deepEqual(run.invocations, [{ ok: true, value: { bucket: 'b', region: 'us-east-1', doubled: 42, here: true } }]);
@@ -72,8 +79,17 @@ describe('the shipped-artifact checker', () => {
     // Before the transports were loaded lazily, ssh2 ran at module load and this bundle died with
     // "__dirname is not defined" whatever the protocol.
     const env = {
-      SMT_PROTOCOL: 'ftps', SMT_HOST: '127.0.0.1', SMT_PORT: '21', SMT_TLS_SERVERNAME: '', SMT_TRANSPORT_SECRET: 'meterbridge/test/smt/transport', SMT_FOLDERS: 'intervaldata',
-      SMT_AFTER_ARCHIVE: 'delete', SMT_FETCH_LOCK_SECONDS: '660', LEDGER_TABLE: 'ledger', ARCHIVE_BUCKET: 'archive', STAGE: 'test',
+      SMT_PROTOCOL: 'ftps',
+      SMT_HOST: '127.0.0.1',
+      SMT_PORT: '21',
+      SMT_TLS_SERVERNAME: '',
+      SMT_TRANSPORT_SECRET: 'meterbridge/test/smt/transport',
+      SMT_FOLDERS: 'intervaldata',
+      SMT_AFTER_ARCHIVE: 'delete',
+      SMT_FETCH_LOCK_SECONDS: '660',
+      LEDGER_TABLE: 'ledger',
+      ARCHIVE_BUCKET: 'archive',
+      STAGE: 'test',
     };
     const entry = fileURLToPath(new URL('../../lambdas/smt-fetch.ts', import.meta.url));
     const ftps = await check('smt-fetch', { entry, banner: PRE_FIX_BANNER, external: SMT_BUNDLING.externalModules, env, events: [] });
@@ -102,7 +118,7 @@ describe('the shipped-artifact checker', () => {
     ]);
   });
 
-  it('fails a bundle whose start prints the SDK\'s Node version warning', async () => {
+  it("fails a bundle whose start prints the SDK's Node version warning", async () => {
     const { run, problems } = await check('warns-node-version');
     assert.equal(run.invocations[0]?.ok, true);
     assert.equal(problems.length, 1);

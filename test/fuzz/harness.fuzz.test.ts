@@ -11,7 +11,9 @@ describe('fuzz harness', () => {
 
   it('passes a target whose checks hold and counts accepted and refused cases', async () => {
     const report = await fuzz({
-      name: 'harness-ok', runs: 200, arbitrary: fc.integer(),
+      name: 'harness-ok',
+      runs: 200,
+      arbitrary: fc.integer(),
       check: (n) => ({ outcome: n % 2 === 0 ? 'accepted' : 'refused' }),
     });
     assert.equal(report.cases, 200);
@@ -20,8 +22,21 @@ describe('fuzz harness', () => {
   });
 
   it('fails a target on a crash, a hang or a wrong acceptance', async () => {
-    await assert.rejects(fuzz({ name: 'harness-crash', runs: 50, arbitrary: fc.integer(), check: () => { throw new TypeError('boom'); } }), /boom/);
-    await assert.rejects(fuzz({ name: 'harness-hang', runs: 5, deadlineMs: 20, arbitrary: fc.integer(), check: () => new Promise(() => {}) }), /did not settle/);
+    await assert.rejects(
+      fuzz({
+        name: 'harness-crash',
+        runs: 50,
+        arbitrary: fc.integer(),
+        check: () => {
+          throw new TypeError('boom');
+        },
+      }),
+      /boom/,
+    );
+    await assert.rejects(
+      fuzz({ name: 'harness-hang', runs: 5, deadlineMs: 20, arbitrary: fc.integer(), check: () => new Promise(() => {}) }),
+      /did not settle/,
+    );
     await assert.rejects(
       fuzz({ name: 'harness-wrong', runs: 50, arbitrary: fc.integer(), check: () => ({ outcome: 'accepted', wronglyAccepted: 'always' }) }),
       /wrongly accepted/,

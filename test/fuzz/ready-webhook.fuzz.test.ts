@@ -28,7 +28,18 @@ import { fc, fuzz, type Verdict } from './support.ts';
 const NOW = new Date('2026-11-23T12:00:00Z');
 const SIGNING_KEY = 'signing-key-from-ready';
 /** Codes a refusal may carry (RejectCode) and the answers of a handshake that went wrong. */
-const REFUSAL_CODES = new Set(['not_found', 'method_not_allowed', 'too_large', 'unauthenticated', 'forbidden', 'unsupported_media_type', 'bad_json', 'unknown_shape', 'delivery_conflict', 'missing_token']);
+const REFUSAL_CODES = new Set([
+  'not_found',
+  'method_not_allowed',
+  'too_large',
+  'unauthenticated',
+  'forbidden',
+  'unsupported_media_type',
+  'bad_json',
+  'unknown_shape',
+  'delivery_conflict',
+  'missing_token',
+]);
 
 let dynamo: LocalDynamo;
 /**
@@ -37,7 +48,12 @@ let dynamo: LocalDynamo;
  * records the PutMetricData input in memory instead.
  */
 let sentMetrics: Array<NonNullable<PutMetricDataCommand['input']['MetricData']>[number]> = [];
-const cloudwatchClient = { send: async (command: PutMetricDataCommand) => { sentMetrics.push(...(command.input.MetricData ?? [])); return {}; } } as unknown as CloudWatchClient;
+const cloudwatchClient = {
+  send: async (command: PutMetricDataCommand) => {
+    sentMetrics.push(...(command.input.MetricData ?? []));
+    return {};
+  },
+} as unknown as CloudWatchClient;
 let store: ReadingStore;
 let ledger: Ledger;
 let subscriptions: DynamoSubscriptionStates;
@@ -71,32 +87,75 @@ const delivery = fc.record({
     fc.record({
       meterId: fc.constantFrom('kam-1', 'kam-2', ''),
       utility: fc.constantFrom('water', 'heat', 'gas'),
-      registers: fc.array(fc.record({ register: fc.constantFrom('volume', 'energy', 'nope'), value: fc.integer({ min: 0, max: 1e6 }), unit: fc.constantFrom('m3', 'kWh', 'm³', 'furlong'), readAt: fc.constantFrom('2026-11-23T10:00:00Z', '2031-01-01T00:00:00Z', 'yesterday') }), { maxLength: 2 }),
-      intervals: fc.array(fc.record({ register: fc.constantFrom('volume', 'energy'), start: fc.constantFrom('2026-11-23T08:00:00Z', '2026-11-23T08:15:00Z'), intervalSeconds: fc.constantFrom(900, 3600, 30), unit: fc.constantFrom('m3', 'kWh', 'L'), values: fc.array(fc.oneof(fc.integer({ min: 0, max: 100 }), fc.constant(null)), { minLength: 1, maxLength: 4 }) }), { maxLength: 2 }),
+      registers: fc.array(
+        fc.record({
+          register: fc.constantFrom('volume', 'energy', 'nope'),
+          value: fc.integer({ min: 0, max: 1e6 }),
+          unit: fc.constantFrom('m3', 'kWh', 'm³', 'furlong'),
+          readAt: fc.constantFrom('2026-11-23T10:00:00Z', '2031-01-01T00:00:00Z', 'yesterday'),
+        }),
+        { maxLength: 2 },
+      ),
+      intervals: fc.array(
+        fc.record({
+          register: fc.constantFrom('volume', 'energy'),
+          start: fc.constantFrom('2026-11-23T08:00:00Z', '2026-11-23T08:15:00Z'),
+          intervalSeconds: fc.constantFrom(900, 3600, 30),
+          unit: fc.constantFrom('m3', 'kWh', 'L'),
+          values: fc.array(fc.oneof(fc.integer({ min: 0, max: 100 }), fc.constant(null)), { minLength: 1, maxLength: 4 }),
+        }),
+        { maxLength: 2 },
+      ),
     }),
     { minLength: 0, maxLength: 2 },
   ),
 });
 
-const bytes = (value: unknown) => Buffer.from(typeof value === 'string' ? value : JSON.stringify(value) ?? 'null');
+const bytes = (value: unknown) => Buffer.from(typeof value === 'string' ? value : (JSON.stringify(value) ?? 'null'));
 
 /** A valid delivery made wrong on purpose: the same interval twice, or a series at 10:07 beside one at 10:00 (15-minute data). */
 const broken = fc.tuple(deliveryId(), fc.constantFrom('twice', 'shifted'), fc.integer({ min: 1, max: 14 })).map(([id, how, shift]) => {
   const series = (start: string) => ({ register: 'volume', start, intervalSeconds: 900, unit: 'm3', values: [1, 1, 1, 1] });
-  const second = how === 'twice' ? series('2026-11-23T08:00:00Z') : series(new Date(Date.parse('2026-11-23T09:00:00Z') + shift * 60_000).toISOString());
-  const body = { deliveryId: id, subscriptionId: 'sub-1', resource: 'meterReadings', sentAt: '2026-11-23T11:00:00Z', meters: [{ meterId: 'kam-9', utility: 'water', intervals: [series('2026-11-23T08:00:00Z'), second] }] };
+  const second =
+    how === 'twice' ? series('2026-11-23T08:00:00Z') : series(new Date(Date.parse('2026-11-23T09:00:00Z') + shift * 60_000).toISOString());
+  const body = {
+    deliveryId: id,
+    subscriptionId: 'sub-1',
+    resource: 'meterReadings',
+    sentAt: '2026-11-23T11:00:00Z',
+    meters: [{ meterId: 'kam-9', utility: 'water', intervals: [series('2026-11-23T08:00:00Z'), second] }],
+  };
   return { body: bytes(body), mustNotStore: how === 'twice' ? 'the same interval twice' : 'an interval series off the 15-minute grid' };
 });
 
 const deep = fc.tuple(fc.oneof(fc.integer({ min: 1, max: 40 }), fc.constantFrom(1_000, 20_000, 100_000)), fc.boolean()).map(([depth, asUnit]) => {
   const nested = `${'['.repeat(depth)}${']'.repeat(depth)}`;
   // In a register's unit, where the unknown-unit message once serialized it whole.
-  if (asUnit) return Buffer.from(`{"deliveryId":"d-deep","subscriptionId":"sub-1","resource":"meterReadings","sentAt":"2026-11-23T11:00:00Z","meters":[{"meterId":"kam-1","utility":"water","registers":[{"register":"volume","value":1,"unit":${nested},"readAt":"2026-11-23T10:00:00Z"}]}]}`);
+  if (asUnit)
+    return Buffer.from(
+      `{"deliveryId":"d-deep","subscriptionId":"sub-1","resource":"meterReadings","sentAt":"2026-11-23T11:00:00Z","meters":[{"meterId":"kam-1","utility":"water","registers":[{"register":"volume","value":1,"unit":${nested},"readAt":"2026-11-23T10:00:00Z"}]}]}`,
+    );
   return Buffer.from(`{"meters":${nested}}`);
 });
 // Over the 4 MiB limit now and then; each such case costs a few MB of strings and a hash.
-const huge = fc.oneof({ weight: 8, arbitrary: fc.integer({ min: 1_000, max: 100_000 }) }, { weight: 1, arbitrary: fc.constant(4 * 1024 * 1024 + 1) }).map((length) => bytes({ deliveryId: 'd-huge', subscriptionId: 'sub-1', resource: 'meterReadings', sentAt: '2026-11-23T11:00:00Z', meters: [{ meterId: 'kam-1', utility: 'water', registers: [{ register: 'x'.repeat(length), value: 1, unit: 'm3', readAt: '2026-11-23T10:00:00Z' }] }] }));
-const status = fc.record({ subscriptionId: fc.constantFrom('sub-1', 'sub-2'), status: fc.constantFrom('active', 'suspended', 'unknown', ''), changedAt: fc.constantFrom('2026-11-23T10:00:00Z', 'soon') });
+const huge = fc
+  .oneof({ weight: 8, arbitrary: fc.integer({ min: 1_000, max: 100_000 }) }, { weight: 1, arbitrary: fc.constant(4 * 1024 * 1024 + 1) })
+  .map((length) =>
+    bytes({
+      deliveryId: 'd-huge',
+      subscriptionId: 'sub-1',
+      resource: 'meterReadings',
+      sentAt: '2026-11-23T11:00:00Z',
+      meters: [
+        { meterId: 'kam-1', utility: 'water', registers: [{ register: 'x'.repeat(length), value: 1, unit: 'm3', readAt: '2026-11-23T10:00:00Z' }] },
+      ],
+    }),
+  );
+const status = fc.record({
+  subscriptionId: fc.constantFrom('sub-1', 'sub-2'),
+  status: fc.constantFrom('active', 'suspended', 'unknown', ''),
+  changedAt: fc.constantFrom('2026-11-23T10:00:00Z', 'soon'),
+});
 
 const body: fc.Arbitrary<{ body: Buffer; mustNotStore?: string }> = fc.oneof(
   { weight: 4, arbitrary: delivery.map((d) => ({ body: bytes(d) })) },
@@ -111,7 +170,10 @@ const body: fc.Arbitrary<{ body: Buffer; mustNotStore?: string }> = fc.oneof(
 
 const contentType = fc.oneof(
   { weight: 6, arbitrary: fc.constant('application/json') },
-  { weight: 1, arbitrary: fc.constantFrom('application/json; charset=utf-8', 'application/json; charset=latin1', 'text/plain', 'APPLICATION/JSON', '') },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom('application/json; charset=utf-8', 'application/json; charset=latin1', 'text/plain', 'APPLICATION/JSON', ''),
+  },
   { weight: 1, arbitrary: fc.string({ maxLength: 600 }) },
 );
 const signature = fc.oneof(
@@ -122,7 +184,11 @@ const signature = fc.oneof(
 
 const arbitrary: fc.Arbitrary<Case> = fc
   .record({
-    route: fc.oneof({ weight: 8, arbitrary: fc.constant('data' as const) }, { weight: 2, arbitrary: fc.constant('status' as const) }, { weight: 1, arbitrary: fc.constant(undefined) }),
+    route: fc.oneof(
+      { weight: 8, arbitrary: fc.constant('data' as const) },
+      { weight: 2, arbitrary: fc.constant('status' as const) },
+      { weight: 1, arbitrary: fc.constant(undefined) },
+    ),
     method: fc.oneof({ weight: 10, arbitrary: fc.constant('POST') }, { weight: 1, arbitrary: fc.constantFrom('GET', 'PUT', 'post', 'DELETE') }),
     payload: body,
     contentType,
@@ -174,11 +240,14 @@ async function check(input: Case): Promise<Verdict> {
     assert.ok(answer.error?.code && REFUSAL_CODES.has(answer.error.code), `untyped refusal: ${response.body.slice(0, 300)}`);
     assert.ok(typeof answer.error.message === 'string' && answer.error.message.length > 0);
     assert.ok(response.body.length < 64 * 1024, `an answer of ${response.body.length} bytes: input echoed back`);
-    const counted = sentMetrics.some((d) => d.MetricName === 'DeliveriesRejected' && d.Dimensions?.some((x) => x.Name === 'Reason' && x.Value === answer.error!.code));
+    const counted = sentMetrics.some(
+      (d) => d.MetricName === 'DeliveriesRejected' && d.Dimensions?.some((x) => x.Name === 'Reason' && x.Value === answer.error!.code),
+    );
     assert.ok(counted, `refusal ${answer.error.code} without its DeliveriesRejected metric`);
     return { outcome: 'refused' };
   }
-  const stored = response.headers['content-type']?.startsWith('application/json') && (JSON.parse(response.body) as { status?: string }).status === 'stored';
+  const stored =
+    response.headers['content-type']?.startsWith('application/json') && (JSON.parse(response.body) as { status?: string }).status === 'stored';
   return { outcome: 'accepted', ...(stored && input.mustNotStore ? { wronglyAccepted: input.mustNotStore } : {}) };
 }
 

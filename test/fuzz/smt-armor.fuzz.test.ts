@@ -22,9 +22,21 @@ const bases: Buffer[] = [];
 before(async () => {
   work = await mkdtemp(join(tmpdir(), 'mb-fuzz-armor-'));
   keyring = await createGpgKeyring('cv25519');
-  const file = await writeSmtFile({ dir: work, keyring, esiids: ['10443720004766435'], days: ['2025-11-03'], revision: '11/04/2025 06:00:00', armor: true, compress: true });
+  const file = await writeSmtFile({
+    dir: work,
+    keyring,
+    esiids: ['10443720004766435'],
+    days: ['2025-11-03'],
+    revision: '11/04/2025 06:00:00',
+    armor: true,
+    compress: true,
+  });
   const text = (await readFile(file.path, 'latin1')).replace(/\r\n/g, '\n');
-  bases.push(Buffer.from(text, 'latin1'), Buffer.from(text.replace(/\n/g, '\r\n'), 'latin1'), Buffer.from(text.replace('-----\n', '-----\nComment: fuzz\n'), 'latin1'));
+  bases.push(
+    Buffer.from(text, 'latin1'),
+    Buffer.from(text.replace(/\n/g, '\r\n'), 'latin1'),
+    Buffer.from(text.replace('-----\n', '-----\nComment: fuzz\n'), 'latin1'),
+  );
 });
 
 after(async () => {
@@ -41,7 +53,13 @@ async function decode(bytes: Buffer, sizes: number[]): Promise<{ bytes: Buffer }
   }
   const out: Buffer[] = [];
   try {
-    for await (const part of dearmor((async function* () { yield* chunks; })(), { outputBytes: 1 + (bytes.length % 700) })) out.push(Buffer.from(part));
+    for await (const part of dearmor(
+      (async function* () {
+        yield* chunks;
+      })(),
+      { outputBytes: 1 + (bytes.length % 700) },
+    ))
+      out.push(Buffer.from(part));
     return { bytes: Buffer.concat(out) };
   } catch (error) {
     if (error instanceof ArmorError) return { refused: error.message };
@@ -68,21 +86,30 @@ function plainBody(text: string): Buffer | undefined {
 it('fuzz: SMT ASCII armor', { timeout: 3_600_000 }, async () => {
   await fuzz({
     name: 'smt-armor',
-    arbitrary: fc.record({ base: fc.nat({ max: 2 }), mutations: fc.array(mutationArbitrary, { minLength: 0, maxLength: 3 }), sizes: chunkingArbitrary }),
+    arbitrary: fc.record({
+      base: fc.nat({ max: 2 }),
+      mutations: fc.array(mutationArbitrary, { minLength: 0, maxLength: 3 }),
+      sizes: chunkingArbitrary,
+    }),
     async check({ base, mutations, sizes }) {
       const input = mutations.reduce(applyMutation, bases[base]!);
       const whole = await decode(input, []);
       const pieces = await decode(input, sizes.length > 0 ? sizes : [1 + (input.length % 61)]);
       // Refused in both, or the same bytes in both. The reason's wording may differ (a stray blank is
       // named by its byte when the line is whole, as "whitespace inside a line" when a chunk ends in it).
-      assert.deepEqual('refused' in pieces ? 'refused' : pieces.bytes, 'refused' in whole ? 'refused' : whole.bytes, 'the outcome depends on chunking');
+      assert.deepEqual(
+        'refused' in pieces ? 'refused' : pieces.bytes,
+        'refused' in whole ? 'refused' : whole.bytes,
+        'the outcome depends on chunking',
+      );
       if ('refused' in whole) {
         assert.ok(whole.refused.trim().length > 0, 'a refusal without a reason');
         return { outcome: 'refused' };
       }
       const expected = plainBody(input.toString('latin1'));
       if (expected === undefined) return { outcome: 'accepted', wronglyAccepted: 'accepted a body that is not plain base64 lines' };
-      if (!expected.equals(whole.bytes)) return { outcome: 'accepted', wronglyAccepted: `decoded ${whole.bytes.length} bytes, a plain reading gives ${expected.length}` };
+      if (!expected.equals(whole.bytes))
+        return { outcome: 'accepted', wronglyAccepted: `decoded ${whole.bytes.length} bytes, a plain reading gives ${expected.length}` };
       return { outcome: 'accepted' };
     },
   });

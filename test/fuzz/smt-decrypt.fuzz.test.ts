@@ -31,8 +31,19 @@ before(async () => {
   work = await mkdtemp(join(tmpdir(), 'mb-fuzz-decrypt-'));
   keyring = await createGpgKeyring('cv25519');
   key = await loadPrivateKey({ armoredKey: keyring.armoredPrivateKey, passphrase: keyring.passphrase });
-  for (const variant of [{ armor: false, compress: true }, { armor: false, compress: false }, { armor: true, compress: true }]) {
-    const file = await writeSmtFile({ dir: work, keyring, esiids: ['10443720004766435'], days: ['2025-11-03'], revision: '11/04/2025 06:00:00', ...variant });
+  for (const variant of [
+    { armor: false, compress: true },
+    { armor: false, compress: false },
+    { armor: true, compress: true },
+  ]) {
+    const file = await writeSmtFile({
+      dir: work,
+      keyring,
+      esiids: ['10443720004766435'],
+      days: ['2025-11-03'],
+      revision: '11/04/2025 06:00:00',
+      ...variant,
+    });
     const bytes = await readFile(file.path);
     files.push({ bytes, clear: await readFile(file.csvPath), prefixAt: variant.armor ? 0 : encryptedDataOffset(bytes) });
   }
@@ -44,7 +55,11 @@ after(async () => {
 });
 
 /** Where a change lands: anywhere, the first 160 bytes (PKESK and packet headers), or the 48 bytes from the encrypted data packet on (the flips on which openpgp has hung). */
-const change = fc.record({ region: fc.constantFrom('anywhere', 'head', 'prefix'), at: fc.nat(), xor: fc.oneof(fc.constantFrom(1, 2, 4, 8, 16, 32, 64, 128), fc.integer({ min: 1, max: 255 })) });
+const change = fc.record({
+  region: fc.constantFrom('anywhere', 'head', 'prefix'),
+  at: fc.nat(),
+  xor: fc.oneof(fc.constantFrom(1, 2, 4, 8, 16, 32, 64, 128), fc.integer({ min: 1, max: 255 })),
+});
 
 it('fuzz: SMT decrypt of mutated GnuPG files', { timeout: 3_600_000 }, async (t) => {
   let n = 0;
@@ -53,7 +68,11 @@ it('fuzz: SMT decrypt of mutated GnuPG files', { timeout: 3_600_000 }, async (t)
     name: 'smt-decrypt',
     runs: RUNS,
     deadlineMs: 20_000,
-    arbitrary: fc.record({ file: fc.nat({ max: 2 }), changes: fc.array(change, { minLength: 1, maxLength: 3 }), truncate: fc.option(fc.nat(), { freq: 8 }) }),
+    arbitrary: fc.record({
+      file: fc.nat({ max: 2 }),
+      changes: fc.array(change, { minLength: 1, maxLength: 3 }),
+      truncate: fc.option(fc.nat(), { freq: 8 }),
+    }),
     async check({ file, changes, truncate }) {
       const { bytes, clear, prefixAt } = files[file]!;
       let mutated = Buffer.from(bytes);
@@ -64,7 +83,13 @@ it('fuzz: SMT decrypt of mutated GnuPG files', { timeout: 3_600_000 }, async (t)
       if (truncate !== null) mutated = mutated.subarray(0, truncate % mutated.length);
       const out = join(work, `clear-${++n}`);
       try {
-        await decryptToFile((async function* () { yield mutated; })(), out, { keys: [key], maxClearBytes: 10_000_000, stallMs: 2000 });
+        await decryptToFile(
+          (async function* () {
+            yield mutated;
+          })(),
+          out,
+          { keys: [key], maxClearBytes: 10_000_000, stallMs: 2000 },
+        );
       } catch (error) {
         if (!(error instanceof SmtDecryptError)) throw error;
         if (/stalled/.test(error.message)) stalls += 1;
@@ -75,7 +100,8 @@ it('fuzz: SMT decrypt of mutated GnuPG files', { timeout: 3_600_000 }, async (t)
       }
       const plaintext = await readFile(out);
       await rm(out, { force: true });
-      if (!plaintext.equals(clear)) return { outcome: 'accepted', wronglyAccepted: `decrypted to ${plaintext.length} bytes that differ from the original ${clear.length}` };
+      if (!plaintext.equals(clear))
+        return { outcome: 'accepted', wronglyAccepted: `decrypted to ${plaintext.length} bytes that differ from the original ${clear.length}` };
       return { outcome: 'accepted' };
     },
   });

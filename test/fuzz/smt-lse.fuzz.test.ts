@@ -10,7 +10,13 @@ import { applyMutation, checkSmtInput, chunkingArbitrary, mutationArbitrary } fr
 function cut(esiid: string, channel: string, day: string, intervals: number, stamp: string): string {
   const values = Array.from({ length: intervals }, (_, i) => `${i % 9 === 0 ? '' : (i / 100).toFixed(3)},${i % 5 === 0 ? 'E' : 'A'},`);
   const records = Array.from({ length: Math.ceil(intervals / 8) }, (_, i) => `${10000001 + i},${values.slice(i * 8, i * 8 + 8).join(',')}`);
-  return [`00000001,${esiid},${channel},${day}000000,${day}235959,Y,N`, '00000002,0,0,1,0,1,0,900,KWH,,CST,,', '00000003,fuzz cut', `00000004,${stamp},SMT`, ...records].join('\n');
+  return [
+    `00000001,${esiid},${channel},${day}000000,${day}235959,Y,N`,
+    '00000002,0,0,1,0,1,0,900,KWH,,CST,,',
+    '00000003,fuzz cut',
+    `00000004,${stamp},SMT`,
+    ...records,
+  ].join('\n');
 }
 
 const BASES = [
@@ -21,7 +27,11 @@ const BASES = [
 it('fuzz: SMT LSE', { timeout: 3_600_000 }, async () => {
   await fuzz({
     name: 'smt-lse',
-    arbitrary: fc.record({ base: fc.nat({ max: BASES.length - 1 }), mutations: fc.array(mutationArbitrary, { minLength: 0, maxLength: 4 }), sizes: chunkingArbitrary }),
+    arbitrary: fc.record({
+      base: fc.nat({ max: BASES.length - 1 }),
+      mutations: fc.array(mutationArbitrary, { minLength: 0, maxLength: 4 }),
+      sizes: chunkingArbitrary,
+    }),
     check: ({ base, mutations, sizes }) => checkSmtInput(mutations.reduce(applyMutation, BASES[base]!), sizes),
   });
 });

@@ -13,9 +13,52 @@ export const NOW = new Date('2026-11-30T12:00:00Z');
 
 /** Texts that have broken parsers before (or should not): numbers, dates, quotes, separators. */
 export const HOSTILE_TOKENS = [
-  '', ' ', '"', '""', '" "', "'", ',', ',,', '\n', '\r\n', '\r', '0', '-0', '0x10', '0b101', '+7', '5.', '.5', '1e308', '-1e308', '1e16', 'Infinity', 'NaN',
-  '02/31/2025', '12/31/9999 23:59:59', '11/03/0099', '00991103000000', '20250231000000', '99991231000000', '24:00', '25:00', '00:60', 'A', 'E', 'Q',
-  'Consumption', 'Surplus Generation', '00000001', '00000002', '00000004', '10000001', '\uFEFF', '\u00e9', '\uD83D\uDE00', '\u0000', 'x'.repeat(300),
+  '',
+  ' ',
+  '"',
+  '""',
+  '" "',
+  "'",
+  ',',
+  ',,',
+  '\n',
+  '\r\n',
+  '\r',
+  '0',
+  '-0',
+  '0x10',
+  '0b101',
+  '+7',
+  '5.',
+  '.5',
+  '1e308',
+  '-1e308',
+  '1e16',
+  'Infinity',
+  'NaN',
+  '02/31/2025',
+  '12/31/9999 23:59:59',
+  '11/03/0099',
+  '00991103000000',
+  '20250231000000',
+  '99991231000000',
+  '24:00',
+  '25:00',
+  '00:60',
+  'A',
+  'E',
+  'Q',
+  'Consumption',
+  'Surplus Generation',
+  '00000001',
+  '00000002',
+  '00000004',
+  '10000001',
+  '\uFEFF',
+  '\u00e9',
+  '\uD83D\uDE00',
+  '\u0000',
+  'x'.repeat(300),
 ];
 
 export type Mutation =
@@ -27,7 +70,11 @@ export type Mutation =
   | { kind: 'replace-field'; line: number; field: number; token: string };
 
 export const mutationArbitrary: fc.Arbitrary<Mutation> = fc.oneof(
-  fc.record({ kind: fc.constant('byte' as const), at: fc.nat(), byte: fc.oneof(fc.constantFrom(...Buffer.from(',:/.-e"\' \r\n0123456789AEx')), fc.integer({ min: 0, max: 255 })) }),
+  fc.record({
+    kind: fc.constant('byte' as const),
+    at: fc.nat(),
+    byte: fc.oneof(fc.constantFrom(...Buffer.from(',:/.-e"\' \r\n0123456789AEx')), fc.integer({ min: 0, max: 255 })),
+  }),
   fc.record({ kind: fc.constant('token' as const), at: fc.nat(), token: fc.constantFrom(...HOSTILE_TOKENS) }),
   fc.record({ kind: fc.constant('delete' as const), at: fc.nat(), length: fc.integer({ min: 1, max: 200 }) }),
   fc.record({ kind: fc.constant('duplicate-line' as const), line: fc.nat() }),
@@ -88,7 +135,14 @@ function chunked(bytes: Buffer, sizes: number[]): Buffer[] {
 async function parseOnce(bytes: Buffer, sizes: number[]): Promise<{ days: SmtDay[] } | { refused: string }> {
   const chunks = chunked(bytes, sizes);
   try {
-    return { days: await parseSmtAll((async function* () { yield* chunks; })(), { originId: 'fuzz', now: NOW }) };
+    return {
+      days: await parseSmtAll(
+        (async function* () {
+          yield* chunks;
+        })(),
+        { originId: 'fuzz', now: NOW },
+      ),
+    };
   } catch (error) {
     if (error instanceof SmtLayoutError) return { refused: error.message };
     throw error;
@@ -115,8 +169,10 @@ export async function checkSmtInput(bytes: Buffer, sizes: number[]): Promise<Ver
   for (const day of whole.days) {
     for (const reading of day.readings) {
       const result = validateReading(reading, { now: NOW });
-      if (!result.ok) return { outcome: 'accepted', wronglyAccepted: `${day.meterId} ${day.date} ${reading.start.toISOString()}: ${result.reasons.join('; ')}` };
-      if (reading.revision * 1000 > NOW.getTime() + 3_600_000) return { outcome: 'accepted', wronglyAccepted: `revision ${reading.revision} in the future` };
+      if (!result.ok)
+        return { outcome: 'accepted', wronglyAccepted: `${day.meterId} ${day.date} ${reading.start.toISOString()}: ${result.reasons.join('; ')}` };
+      if (reading.revision * 1000 > NOW.getTime() + 3_600_000)
+        return { outcome: 'accepted', wronglyAccepted: `revision ${reading.revision} in the future` };
     }
   }
   return { outcome: 'accepted' };

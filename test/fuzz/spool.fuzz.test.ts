@@ -67,7 +67,7 @@ function makeImage(total: number, segmentBytes: number, ackedWindows: number): I
     }
     if (!name.startsWith('seg-')) continue;
     const ranges: Array<{ index: number; from: number; to: number }> = [];
-    for (let offset = 0; offset < bytes.length; ) {
+    for (let offset = 0; offset < bytes.length;) {
       const to = offset + 12 + bytes.readUInt32LE(offset + 4);
       ranges.push({ index: (JSON.parse(bytes.subarray(offset + 12, to).toString()) as number[])[0]!, from: offset, to });
       offset = to;
@@ -143,7 +143,10 @@ describe('fuzz: gateway spool recovery', () => {
               const lost = touched.get(name) ?? [];
               for (const record of ranges) {
                 if (record.index < image.cursor || lost.some(([from, to]) => from < record.to && to > record.from)) continue;
-                assert.ok(recovered.has(record.index), `reading ${record.index} (${name}, bytes ${record.from}-${record.to}) was not damaged but is lost`);
+                assert.ok(
+                  recovered.has(record.index),
+                  `reading ${record.index} (${name}, bytes ${record.from}-${record.to}) was not damaged but is lost`,
+                );
               }
             }
             const stats = spool.stats();
@@ -151,7 +154,11 @@ describe('fuzz: gateway spool recovery', () => {
             if (!outboxCutAtBoundary) assert.ok(spool.allocateSeq() > image.highestSeq, 'a seq is handed out again');
             const next = spool.nextIndex;
             spool.append([reading(next)]);
-            assert.deepEqual(spool.readForward(next, 10).map((r) => r.index), [next], 'the spool takes new readings after recovery');
+            assert.deepEqual(
+              spool.readForward(next, 10).map((r) => r.index),
+              [next],
+              'the spool takes new readings after recovery',
+            );
             return { outcome: stats.corruptRecords + stats.tornRecordsDropped + stats.stateRebuilt > 0 ? 'refused' : 'accepted' };
           } finally {
             spool.close();

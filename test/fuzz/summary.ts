@@ -3,9 +3,16 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import type { FuzzReport } from './support.ts';
 
 const reportFile = new URL('../../bench/fuzz-report.jsonl', import.meta.url);
-const reports = readFileSync(reportFile, 'utf8').trim().split('\n').filter(Boolean).map((line) => JSON.parse(line) as FuzzReport)
+const reports = readFileSync(reportFile, 'utf8')
+  .trim()
+  .split('\n')
+  .filter(Boolean)
+  .map((line) => JSON.parse(line) as FuzzReport)
   .filter((report) => !report.target.startsWith('harness-'));
-const rows = reports.map((r) => `| ${r.target} | ${r.cases} | ${r.accepted} | ${r.refused} | ${r.crashes} | ${r.hangs} | ${r.wronglyAccepted} | ${r.invariantFailures} | ${r.seconds.toFixed(1)} |`);
+const rows = reports.map(
+  (r) =>
+    `| ${r.target} | ${r.cases} | ${r.accepted} | ${r.refused} | ${r.crashes} | ${r.hangs} | ${r.wronglyAccepted} | ${r.invariantFailures} | ${r.seconds.toFixed(1)} |`,
+);
 const text = [
   '# Fuzzing results',
   '',

@@ -90,8 +90,16 @@ function defaultRuns(): number {
  */
 export async function fuzz<T>(target: FuzzTarget<T>): Promise<FuzzReport> {
   const report: FuzzReport = {
-    target: target.name, seed: FUZZ_SEED, cases: 0, accepted: 0, refused: 0,
-    crashes: 0, hangs: 0, wronglyAccepted: 0, invariantFailures: 0, seconds: 0,
+    target: target.name,
+    seed: FUZZ_SEED,
+    cases: 0,
+    accepted: 0,
+    refused: 0,
+    crashes: 0,
+    hangs: 0,
+    wronglyAccepted: 0,
+    invariantFailures: 0,
+    seconds: 0,
   };
   const deadlineMs = target.deadlineMs ?? 5000;
   const started = process.hrtime.bigint();

@@ -38,7 +38,10 @@ const block = fc.record({
   start: minute.map((m) => instant(m - (m % 15))),
   intervalSeconds: fc.constantFrom(900, 3600, 60, 59, 86_400),
   unit,
-  values: fc.array(fc.oneof(fc.double({ noNaN: true, noDefaultInfinity: true, min: -1e6, max: 1e6 }), fc.constant(null)), { minLength: 1, maxLength: 8 }),
+  values: fc.array(fc.oneof(fc.double({ noNaN: true, noDefaultInfinity: true, min: -1e6, max: 1e6 }), fc.constant(null)), {
+    minLength: 1,
+    maxLength: 8,
+  }),
 });
 const reading = fc.oneof(
   fc.record({ meterId, channel, at: minute.map(instant), value: fc.integer({ min: 0, max: 1000 }), unit }),
@@ -57,32 +60,59 @@ const message = fc.record({
 const duplicated = fc.tuple(minute, fc.integer({ min: 1, max: 6 })).map(([m, length]): Case => {
   const start = instant(m - (m % 15));
   const values = Array.from({ length }, (_, i) => i + 1);
-  const body = { v: 1, gatewayId: GATEWAY, seq: 7, sentAt: '2026-11-23T11:59:00Z', blocks: [{ meterId: 'm1', channel: 'energy.active.import', start, intervalSeconds: 900, unit: 'kWh', values }], readings: [{ meterId: 'm1', channel: 'energy.active.import', start, end: instant(m - (m % 15) + 15), value: 99, unit: 'kWh' }] };
+  const body = {
+    v: 1,
+    gatewayId: GATEWAY,
+    seq: 7,
+    sentAt: '2026-11-23T11:59:00Z',
+    blocks: [{ meterId: 'm1', channel: 'energy.active.import', start, intervalSeconds: 900, unit: 'kWh', values }],
+    readings: [{ meterId: 'm1', channel: 'energy.active.import', start, end: instant(m - (m % 15) + 15), value: 99, unit: 'kWh' }],
+  };
   return { ...text(JSON.stringify(body)), mustRefuse: 'the same identity twice' };
 });
 
 /** Two blocks of one meter and channel whose intervals overlap (10:07 beside 10:00). */
 const overlapping = fc.tuple(minute, fc.integer({ min: 1, max: 14 })).map(([m, shift]): Case => {
   const first = m - (m % 15);
-  const blockAt = (start: number) => ({ meterId: 'm1', channel: 'energy.active.import', start: instant(start), intervalSeconds: 900, unit: 'kWh', values: [1, 1, 1, 1] });
+  const blockAt = (start: number) => ({
+    meterId: 'm1',
+    channel: 'energy.active.import',
+    start: instant(start),
+    intervalSeconds: 900,
+    unit: 'kWh',
+    values: [1, 1, 1, 1],
+  });
   const body = { v: 1, gatewayId: GATEWAY, seq: 8, sentAt: '2026-11-23T11:59:00Z', blocks: [blockAt(first), blockAt(first + shift)] };
   return { ...text(JSON.stringify(body)), mustRefuse: 'overlapping intervals' };
 });
 
 /** A valid message with one field replaced by arrays nested `depth` deep (the 40 KB `unit` case and beyond). */
-const deep = fc.tuple(fc.integer({ min: 1, max: 60_000 }), fc.constantFrom('unit', 'value', 'meterId', 'readings', 'v')).map(([depth, field]): Case => {
-  const nested = `${'['.repeat(depth)}${']'.repeat(depth)}`;
-  const entry = JSON.stringify({ meterId: 'm1', channel: 'water.volume', at: '2026-11-23T11:00:00Z', value: 1, unit: 'm3' }).replace(`"${field}":`, `"${field}":${nested},"_":`);
-  return text(`{"v":1,"gatewayId":"${GATEWAY}","seq":1,"sentAt":"2026-11-23T11:59:00Z","readings":[${entry}]}`);
-});
+const deep = fc
+  .tuple(fc.integer({ min: 1, max: 60_000 }), fc.constantFrom('unit', 'value', 'meterId', 'readings', 'v'))
+  .map(([depth, field]): Case => {
+    const nested = `${'['.repeat(depth)}${']'.repeat(depth)}`;
+    const entry = JSON.stringify({ meterId: 'm1', channel: 'water.volume', at: '2026-11-23T11:00:00Z', value: 1, unit: 'm3' }).replace(
+      `"${field}":`,
+      `"${field}":${nested},"_":`,
+    );
+    return text(`{"v":1,"gatewayId":"${GATEWAY}","seq":1,"sentAt":"2026-11-23T11:59:00Z","readings":[${entry}]}`);
+  });
 
 /** Huge strings where short ones belong (up to past the 128 KiB limit). */
-const huge = fc.tuple(fc.integer({ min: 1_000, max: 140_000 }), fc.constantFrom('unit', 'meterId', 'channel', 'gatewayId', 'sentAt')).map(([length, field]): Case => {
-  const body: Record<string, unknown> = { v: 1, gatewayId: GATEWAY, seq: 1, sentAt: '2026-11-23T11:59:00Z', readings: [{ meterId: 'm1', channel: 'water.volume', at: '2026-11-23T11:00:00Z', value: 1, unit: 'm3' }] };
-  const target = field === 'gatewayId' || field === 'sentAt' ? body : (body.readings as Array<Record<string, unknown>>)[0]!;
-  target[field] = 'x'.repeat(length);
-  return text(JSON.stringify(body));
-});
+const huge = fc
+  .tuple(fc.integer({ min: 1_000, max: 140_000 }), fc.constantFrom('unit', 'meterId', 'channel', 'gatewayId', 'sentAt'))
+  .map(([length, field]): Case => {
+    const body: Record<string, unknown> = {
+      v: 1,
+      gatewayId: GATEWAY,
+      seq: 1,
+      sentAt: '2026-11-23T11:59:00Z',
+      readings: [{ meterId: 'm1', channel: 'water.volume', at: '2026-11-23T11:00:00Z', value: 1, unit: 'm3' }],
+    };
+    const target = field === 'gatewayId' || field === 'sentAt' ? body : (body.readings as Array<Record<string, unknown>>)[0]!;
+    target[field] = 'x'.repeat(length);
+    return text(JSON.stringify(body));
+  });
 
 const arbitrary: fc.Arbitrary<Case> = fc.oneof(
   { weight: 4, arbitrary: message.map((m) => text(JSON.stringify(m))) },

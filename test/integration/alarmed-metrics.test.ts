@@ -47,11 +47,23 @@ const iot = { name: 'Source', value: 'iot' };
 async function iotDeps(options: { readingsTable?: string } = {}): Promise<() => IotIngestDependencies> {
   const tables = await standIns.dynamo.freshTables();
   return () => ({
-    store: new ReadingStore({ client: standIns.dynamo.client, tableName: options.readingsTable ?? tables.readings, blockTimeZone: 'America/Chicago' }),
+    store: new ReadingStore({
+      client: standIns.dynamo.client,
+      tableName: options.readingsTable ?? tables.readings,
+      blockTimeZone: 'America/Chicago',
+    }),
     ledger: new Ledger({ client: standIns.dynamo.client, tableName: tables.ledger, lockSeconds: 120, clock: () => NOW }),
     sequences: new SequenceTracker({ client: standIns.dynamo.client, tableName: tables.ledger }),
-    metrics: new Metrics({ client: standIns.cloudwatch.client(), defaultDimensions: { Stage: 'test', Source: 'iot' }, log: silentLog, clock: () => NOW }),
-    rejects: new SqsRejectSink(new SQSClient({ region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } }), 'https://sqs.us-east-1.amazonaws.com/000000000000/dlq'),
+    metrics: new Metrics({
+      client: standIns.cloudwatch.client(),
+      defaultDimensions: { Stage: 'test', Source: 'iot' },
+      log: silentLog,
+      clock: () => NOW,
+    }),
+    rejects: new SqsRejectSink(
+      new SQSClient({ region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } }),
+      'https://sqs.us-east-1.amazonaws.com/000000000000/dlq',
+    ),
     log: silentLog,
     clock: () => NOW,
   });
@@ -65,7 +77,11 @@ function ruleBody(seq: number, values: number[]): string {
     sentAt: '2026-11-23T11:59:00Z',
     blocks: [{ meterId: 'meter-1', channel: 'energy.active.import', start: '2026-11-23T10:00:00Z', intervalSeconds: 900, unit: 'kWh', values }],
   };
-  return JSON.stringify({ payload: Buffer.from(JSON.stringify(payload)).toString('base64'), topic: 'gateways/gw-0001/telemetry', receivedAt: NOW.getTime() });
+  return JSON.stringify({
+    payload: Buffer.from(JSON.stringify(payload)).toString('base64'),
+    topic: 'gateways/gw-0001/telemetry',
+    receivedAt: NOW.getTime(),
+  });
 }
 
 async function ingest(deps: () => IotIngestDependencies, bodies: string[]) {
@@ -103,7 +119,11 @@ describe('alarmed metrics, provoked and read back from CloudWatch (moto)', () =>
       overrides: { archive: { put: async () => Promise.reject(new Error('S3 unavailable')) } },
     });
     try {
-      const response = await fetch(receiver.http.dataUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"deliveryId":"d-1"}' });
+      const response = await fetch(receiver.http.dataUrl, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"deliveryId":"d-1"}',
+      });
       await response.arrayBuffer();
       assert.equal(response.status, 503);
       assert.equal(response.headers.get('retry-after'), '30');
@@ -116,8 +136,12 @@ describe('alarmed metrics, provoked and read back from CloudWatch (moto)', () =>
 
   it('every alarmed metric of the catalog is read back from CloudWatch by an integration test (or listed as not yet)', () => {
     const root = fileURLToPath(new URL('.', import.meta.url));
-    const tests = readdirSync(root).filter((file) => file.endsWith('.test.ts')).map((file) => readFileSync(join(root, file), 'utf8'));
-    const alarmed = Object.entries(METRIC_CATALOG as Readonly<Record<string, MetricSpec>>).filter(([, spec]) => spec.watch === 'alarm').map(([name]) => name);
+    const tests = readdirSync(root)
+      .filter((file) => file.endsWith('.test.ts'))
+      .map((file) => readFileSync(join(root, file), 'utf8'));
+    const alarmed = Object.entries(METRIC_CATALOG as Readonly<Record<string, MetricSpec>>)
+      .filter(([, spec]) => spec.watch === 'alarm')
+      .map(([name]) => name);
     // A read-back from moto: the metric's name as an argument of the CloudWatch read-back helpers
     // (cloudwatch.sum, metricSum, sentMetric), not of a look into the Metrics buffer (pending(), metricValue).
     const readBack = (name: string) => tests.some((text) => new RegExp(`(\\.sum|metricSum|sentMetric)\\((?:[^()]*, )?'${name}'`).test(text));

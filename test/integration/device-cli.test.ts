@@ -59,10 +59,14 @@ let counter = 0;
 function signCsr(csrPem: string): string {
   const csrFile = join(work, `req-${++counter}.csr`);
   writeFileSync(csrFile, csrPem);
-  return execFileSync('openssl', ['x509', '-req', '-in', csrFile, '-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial', '-days', '2', '-subj', '/CN=AWS IoT Certificate'], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  return execFileSync(
+    'openssl',
+    ['x509', '-req', '-in', csrFile, '-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial', '-days', '2', '-subj', '/CN=AWS IoT Certificate'],
+    {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
 }
 
 async function readJson(request: IncomingMessage): Promise<Record<string, unknown>> {
@@ -137,7 +141,10 @@ async function startIotStub(): Promise<Stub> {
       case 'CreateCertificateFromCsr': {
         const certificatePem = signCsr(String(body.certificateSigningRequest));
         const certificateId = new X509Certificate(certificatePem).fingerprint256.replaceAll(':', '').toLowerCase();
-        stubState.certificates.set(certificateId, { status: url.searchParams.get('setAsActive') === 'true' ? 'ACTIVE' : 'INACTIVE', policies: new Set() });
+        stubState.certificates.set(certificateId, {
+          status: url.searchParams.get('setAsActive') === 'true' ? 'ACTIVE' : 'INACTIVE',
+          policies: new Set(),
+        });
         return reply(response, 200, { certificateArn: certArn(certificateId), certificateId, certificatePem });
       }
       case 'UpdateCertificate': {
@@ -199,9 +206,14 @@ function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: st
 /** The gateway agent's CLI from the repository (keygen runs on the device). */
 function gatewayCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((done) => {
-    execFile(process.execPath, ['--import', 'tsx', 'gateway/bin/meterbridge-gateway.ts', ...args], { cwd: repo, env: { PATH: process.env.PATH, HOME: work }, timeout: 60_000 }, (error, stdout, stderr) => {
-      done({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', 'gateway/bin/meterbridge-gateway.ts', ...args],
+      { cwd: repo, env: { PATH: process.env.PATH, HOME: work }, timeout: 60_000 },
+      (error, stdout, stderr) => {
+        done({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -216,7 +228,27 @@ function mode(file: string): number {
 before(async () => {
   work = mkdtempSync(join(tmpdir(), 'mb-device-cli-'));
   ca = { cert: join(work, 'ca.pem'), key: join(work, 'ca.key') };
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', ca.key, '-out', ca.cert, '-subj', '/CN=stub IoT CA', '-days', '2'], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      ca.key,
+      '-out',
+      ca.cert,
+      '-subj',
+      '/CN=stub IoT CA',
+      '-days',
+      '2',
+    ],
+    { stdio: 'ignore' },
+  );
   stub = await startIotStub();
 });
 after(async () => {
@@ -323,7 +355,10 @@ describe('meterbridge CLI', () => {
     ]);
     assert.deepEqual(stub.requests[1]!.query, { newStatus: 'REVOKED' });
     assert.equal(stub.certificates.get(certificateId)?.status, 'REVOKED');
-    assert.match(revoked.stdout, new RegExp(`revoked certificate ${certificateId}; detached from gw-0042 and from policy meterbridge-prod-gateway\\ndeleted thing gw-0042`));
+    assert.match(
+      revoked.stdout,
+      new RegExp(`revoked certificate ${certificateId}; detached from gw-0042 and from policy meterbridge-prod-gateway\\ndeleted thing gw-0042`),
+    );
 
     // And again: idempotent.
     const twice = await cli(['device', 'revoke', 'gw-0042', '--endpoint-url', stub.url]);
@@ -334,11 +369,33 @@ describe('meterbridge CLI', () => {
   it('device provision: an AttachThingPrincipal failure is rolled back over the wire and exits 1', async () => {
     stub.failOn = 'AttachThingPrincipal';
     const outDir = join(work, 'gw-0043');
-    const result = await cli(['device', 'provision', 'gw-0043', '--out', outDir, '--policy', 'p-test', '--thing-type', 'tt-test', '--rule', 'r_test', '--endpoint-url', stub.url]);
+    const result = await cli([
+      'device',
+      'provision',
+      'gw-0043',
+      '--out',
+      outDir,
+      '--policy',
+      'p-test',
+      '--thing-type',
+      'tt-test',
+      '--rule',
+      'r_test',
+      '--endpoint-url',
+      stub.url,
+    ]);
     assert.equal(result.code, 1);
-    assert.match(result.stderr, /provisioning gw-0043 failed at AttachThingPrincipal: InvalidRequestException: injected AttachThingPrincipal failure\. Rolled back: certificate [0-9a-f]{64} was deactivated, detached and deleted/);
+    assert.match(
+      result.stderr,
+      /provisioning gw-0043 failed at AttachThingPrincipal: InvalidRequestException: injected AttachThingPrincipal failure\. Rolled back: certificate [0-9a-f]{64} was deactivated, detached and deleted/,
+    );
 
-    const certificateId = String(stub.requests.find((r) => r.method === 'PUT' && r.path.startsWith('/certificates/'))?.path.split('/').pop());
+    const certificateId = String(
+      stub.requests
+        .find((r) => r.method === 'PUT' && r.path.startsWith('/certificates/'))
+        ?.path.split('/')
+        .pop(),
+    );
     assert.deepEqual(operations(), [
       'GET /endpoint',
       'POST /things/gw-0043',
@@ -352,7 +409,11 @@ describe('meterbridge CLI', () => {
     ]);
     assert.deepEqual(stub.requests[5]!.query, { newStatus: 'INACTIVE' });
     assert.ok(!stub.certificates.has(certificateId), 'no certificate left behind');
-    assert.ok(!existsSync(join(outDir, 'device.key.pem')) && !existsSync(join(outDir, 'device.key.pem.partial')) && !existsSync(join(outDir, 'device.cert.pem')));
+    assert.ok(
+      !existsSync(join(outDir, 'device.key.pem')) &&
+        !existsSync(join(outDir, 'device.key.pem.partial')) &&
+        !existsSync(join(outDir, 'device.cert.pem')),
+    );
   });
   it('keys born on the device: meterbridge-gateway keygen makes key (0600) + CSR; device provision --csr signs it and writes only the certificate', async () => {
     const gatewayDir = join(work, 'gateway-etc');
@@ -362,31 +423,80 @@ describe('meterbridge CLI', () => {
     assert.equal(mode(join(gatewayDir, 'device.key.pem')), 0o600);
     const csrPem = readFileSync(join(gatewayDir, 'device.csr.pem'), 'utf8');
     assert.match(csrPem, /^-----BEGIN CERTIFICATE REQUEST-----\n/);
-    assert.match(execFileSync('openssl', ['req', '-in', join(gatewayDir, 'device.csr.pem'), '-noout', '-verify', '-subject'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }), /subject=CN\s*=\s*gw-0077/);
+    assert.match(
+      execFileSync('openssl', ['req', '-in', join(gatewayDir, 'device.csr.pem'), '-noout', '-verify', '-subject'], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+      /subject=CN\s*=\s*gw-0077/,
+    );
     // A second keygen never replaces the key (its certificate would be orphaned).
     const again = await gatewayCli(['keygen', '--thing', 'gw-0077', '--out', gatewayDir]);
     assert.equal(again.code, 1);
     assert.match(again.stderr, /refusing to replace .*device\.key\.pem/);
 
-    const result = await cli(['device', 'provision', 'gw-0077', '--csr', join(gatewayDir, 'device.csr.pem'), '--out', operatorDir, '--endpoint-url', stub.url]);
+    const result = await cli([
+      'device',
+      'provision',
+      'gw-0077',
+      '--csr',
+      join(gatewayDir, 'device.csr.pem'),
+      '--out',
+      operatorDir,
+      '--endpoint-url',
+      stub.url,
+    ]);
     assert.equal(result.code, 0, result.stderr);
-    assert.deepEqual(operations(), ['GET /endpoint', 'POST /things/gw-0077', 'POST /certificates', 'PUT /target-policies/meterbridge-dev-gateway', 'PUT /things/gw-0077/principals']);
-    assert.equal(stub.requests[2]!.body.certificateSigningRequest, csrPem, 'IoT Core signs the device\'s own request');
-    assert.deepEqual(readdirSync(operatorDir).sort(), ['AmazonRootCA1.pem', 'device.cert.pem', 'endpoint.json'], 'no key made or written on the operator side');
+    assert.deepEqual(operations(), [
+      'GET /endpoint',
+      'POST /things/gw-0077',
+      'POST /certificates',
+      'PUT /target-policies/meterbridge-dev-gateway',
+      'PUT /things/gw-0077/principals',
+    ]);
+    assert.equal(stub.requests[2]!.body.certificateSigningRequest, csrPem, "IoT Core signs the device's own request");
+    assert.deepEqual(
+      readdirSync(operatorDir).sort(),
+      ['AmazonRootCA1.pem', 'device.cert.pem', 'endpoint.json'],
+      'no key made or written on the operator side',
+    );
     assert.match(result.stdout, /device\.cert\.pem \(the key stays on the gateway\)/);
     const certificate = new X509Certificate(readFileSync(join(operatorDir, 'device.cert.pem')));
-    assert.ok(certificate.checkPrivateKey(createPrivateKey(readFileSync(join(gatewayDir, 'device.key.pem')))), 'the certificate is for the key on the gateway');
+    assert.ok(
+      certificate.checkPrivateKey(createPrivateKey(readFileSync(join(gatewayDir, 'device.key.pem')))),
+      'the certificate is for the key on the gateway',
+    );
 
     // A CSR for another thing, or one whose signature does not hold, is refused before any AWS call.
     stub.requests.length = 0;
-    const wrongThing = await cli(['device', 'provision', 'gw-0078', '--csr', join(gatewayDir, 'device.csr.pem'), '--out', join(work, 'operator-gw-0078'), '--endpoint-url', stub.url]);
+    const wrongThing = await cli([
+      'device',
+      'provision',
+      'gw-0078',
+      '--csr',
+      join(gatewayDir, 'device.csr.pem'),
+      '--out',
+      join(work, 'operator-gw-0078'),
+      '--endpoint-url',
+      stub.url,
+    ]);
     assert.equal(wrongThing.code, 1);
     assert.match(wrongThing.stderr, /the CSR is for "gw-0077", not gw-0078/);
     const der = Buffer.from(csrPem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
     der[40]! ^= 0x01; // inside the signed subject/public key
     const tampered = join(work, 'tampered.csr.pem');
     writeFileSync(tampered, `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64')}\n-----END CERTIFICATE REQUEST-----\n`);
-    const refused = await cli(['device', 'provision', 'gw-0077', '--csr', tampered, '--out', join(work, 'operator-tampered'), '--endpoint-url', stub.url]);
+    const refused = await cli([
+      'device',
+      'provision',
+      'gw-0077',
+      '--csr',
+      tampered,
+      '--out',
+      join(work, 'operator-tampered'),
+      '--endpoint-url',
+      stub.url,
+    ]);
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /CSR (signature does not verify|is not usable)/);
     assert.equal(stub.requests.length, 0);

@@ -95,16 +95,27 @@ describe('gateway agent: Modbus -> spool -> MQTT mTLS -> ingest -> DynamoDB Loca
       for (const reading of stored) {
         assert.equal(reading.kind, 'interval');
         if (reading.kind !== 'interval' || reading.quality === 'estimated') continue; // read late on a busy machine: flagged, not exact
-        assert.equal(reading.value, sim.intervalKwh(index, reading.start.getTime() / 1000, INTERVAL), `${meter.meterId} ${reading.start.toISOString()} has the value the meter measured`);
+        assert.equal(
+          reading.value,
+          sim.intervalKwh(index, reading.start.getTime() / 1000, INTERVAL),
+          `${meter.meterId} ${reading.start.toISOString()} has the value the meter measured`,
+        );
       }
       const sent = order.get(meter.meterId) ?? [];
-      assert.deepEqual(sent, [...sent].sort((a, b) => a - b), `${meter.meterId}: readings reached the broker oldest first`);
+      assert.deepEqual(
+        sent,
+        [...sent].sort((a, b) => a - b),
+        `${meter.meterId}: readings reached the broker oldest first`,
+      );
       assert.equal(sent.length, stored.length, `${meter.meterId}: each reading published in exactly one message`);
     }
     assert.equal(storedTotal, taken, 'every reading taken is stored');
     const outcomes = harness.outcomes.slice(firstOutcome);
     const counts = outcomes.reduce(
-      (sum, o) => (o.status === 'stored' ? { stored: sum.stored + o.counts.stored, conflict: sum.conflict + o.counts.conflict, duplicate: sum.duplicate + o.counts.duplicate } : sum),
+      (sum, o) =>
+        o.status === 'stored'
+          ? { stored: sum.stored + o.counts.stored, conflict: sum.conflict + o.counts.conflict, duplicate: sum.duplicate + o.counts.duplicate }
+          : sum,
       { stored: 0, conflict: 0, duplicate: 0 },
     );
     assert.equal(counts.stored, taken, 'each reading was written once');
@@ -138,7 +149,14 @@ describe('gateway agent: Modbus -> spool -> MQTT mTLS -> ingest -> DynamoDB Loca
     const config = parseConfig({
       ...harness.baseConfig(directory),
       // A meter that never answers: this test is about what is already in the spool.
-      meters: [{ id: 'torn-0001', host: '127.0.0.1', port: 1, registers: [{ channel: SIMULATED_CHANNEL, address: 0, type: 'uint32', unit: 'kWh', scale: 0.001 }] }],
+      meters: [
+        {
+          id: 'torn-0001',
+          host: '127.0.0.1',
+          port: 1,
+          registers: [{ channel: SIMULATED_CHANNEL, address: 0, type: 'uint32', unit: 'kWh', scale: 0.001 }],
+        },
+      ],
       polling: { intervalSeconds: INTERVAL, timeoutMs: 100 },
       publish: { holdSeconds: 0, drainStartDelayMaxSeconds: 0 },
     } satisfies GatewayConfigInput);
@@ -151,7 +169,10 @@ describe('gateway agent: Modbus -> spool -> MQTT mTLS -> ingest -> DynamoDB Loca
     }
     await harness.drained();
     const stored = await harness.readings('torn-0001', SIMULATED_CHANNEL, new Date(base * 1000), new Date());
-    assert.deepEqual(stored.map((r) => r.value), readings.map((r) => r.value));
+    assert.deepEqual(
+      stored.map((r) => r.value),
+      readings.map((r) => r.value),
+    );
   });
 
   it('drains a backlog within the configured per-connection rates and in-flight limit, measured at the broker', async () => {
@@ -177,7 +198,14 @@ describe('gateway agent: Modbus -> spool -> MQTT mTLS -> ingest -> DynamoDB Loca
     const limits = { maxPublishesPerSecond: 20, maxBytesPerSecond: 48 * 1024, maxInFlight: 3, rateWindowSeconds: 2 };
     const config = {
       ...harness.baseConfig(directory),
-      meters: [{ id: 'pace-0000', host: '127.0.0.1', port: 1, registers: [{ channel: SIMULATED_CHANNEL, address: 0, type: 'uint32', unit: 'kWh', scale: 0.001 }] }],
+      meters: [
+        {
+          id: 'pace-0000',
+          host: '127.0.0.1',
+          port: 1,
+          registers: [{ channel: SIMULATED_CHANNEL, address: 0, type: 'uint32', unit: 'kWh', scale: 0.001 }],
+        },
+      ],
       polling: { intervalSeconds: INTERVAL, timeoutMs: 100 },
       publish: { ...limits, maxMessageBytes: 4096, holdSeconds: 0, drainStartDelayMaxSeconds: 0 },
     } satisfies GatewayConfigInput;
@@ -189,12 +217,16 @@ describe('gateway agent: Modbus -> spool -> MQTT mTLS -> ingest -> DynamoDB Loca
     const statusPath = join(directory, 'status.json');
     let sender = { publishes: Infinity, bytes: Infinity };
     try {
-      await waitFor(() => {
-        if (!existsSync(statusPath)) return false;
-        const status = JSON.parse(readFileSync(statusPath, 'utf8')) as GatewayStatus;
-        if (status.pid === child.pid) sender = status.publisher.peakSendRate;
-        return status.pid === child.pid && status.spool.depth === 0;
-      }, 40_000, 'the backlog to drain');
+      await waitFor(
+        () => {
+          if (!existsSync(statusPath)) return false;
+          const status = JSON.parse(readFileSync(statusPath, 'utf8')) as GatewayStatus;
+          if (status.pid === child.pid) sender = status.publisher.peakSendRate;
+          return status.pid === child.pid && status.spool.depth === 0;
+        },
+        40_000,
+        'the backlog to drain',
+      );
     } finally {
       child.kill('SIGTERM');
       await new Promise((resolve) => child.once('exit', resolve));
@@ -203,7 +235,10 @@ describe('gateway agent: Modbus -> spool -> MQTT mTLS -> ingest -> DynamoDB Loca
     await harness.drained();
     const publishes = harness.published.slice(firstPublish);
     const total = publishes.reduce((sum, p) => sum + p.bytes, 0);
-    assert.ok(total >= 2.5 * limits.maxBytesPerSecond && publishes.length >= 1.5 * limits.maxPublishesPerSecond, `a backlog large enough to need pacing (${publishes.length} publishes, ${total} bytes)`);
+    assert.ok(
+      total >= 2.5 * limits.maxBytesPerSecond && publishes.length >= 1.5 * limits.maxPublishesPerSecond,
+      `a backlog large enough to need pacing (${publishes.length} publishes, ${total} bytes)`,
+    );
     const peak = peakRate(publishes, 1000);
     // Strictly at the sender; at the broker, which timestamps arrivals on its own busy event loop
     // (and acknowledges one message at a time), bunching gets a little slack. Without pacing the

@@ -43,7 +43,12 @@ async function skewValues(): Promise<number[]> {
   const endTime = new Date(Date.now() + 3_600_000);
   const startTime = new Date(Date.now() - 3 * 86_400_000);
   const period = Math.ceil((endTime.getTime() - startTime.getTime()) / 1000);
-  const queries = Metrics.flatMap((metric, i) => (['Maximum', 'Minimum'] as const).map((stat) => ({ Id: `m${i}${stat.toLowerCase()}`, MetricStat: { Metric: metric, Period: period, Stat: stat } })));
+  const queries = Metrics.flatMap((metric, i) =>
+    (['Maximum', 'Minimum'] as const).map((stat) => ({
+      Id: `m${i}${stat.toLowerCase()}`,
+      MetricStat: { Metric: metric, Period: period, Stat: stat },
+    })),
+  );
   const answer = await client.send(new GetMetricDataCommand({ MetricDataQueries: queries, StartTime: startTime, EndTime: endTime }));
   return (answer.MetricDataResults ?? []).flatMap((result) => result.Values ?? []);
 }
@@ -51,7 +56,15 @@ async function skewValues(): Promise<number[]> {
 /** A day of readings of one meter, already in a spool: what the agent publishes is what the test is about. */
 function spoolWith(directory: string, meterId: string): void {
   const base = Math.floor((Date.now() - 2 * 86_400_000) / 900_000) * 900;
-  const readings: SpooledReading[] = Array.from({ length: 8 }, (_, i) => ({ meterId, channel: SIMULATED_CHANNEL, start: base + i * INTERVAL, intervalSeconds: INTERVAL, value: i + 0.25, unit: 'kWh', quality: 'actual' }));
+  const readings: SpooledReading[] = Array.from({ length: 8 }, (_, i) => ({
+    meterId,
+    channel: SIMULATED_CHANNEL,
+    start: base + i * INTERVAL,
+    intervalSeconds: INTERVAL,
+    value: i + 0.25,
+    unit: 'kWh',
+    quality: 'actual',
+  }));
   const spool = Spool.open({ directory, segmentBytes: 64 * 1024, maxBytes: 1024 * 1024 });
   spool.append(readings);
   spool.close();
@@ -98,10 +111,14 @@ describe('clock discipline: agent', () => {
     await poll(first + 4 * INTERVAL);
     const qualities = spool.readForward(0, 20).map((r) => `${r.meterId}@${r.start - first}:${r.quality}`);
     assert.deepEqual(qualities, [
-      'clk-0001@0:actual', 'clk-0002@0:actual',
-      'clk-0001@900:estimated', 'clk-0002@900:estimated',
-      'clk-0001@1800:estimated', 'clk-0002@1800:estimated',
-      'clk-0001@2700:actual', 'clk-0002@2700:actual',
+      'clk-0001@0:actual',
+      'clk-0002@0:actual',
+      'clk-0001@900:estimated',
+      'clk-0002@900:estimated',
+      'clk-0001@1800:estimated',
+      'clk-0002@1800:estimated',
+      'clk-0001@2700:actual',
+      'clk-0002@2700:actual',
     ]);
     const stats = poller.stats();
     assert.equal(stats.unsyncedReadings, 2);
@@ -129,7 +146,14 @@ describe('clock discipline: cloud', () => {
       await harness.cloudwatch.reset();
       const config = parseConfig({
         ...harness.baseConfig(directory),
-        meters: [{ id: `skew-${name}`, host: '127.0.0.1', port: 1, registers: [{ channel: SIMULATED_CHANNEL, address: 0, type: 'uint32', unit: 'kWh', scale: 0.001 }] }],
+        meters: [
+          {
+            id: `skew-${name}`,
+            host: '127.0.0.1',
+            port: 1,
+            registers: [{ channel: SIMULATED_CHANNEL, address: 0, type: 'uint32', unit: 'kWh', scale: 0.001 }],
+          },
+        ],
         polling: { intervalSeconds: INTERVAL, timeoutMs: 100 },
         publish: { holdSeconds: 0, drainStartDelayMaxSeconds: 0 },
       } satisfies GatewayConfigInput);
@@ -154,6 +178,6 @@ describe('clock discipline: cloud', () => {
     assert.ok(peak >= 290 && peak <= 305, `5 minutes fast: skew ${fast.join(', ')} s`);
     assert.ok(peak >= alarm.threshold, `the alarm (Maximum >= ${alarm.threshold} s) fires for ${peak} s`);
     // What the alarm reads: CloudWatch holds the fast gateway's values (reset before each run).
-    assert.ok((await harness.cloudwatch.sum('GatewayClockSkew')) >= 290 * fast.length / 2);
+    assert.ok((await harness.cloudwatch.sum('GatewayClockSkew')) >= (290 * fast.length) / 2);
   });
 });

@@ -119,14 +119,19 @@ describe('gateway agent killed with SIGKILL at random moments', () => {
     const child = spawnGatewayAgent(configPath);
     watchLog(child, finalCommitted);
     const statusPath = join(spoolDirectory, 'status.json');
-    const readStatus = (): GatewayStatus | undefined => (existsSync(statusPath) ? (JSON.parse(readFileSync(statusPath, 'utf8')) as GatewayStatus) : undefined);
+    const readStatus = (): GatewayStatus | undefined =>
+      existsSync(statusPath) ? (JSON.parse(readFileSync(statusPath, 'utf8')) as GatewayStatus) : undefined;
     try {
-      await waitFor(() => (readStatus()?.pid === child.pid && (readStatus()?.poller.cycles ?? 0) >= 3), 10_000, 'the final run to poll');
+      await waitFor(() => readStatus()?.pid === child.pid && (readStatus()?.poller.cycles ?? 0) >= 3, 10_000, 'the final run to poll');
       for (let i = 0; i < METERS; i++) sim.setFault(i, 'exception');
-      await waitFor(() => {
-        const s = readStatus();
-        return s !== undefined && s.pid === child.pid && s.poller.readErrors > 0 && s.spool.depth === 0 && s.spool.pendingMessages === 0;
-      }, 20_000, 'the final run to drain the spool');
+      await waitFor(
+        () => {
+          const s = readStatus();
+          return s !== undefined && s.pid === child.pid && s.poller.readErrors > 0 && s.spool.depth === 0 && s.spool.pendingMessages === 0;
+        },
+        20_000,
+        'the final run to drain the spool',
+      );
     } finally {
       child.kill('SIGTERM');
       const exitCode = await new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
@@ -143,11 +148,19 @@ describe('gateway agent killed with SIGKILL at random moments', () => {
       storedTotal += stored.length;
       const starts = new Set(stored.map((r) => (r.kind === 'interval' ? r.start.getTime() / 1000 : NaN)));
       const missing = [...committed].filter((start) => !starts.has(start));
-      assert.deepEqual(missing.map((s) => new Date(s * 1000).toISOString()), [], `${meter.meterId}: every reading logged as taken was delivered`);
+      assert.deepEqual(
+        missing.map((s) => new Date(s * 1000).toISOString()),
+        [],
+        `${meter.meterId}: every reading logged as taken was delivered`,
+      );
       for (const reading of stored) {
         if (reading.kind !== 'interval') assert.fail('interval readings only');
         if (reading.quality === 'estimated') continue; // read late on a busy machine: flagged, not exact
-        assert.equal(reading.value, sim.intervalKwh(index, reading.start.getTime() / 1000, INTERVAL), `${meter.meterId} ${reading.start.toISOString()}`);
+        assert.equal(
+          reading.value,
+          sim.intervalKwh(index, reading.start.getTime() / 1000, INTERVAL),
+          `${meter.meterId} ${reading.start.toISOString()}`,
+        );
       }
     }
 
@@ -166,8 +179,12 @@ describe('gateway agent killed with SIGKILL at random moments', () => {
       if (known) assert.equal(publish.digest, known, `seq ${publish.seq} was re-sent with the same content`);
       else bySeq.set(publish.seq, publish.digest);
     }
-    for (const point of FAULT_POINTS) assert.ok((hits.get(point) ?? 0) >= 1, `a crash happened at ${point} (hits: ${JSON.stringify(Object.fromEntries(hits))})`);
+    for (const point of FAULT_POINTS)
+      assert.ok((hits.get(point) ?? 0) >= 1, `a crash happened at ${point} (hits: ${JSON.stringify(Object.fromEntries(hits))})`);
     const peak = peakRate(harness.published, 1000);
-    assert.ok(peak.publishes <= IOT_LIMITS.publishesPerSecond && peak.bytes <= IOT_LIMITS.bytesPerSecond, `within IoT Core's per-connection limits (${JSON.stringify(peak)})`);
+    assert.ok(
+      peak.publishes <= IOT_LIMITS.publishesPerSecond && peak.bytes <= IOT_LIMITS.bytesPerSecond,
+      `within IoT Core's per-connection limits (${JSON.stringify(peak)})`,
+    );
   });
 });

@@ -65,11 +65,18 @@ describe('Modbus TCP polling', () => {
     assert.equal((await poller.pollOnce(first + 3600)).taken, 3);
     now += 900_000 - 120_000;
     assert.equal((await poller.pollOnce(first + 4500)).taken, 3);
-    assert.deepEqual(spool.readForward(3, 10).map((r) => r.quality), ['estimated', 'estimated', 'estimated', 'estimated', 'estimated', 'estimated']);
+    assert.deepEqual(
+      spool.readForward(3, 10).map((r) => r.quality),
+      ['estimated', 'estimated', 'estimated', 'estimated', 'estimated', 'estimated'],
+    );
     assert.equal(poller.stats().lateReads, 3);
     now += 900_000;
     await poller.pollOnce(first + 5400);
-    assert.deepEqual(spool.readForward(9, 10).map((r) => r.quality), ['actual', 'actual', 'actual'], 'on time again: actual');
+    assert.deepEqual(
+      spool.readForward(9, 10).map((r) => r.quality),
+      ['actual', 'actual', 'actual'],
+      'on time again: actual',
+    );
     await poller.stop();
     spool.close();
   });
@@ -78,8 +85,19 @@ describe('Modbus TCP polling', () => {
     const deadPort = await freePort();
     const meters = [
       ...sim.meterConfigs(),
-      { id: 'missing-unit', host: '127.0.0.1', port: sim.port, unitId: 99, registers: [{ channel: SIMULATED_CHANNEL, address: 0, type: 'uint32', unit: 'kWh', scale: 0.001 }] },
-      { id: 'unreachable', host: '127.0.0.1', port: deadPort, registers: [{ channel: SIMULATED_CHANNEL, address: 0, type: 'uint32', unit: 'kWh', scale: 0.001 }] },
+      {
+        id: 'missing-unit',
+        host: '127.0.0.1',
+        port: sim.port,
+        unitId: 99,
+        registers: [{ channel: SIMULATED_CHANNEL, address: 0, type: 'uint32', unit: 'kWh', scale: 0.001 }],
+      },
+      {
+        id: 'unreachable',
+        host: '127.0.0.1',
+        port: deadPort,
+        registers: [{ channel: SIMULATED_CHANNEL, address: 0, type: 'uint32', unit: 'kWh', scale: 0.001 }],
+      },
     ];
     const { poller, spool } = await pollerFor(meters);
     sim.setFault(0, 'timeout');
@@ -112,7 +130,15 @@ describe('Modbus TCP polling', () => {
 
   it('a reader returns per-register errors and never throws', async () => {
     const reader = new ModbusMeterReader(
-      { id: 'x', host: '127.0.0.1', port: sim.port, unitId: 1, registers: [{ channel: 'a', address: 0, type: 'uint32', wordOrder: 'big', table: 'input', scale: 1, unit: 'Wh', mode: 'delta', quality: 'actual' }] },
+      {
+        id: 'x',
+        host: '127.0.0.1',
+        port: sim.port,
+        unitId: 1,
+        registers: [
+          { channel: 'a', address: 0, type: 'uint32', wordOrder: 'big', table: 'input', scale: 1, unit: 'Wh', mode: 'delta', quality: 'actual' },
+        ],
+      },
       200,
     );
     const read = await reader.read(); // the simulated meters have no input registers

@@ -37,7 +37,10 @@ const LINE: LineSettings = { baudRate: 19_200, dataBits: 8, parity: 'none', stop
 
 before(async () => {
   pty = await startPtyPair();
-  [rtu, tcp] = await Promise.all([startSimulatedRtuMeters({ device: pty.meters, count: 4, clock, responseDelayMs: 10, settings: LINE }), startSimulatedMeters({ count: 1, clock, idPrefix: 'tcp-' })]);
+  [rtu, tcp] = await Promise.all([
+    startSimulatedRtuMeters({ device: pty.meters, count: 4, clock, responseDelayMs: 10, settings: LINE }),
+    startSimulatedMeters({ count: 1, clock, idPrefix: 'tcp-' }),
+  ]);
 });
 after(async () => {
   rtu?.stop();
@@ -59,7 +62,10 @@ function pollerFor(meters: GatewayConfigInput['meters'], buses: GatewayConfigInp
   const directory = mkdtempSync(join(tmpdir(), 'mb-gwrtu-'));
   dirs.push(directory);
   const config = parseConfig({ ...baseConfig(directory), meters, buses });
-  return { poller: new Poller({ config, spool: Spool.open({ directory }), clock, log: silentLog }), spool: Spool.open({ directory: join(directory, 'unused') }) };
+  return {
+    poller: new Poller({ config, spool: Spool.open({ directory }), clock, log: silentLog }),
+    spool: Spool.open({ directory: join(directory, 'unused') }),
+  };
 }
 
 describe('Modbus RTU over a pty pair (socat)', () => {
@@ -69,8 +75,24 @@ describe('Modbus RTU over a pty pair (socat)', () => {
   });
 
   it('sets the line with stty: speed, data bits, parity, stop bits, raw binary without flow control', () => {
-    assert.deepEqual(sttyArguments('/dev/ttyUSB0', { baudRate: 9600, dataBits: 8, parity: 'even', stopBits: 1 }).slice(0, 7), ['-F', '/dev/ttyUSB0', '9600', 'cs8', 'parenb', '-parodd', '-cstopb']);
-    assert.deepEqual(sttyArguments('/dev/ttyS1', { baudRate: 2400, dataBits: 7, parity: 'odd', stopBits: 2 }).slice(0, 7), ['-F', '/dev/ttyS1', '2400', 'cs7', 'parenb', 'parodd', 'cstopb']);
+    assert.deepEqual(sttyArguments('/dev/ttyUSB0', { baudRate: 9600, dataBits: 8, parity: 'even', stopBits: 1 }).slice(0, 7), [
+      '-F',
+      '/dev/ttyUSB0',
+      '9600',
+      'cs8',
+      'parenb',
+      '-parodd',
+      '-cstopb',
+    ]);
+    assert.deepEqual(sttyArguments('/dev/ttyS1', { baudRate: 2400, dataBits: 7, parity: 'odd', stopBits: 2 }).slice(0, 7), [
+      '-F',
+      '/dev/ttyS1',
+      '2400',
+      'cs7',
+      'parenb',
+      'parodd',
+      'cstopb',
+    ]);
     assert.deepEqual(sttyArguments('/dev/ttyS1', LINE).slice(2, 6), ['19200', 'cs8', '-parenb', 'cstopb']);
     assert.ok(sttyArguments('/dev/ttyS1', LINE).includes('raw') && sttyArguments('/dev/ttyS1', LINE).includes('-crtscts'));
   });
@@ -135,7 +157,17 @@ describe('Modbus RTU over a pty pair (socat)', () => {
 
   it('a missing serial device is a counted read error per register, not a crash', async () => {
     const { poller } = pollerFor(
-      [{ id: 'gone-1', bus: 'usb', unitId: 1, registers: [{ channel: 'energy.active.import', address: 0, type: 'uint32', unit: 'kWh' }, { channel: 'energy.active.export', address: 2, type: 'uint32', unit: 'kWh' }] }],
+      [
+        {
+          id: 'gone-1',
+          bus: 'usb',
+          unitId: 1,
+          registers: [
+            { channel: 'energy.active.import', address: 0, type: 'uint32', unit: 'kWh' },
+            { channel: 'energy.active.export', address: 2, type: 'uint32', unit: 'kWh' },
+          ],
+        },
+      ],
       [{ id: 'usb', device: '/dev/meterbridge-no-such-tty' }],
     );
     try {
@@ -159,12 +191,30 @@ describe('Modbus RTU over a pty pair (socat)', () => {
     };
     const bus = { id: 'b1', device: '/dev/ttyUSB0' };
     assert.deepEqual(problems([{ id: 'm1', registers: [register] }], []), ['meters[0]: needs exactly one of host (Modbus TCP) and bus (Modbus RTU)']);
-    assert.deepEqual(problems([{ id: 'm1', host: 'h', bus: 'b1', registers: [register] }], [bus]), ['meters[0]: needs exactly one of host (Modbus TCP) and bus (Modbus RTU)']);
+    assert.deepEqual(problems([{ id: 'm1', host: 'h', bus: 'b1', registers: [register] }], [bus]), [
+      'meters[0]: needs exactly one of host (Modbus TCP) and bus (Modbus RTU)',
+    ]);
     assert.deepEqual(problems([{ id: 'm1', bus: 'b2', registers: [register] }], [bus]), ['meters[0].bus: no bus "b2" in buses (b1)']);
-    assert.deepEqual(problems([{ id: 'm1', bus: 'b1', unitId: 0, registers: [register] }], [bus]), ['meters[0].unitId: must be 1-247 on an RTU bus (0 is broadcast)']);
-    assert.deepEqual(problems([{ id: 'm1', bus: 'b1', unitId: 3, registers: [register] }, { id: 'm2', bus: 'b1', unitId: 3, registers: [register] }], [bus]), ['meters[1].unitId: 3 is already used on bus "b1" by meters[0]']);
-    assert.deepEqual(problems([{ id: 'm1', bus: 'b1', registers: [register] }], [bus, { id: 'b2', device: '/dev/ttyUSB0' }]), ['buses[1].device: /dev/ttyUSB0 is already buses[0]: one bus per serial device']);
-    assert.match(problems([{ id: 'm1', bus: 'b1', registers: [register] }], [{ ...bus, baudRate: 9601 as 9600 }])[0]!, /^buses\[0\]\.baudRate: expected one of 1200\|/);
+    assert.deepEqual(problems([{ id: 'm1', bus: 'b1', unitId: 0, registers: [register] }], [bus]), [
+      'meters[0].unitId: must be 1-247 on an RTU bus (0 is broadcast)',
+    ]);
+    assert.deepEqual(
+      problems(
+        [
+          { id: 'm1', bus: 'b1', unitId: 3, registers: [register] },
+          { id: 'm2', bus: 'b1', unitId: 3, registers: [register] },
+        ],
+        [bus],
+      ),
+      ['meters[1].unitId: 3 is already used on bus "b1" by meters[0]'],
+    );
+    assert.deepEqual(problems([{ id: 'm1', bus: 'b1', registers: [register] }], [bus, { id: 'b2', device: '/dev/ttyUSB0' }]), [
+      'buses[1].device: /dev/ttyUSB0 is already buses[0]: one bus per serial device',
+    ]);
+    assert.match(
+      problems([{ id: 'm1', bus: 'b1', registers: [register] }], [{ ...bus, baudRate: 9601 as 9600 }])[0]!,
+      /^buses\[0\]\.baudRate: expected one of 1200\|/,
+    );
     // Defaults: 9600 8E1, inter-frame t3.5 from the character time (11 bits at 9600 baud: 4.01 ms).
     const config = parseConfig({ ...baseConfig(directory), meters: [{ id: 'm1', bus: 'b1', registers: [register] }], buses: [bus] });
     assert.deepEqual(config.buses[0], { id: 'b1', device: '/dev/ttyUSB0', baudRate: 9600, dataBits: 8, parity: 'even', stopBits: 1 });
@@ -175,18 +225,32 @@ describe('Modbus RTU over a pty pair (socat)', () => {
     assert.match(unit, /^DevicePolicy=closed$/m);
     assert.match(unit, /^SupplementaryGroups=dialout$/m);
     assert.doesNotMatch(unit, /^DeviceAllow=/m, 'no device in the unit itself: TCP-only gateways get none');
-    for (const setting of ['NoNewPrivileges=yes', 'ProtectSystem=strict', 'CapabilityBoundingSet=', 'SystemCallFilter=@system-service', 'RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX']) {
+    for (const setting of [
+      'NoNewPrivileges=yes',
+      'ProtectSystem=strict',
+      'CapabilityBoundingSet=',
+      'SystemCallFilter=@system-service',
+      'RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX',
+    ]) {
       assert.ok(unit.split('\n').includes(setting), setting);
     }
-    const dropIn = serialAccessDropIn(['/dev/ttyUSB0', '/dev/serial/by-id/usb-FTDI-if00-port0', '/dev/ttyUSB0'], '/etc/meterbridge-gateway/gateway.yaml');
-    assert.deepEqual(dropIn.split('\n').filter((line) => !line.startsWith('#') && line), ['[Service]', 'DeviceAllow=/dev/ttyUSB0 rw', 'DeviceAllow=/dev/serial/by-id/usb-FTDI-if00-port0 rw']);
+    const dropIn = serialAccessDropIn(
+      ['/dev/ttyUSB0', '/dev/serial/by-id/usb-FTDI-if00-port0', '/dev/ttyUSB0'],
+      '/etc/meterbridge-gateway/gateway.yaml',
+    );
+    assert.deepEqual(
+      dropIn.split('\n').filter((line) => !line.startsWith('#') && line),
+      ['[Service]', 'DeviceAllow=/dev/ttyUSB0 rw', 'DeviceAllow=/dev/serial/by-id/usb-FTDI-if00-port0 rw'],
+    );
 
     // systemd's own exposure score for the unit with the drop-in applied stays in its "OK" band (< 2).
     const dir = mkdtempSync(join(tmpdir(), 'mb-unit-'));
     dirs.push(dir);
     const unitPath = join(dir, 'meterbridge-gateway.service');
     writeFileSync(unitPath, `${unit}\n${dropIn.replace('[Service]\n', '[Service]\n')}`.replace(/\n\[Install\][\s\S]*$/, '\n'));
-    const security = await run('systemd-analyze', ['security', '--offline=true', '--no-pager', unitPath]).catch((error: { stdout?: string }) => ({ stdout: error.stdout ?? '' }));
+    const security = await run('systemd-analyze', ['security', '--offline=true', '--no-pager', unitPath]).catch((error: { stdout?: string }) => ({
+      stdout: error.stdout ?? '',
+    }));
     const exposure = /Overall exposure level for .*: (\d+\.\d+)/.exec(security.stdout);
     assert.ok(exposure, `systemd-analyze security output: ${security.stdout.slice(-500)}`);
     assert.ok(Number(exposure[1]) < 2, `exposure ${exposure[1]}`);

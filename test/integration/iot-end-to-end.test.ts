@@ -114,7 +114,16 @@ const telemetry = (seq: number, gatewayId = 'gw-0001') => ({
   gatewayId,
   seq,
   sentAt: new Date().toISOString(),
-  blocks: [{ meterId: `meter-${seq}`, channel: 'energy.active.import', start: '2026-11-22T06:00:00Z', intervalSeconds: 900, unit: 'kWh', values: [1, 2, 3, 4] }],
+  blocks: [
+    {
+      meterId: `meter-${seq}`,
+      channel: 'energy.active.import',
+      start: '2026-11-22T06:00:00Z',
+      intervalSeconds: 900,
+      unit: 'kWh',
+      values: [1, 2, 3, 4],
+    },
+  ],
 });
 
 const storedFor = (meterId: string) =>
@@ -129,7 +138,10 @@ describe('IoT path end to end: MQTT with mTLS -> rule body -> queue -> ingest ->
     await publish(client, telemetry(2));
     await queue.whenEmpty();
 
-    assert.deepEqual((await storedFor('meter-1')).map((r) => r.value), [1, 2, 3, 4]);
+    assert.deepEqual(
+      (await storedFor('meter-1')).map((r) => r.value),
+      [1, 2, 3, 4],
+    );
     assert.equal((await storedFor('meter-2')).length, 4);
     const totals = await cloudwatch.totals();
     const total = (name: string) => sumOf(totals, name);

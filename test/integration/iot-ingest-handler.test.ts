@@ -64,12 +64,21 @@ function message(seq: number, fields: Record<string, unknown>): string {
   return JSON.stringify({ v: 1, gatewayId: 'gw-0001', seq, sentAt: '2026-11-23T11:59:00Z', ...fields });
 }
 
-const block = (meterId: string, start: string, values: number[]) => ({ meterId, channel: 'energy.active.import', start, intervalSeconds: 900, unit: 'kWh', values });
+const block = (meterId: string, start: string, values: number[]) => ({
+  meterId,
+  channel: 'energy.active.import',
+  start,
+  intervalSeconds: 900,
+  unit: 'kWh',
+  values,
+});
 
 async function dlqMessages(): Promise<Message[]> {
   const received: Message[] = [];
   for (let attempt = 0; attempt < 5; attempt++) {
-    const { Messages = [] } = await sqs.send(new ReceiveMessageCommand({ QueueUrl: dlqUrl, MaxNumberOfMessages: 10, MessageAttributeNames: ['All'], VisibilityTimeout: 600 }));
+    const { Messages = [] } = await sqs.send(
+      new ReceiveMessageCommand({ QueueUrl: dlqUrl, MaxNumberOfMessages: 10, MessageAttributeNames: ['All'], VisibilityTimeout: 600 }),
+    );
     received.push(...Messages);
     if (Messages.length === 0) break;
   }
@@ -86,9 +95,17 @@ describe('lambdas/iot-ingest.ts handler with hostile records in a batch', () => 
       ruleBody(hostile),
       'null',
       // The same identity twice, values 1 and 2: it could only be stored in part.
-      ruleBody(message(3, { readings: [1, 2].map((value) => ({ meterId: 'meter-dup', channel: 'water.volume', at: '2026-11-23T11:00:00Z', value, unit: 'm3' })) })),
+      ruleBody(
+        message(3, {
+          readings: [1, 2].map((value) => ({ meterId: 'meter-dup', channel: 'water.volume', at: '2026-11-23T11:00:00Z', value, unit: 'm3' })),
+        }),
+      ),
       // 10:07 beside 10:00 in 15-minute data: stored, the hour would hold 8 kWh of 4.
-      ruleBody(message(4, { blocks: [block('meter-grid', '2026-11-23T10:00:00Z', [1, 1, 1, 1]), block('meter-grid', '2026-11-23T10:07:00Z', [1, 1, 1, 1])] })),
+      ruleBody(
+        message(4, {
+          blocks: [block('meter-grid', '2026-11-23T10:00:00Z', [1, 1, 1, 1]), block('meter-grid', '2026-11-23T10:07:00Z', [1, 1, 1, 1])],
+        }),
+      ),
       ruleBody(message(5, { blocks: [block('meter-grid', '2026-11-23T10:07:00Z', [1, 1, 1, 1])] })),
     ];
     const event = toSqsEvent(bodies);
@@ -98,8 +115,10 @@ describe('lambdas/iot-ingest.ts handler with hostile records in a batch', () => 
     assert.deepEqual(response.batchItemFailures, [], 'no record is left for SQS to retry: every one has its outcome');
     const day = { from: new Date('2026-11-23T00:00:00Z'), to: new Date('2026-11-24T00:00:00Z') };
     assert.equal((await store.query({ meterId: 'meter-good', channel: 'energy.active.import', ...day })).length, 4);
-    for (const meterId of ['meter-x', 'meter-grid']) assert.equal((await store.query({ meterId, channel: 'energy.active.import', ...day })).length, 0, meterId);
-    for (const meterId of ['meter-x', 'meter-dup']) assert.equal((await store.query({ meterId, channel: 'water.volume', ...day })).length, 0, meterId);
+    for (const meterId of ['meter-x', 'meter-grid'])
+      assert.equal((await store.query({ meterId, channel: 'energy.active.import', ...day })).length, 0, meterId);
+    for (const meterId of ['meter-x', 'meter-dup'])
+      assert.equal((await store.query({ meterId, channel: 'water.volume', ...day })).length, 0, meterId);
 
     const parked = await dlqMessages();
     const byBody = new Map(parked.map((m) => [m.Body, m.MessageAttributes?.rejectReason?.StringValue ?? '']));

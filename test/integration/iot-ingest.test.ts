@@ -34,7 +34,15 @@ const NOW = new Date('2026-11-23T12:00:00Z');
 
 async function setup(clock: { now: Date } = { now: NOW }) {
   const tables = await dynamo.freshTables();
-  const wiring = wireSource({ source: 'iot', dynamodb: dynamo.client, cloudwatch: cloudwatch.client(), tables, blockTimeZone: 'America/Chicago', log: silentLog, clock: () => clock.now });
+  const wiring = wireSource({
+    source: 'iot',
+    dynamodb: dynamo.client,
+    cloudwatch: cloudwatch.client(),
+    tables,
+    blockTimeZone: 'America/Chicago',
+    log: silentLog,
+    clock: () => clock.now,
+  });
   const store = wiring.store();
   const ledger = wiring.ledger;
   const deps = (): IotIngestDependencies => ({
@@ -64,7 +72,16 @@ function message(seq: number, overrides: Record<string, unknown> = {}) {
     gatewayId: 'gw-0001',
     seq,
     sentAt: '2026-11-23T11:59:00Z',
-    blocks: [{ meterId: 'meter-1', channel: 'energy.active.import', start: '2026-11-23T10:00:00Z', intervalSeconds: 900, unit: 'kWh', values: [0.1, 0.2, null, 0.4] }],
+    blocks: [
+      {
+        meterId: 'meter-1',
+        channel: 'energy.active.import',
+        start: '2026-11-23T10:00:00Z',
+        intervalSeconds: 900,
+        unit: 'kWh',
+        values: [0.1, 0.2, null, 0.4],
+      },
+    ],
     readings: [{ meterId: 'meter-2', channel: 'water.volume', at: '2026-11-23T11:00:00Z', value: 12.5, unit: 'm3' }],
     ...overrides,
   };
@@ -73,7 +90,11 @@ function message(seq: number, overrides: Record<string, unknown> = {}) {
 /** The SQS body the Basic Ingest rule produces: the exact published bytes, base64, plus topic and time. */
 function ruleBody(payload: unknown, thingName = 'gw-0001'): string {
   const bytes = Buffer.from(typeof payload === 'string' ? payload : JSON.stringify(payload));
-  return JSON.stringify({ payload: bytes.toString('base64'), topic: `$aws/rules/meterbridge_dev_telemetry/gateways/${thingName}/telemetry`, receivedAt: NOW.getTime() });
+  return JSON.stringify({
+    payload: bytes.toString('base64'),
+    topic: `$aws/rules/meterbridge_dev_telemetry/gateways/${thingName}/telemetry`,
+    receivedAt: NOW.getTime(),
+  });
 }
 
 const sqsEvent = (bodies: string[]) => toSqsEvent(bodies, { now: () => NOW.getTime() });
@@ -93,11 +114,14 @@ describe('IoT ingest over SQS-shaped events into DynamoDB Local', () => {
 
     assert.deepEqual(response.batchItemFailures, []);
     const energy = await store.query({ meterId: 'meter-1', channel: 'energy.active.import', ...range });
-    assert.deepEqual(energy.map((r) => [r.kind === 'interval' && r.start.toISOString(), r.value]), [
-      ['2026-11-23T10:00:00.000Z', 0.1],
-      ['2026-11-23T10:15:00.000Z', 0.2],
-      ['2026-11-23T10:45:00.000Z', 0.4],
-    ]);
+    assert.deepEqual(
+      energy.map((r) => [r.kind === 'interval' && r.start.toISOString(), r.value]),
+      [
+        ['2026-11-23T10:00:00.000Z', 0.1],
+        ['2026-11-23T10:15:00.000Z', 0.2],
+        ['2026-11-23T10:45:00.000Z', 0.4],
+      ],
+    );
     assert.equal(energy[0]?.originId, 'gw-0001/1');
     const water = await store.query({ meterId: 'meter-2', channel: 'water.volume', ...range });
     assert.equal(water[0]?.kind, 'register');
@@ -127,12 +151,18 @@ describe('IoT ingest over SQS-shaped events into DynamoDB Local', () => {
     const response = await ingest(sqsEvent([forged, ruleBody(message(2))]), deps());
 
     assert.deepEqual(response.batchItemFailures, [], 'a rejected message does not fail the batch');
-    assert.deepEqual(response.outcomes.map((o) => o.status), ['rejected', 'stored']);
+    assert.deepEqual(
+      response.outcomes.map((o) => o.status),
+      ['rejected', 'stored'],
+    );
     const sent = sqs.commandCalls(SendMessageCommand);
     assert.equal(sent.length, 1);
     assert.equal(sent[0]!.args[0].input.QueueUrl, DLQ);
     assert.equal(sent[0]!.args[0].input.MessageBody, forged, 'the original body is kept for replay');
-    assert.match(sent[0]!.args[0].input.MessageAttributes?.rejectReason?.StringValue ?? '', /gatewayId "gw-0002" does not match the thing name "gw-0001"/);
+    assert.match(
+      sent[0]!.args[0].input.MessageAttributes?.rejectReason?.StringValue ?? '',
+      /gatewayId "gw-0002" does not match the thing name "gw-0001"/,
+    );
     assert.equal(await sentMetric('MessagesRejected', 'gateway-mismatch'), 1);
     assert.equal((await store.query({ meterId: 'meter-2', channel: 'water.volume', ...range })).length, 1, 'only the honest message was stored');
   });
@@ -142,15 +172,31 @@ describe('IoT ingest over SQS-shaped events into DynamoDB Local', () => {
     const bodies = [
       'not json at all',
       ruleBody('{"v":1,'),
-      ruleBody(message(3, { readings: [{ meterId: 'm', channel: 'energy.active.import', start: '2026-11-23T10:00:00Z', end: '2026-11-23T10:15:00Z', value: 1, unit: 'furlongs' }] })),
-      ruleBody(message(4, { blocks: [], readings: [{ meterId: 'm', channel: 'energy.active.import', start: '2031-01-01T00:00:00Z', end: '2031-01-01T00:15:00Z', value: 1, unit: 'kWh' }] })),
+      ruleBody(
+        message(3, {
+          readings: [
+            { meterId: 'm', channel: 'energy.active.import', start: '2026-11-23T10:00:00Z', end: '2026-11-23T10:15:00Z', value: 1, unit: 'furlongs' },
+          ],
+        }),
+      ),
+      ruleBody(
+        message(4, {
+          blocks: [],
+          readings: [
+            { meterId: 'm', channel: 'energy.active.import', start: '2031-01-01T00:00:00Z', end: '2031-01-01T00:15:00Z', value: 1, unit: 'kWh' },
+          ],
+        }),
+      ),
       JSON.stringify({ payload: Buffer.from(JSON.stringify(message(5))).toString('base64'), topic: 'some/other/topic' }),
       ruleBody(message(6)),
     ];
 
     const response = await ingest(sqsEvent(bodies), deps());
 
-    assert.deepEqual(response.outcomes.map((o) => o.status), ['rejected', 'rejected', 'rejected', 'rejected', 'rejected', 'stored']);
+    assert.deepEqual(
+      response.outcomes.map((o) => o.status),
+      ['rejected', 'rejected', 'rejected', 'rejected', 'rejected', 'stored'],
+    );
     const reasons = sqs.commandCalls(SendMessageCommand).map((c) => c.args[0].input.MessageAttributes?.rejectReason?.StringValue);
     assert.match(reasons[0]!, /envelope is not JSON/);
     assert.match(reasons[1]!, /not JSON/);
@@ -175,7 +221,7 @@ describe('IoT ingest over SQS-shaped events into DynamoDB Local', () => {
     clock.now = new Date(NOW.getTime() + 121_000);
     const afterExpiry = await ingest(sqsEvent([body]), deps());
 
-    assert.equal(tooSoon.outcomes[0]!.status, 'retry', 'while the dead worker\'s claim holds, SQS must redeliver later');
+    assert.equal(tooSoon.outcomes[0]!.status, 'retry', "while the dead worker's claim holds, SQS must redeliver later");
     assert.equal(tooSoon.batchItemFailures.length, 1);
     assert.equal(afterExpiry.outcomes[0]!.status, 'stored');
     const outcome = afterExpiry.outcomes[0]!;
@@ -194,7 +240,7 @@ describe('IoT ingest over SQS-shaped events into DynamoDB Local', () => {
     assert.equal(await sentMetric('SequenceGaps'), 1);
   });
 
-  it('accepts the rule error action\'s envelope when a DLQ redrive brings one back', async () => {
+  it("accepts the rule error action's envelope when a DLQ redrive brings one back", async () => {
     const { store, deps } = await setup();
     const errorAction = JSON.stringify({
       ruleName: 'meterbridge_dev_telemetry',

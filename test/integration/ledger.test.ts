@@ -24,7 +24,7 @@ const later = (clock: { now: Date }, seconds: number) => {
 };
 
 describe('Ledger on DynamoDB Local', () => {
-  it('holds a claim for its kind\'s lock time, longer than the function working on it may run', async () => {
+  it("holds a claim for its kind's lock time, longer than the function working on it may run", async () => {
     const tables = await dynamo.freshTables();
     const now = new Date('2026-11-23T10:00:00Z');
     const ledger = new Ledger({ client: dynamo.client, tableName: tables.ledger, clock: () => now });

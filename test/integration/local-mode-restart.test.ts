@@ -62,50 +62,70 @@ after(async () => {
 });
 
 describe('local mode as a process', () => {
-  it('starts clean after a run SIGKILLed mid-start, and lists a reading added with the printed mosquitto_pub line apart (run ok)', { timeout: 600_000 }, async () => {
-    const stateDir = join(dirs[0]!, 'restart');
-    strays.push(stateDir);
-    const ports = await freeLocalPorts();
+  it(
+    'starts clean after a run SIGKILLed mid-start, and lists a reading added with the printed mosquitto_pub line apart (run ok)',
+    { timeout: 600_000 },
+    async () => {
+      const stateDir = join(dirs[0]!, 'restart');
+      strays.push(stateDir);
+      const ports = await freeLocalPorts();
 
-    // Run 1: killed with SIGKILL mid-start, as soon as it has started a process of its own (DynamoDB Local first).
-    // The SMT source (GnuPG, proftpd) is left out to keep the test light; the platform's own leftovers
-    // (DynamoDB Local, S3 data) and the gateway agents are what made a second run fail.
-    const first = startLocalMode(stateDir, ports, ['--sources', 'iot,ready', '--gateways', '1', '--meters', '2', '--duration', '60']);
-    await waitFor('run 1 to start a process of its own', async () => {
-      const marked = await findMarkedProcesses(stateDir);
-      return marked.length > 0 ? marked : undefined;
-    }, 240_000, () => first.stderr().slice(-3000));
-    first.child.kill('SIGKILL');
-    await first.exited;
-    assert.ok(!first.stdout().includes('Join from outside'), 'killed while still starting');
-    const left = await findMarkedProcesses(stateDir);
-    assert.ok(left.length > 0, 'run 1 left processes behind (DynamoDB Local, the gateway agent, ...): the case this test is about');
+      // Run 1: killed with SIGKILL mid-start, as soon as it has started a process of its own (DynamoDB Local first).
+      // The SMT source (GnuPG, proftpd) is left out to keep the test light; the platform's own leftovers
+      // (DynamoDB Local, S3 data) and the gateway agents are what made a second run fail.
+      const first = startLocalMode(stateDir, ports, ['--sources', 'iot,ready', '--gateways', '1', '--meters', '2', '--duration', '60']);
+      await waitFor(
+        'run 1 to start a process of its own',
+        async () => {
+          const marked = await findMarkedProcesses(stateDir);
+          return marked.length > 0 ? marked : undefined;
+        },
+        240_000,
+        () => first.stderr().slice(-3000),
+      );
+      first.child.kill('SIGKILL');
+      await first.exited;
+      assert.ok(!first.stdout().includes('Join from outside'), 'killed while still starting');
+      const left = await findMarkedProcesses(stateDir);
+      assert.ok(left.length > 0, 'run 1 left processes behind (DynamoDB Local, the gateway agent, ...): the case this test is about');
 
-    // Run 2 on the same state folder and ports: cleans up, runs, and takes an outside reading.
-    const hasMosquitto = await run('sh', ['-c', 'command -v mosquitto_pub']).then(() => true, () => false);
-    // --duration counts from the start of the run, start-up included (minutes on a loaded machine): long enough for the gateway to take readings.
-    const second = startLocalMode(stateDir, ports, ['--sources', 'iot,ready', '--gateways', '1', '--meters', '2', '--duration', '150']);
-    const hints = await waitFor('run 2 to print its join hints', () => {
-      const text = second.stdout();
-      return text.includes('Join from outside') && text.includes('readings query --meter cli-meter') ? text.split('\n') : undefined;
-    }, 300_000, () => `${second.stdout().slice(-2000)}\n${second.stderr().slice(-3000)}`);
-    assert.match(second.stderr(), /did not end cleanly; stopping what it left running/);
-    if (hasMosquitto) {
-      const start = hints.findIndex((line) => line.trim().startsWith('mosquitto_pub'));
-      const publish = hints.slice(start, start + 4).map((line) => line.trim().replace(/\\$/, '')).join(' ');
-      await run('bash', ['-c', publish], { cwd: repo, timeout: 30_000 });
-    }
-    const code = await second.exited;
-    const output = second.stdout();
-    assert.equal(code, 0, `run 2 succeeds:\n${output}\n${second.stderr().slice(-3000)}`);
-    assert.match(output, /Every simulated reading was stored exactly once/);
-    if (hasMosquitto) {
-      assert.match(output, /ok {3}iot .* doubled 0; outside readings 1 /, output);
-      assert.match(output, /outside: cli-meter energy\.active\.import \S+ = 1\.25 kWh/, output);
-    }
-    assert.deepEqual(await findMarkedProcesses(stateDir), [], 'nothing of either run is left running');
-    for (const pid of left.map((p) => p.pid)) assert.throws(() => process.kill(pid, 0), `pid ${pid} of run 1 is gone`);
-  });
+      // Run 2 on the same state folder and ports: cleans up, runs, and takes an outside reading.
+      const hasMosquitto = await run('sh', ['-c', 'command -v mosquitto_pub']).then(
+        () => true,
+        () => false,
+      );
+      // --duration counts from the start of the run, start-up included (minutes on a loaded machine): long enough for the gateway to take readings.
+      const second = startLocalMode(stateDir, ports, ['--sources', 'iot,ready', '--gateways', '1', '--meters', '2', '--duration', '150']);
+      const hints = await waitFor(
+        'run 2 to print its join hints',
+        () => {
+          const text = second.stdout();
+          return text.includes('Join from outside') && text.includes('readings query --meter cli-meter') ? text.split('\n') : undefined;
+        },
+        300_000,
+        () => `${second.stdout().slice(-2000)}\n${second.stderr().slice(-3000)}`,
+      );
+      assert.match(second.stderr(), /did not end cleanly; stopping what it left running/);
+      if (hasMosquitto) {
+        const start = hints.findIndex((line) => line.trim().startsWith('mosquitto_pub'));
+        const publish = hints
+          .slice(start, start + 4)
+          .map((line) => line.trim().replace(/\\$/, ''))
+          .join(' ');
+        await run('bash', ['-c', publish], { cwd: repo, timeout: 30_000 });
+      }
+      const code = await second.exited;
+      const output = second.stdout();
+      assert.equal(code, 0, `run 2 succeeds:\n${output}\n${second.stderr().slice(-3000)}`);
+      assert.match(output, /Every simulated reading was stored exactly once/);
+      if (hasMosquitto) {
+        assert.match(output, /ok {3}iot .* doubled 0; outside readings 1 /, output);
+        assert.match(output, /outside: cli-meter energy\.active\.import \S+ = 1\.25 kWh/, output);
+      }
+      assert.deepEqual(await findMarkedProcesses(stateDir), [], 'nothing of either run is left running');
+      for (const pid of left.map((p) => p.pid)) assert.throws(() => process.kill(pid, 0), `pid ${pid} of run 1 is gone`);
+    },
+  );
 
   it('exits non-zero on a failed start (a port taken) with nothing left running', { timeout: 480_000 }, async () => {
     const stateDir = join(dirs[0]!, 'failed-start');

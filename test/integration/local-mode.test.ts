@@ -37,7 +37,8 @@ describe('local mode end to end', () => {
       ports,
       stateDir,
       sources: [
-        async (platform) => (iot = await iotSource(platform, { gateways: 3, metersPerGateway: 3, stateDir, modbusBasePort: ports.modbus, speedup: 450 })),
+        async (platform) =>
+          (iot = await iotSource(platform, { gateways: 3, metersPerGateway: 3, stateDir, modbusBasePort: ports.modbus, speedup: 450 })),
         (platform) => smtSource(platform, { stateDir, ftpsPort: ports.ftps, sftpPort: ports.sftp, fetchEveryMs: 3000, newFileEveryMs: 9000 }),
         (platform) => readySource(platform, { port: ports.ready, meters: 4, everyMs: 2000 }),
       ],
@@ -68,7 +69,10 @@ describe('local mode end to end', () => {
   });
 
   it('the printed mosquitto_pub and curl lines store readings that the printed readings query lines show', { timeout: 120_000 }, async (t) => {
-    const hasMosquitto = await run('sh', ['-c', 'command -v mosquitto_pub']).then(() => true, () => false);
+    const hasMosquitto = await run('sh', ['-c', 'command -v mosquitto_pub']).then(
+      () => true,
+      () => false,
+    );
     if (!hasMosquitto) {
       t.skip('mosquitto_pub is not installed (scripts/setup.sh installs it)');
       return;
@@ -82,25 +86,43 @@ describe('local mode end to end', () => {
       source = await iotSource(platform, { gateways: 1, metersPerGateway: 1, stateDir: join(stateDir, 'join'), modbusBasePort: ports.modbus });
       const hints = source.joinHints();
       const start = hints.findIndex((line) => line.trim().startsWith('mosquitto_pub'));
-      const publish = hints.slice(start, start + 4).map((line) => line.trim().replace(/\\$/, '')).join(' ');
+      const publish = hints
+        .slice(start, start + 4)
+        .map((line) => line.trim().replace(/\\$/, ''))
+        .join(' ');
       const query = hints.find((line) => line.includes('readings query'))!.replace(/^\s*then:\s*/, '');
       await run('bash', ['-c', publish], { cwd: repo, timeout: 20_000 });
       await platform.iotQueue.whenEmpty();
       const { stdout } = await run('bash', ['-c', query], { cwd: repo, timeout: 60_000 });
-      const lines = stdout.trim().split('\n').map((line) => JSON.parse(line) as { meterId: string; value: number; channel: string });
-      assert.deepEqual(lines.map((l) => [l.meterId, l.channel, l.value]), [['cli-meter', 'energy.active.import', 1.25]]);
+      const lines = stdout
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line) as { meterId: string; value: number; channel: string });
+      assert.deepEqual(
+        lines.map((l) => [l.meterId, l.channel, l.value]),
+        [['cli-meter', 'energy.active.import', 1.25]],
+      );
 
       // The READY curl line, as printed.
       ready = await readySource(platform, { port: ports.ready, meters: 1, everyMs: 60_000 });
       const readyHints = ready.joinHints();
       const curlStart = readyHints.findIndex((line) => line.trim().startsWith('curl'));
-      const curl = readyHints.slice(curlStart, curlStart + 2).map((line) => line.trim().replace(/\\$/, '')).join(' ');
+      const curl = readyHints
+        .slice(curlStart, curlStart + 2)
+        .map((line) => line.trim().replace(/\\$/, ''))
+        .join(' ');
       const readyQuery = readyHints.find((line) => line.includes('readings query'))!.replace(/^\s*then:\s*/, '');
       const posted = await run('bash', ['-c', `${curl} -w ' HTTP %{http_code}'`], { cwd: repo, timeout: 20_000 });
       assert.match(posted.stdout, /HTTP 200$/, posted.stdout);
       const shown = await run('bash', ['-c', readyQuery], { cwd: repo, timeout: 60_000 });
-      const readyLines = shown.stdout.trim().split('\n').map((line) => JSON.parse(line) as { meterId: string; value: number; channel: string });
-      assert.deepEqual(readyLines.map((l) => [l.meterId, l.channel, l.value]), [['kamstrup-curl', 'water.volume', 12.5]]);
+      const readyLines = shown.stdout
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line) as { meterId: string; value: number; channel: string });
+      assert.deepEqual(
+        readyLines.map((l) => [l.meterId, l.channel, l.value]),
+        [['kamstrup-curl', 'water.volume', 12.5]],
+      );
     } finally {
       await ready?.stop();
       await source?.stop();

@@ -30,10 +30,13 @@ describe('meter catalog maintained by the store', () => {
 
     const channels = await s.catalog.channels('gw-meter-7');
 
-    assert.deepEqual(channels.map((c) => [c.channel, c.units, c.intervalSeconds, c.sources]), [
-      ['kwh.import', ['kWh'], [900], ['iot']],
-      ['water.volume', ['m3'], [0], ['ready']],
-    ]);
+    assert.deepEqual(
+      channels.map((c) => [c.channel, c.units, c.intervalSeconds, c.sources]),
+      [
+        ['kwh.import', ['kWh'], [900], ['iot']],
+        ['water.volume', ['m3'], [0], ['ready']],
+      ],
+    );
     assert.equal(channels[0]!.first.toISOString(), '2026-04-01T10:00:00.000Z');
     assert.equal(channels[0]!.last.toISOString(), '2026-04-01T10:00:00.000Z');
     assert.deepEqual(await s.catalog.channels('another-meter'), []);
@@ -116,7 +119,12 @@ describe('meter catalog maintained by the store', () => {
     const readings = day(dayStart(0), 96, { meterId: 'm-6' });
     await s.write(readings);
 
-    const found = await s.query({ meterId: 'm-6', channel: 'energy.active.import', from: new Date('2026-01-01T00:00:00Z'), to: new Date('2027-01-01T00:00:00Z') });
+    const found = await s.query({
+      meterId: 'm-6',
+      channel: 'energy.active.import',
+      from: new Date('2026-01-01T00:00:00Z'),
+      to: new Date('2027-01-01T00:00:00Z'),
+    });
     assert.equal(found.length, 96);
   });
 });

@@ -32,7 +32,11 @@ async function cli(args: string[]) {
   return { code, stdout, stderr };
 }
 const target = () => ['--table', readingsTable, '--endpoint', dynamo.endpoint];
-const jsonLines = (text: string) => text.split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>);
+const jsonLines = (text: string) =>
+  text
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
 
 describe('meterbridge meters', () => {
   it('lists every meter with its channels, sources and exact span', async () => {
@@ -47,7 +51,16 @@ describe('meterbridge meters', () => {
       sources: ['smt'],
       first: '2026-03-10T05:00:00.000Z',
       last: '2026-03-11T04:45:00.000Z',
-      channels: [{ channel: 'energy.active.import', units: ['kWh'], intervalSeconds: [900], sources: ['smt'], first: '2026-03-10T05:00:00.000Z', last: '2026-03-11T04:45:00.000Z' }],
+      channels: [
+        {
+          channel: 'energy.active.import',
+          units: ['kWh'],
+          intervalSeconds: [900],
+          sources: ['smt'],
+          first: '2026-03-10T05:00:00.000Z',
+          last: '2026-03-11T04:45:00.000Z',
+        },
+      ],
     });
     assert.match(stderr, /3 meter\(s\)/);
   });
@@ -56,7 +69,10 @@ describe('meterbridge meters', () => {
     const iot = jsonLines((await cli(['meters', 'list', '--source', 'iot', ...target()])).stdout);
     const recent = jsonLines((await cli(['meters', 'list', '--since', '2026-03-11T00:00:00Z', ...target()])).stdout);
 
-    assert.deepEqual(iot.map((m) => m.meterId), ['gw-1']);
+    assert.deepEqual(
+      iot.map((m) => m.meterId),
+      ['gw-1'],
+    );
     assert.deepEqual(recent.map((m) => m.meterId).sort(), ['esiid-1', 'gw-1']);
   });
 
@@ -76,7 +92,10 @@ describe('meterbridge readings query through the catalog', () => {
     const { code, stdout, stderr } = await cli(['readings', 'query', '--meter', 'gw-1', '--from', '2026-03-20', '--to', '2026-03-21', ...target()]);
 
     assert.equal(code, 0, stderr);
-    assert.deepEqual(jsonLines(stdout).map((r) => [r.channel, r.value]), [['kwh.import', 1.25]]);
+    assert.deepEqual(
+      jsonLines(stdout).map((r) => [r.channel, r.value]),
+      [['kwh.import', 1.25]],
+    );
   });
 
   it('prints CSV and a schema-valid Green Button feed of the same readings', async () => {

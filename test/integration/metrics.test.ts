@@ -48,7 +48,8 @@ async function faultyEndpoint(mode: 'fail' | 'hang'): Promise<{ url: string; hit
   }) as { url: string; hits: number; close(): Promise<void> };
 }
 
-const faultyClient = (url: string) => new CloudWatchClient({ endpoint: url, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' }, maxAttempts: 1 });
+const faultyClient = (url: string) =>
+  new CloudWatchClient({ endpoint: url, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' }, maxAttempts: 1 });
 
 describe('Metrics through the real CloudWatch SDK client', () => {
   it('sends counters summed per name and dimensions, and values as a distribution, in one PutMetricData', async () => {
@@ -81,8 +82,38 @@ describe('Metrics through the real CloudWatch SDK client', () => {
         StartTime: at,
         EndTime: new Date(at.getTime() + 1000),
         MetricDataQueries: [
-          { Id: 'ms', MetricStat: { Metric: { Namespace: 'MeterbridgeTest', MetricName: 'IngestLatency', Dimensions: [{ Name: 'Source', Value: 'iot' }, { Name: 'Stage', Value: 'test' }] }, Period: 1, Stat: 'SampleCount', Unit: 'Milliseconds' } },
-          { Id: 'count', MetricStat: { Metric: { Namespace: 'MeterbridgeTest', MetricName: 'ReadingsStored', Dimensions: [{ Name: 'Source', Value: 'smt' }, { Name: 'Stage', Value: 'test' }] }, Period: 1, Stat: 'Sum', Unit: 'Count' } },
+          {
+            Id: 'ms',
+            MetricStat: {
+              Metric: {
+                Namespace: 'MeterbridgeTest',
+                MetricName: 'IngestLatency',
+                Dimensions: [
+                  { Name: 'Source', Value: 'iot' },
+                  { Name: 'Stage', Value: 'test' },
+                ],
+              },
+              Period: 1,
+              Stat: 'SampleCount',
+              Unit: 'Milliseconds',
+            },
+          },
+          {
+            Id: 'count',
+            MetricStat: {
+              Metric: {
+                Namespace: 'MeterbridgeTest',
+                MetricName: 'ReadingsStored',
+                Dimensions: [
+                  { Name: 'Source', Value: 'smt' },
+                  { Name: 'Stage', Value: 'test' },
+                ],
+              },
+              Period: 1,
+              Stat: 'Sum',
+              Unit: 'Count',
+            },
+          },
         ],
       }),
     );
@@ -112,12 +143,32 @@ describe('Metrics through the real CloudWatch SDK client', () => {
       nextToken = page.NextToken;
     } while (nextToken);
     assert.equal(listed, 2520, 'every series arrived'); // the SDK gzips bodies over 10 KB; the moto client sends them plain, see local/cloudwatch.ts
-    for (const [source, reason] of [['iot', 'reason-0'], ['smt', 'reason-400'], ['ready', 'reason-839']] as const) {
+    for (const [source, reason] of [
+      ['iot', 'reason-0'],
+      ['smt', 'reason-400'],
+      ['ready', 'reason-839'],
+    ] as const) {
       const answer = await client.send(
         new GetMetricDataCommand({
           StartTime: new Date(at.getTime() - 60_000),
           EndTime: new Date(at.getTime() + 60_000),
-          MetricDataQueries: [{ Id: 'v', MetricStat: { Metric: { Namespace: 'Meterbridge', MetricName: 'MessagesRejected', Dimensions: [{ Name: 'Reason', Value: reason }, { Name: 'Source', Value: source }] }, Period: 120, Stat: 'Sum' } }],
+          MetricDataQueries: [
+            {
+              Id: 'v',
+              MetricStat: {
+                Metric: {
+                  Namespace: 'Meterbridge',
+                  MetricName: 'MessagesRejected',
+                  Dimensions: [
+                    { Name: 'Reason', Value: reason },
+                    { Name: 'Source', Value: source },
+                  ],
+                },
+                Period: 120,
+                Stat: 'Sum',
+              },
+            },
+          ],
         }),
       );
       assert.deepEqual(answer.MetricDataResults?.[0]?.Values, [1], `${source} ${reason}`);
@@ -131,7 +182,10 @@ describe('Metrics through the real CloudWatch SDK client', () => {
     const datums = metrics.pending();
     const report = await metrics.flush();
 
-    assert.deepEqual(datums.map((d) => d.Values?.length), [150, 150, 100]);
+    assert.deepEqual(
+      datums.map((d) => d.Values?.length),
+      [150, 150, 100],
+    );
     assert.deepEqual(report, { datums: 3, requests: 1, failedRequests: 0, lostDatums: 0 });
     const [latency] = find(await cloudwatch.totals(), 'IngestLatency');
     assert.equal(latency?.sampleCount, 400);

@@ -17,7 +17,10 @@ describe('moto launcher', () => {
     const client = new CloudWatchClient({ endpoint: moto.endpoint, region: moto.region, credentials: moto.credentials });
     await client.send(new PutMetricDataCommand({ Namespace: 'MotoSelfTest', MetricData: [{ MetricName: 'Probe', Value: 1, Unit: 'Count' }] }));
     const before = await client.send(new ListMetricsCommand({ Namespace: 'MotoSelfTest' }));
-    assert.deepEqual(before.Metrics?.map((m) => m.MetricName), ['Probe']);
+    assert.deepEqual(
+      before.Metrics?.map((m) => m.MetricName),
+      ['Probe'],
+    );
     await moto.reset();
     const afterReset = await client.send(new ListMetricsCommand({ Namespace: 'MotoSelfTest' }));
     assert.deepEqual(afterReset.Metrics ?? [], []);

@@ -77,7 +77,9 @@ async function options(device: IssuedCert | undefined, clientId: string, extra: 
 }
 
 /** Connects and reports what the client saw: a CONNACK (and its code) or an error and a close. */
-async function attempt(opts: IClientOptions): Promise<{ connected: boolean; connackCode?: number; error?: string; closed: boolean; client: MqttClient }> {
+async function attempt(
+  opts: IClientOptions,
+): Promise<{ connected: boolean; connackCode?: number; error?: string; closed: boolean; client: MqttClient }> {
   const client = connect(`mqtts://127.0.0.1:${broker.port}`, opts);
   clients.push(client);
   return new Promise((resolve) => {
@@ -171,7 +173,7 @@ describe('local IoT broker', () => {
     assert.equal(broker.stats.tlsRefused, before + 1);
   });
 
-  it("refuses a certificate from another CA, even with the right thing name: TLS fails, no CONNACK", async () => {
+  it('refuses a certificate from another CA, even with the right thing name: TLS fails, no CONNACK', async () => {
     const before = broker.stats.tlsRefused;
 
     const outcome = await attempt(await options(devices.foreign, 'gw-0001'));
@@ -219,7 +221,11 @@ describe('local IoT broker', () => {
     const before = broker.stats.subscribeRefused;
 
     for (const filter of [topicOf('gw-0001'), `$aws/rules/${RULE}/#`, '$aws/#', '$aws/+/+/gateways/+/telemetry']) {
-      await assert.rejects(client.subscribeAsync(filter, { qos: 1 }), (error: Error & { packet?: { granted?: number[] } }) => error.packet?.granted?.[0] === 128, filter);
+      await assert.rejects(
+        client.subscribeAsync(filter, { qos: 1 }),
+        (error: Error & { packet?: { granted?: number[] } }) => error.packet?.granted?.[0] === 128,
+        filter,
+      );
     }
 
     assert.equal(broker.stats.subscribeRefused, before + 4);
@@ -227,32 +233,63 @@ describe('local IoT broker', () => {
     client.end(true);
   });
 
-  it('never hands ingest telemetry back out: refuses a retained publish (mosquitto_pub -r) and every subscription (mosquitto_sub -t "#" ...)', { timeout: 60_000 }, async (t) => {
-    const hasMosquitto = await tool('sh', ['-c', 'command -v mosquitto_pub && command -v mosquitto_sub']).then((r) => r.code === 0);
-    if (!hasMosquitto) {
-      t.skip('mosquitto-clients is not installed (scripts/setup.sh installs it)');
-      return;
-    }
-    const as = (device: IssuedCert, id: string) => ['-h', '127.0.0.1', '-p', String(broker.port), '--cafile', caPath, '--cert', device.certPath, '--key', device.keyPath, '-i', id, '-V', 'mqttv311'];
-    const before = { ...broker.stats };
+  it(
+    'never hands ingest telemetry back out: refuses a retained publish (mosquitto_pub -r) and every subscription (mosquitto_sub -t "#" ...)',
+    { timeout: 60_000 },
+    async (t) => {
+      const hasMosquitto = await tool('sh', ['-c', 'command -v mosquitto_pub && command -v mosquitto_sub']).then((r) => r.code === 0);
+      if (!hasMosquitto) {
+        t.skip('mosquitto-clients is not installed (scripts/setup.sh installs it)');
+        return;
+      }
+      const as = (device: IssuedCert, id: string) => [
+        '-h',
+        '127.0.0.1',
+        '-p',
+        String(broker.port),
+        '--cafile',
+        caPath,
+        '--cert',
+        device.certPath,
+        '--key',
+        device.keyPath,
+        '-i',
+        id,
+        '-V',
+        'mqttv311',
+      ];
+      const before = { ...broker.stats };
 
-    // A device publishes to its own ingest topic with the retain flag: refused, nothing kept.
-    const retained = await tool('mosquitto_pub', [...as(devices.gw1, 'gw-0001'), '-q', '1', '-r', '-t', topicOf('gw-0001'), '-m', '{"retained":true}']);
-    assert.notEqual(retained.code, 0, `mosquitto_pub -r must fail: ${retained.stdout}${retained.stderr}`);
-    assert.equal(broker.stats.publishRefused, before.publishRefused + 1);
-    assert.equal(received.length, 0, 'the retained publish never reached the rule');
-    // The same message without the flag is telemetry as usual.
-    const plain = await tool('mosquitto_pub', [...as(devices.gw1, 'gw-0001'), '-q', '1', '-t', topicOf('gw-0001'), '-m', '{"retained":false}']);
-    assert.equal(plain.code, 0, plain.stderr);
-    assert.deepEqual(received.map((p) => p.payload.toString()), ['{"retained":false}']);
+      // A device publishes to its own ingest topic with the retain flag: refused, nothing kept.
+      const retained = await tool('mosquitto_pub', [
+        ...as(devices.gw1, 'gw-0001'),
+        '-q',
+        '1',
+        '-r',
+        '-t',
+        topicOf('gw-0001'),
+        '-m',
+        '{"retained":true}',
+      ]);
+      assert.notEqual(retained.code, 0, `mosquitto_pub -r must fail: ${retained.stdout}${retained.stderr}`);
+      assert.equal(broker.stats.publishRefused, before.publishRefused + 1);
+      assert.equal(received.length, 0, 'the retained publish never reached the rule');
+      // The same message without the flag is telemetry as usual.
+      const plain = await tool('mosquitto_pub', [...as(devices.gw1, 'gw-0001'), '-q', '1', '-t', topicOf('gw-0001'), '-m', '{"retained":false}']);
+      assert.equal(plain.code, 0, plain.stderr);
+      assert.deepEqual(
+        received.map((p) => p.payload.toString()),
+        ['{"retained":false}'],
+      );
 
-    // Another device tries every filter that could reach it: each one refused, nothing delivered.
-    const filters = ['#', '+/#', '$aws/#', '$aws/+/#', `$aws/rules/${RULE}/#`, '$aws/rules/+/gateways/+/telemetry', 'gateways/#'];
-    const sub = await tool('mosquitto_sub', [...as(devices.gw2, 'gw-0002'), '-v', '-W', '5', ...filters.flatMap((f) => ['-t', f])]);
-    assert.equal(sub.stdout, '', 'no message was handed out');
-    assert.match(sub.stderr, /denied/i, `mosquitto_sub saw: ${sub.stderr}`);
-    assert.equal(broker.stats.subscribeRefused, before.subscribeRefused + filters.length);
-  });
+      // Another device tries every filter that could reach it: each one refused, nothing delivered.
+      const filters = ['#', '+/#', '$aws/#', '$aws/+/#', `$aws/rules/${RULE}/#`, '$aws/rules/+/gateways/+/telemetry', 'gateways/#'];
+      const sub = await tool('mosquitto_sub', [...as(devices.gw2, 'gw-0002'), '-v', '-W', '5', ...filters.flatMap((f) => ['-t', f])]);
+      assert.equal(sub.stdout, '', 'no message was handed out');
+      assert.match(sub.stderr, /denied/i, `mosquitto_sub saw: ${sub.stderr}`);
+      assert.equal(broker.stats.subscribeRefused, before.subscribeRefused + filters.length);
+    },
+  );
 
   it('does not acknowledge when onPublish fails; the device resends after reconnecting and gets its PUBACK then', async () => {
     const client = await connected(devices.gw1, 'gw-0001', { reconnectPeriod: 100 });
@@ -326,8 +363,18 @@ describe('LocalQueue', () => {
     await queue.whenEmpty();
     await poller.stop();
 
-    assert.deepEqual(deliveries.filter((d) => d.body !== 'B').map((d) => d.body).sort(), ['A', 'C'], 'succeeded items are not redelivered');
-    assert.deepEqual(deliveries.filter((d) => d.body === 'B').map((d) => d.count), ['1', '2', '3']);
+    assert.deepEqual(
+      deliveries
+        .filter((d) => d.body !== 'B')
+        .map((d) => d.body)
+        .sort(),
+      ['A', 'C'],
+      'succeeded items are not redelivered',
+    );
+    assert.deepEqual(
+      deliveries.filter((d) => d.body === 'B').map((d) => d.count),
+      ['1', '2', '3'],
+    );
     assert.equal(new Set(deliveries.map((d) => d.handle)).size, deliveries.length, 'a new receipt handle per receive');
     assert.equal(dead.length, 1);
     assert.equal(dead[0]!.messageId, ids.b);
@@ -354,7 +401,10 @@ describe('LocalQueue', () => {
     await queue.whenEmpty();
     await poller.stop();
 
-    assert.deepEqual(counts, [['x1', 'y1'], ['x2', 'y2']]);
+    assert.deepEqual(counts, [
+      ['x1', 'y1'],
+      ['x2', 'y2'],
+    ]);
   });
 
   it('carries broker publishes through the rule body and the queue to the handler', async () => {

@@ -51,7 +51,11 @@ async function get(path: string): Promise<{ status: number; headers: Headers; te
 async function cli(args: string[]) {
   let stdout = '';
   let stderr = '';
-  const code = await main([...args, '--table', table, '--endpoint', dynamo.endpoint, '--time-zone', ZONE], { out: (t) => (stdout += t), err: (t) => (stderr += t), env: {} });
+  const code = await main([...args, '--table', table, '--endpoint', dynamo.endpoint, '--time-zone', ZONE], {
+    out: (t) => (stdout += t),
+    err: (t) => (stderr += t),
+    env: {},
+  });
   return { code, stdout, stderr };
 }
 
@@ -91,7 +95,10 @@ describe('query API pages', () => {
     let cursor: string | undefined;
     let pages = 0;
     do {
-      const page = (await get(`/meters?limit=2${cursor ? `&cursor=${cursor}` : ''}`)).json() as { meters: Array<{ meterId: string }>; nextCursor?: string };
+      const page = (await get(`/meters?limit=2${cursor ? `&cursor=${cursor}` : ''}`)).json() as {
+        meters: Array<{ meterId: string }>;
+        nextCursor?: string;
+      };
       seen.push(...page.meters.map((m) => m.meterId));
       cursor = page.nextCursor;
       pages += 1;
@@ -106,7 +113,9 @@ describe('query API pages', () => {
     const all: unknown[] = [];
     let cursor: string | undefined;
     do {
-      const response = await get(`/meters/esiid-dst/readings?from=2026-11-01T05:00:00Z&to=2026-11-02T06:00:00Z&limit=30${cursor ? `&cursor=${cursor}` : ''}`);
+      const response = await get(
+        `/meters/esiid-dst/readings?from=2026-11-01T05:00:00Z&to=2026-11-02T06:00:00Z&limit=30${cursor ? `&cursor=${cursor}` : ''}`,
+      );
       const page = response.json() as { readings: unknown[]; nextCursor?: string };
       assert.equal(response.headers.get('x-next-cursor') ?? undefined, page.nextCursor);
       all.push(...page.readings);
@@ -122,7 +131,10 @@ describe('API, CLI and every format agree', () => {
     const range = { from: '2026-03-08', to: '2026-11-30' };
     // The CLI allows a longer range than the API; the API is asked per 31-day window containing data.
     // Local days in Chicago: [06:00Z, 05:00Z next day) in March, [05:00Z, 06:00Z next day) on 2026-11-01.
-    const windows = [['2026-03-08T06:00:00Z', '2026-03-09T05:00:00Z'], ['2026-11-01T05:00:00Z', '2026-11-02T06:00:00Z']];
+    const windows = [
+      ['2026-03-08T06:00:00Z', '2026-03-09T05:00:00Z'],
+      ['2026-11-01T05:00:00Z', '2026-11-02T06:00:00Z'],
+    ];
     const apiJson: unknown[] = [];
     const apiCsv: string[] = [];
     const apiEspi: string[] = [];
@@ -136,13 +148,22 @@ describe('API, CLI and every format agree', () => {
       assert.equal(espi.headers.get('content-type'), 'application/atom+xml');
       apiEspi.push(espi.text);
     }
-    const cliJson = (await cli(['readings', 'query', '--meter', 'esiid-dst', '--from', range.from, '--to', range.to])).stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as unknown);
-    const cliCsv = (await cli(['readings', 'query', '--meter', 'esiid-dst', '--from', range.from, '--to', range.to, '--format', 'csv'])).stdout.trimEnd().split('\r\n');
+    const cliJson = (await cli(['readings', 'query', '--meter', 'esiid-dst', '--from', range.from, '--to', range.to])).stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as unknown);
+    const cliCsv = (await cli(['readings', 'query', '--meter', 'esiid-dst', '--from', range.from, '--to', range.to, '--format', 'csv'])).stdout
+      .trimEnd()
+      .split('\r\n');
     const cliEspi = (await cli(['readings', 'query', '--meter', 'esiid-dst', '--from', range.from, '--to', range.to, '--format', 'espi'])).stdout;
 
     // What was written, as JSON, in the core's order (channel, then time).
     const expected = [...written]
-      .sort((a, b) => a.channel.localeCompare(b.channel) || (a.kind === 'interval' ? a.start : a.at).getTime() - (b.kind === 'interval' ? b.start : b.at).getTime())
+      .sort(
+        (a, b) =>
+          a.channel.localeCompare(b.channel) ||
+          (a.kind === 'interval' ? a.start : a.at).getTime() - (b.kind === 'interval' ? b.start : b.at).getTime(),
+      )
       .map(readingToJson);
     const byKey = (list: unknown[]) => [...list].map((r) => JSON.stringify(r)).sort();
     assert.deepEqual(byKey(apiJson), byKey(expected));
@@ -150,7 +171,10 @@ describe('API, CLI and every format agree', () => {
 
     assert.equal(cliCsv[0], CSV_HEADER);
     assert.deepEqual([...apiCsv].sort(), cliCsv.slice(1).sort());
-    assert.deepEqual(cliCsv.slice(1).map((row) => row.split(',')), expected.map((r) => [r.meterId, r.channel, r.start ?? r.at, r.end ?? '', String(r.value), r.unit, r.quality, String(r.revision), r.source]));
+    assert.deepEqual(
+      cliCsv.slice(1).map((row) => row.split(',')),
+      expected.map((r) => [r.meterId, r.channel, r.start ?? r.at, r.end ?? '', String(r.value), r.unit, r.quality, String(r.revision), r.source]),
+    );
 
     for (const xml of [...apiEspi, cliEspi]) {
       const validation = await validateEspi(xml);
@@ -159,11 +183,20 @@ describe('API, CLI and every format agree', () => {
     // Green Button values, scaled back, equal the JSON values; DST blocks are 23 h / 92 and 25 h / 100.
     const { blocks, readingTypes } = readEspi(cliEspi);
     const energy = blocks.filter((b) => b.readings[0]?.duration === 900 && b.readings.length > 8);
-    assert.deepEqual(energy.map((b) => [b.duration, b.readings.length]), [[82_800, 92], [90_000, 100]]);
+    assert.deepEqual(
+      energy.map((b) => [b.duration, b.readings.length]),
+      [
+        [82_800, 92],
+        [90_000, 100],
+      ],
+    );
     const type = [...readingTypes.entries()].find(([title]) => title.startsWith('energy.active.import'))![1];
     const espiValues = energy.flatMap((b) => b.readings.map((r) => (r.value * 10 ** type.powerOfTenMultiplier!) / 1000));
     const jsonValues = expected.filter((r) => r.channel === 'energy.active.import').map((r) => r.value);
-    assert.deepEqual(espiValues.map((v) => Math.round(v * 1e9) / 1e9), jsonValues);
+    assert.deepEqual(
+      espiValues.map((v) => Math.round(v * 1e9) / 1e9),
+      jsonValues,
+    );
     assert.ok(energy[0]!.readings.every((r) => r.quality === 8) && energy[1]!.readings.every((r) => r.quality === undefined));
   });
 });

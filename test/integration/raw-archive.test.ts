@@ -19,14 +19,20 @@ describe('RawArchive against s3rver on loopback', () => {
     const archive = new RawArchive({ client: s3.client, bucket: 'raw-archive', partSize: 5 * 1024 * 1024 });
     const chunks = Array.from({ length: 12 }, (_, i) => Buffer.alloc(1024 * 1024, i));
     const expected = createHash('sha256').update(Buffer.concat(chunks)).digest('hex');
-    const stored = await archive.put('smt/intervaldata/big.csv.pgp', Readable.from(chunks), { metadata: { source: 'ftps' }, expectedSize: 12 * 1024 * 1024 });
+    const stored = await archive.put('smt/intervaldata/big.csv.pgp', Readable.from(chunks), {
+      metadata: { source: 'ftps' },
+      expectedSize: 12 * 1024 * 1024,
+    });
     assert.equal(stored.size, 12 * 1024 * 1024);
     const head = await archive.head('smt/intervaldata/big.csv.pgp');
     assert.equal(head?.metadata.source, 'ftps');
     const hash = createHash('sha256');
     for await (const chunk of await archive.get('smt/intervaldata/big.csv.pgp')) hash.update(chunk as Buffer);
     assert.equal(hash.digest('hex'), expected);
-    assert.ok(created.some((event) => event.key === 'smt/intervaldata/big.csv.pgp' && event.size === 12 * 1024 * 1024), 'an object-created event is reported');
+    assert.ok(
+      created.some((event) => event.key === 'smt/intervaldata/big.csv.pgp' && event.size === 12 * 1024 * 1024),
+      'an object-created event is reported',
+    );
   });
 
   it('refuses when fewer bytes arrived than the listing announced', async () => {

@@ -62,7 +62,14 @@ describe('ReadingStore on DynamoDB Local', () => {
   });
 
   it('orders revisions: a lower one never overwrites, a higher one always does, whatever the arrival order', async () => {
-    const orders = [[1, 2, 3], [1, 3, 2], [2, 1, 3], [2, 3, 1], [3, 1, 2], [3, 2, 1]];
+    const orders = [
+      [1, 2, 3],
+      [1, 3, 2],
+      [2, 1, 3],
+      [2, 3, 1],
+      [3, 1, 2],
+      [3, 2, 1],
+    ];
     for (const order of orders) {
       const store = await freshStore();
       let highestSoFar = 0;
@@ -78,7 +85,7 @@ describe('ReadingStore on DynamoDB Local', () => {
 
   it('ends with the highest revision when revisions race', async () => {
     const store = await freshStore();
-    const revisions = Array.from({ length: 24 }, (_, i) => (i * 7) % 24 + 1);
+    const revisions = Array.from({ length: 24 }, (_, i) => ((i * 7) % 24) + 1);
 
     const reports = await Promise.all(revisions.map((revision) => store.write([interval({ revision, value: revision })])));
 
@@ -157,7 +164,10 @@ describe('ReadingStore on DynamoDB Local', () => {
     assert.equal(report.counts.superseded, 96);
     assert.equal(staleAgain.counts.stale, 96);
     const stored = await store.query(everything);
-    assert.deepEqual(valuesOf(stored), revised.map((r) => r.value));
+    assert.deepEqual(
+      valuesOf(stored),
+      revised.map((r) => r.value),
+    );
     assert.ok(stored.every((r) => r.quality === 'actual' && r.revision === 200));
   });
 
@@ -180,7 +190,10 @@ describe('ReadingStore on DynamoDB Local', () => {
 
     const report = await store.write([reading, reading, interval({ value: 9, start: '2026-03-10T06:15:00Z' })]);
 
-    assert.deepEqual(report.outcomes.map((o) => o.status), ['stored', 'duplicate', 'stored']);
+    assert.deepEqual(
+      report.outcomes.map((o) => o.status),
+      ['stored', 'duplicate', 'stored'],
+    );
   });
 
   it('keeps a Chicago fall-back day of 100 intervals in one block written by one request', async () => {
@@ -202,7 +215,12 @@ describe('ReadingStore on DynamoDB Local', () => {
     );
     await store.write(reads);
 
-    const inRange = await store.query({ meterId: 'kamstrup-71234567', channel: 'water.volume', from: new Date('2026-03-10T00:00:00Z'), to: new Date('2026-03-11T00:00:00Z') });
+    const inRange = await store.query({
+      meterId: 'kamstrup-71234567',
+      channel: 'water.volume',
+      from: new Date('2026-03-10T00:00:00Z'),
+      to: new Date('2026-03-11T00:00:00Z'),
+    });
 
     assert.deepEqual(inRange, [reads[1], reads[2]]);
   });

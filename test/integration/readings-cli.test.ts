@@ -26,7 +26,15 @@ async function cli(args: string[]) {
   let stdout = '';
   let stderr = '';
   const code = await main(args, { out: (t) => (stdout += t), err: (t) => (stderr += t), env: {} });
-  return { code, stdout, stderr, lines: stdout.split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>) };
+  return {
+    code,
+    stdout,
+    stderr,
+    lines: stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as Record<string, unknown>),
+  };
 }
 
 const target = () => ['--table', readingsTable, '--endpoint', dynamo.endpoint];
@@ -58,8 +66,23 @@ describe('meterbridge readings query', () => {
   });
 
   it('narrows to one channel and a time range', async () => {
-    const { lines } = await cli(['readings', 'query', '--meter', 'esiid-1', '--channel', 'energy.active.import', '--from', '2026-03-10T06:00:00Z', '--to', '2026-03-10T07:00:00Z', ...target()]);
-    assert.deepEqual(lines.map((line) => line.start), ['2026-03-10T06:00:00.000Z', '2026-03-10T06:15:00.000Z', '2026-03-10T06:30:00.000Z', '2026-03-10T06:45:00.000Z']);
+    const { lines } = await cli([
+      'readings',
+      'query',
+      '--meter',
+      'esiid-1',
+      '--channel',
+      'energy.active.import',
+      '--from',
+      '2026-03-10T06:00:00Z',
+      '--to',
+      '2026-03-10T07:00:00Z',
+      ...target(),
+    ]);
+    assert.deepEqual(
+      lines.map((line) => line.start),
+      ['2026-03-10T06:00:00.000Z', '2026-03-10T06:15:00.000Z', '2026-03-10T06:30:00.000Z', '2026-03-10T06:45:00.000Z'],
+    );
   });
 
   it('prints nothing for an unknown meter', async () => {

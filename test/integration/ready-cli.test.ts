@@ -33,11 +33,22 @@ describe('meterbridge ready', () => {
   it('subscribes, lists and unsubscribes with credentials from the environment', async () => {
     const env = { READY_CLIENT_ID: stub.clientId, READY_CLIENT_SECRET: stub.clientSecret };
     const sub = io(env);
-    assert.equal(await main(['ready', 'subscribe', '--webhook-uri', 'https://hooks.example/prod/data', '--status-uri', 'https://hooks.example/prod/status'], sub), 0, sub.stderr);
+    assert.equal(
+      await main(
+        ['ready', 'subscribe', '--webhook-uri', 'https://hooks.example/prod/data', '--status-uri', 'https://hooks.example/prod/status'],
+        sub,
+      ),
+      0,
+      sub.stderr,
+    );
     const id = /subscribed (\S+)/.exec(sub.stdout)?.[1];
     assert.ok(id);
     const created = JSON.parse(stub.requests.find((r) => r.method === 'POST' && r.path.startsWith('/api/'))!.body) as Record<string, unknown>;
-    assert.deepEqual(created, { resource: 'meterReadings', webhookUri: 'https://hooks.example/prod/data', statusUri: 'https://hooks.example/prod/status' });
+    assert.deepEqual(created, {
+      resource: 'meterReadings',
+      webhookUri: 'https://hooks.example/prod/data',
+      statusUri: 'https://hooks.example/prod/status',
+    });
     const form = new URLSearchParams(stub.requests.find((r) => r.path.endsWith('/token'))!.body);
     assert.equal(form.get('scope'), `${stub.url}/.default`);
 
@@ -51,10 +62,19 @@ describe('meterbridge ready', () => {
   });
 
   it('reads the credentials from the Secrets Manager secret named by --secret-id', async () => {
-    secrets.on(GetSecretValueCommand).resolves({ SecretString: JSON.stringify({ tenantId: 'tenant-1', clientId: stub.clientId, clientSecret: stub.clientSecret, signingKey: '' }) });
+    secrets
+      .on(GetSecretValueCommand)
+      .resolves({ SecretString: JSON.stringify({ tenantId: 'tenant-1', clientId: stub.clientId, clientSecret: stub.clientSecret, signingKey: '' }) });
     const run = io();
-    assert.equal(await main(['ready', 'list', '--secret-id', 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:ready-AbCdEf', '--region', 'eu-west-1'], run), 0, run.stderr);
-    assert.deepEqual(secrets.commandCalls(GetSecretValueCommand).map((c) => c.args[0].input), [{ SecretId: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:ready-AbCdEf' }]);
+    assert.equal(
+      await main(['ready', 'list', '--secret-id', 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:ready-AbCdEf', '--region', 'eu-west-1'], run),
+      0,
+      run.stderr,
+    );
+    assert.deepEqual(
+      secrets.commandCalls(GetSecretValueCommand).map((c) => c.args[0].input),
+      [{ SecretId: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:ready-AbCdEf' }],
+    );
     const form = new URLSearchParams(stub.requests.find((r) => r.path.endsWith('/token'))!.body);
     assert.equal(form.get('client_secret'), stub.clientSecret);
   });
@@ -70,11 +90,14 @@ describe('meterbridge ready', () => {
 
   it('refuses a plain-http callback URL', async () => {
     const run = io({ READY_CLIENT_ID: 'a', READY_CLIENT_SECRET: 'b' });
-    assert.equal(await main(['ready', 'subscribe', '--webhook-uri', 'http://hooks.example/data', '--status-uri', 'https://hooks.example/status'], run), 2);
+    assert.equal(
+      await main(['ready', 'subscribe', '--webhook-uri', 'http://hooks.example/data', '--status-uri', 'https://hooks.example/status'], run),
+      2,
+    );
     assert.match(run.stderr, /must be an https/);
   });
 
-  it('reports a refused client secret as a failure (exit 1) with the endpoint\'s error', async () => {
+  it("reports a refused client secret as a failure (exit 1) with the endpoint's error", async () => {
     const run = io({ READY_CLIENT_ID: stub.clientId, READY_CLIENT_SECRET: 'wrong' });
     assert.equal(await main(['ready', 'list'], run), 1);
     assert.match(run.stderr, /invalid_client/);

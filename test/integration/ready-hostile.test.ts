@@ -20,7 +20,11 @@ const NOW = new Date('2026-11-23T12:00:00Z');
 const START = new Date('2026-11-23T08:00:00Z');
 const DAY = { from: new Date('2026-11-23T00:00:00Z'), to: new Date('2026-11-24T00:00:00Z') };
 
-async function post(url: string, body: string, headers: Record<string, string> = {}): Promise<{ status: number; body: { status?: string; error?: { code: string; message: string; reasons?: string[] } } }> {
+async function post(
+  url: string,
+  body: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: { status?: string; error?: { code: string; message: string; reasons?: string[] } } }> {
   const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
   const text = await response.text();
   return { status: response.status, body: JSON.parse(text) };
@@ -28,7 +32,7 @@ async function post(url: string, body: string, headers: Record<string, string> =
 
 function delivery(deliveryId: string, values?: number[], start = START): Record<string, unknown> {
   const { body } = buildReadyDelivery({ deliveryId, subscriptionId: 'sub-1', meters: [{ meterId: 'kam-1' }], start, intervalsPerHour: 4 });
-  if (values) ((body.meters as Array<{ intervals: Array<{ values: number[] }> }>)[0]!.intervals[0]!).values = values;
+  if (values) (body.meters as Array<{ intervals: Array<{ values: number[] }> }>)[0]!.intervals[0]!.values = values;
   return body;
 }
 
@@ -51,7 +55,10 @@ describe('READY delivery ids and content', () => {
       assert.equal(await metricSum(standIns.cloudwatch, 'DeliveriesConflicting'), 1);
       assert.equal(await metricSum(standIns.cloudwatch, 'DeliveriesRejected', { name: 'Reason', value: 'delivery_conflict' }), 1);
       const intervals = await receiver.store.query({ meterId: 'kam-1', channel: 'water.volume.interval', ...DAY });
-      assert.deepEqual(intervals.map((r) => r.value), [1, 1, 1, 1]);
+      assert.deepEqual(
+        intervals.map((r) => r.value),
+        [1, 1, 1, 1],
+      );
       assert.equal((await archivedObjects(standIns, `${receiver.prefix}/data`)).length, 3, 'every body archived, the conflicting one included');
     } finally {
       await receiver.stop();
@@ -109,7 +116,11 @@ describe('READY callers and keys', () => {
     } finally {
       await receiver.stop();
     }
-    const signed = await startReadyReceiver(standIns, { now: () => NOW, credentials: { clientSecret: 'client-secret', signingKey: 'signing-key' }, overrides: { requireSignature: true } });
+    const signed = await startReadyReceiver(standIns, {
+      now: () => NOW,
+      credentials: { clientSecret: 'client-secret', signingKey: 'signing-key' },
+      overrides: { requireSignature: true },
+    });
     try {
       const body = JSON.stringify(delivery('d-signed'));
       assert.equal((await post(signed.http.dataUrl, body)).status, 401);
@@ -121,7 +132,11 @@ describe('READY callers and keys', () => {
   });
 
   it('refuses a signing key equal to the client secret: the unauthenticated handshake would sign any body', async () => {
-    const receiver = await startReadyReceiver(standIns, { now: () => NOW, credentials: { clientSecret: 'same-key', signingKey: 'same-key' }, overrides: { requireSignature: true } });
+    const receiver = await startReadyReceiver(standIns, {
+      now: () => NOW,
+      credentials: { clientSecret: 'same-key', signingKey: 'same-key' },
+      overrides: { requireSignature: true },
+    });
     try {
       const body = JSON.stringify(delivery('d-forged'));
       // The attack: ask the handshake to "verify" the body, and present its answer as the signature.

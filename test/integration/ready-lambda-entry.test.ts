@@ -22,7 +22,8 @@ before(async () => {
   cloudwatch = await startLocalCloudWatch();
   const { moto } = cloudwatch;
   secrets = new SecretsManagerClient({ endpoint: moto.endpoint, region: moto.region, credentials: moto.credentials });
-  secretArn = (await secrets.send(new CreateSecretCommand({ Name: 'meterbridge-test-ready', SecretString: secretValue('from-secrets-manager') }))).ARN!;
+  secretArn = (await secrets.send(new CreateSecretCommand({ Name: 'meterbridge-test-ready', SecretString: secretValue('from-secrets-manager') })))
+    .ARN!;
   Object.assign(process.env, {
     ...motoClientEnvironment(moto),
     AWS_ENDPOINT_URL_SECRETS_MANAGER: moto.endpoint,
@@ -48,7 +49,15 @@ after(async () => {
 const context = { getRemainingTimeInMillis: () => 20_000, functionName: 'ready-webhook', awsRequestId: 'aws-1' } as unknown as Context;
 
 function event(method: string, path: string, query = ''): APIGatewayProxyEvent {
-  return toApiGatewayEvent({ method, path: `/test${path}`, stage: 'test', headers: { host: 'example' }, query: new URLSearchParams(query), body: Buffer.alloc(0), sourceIp: '203.0.113.9' });
+  return toApiGatewayEvent({
+    method,
+    path: `/test${path}`,
+    stage: 'test',
+    headers: { host: 'example' },
+    query: new URLSearchParams(query),
+    body: Buffer.alloc(0),
+    sourceIp: '203.0.113.9',
+  });
 }
 
 describe('lambdas/ready-webhook.ts handler', () => {

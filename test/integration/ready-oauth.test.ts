@@ -30,7 +30,12 @@ function fakeTime(start = 1_800_000_000_000) {
 
 function provider(clock: ReturnType<typeof fakeTime>, overrides: Partial<{ clientSecret: string }> = {}) {
   return new TokenProvider({
-    credentials: { tokenUrl: stub.tokenUrl, clientId: stub.clientId, clientSecret: overrides.clientSecret ?? stub.clientSecret, scope: 'https://api.example/.default' },
+    credentials: {
+      tokenUrl: stub.tokenUrl,
+      clientId: stub.clientId,
+      clientSecret: overrides.clientSecret ?? stub.clientSecret,
+      scope: 'https://api.example/.default',
+    },
     now: clock.now,
     retry: { sleep: clock.sleep, now: clock.now, random: () => 0.5 },
   });
@@ -46,7 +51,12 @@ describe('OAuth2 client credentials against a local token endpoint', () => {
     assert.equal(request.method, 'POST');
     assert.equal(request.headers['content-type'], 'application/x-www-form-urlencoded');
     const form = new URLSearchParams(request.body);
-    assert.deepEqual(Object.fromEntries(form), { grant_type: 'client_credentials', client_id: stub.clientId, client_secret: stub.clientSecret, scope: 'https://api.example/.default' });
+    assert.deepEqual(Object.fromEntries(form), {
+      grant_type: 'client_credentials',
+      client_id: stub.clientId,
+      client_secret: stub.clientSecret,
+      scope: 'https://api.example/.default',
+    });
   });
 
   it('reuses the token until shortly before expiry, then fetches a new one', async () => {
@@ -82,7 +92,7 @@ describe('OAuth2 client credentials against a local token endpoint', () => {
     assert.equal(clock.time.slept[1], 500);
   });
 
-  it('reports a refused secret with the endpoint\'s error code, never the secret', async () => {
+  it("reports a refused secret with the endpoint's error code, never the secret", async () => {
     const tokens = provider(fakeTime(), { clientSecret: 'wrong' });
     await assert.rejects(tokens.token(), (error: unknown) => {
       assert.ok(error instanceof OAuthError);
@@ -102,7 +112,11 @@ describe('fetchWithRetry', () => {
   it('gives up after maxAttempts and returns the last 429', async () => {
     const clock = fakeTime();
     stub.failNext('api', 429, undefined, 3);
-    const response = await fetchWithRetry(`${stub.url}/anything`, { method: 'GET' }, { maxAttempts: 3, sleep: clock.sleep, random: () => 1, baseDelayMs: 100 });
+    const response = await fetchWithRetry(
+      `${stub.url}/anything`,
+      { method: 'GET' },
+      { maxAttempts: 3, sleep: clock.sleep, random: () => 1, baseDelayMs: 100 },
+    );
     assert.equal(response.status, 429);
     assert.deepEqual(clock.time.slept, [100, 200]); // full jitter at random() = 1: base x 2^(n-1)
   });
@@ -125,13 +139,20 @@ describe('READY subscription client against the API stub', () => {
   it('subscribes, lists and unsubscribes with a bearer token, reusing one token', async () => {
     const clock = fakeTime();
     const client = new ReadySubscriptionClient({ apiUrl: stub.url, tokens: provider(clock), retry: { sleep: clock.sleep } });
-    const created = await client.subscribe({ resource: 'meterReadings', webhookUri: 'https://hooks.example/data', statusUri: 'https://hooks.example/status' });
+    const created = await client.subscribe({
+      resource: 'meterReadings',
+      webhookUri: 'https://hooks.example/data',
+      statusUri: 'https://hooks.example/status',
+    });
     assert.match(created.subscriptionId, /^sub-/);
     assert.equal(created.webhookUri, 'https://hooks.example/data');
     const listed = await client.list();
     assert.ok(listed.some((s) => s.subscriptionId === created.subscriptionId));
     await client.unsubscribe(created.subscriptionId);
-    assert.equal((await client.list()).some((s) => s.subscriptionId === created.subscriptionId), false);
+    assert.equal(
+      (await client.list()).some((s) => s.subscriptionId === created.subscriptionId),
+      false,
+    );
     assert.equal(tokenRequests(), 1);
     const apiCalls = stub.requests.filter((r) => r.path.startsWith('/api/'));
     assert.ok(apiCalls.every((r) => r.headers.authorization === `Bearer ${stub.issued.at(-1)}`));
@@ -139,7 +160,11 @@ describe('READY subscription client against the API stub', () => {
 
   it('retries an API 429 after its Retry-After', async () => {
     const clock = fakeTime();
-    const client = new ReadySubscriptionClient({ apiUrl: stub.url, tokens: provider(clock), retry: { sleep: clock.sleep, now: clock.now, random: () => 0 } });
+    const client = new ReadySubscriptionClient({
+      apiUrl: stub.url,
+      tokens: provider(clock),
+      retry: { sleep: clock.sleep, now: clock.now, random: () => 0 },
+    });
     await client.list(); // token first
     stub.failNext('api', 429, '2');
     await client.list();

@@ -29,12 +29,20 @@ describe('SMT crash safety (worker killed with SIGKILL)', () => {
   });
   after(async () => h.stop());
 
-  async function crash(step: 'fetch' | 'process', dieAt: string, tables: TableNames, key?: string): Promise<{ signal: NodeJS.Signals | null; output: string }> {
+  async function crash(
+    step: 'fetch' | 'process',
+    dieAt: string,
+    tables: TableNames,
+    key?: string,
+  ): Promise<{ signal: NodeJS.Signals | null; output: string }> {
     const child = spawn(process.execPath, ['--import', 'tsx', WORKER], {
       env: {
         ...process.env,
         MB_SMT_CRASH: JSON.stringify({
-          step, dieAt, key, tables,
+          step,
+          dieAt,
+          key,
+          tables,
           dynamoEndpoint: h.dynamo.endpoint,
           s3Endpoint: h.s3.endpoint,
           bucket: ARCHIVE_BUCKET,
@@ -54,7 +62,13 @@ describe('SMT crash safety (worker killed with SIGKILL)', () => {
   }
 
   async function dropFile(days: string[]) {
-    const file = await writeSmtFile({ dir: join(h.root, 'intervaldata'), keyring: h.keyring, esiids: [ESIID], days, revision: '11/05/2025 06:00:00' });
+    const file = await writeSmtFile({
+      dir: join(h.root, 'intervaldata'),
+      keyring: h.keyring,
+      esiids: [ESIID],
+      days,
+      revision: '11/05/2025 06:00:00',
+    });
     await shareTree(h.root);
     return file;
   }
@@ -77,7 +91,12 @@ describe('SMT crash safety (worker killed with SIGKILL)', () => {
 
     const outcome = await processArchivedFile(processDeps(h, tables), h.created[first]!.key);
     assert.equal(outcome.status === 'processed' ? outcome.counts.stored : -1, 196);
-    const stored = await storeOf(h, tables).query({ meterId: ESIID, channel: 'energy.active.import', from: new Date('2025-11-01T00:00:00Z'), to: new Date('2025-11-05T00:00:00Z') });
+    const stored = await storeOf(h, tables).query({
+      meterId: ESIID,
+      channel: 'energy.active.import',
+      from: new Date('2025-11-01T00:00:00Z'),
+      to: new Date('2025-11-05T00:00:00Z'),
+    });
     assert.equal(stored.length, 196);
   });
 
@@ -103,7 +122,12 @@ describe('SMT crash safety (worker killed with SIGKILL)', () => {
       const counts = outcome.status === 'processed' ? outcome.counts : undefined;
       if (dieAt === 'stored') assert.deepEqual([counts?.stored, counts?.duplicate], [0, 100], 'everything was already stored: duplicates only');
       else assert.deepEqual([counts?.stored, counts?.duplicate], [100, 0]);
-      const stored = await storeOf(h, tables).query({ meterId: ESIID, channel: 'energy.active.import', from: new Date('2025-11-01T00:00:00Z'), to: new Date('2025-11-04T00:00:00Z') });
+      const stored = await storeOf(h, tables).query({
+        meterId: ESIID,
+        channel: 'energy.active.import',
+        from: new Date('2025-11-01T00:00:00Z'),
+        to: new Date('2025-11-04T00:00:00Z'),
+      });
       assert.equal(stored.length, 100);
       const done = await ledgerOf(h, tables).get('smt-file', outcome.unitId);
       assert.equal(done?.status, 'completed');

@@ -28,7 +28,8 @@ function bufferIo(env: NodeJS.ProcessEnv = {}): CliIo & { stdout: string; stderr
   return io;
 }
 
-const stalled = (e: unknown) => e instanceof SmtDecryptError && e.reason === 'corrupt' && /stalled: decryption neither ended nor failed/.test(e.message);
+const stalled = (e: unknown) =>
+  e instanceof SmtDecryptError && e.reason === 'corrupt' && /stalled: decryption neither ended nor failed/.test(e.message);
 
 describe('PGP files that make openpgp hang', { timeout: 600_000 }, () => {
   let keyring: GpgKeyring;
@@ -60,7 +61,13 @@ describe('PGP files that make openpgp hang', { timeout: 600_000 }, () => {
   it('decryptToFile refuses each as corrupt (stalled) within its deadline and leaves no clear file', async () => {
     for (const mutation of hanging) {
       const out = join(work, `clear-${mutation.at}`);
-      const decrypting = decryptToFile((async function* () { yield mutation.bytes; })(), out, { keys: [key], maxClearBytes: 1e7, stallMs: 1500 });
+      const decrypting = decryptToFile(
+        (async function* () {
+          yield mutation.bytes;
+        })(),
+        out,
+        { keys: [key], maxClearBytes: 1e7, stallMs: 1500 },
+      );
       await assert.rejects(withDeadline(decrypting, 60_000), stalled, `flip ${mutation.xor} at byte ${mutation.at}`);
       assert.equal(existsSync(out), false);
     }
@@ -119,7 +126,12 @@ describe('PGP files that make openpgp hang', { timeout: 600_000 }, () => {
     assert.equal(metricValue(deps.metrics, 'FilesFailed', 'corrupt'), 1);
     assert.equal(metricValue(deps.metrics, 'DecryptFailures', 'corrupt'), 1);
     assert.ok(await archiveOf(h).head(archiveKey), 'the archive still holds it');
-    const stored = await storeOf(h, tables).query({ meterId: SPEC.esiids[0]!, channel: 'energy.active.import', from: new Date('2025-11-01T00:00:00Z'), to: new Date('2025-11-06T00:00:00Z') });
+    const stored = await storeOf(h, tables).query({
+      meterId: SPEC.esiids[0]!,
+      channel: 'energy.active.import',
+      from: new Date('2025-11-01T00:00:00Z'),
+      to: new Date('2025-11-06T00:00:00Z'),
+    });
     assert.equal(stored.length, 0);
   }
 
@@ -129,7 +141,10 @@ describe('PGP files that make openpgp hang', { timeout: 600_000 }, () => {
     const keyFile = join(work, 'private.asc');
     writeFileSync(keyFile, keyring.armoredPrivateKey);
     const io = bufferIo({ P: keyring.passphrase });
-    const code = await withDeadline(main(['smt', 'parse', path, '--private-key', keyFile, '--passphrase-env', 'P', '--decrypt-stall-seconds', '2'], io), 120_000);
+    const code = await withDeadline(
+      main(['smt', 'parse', path, '--private-key', keyFile, '--passphrase-env', 'P', '--decrypt-stall-seconds', '2'], io),
+      120_000,
+    );
     assert.equal(code, 1);
     assert.equal(io.stdout, '');
     assert.match(io.stderr, /refused \(corrupt\): the PGP message stalled/);

@@ -16,9 +16,17 @@ import { parseSmtAll } from '../../lambdas/core/smt/parse.ts';
 import { daysOf } from '../../lambdas/core/smt/process.ts';
 import { createGpgKeyring, disposeSmtFile, writeSmtFile, type GpgKeyring, type SmtFile } from '../../local/smt-files.ts';
 
-const SPEC = { esiids: ['10443720004766435', '1008901023808105290100'], days: ['2025-11-02', '2025-03-09', '2025-11-03'], revision: '11/04/2025 06:00:00', channels: ['Consumption', 'Surplus Generation'] as Array<'Consumption' | 'Surplus Generation'> };
+const SPEC = {
+  esiids: ['10443720004766435', '1008901023808105290100'],
+  days: ['2025-11-02', '2025-03-09', '2025-11-03'],
+  revision: '11/04/2025 06:00:00',
+  channels: ['Consumption', 'Surplus Generation'] as Array<'Consumption' | 'Surplus Generation'>,
+};
 
-const summary = (days: SmtDay[]) => days.flatMap((d) => d.readings.map((r) => `${r.meterId} ${r.channel} ${r.start.toISOString()} ${r.end.toISOString()} ${r.value} ${r.quality} ${r.revision}`));
+const summary = (days: SmtDay[]) =>
+  days.flatMap((d) =>
+    d.readings.map((r) => `${r.meterId} ${r.channel} ${r.start.toISOString()} ${r.end.toISOString()} ${r.value} ${r.quality} ${r.revision}`),
+  );
 
 for (const algorithm of ['rsa', 'cv25519'] as const) {
   describe(`GnuPG ${algorithm} files`, () => {
@@ -63,7 +71,10 @@ for (const algorithm of ['rsa', 'cv25519'] as const) {
     it('refuses clear content beyond the cap and removes the partial file', async () => {
       const file = await writeSmtFile({ dir: work, keyring, ...SPEC, compress: true });
       const clearPath = join(work, 'capped.clear');
-      await assert.rejects(decryptToFile(createReadStream(file.path), clearPath, { keys: [key], maxClearBytes: 10_000 }), (e: unknown) => e instanceof SmtDecryptError && e.reason === 'too-large');
+      await assert.rejects(
+        decryptToFile(createReadStream(file.path), clearPath, { keys: [key], maxClearBytes: 10_000 }),
+        (e: unknown) => e instanceof SmtDecryptError && e.reason === 'too-large',
+      );
       assert.equal(existsSync(clearPath), false);
       await disposeSmtFile(file);
     });
@@ -80,7 +91,10 @@ for (const algorithm of ['rsa', 'cv25519'] as const) {
 
     it('refuses clear input unless allowed (the Lambda only accepts PGP)', async () => {
       const file = await writeSmtFile({ dir: work, ...SPEC });
-      await assert.rejects(decryptToFile(createReadStream(file.path), join(work, 'c'), { keys: [key], maxClearBytes: 1e7 }), (e: unknown) => e instanceof SmtDecryptError && e.reason === 'not-pgp');
+      await assert.rejects(
+        decryptToFile(createReadStream(file.path), join(work, 'c'), { keys: [key], maxClearBytes: 1e7 }),
+        (e: unknown) => e instanceof SmtDecryptError && e.reason === 'not-pgp',
+      );
       const allowed = await decryptToFile(createReadStream(file.path), join(work, 'c'), { keys: [key], maxClearBytes: 1e7, allowClear: true });
       assert.equal(allowed.kind, 'clear');
       await disposeSmtFile(file);

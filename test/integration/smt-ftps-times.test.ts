@@ -15,7 +15,11 @@ import { shareTree, startLocalSmtServers, type LocalSmtServers } from '../../loc
 const RECENT = new Date(Math.floor((Date.now() - 2 * 86_400_000) / 1000) * 1000);
 const OLD = new Date('2025-03-01T12:34:56Z');
 
-for (const times of [{ mlsd: true, mdtm: true }, { mlsd: false, mdtm: true }, { mlsd: false, mdtm: false }]) {
+for (const times of [
+  { mlsd: true, mdtm: true },
+  { mlsd: false, mdtm: true },
+  { mlsd: false, mdtm: false },
+]) {
   describe(`FTPS listing times, MLSD ${times.mlsd ? 'on' : 'off'}, MDTM ${times.mdtm ? 'on' : 'off'}`, () => {
     let work: string;
     let servers: LocalSmtServers;

@@ -18,7 +18,17 @@ import { shareTree } from '../../local/smt-servers.ts';
 import { writeSmtFile, type SmtFile, type SmtFileOptions } from '../../local/smt-files.ts';
 import { RawArchive } from '../../lambdas/core/raw-archive.ts';
 import { startS3WithoutList } from '../support/s3-without-list.ts';
-import { ARCHIVE_BUCKET, archiveOf, fetchDeps, ledgerOf, metricValue, processDeps, startSmtHarness, storeOf, type SmtHarness } from '../support/smt-harness.ts';
+import {
+  ARCHIVE_BUCKET,
+  archiveOf,
+  fetchDeps,
+  ledgerOf,
+  metricValue,
+  processDeps,
+  startSmtHarness,
+  storeOf,
+  type SmtHarness,
+} from '../support/smt-harness.ts';
 
 const ESIID_A = '10443720004766435';
 const ESIID_B = '1008901023808105290100';
@@ -56,7 +66,11 @@ describe('SMT pipeline against proftpd, s3rver and DynamoDB Local', () => {
     // GIVEN two files in two folders: DST days, both channels, two ESIID lengths
     const tables = await h.dynamo.freshTables();
     const first = h.created.length;
-    const interval = await drop('intervaldata', { esiids: [ESIID_A, ESIID_B], days: [FALL_BACK, SPRING_FORWARD, ORDINARY], channels: ['Consumption', 'Surplus Generation'] });
+    const interval = await drop('intervaldata', {
+      esiids: [ESIID_A, ESIID_B],
+      days: [FALL_BACK, SPRING_FORWARD, ORDINARY],
+      channels: ['Consumption', 'Surplus Generation'],
+    });
     const adhoc = await drop('adhocusage', { zip: true, compress: false });
 
     // WHEN the fetch step runs over FTPS
@@ -76,16 +90,30 @@ describe('SMT pipeline against proftpd, s3rver and DynamoDB Local', () => {
 
     // WHEN the process step handles the events
     const outcomes = await processCreated(tables, first);
-    assert.deepEqual(outcomes.map((o) => o.status), ['processed', 'processed']);
+    assert.deepEqual(
+      outcomes.map((o) => o.status),
+      ['processed', 'processed'],
+    );
 
     // THEN the fall-back day is 100 distinct contiguous 15-minute intervals, spring-forward 92
     const store = storeOf(h, tables);
-    for (const [date, expected] of [[FALL_BACK, 100], [SPRING_FORWARD, 92], [ORDINARY, 96]] as const) {
+    for (const [date, expected] of [
+      [FALL_BACK, 100],
+      [SPRING_FORWARD, 92],
+      [ORDINARY, 96],
+    ] as const) {
       for (const meterId of [ESIID_A, ESIID_B]) {
         for (const channel of ['energy.active.import', 'energy.active.export']) {
           const from = new Date(`${date}T00:00:00-06:00`);
-          const readings = await store.query({ meterId, channel, from: new Date(from.getTime() - 3_600_000 * 2), to: new Date(from.getTime() + 26 * 3_600_000) });
-          const ofDay = readings.filter((r) => r.kind === 'interval' && r.originId.includes(interval.name) && localDate(r.start, 'America/Chicago') === date);
+          const readings = await store.query({
+            meterId,
+            channel,
+            from: new Date(from.getTime() - 3_600_000 * 2),
+            to: new Date(from.getTime() + 26 * 3_600_000),
+          });
+          const ofDay = readings.filter(
+            (r) => r.kind === 'interval' && r.originId.includes(interval.name) && localDate(r.start, 'America/Chicago') === date,
+          );
           assert.equal(ofDay.length, expected, `${meterId} ${channel} ${date}`);
           const starts = new Set(ofDay.map((r) => (r.kind === 'interval' ? r.start.getTime() : 0)));
           assert.equal(starts.size, expected, 'distinct UTC intervals');
@@ -99,10 +127,20 @@ describe('SMT pipeline against proftpd, s3rver and DynamoDB Local', () => {
 
     // AND the stored values are exactly the clear CSV's, parsed independently
     const clear = await parseSmtAll(createReadStream(interval.csvPath), { originId: 'clear' });
-    const storedA = await store.query({ meterId: ESIID_A, channel: 'energy.active.import', from: new Date('2025-11-01T00:00:00Z'), to: new Date('2025-11-05T00:00:00Z') });
-    const expectedA = clear.filter((d) => d.meterId === ESIID_A && d.channel === 'energy.active.import' && d.date !== SPRING_FORWARD).flatMap((d) => d.readings);
+    const storedA = await store.query({
+      meterId: ESIID_A,
+      channel: 'energy.active.import',
+      from: new Date('2025-11-01T00:00:00Z'),
+      to: new Date('2025-11-05T00:00:00Z'),
+    });
+    const expectedA = clear
+      .filter((d) => d.meterId === ESIID_A && d.channel === 'energy.active.import' && d.date !== SPRING_FORWARD)
+      .flatMap((d) => d.readings);
     const fromInterval = storedA.filter((r) => r.originId.includes(interval.name));
-    assert.deepEqual(fromInterval.map((r) => [r.kind === 'interval' ? r.start.toISOString() : '', r.value, r.quality, r.revision]), expectedA.map((r) => [r.start.toISOString(), r.value, r.quality, r.revision]));
+    assert.deepEqual(
+      fromInterval.map((r) => [r.kind === 'interval' ? r.start.toISOString() : '', r.value, r.quality, r.revision]),
+      expectedA.map((r) => [r.start.toISOString(), r.value, r.quality, r.revision]),
+    );
 
     // AND a second run finds nothing, a repeated event is absorbed by the ledger
     const again = await runSmtFetch(fetchDeps(h, tables, 'ftps'));
@@ -119,7 +157,10 @@ describe('SMT pipeline against proftpd, s3rver and DynamoDB Local', () => {
     try {
       const archive = new RawArchive({ client: noList.client, bucket: ARCHIVE_BUCKET, partSize: 5 * 1024 * 1024 });
       const run = await runSmtFetch(fetchDeps(h, tables, 'sftp', { archive }));
-      assert.deepEqual(run.files.map((f) => f.status), ['archived']);
+      assert.deepEqual(
+        run.files.map((f) => f.status),
+        ['archived'],
+      );
       assert.equal(existsSync(file.path), false, 'deleted from the server after archiving');
       assert.equal(noList.forbiddenHeads.length, 1, 'the pre-upload check was answered 403');
       assert.equal(h.created.length - first, 1);
@@ -138,9 +179,15 @@ describe('SMT pipeline against proftpd, s3rver and DynamoDB Local', () => {
     assert.ok(existsSync(file.path), 'kept on the server');
     const run2 = await runSmtFetch(fetchDeps(h, tables, 'sftp', { deleteAfterArchive: false }));
     assert.equal(run2.archived, 0);
-    assert.deepEqual(run2.files.map((f) => f.status), ['skipped']);
+    assert.deepEqual(
+      run2.files.map((f) => f.status),
+      ['skipped'],
+    );
     assert.equal(h.created.length - first, 1, 'archived once');
-    const record = await ledgerOf(h, tables).get('smt-fetch', `sftp:intervaldata/${file.name}#${file.size}#${Math.floor(run1.files[0]!.file.modifiedAt.getTime() / 1000)}`);
+    const record = await ledgerOf(h, tables).get(
+      'smt-fetch',
+      `sftp:intervaldata/${file.name}#${file.size}#${Math.floor(run1.files[0]!.file.modifiedAt.getTime() / 1000)}`,
+    );
     assert.equal(record?.status, 'completed');
     // A delete-mode run later removes the kept, already archived file without archiving it again.
     const run3 = await runSmtFetch(fetchDeps(h, tables, 'sftp'));
@@ -153,11 +200,32 @@ describe('SMT pipeline against proftpd, s3rver and DynamoDB Local', () => {
     const tables = await h.dynamo.freshTables();
     const file = await drop('intervaldata');
     const cases = [
-      { name: 'wrong password', connect: () => connectFtps({ ...h.servers.ftps, password: 'not-the-password', timeoutMs: 10_000 }), message: /FTPS login .* refused for user smtuser \(530\)/ },
-      { name: 'foreign client certificate', connect: () => connectFtps({ ...h.servers.ftps, clientCert: h.servers.foreign.clientCert, clientKey: h.servers.foreign.clientKey, timeoutMs: 10_000 }), message: /ended the TLS session: the client certificate was probably refused/ },
-      { name: 'server not signed by our CA', connect: () => connectFtps({ ...h.servers.ftps, ca: h.servers.foreign.clientCert, timeoutMs: 10_000 }), message: /is not trusted/ },
-      { name: 'unknown SSH key', connect: () => connectSftp({ ...h.servers.sftp, privateKey: h.servers.foreign.sshPrivateKey, timeoutMs: 10_000 }), message: /SFTP login .* did not accept the SSH key/ },
-      { name: 'wrong pinned host key', connect: () => connectSftp({ ...h.servers.sftp, hostKeySha256: `SHA256:${'x'.repeat(43)}`, timeoutMs: 10_000 }), message: /presented host key SHA256:.*not the pinned/ },
+      {
+        name: 'wrong password',
+        connect: () => connectFtps({ ...h.servers.ftps, password: 'not-the-password', timeoutMs: 10_000 }),
+        message: /FTPS login .* refused for user smtuser \(530\)/,
+      },
+      {
+        name: 'foreign client certificate',
+        connect: () =>
+          connectFtps({ ...h.servers.ftps, clientCert: h.servers.foreign.clientCert, clientKey: h.servers.foreign.clientKey, timeoutMs: 10_000 }),
+        message: /ended the TLS session: the client certificate was probably refused/,
+      },
+      {
+        name: 'server not signed by our CA',
+        connect: () => connectFtps({ ...h.servers.ftps, ca: h.servers.foreign.clientCert, timeoutMs: 10_000 }),
+        message: /is not trusted/,
+      },
+      {
+        name: 'unknown SSH key',
+        connect: () => connectSftp({ ...h.servers.sftp, privateKey: h.servers.foreign.sshPrivateKey, timeoutMs: 10_000 }),
+        message: /SFTP login .* did not accept the SSH key/,
+      },
+      {
+        name: 'wrong pinned host key',
+        connect: () => connectSftp({ ...h.servers.sftp, hostKeySha256: `SHA256:${'x'.repeat(43)}`, timeoutMs: 10_000 }),
+        message: /presented host key SHA256:.*not the pinned/,
+      },
     ];
     for (const c of cases) {
       const deps = fetchDeps(h, tables, 'ftps', { connect: c.connect });
@@ -192,7 +260,12 @@ describe('SMT pipeline against proftpd, s3rver and DynamoDB Local', () => {
     assert.match(record?.reason ?? '', /^integrity: .*Modification detected/);
     assert.equal(metricValue(deps.metrics, 'FilesFailed', 'integrity'), 1);
     assert.equal(metricValue(deps.metrics, 'DecryptFailures', 'integrity'), 1);
-    const stored = await storeOf(h, tables).query({ meterId: ESIID_A, channel: 'energy.active.import', from: new Date('2025-11-01T00:00:00Z'), to: new Date('2025-11-06T00:00:00Z') });
+    const stored = await storeOf(h, tables).query({
+      meterId: ESIID_A,
+      channel: 'energy.active.import',
+      from: new Date('2025-11-01T00:00:00Z'),
+      to: new Date('2025-11-06T00:00:00Z'),
+    });
     assert.equal(stored.length, 0, 'no readings from a file that failed its integrity check');
     assert.ok(await archiveOf(h).head(`smt/intervaldata/${file.name}`), 'the archive still holds it');
     // A replay of a failed file is possible but fails the same way (the bytes are what they are).
@@ -210,12 +283,33 @@ describe('SMT pipeline against proftpd, s3rver and DynamoDB Local', () => {
     } finally {
       await other.dispose();
     }
-    const badLayout = await writeSmtFile({ dir: join(h.root, 'intervaldata'), keyring: h.keyring, esiids: [ESIID_A], days: [ORDINARY], revision: '11/04/2025 06:00:00', name: 'bad-layout.asc' });
+    const badLayout = await writeSmtFile({
+      dir: join(h.root, 'intervaldata'),
+      keyring: h.keyring,
+      esiids: [ESIID_A],
+      days: [ORDINARY],
+      revision: '11/04/2025 06:00:00',
+      name: 'bad-layout.asc',
+    });
     // Re-encrypt a CSV whose header drifted (a renamed column).
     const { execFileSync } = await import('node:child_process');
     const csv = readFileSync(badLayout.csvPath, 'utf8').replace('USAGE_KWH', 'USAGE_KW');
     writeFileSync(badLayout.csvPath, csv);
-    execFileSync('gpg', ['--homedir', h.keyring.home, '--batch', '--yes', '--trust-model', 'always', '-r', h.keyring.fingerprint, '--armor', '-o', badLayout.path, '--encrypt', badLayout.csvPath]);
+    execFileSync('gpg', [
+      '--homedir',
+      h.keyring.home,
+      '--batch',
+      '--yes',
+      '--trust-model',
+      'always',
+      '-r',
+      h.keyring.fingerprint,
+      '--armor',
+      '-o',
+      badLayout.path,
+      '--encrypt',
+      badLayout.csvPath,
+    ]);
     await shareTree(h.root);
     await runSmtFetch(fetchDeps(h, tables, 'ftps'));
     const deps = processDeps(h, tables);
@@ -223,7 +317,12 @@ describe('SMT pipeline against proftpd, s3rver and DynamoDB Local', () => {
     for (const event of h.created.slice(first)) outcomes.push(await processArchivedFile(deps, event.key));
     const reasons = outcomes.map((o) => (o.status === 'failed' ? `${o.key.split('/').pop()}: ${o.reason}` : o.status)).sort();
     assert.deepEqual(reasons, ['bad-layout.asc: layout', 'other-key.asc: wrong-key']);
-    const stored = await storeOf(h, tables).query({ meterId: ESIID_A, channel: 'energy.active.import', from: new Date('2025-11-01T00:00:00Z'), to: new Date('2025-11-06T00:00:00Z') });
+    const stored = await storeOf(h, tables).query({
+      meterId: ESIID_A,
+      channel: 'energy.active.import',
+      from: new Date('2025-11-01T00:00:00Z'),
+      to: new Date('2025-11-06T00:00:00Z'),
+    });
     assert.equal(stored.length, 0);
   });
 
@@ -241,10 +340,18 @@ describe('SMT pipeline against proftpd, s3rver and DynamoDB Local', () => {
     const [actual] = await processCreated(tables, first);
     assert.equal(actual?.status === 'processed' ? actual.counts.superseded : -1, 100);
 
-    const stored = await storeOf(h, tables).query({ meterId: ESIID_A, channel: 'energy.active.import', from: new Date('2025-11-02T00:00:00Z'), to: new Date('2025-11-03T12:00:00Z') });
+    const stored = await storeOf(h, tables).query({
+      meterId: ESIID_A,
+      channel: 'energy.active.import',
+      from: new Date('2025-11-02T00:00:00Z'),
+      to: new Date('2025-11-03T12:00:00Z'),
+    });
     assert.equal(stored.length, 100);
     assert.ok(stored.every((r) => r.quality === 'actual'));
-    assert.deepEqual(stored.map((r) => r.value), Array.from({ length: 100 }, (_, row) => row / 1000));
+    assert.deepEqual(
+      stored.map((r) => r.value),
+      Array.from({ length: 100 }, (_, row) => row / 1000),
+    );
     assert.equal(stored[0]!.revision, Math.floor(Date.parse('2025-11-05T13:30:00Z') / 1000), 'REVISION_DATE (Chicago, CST) in epoch seconds');
   });
 

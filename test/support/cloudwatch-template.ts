@@ -59,7 +59,10 @@ export function alarmMetricRefs(alarm: AlarmResource): MetricRef[] {
       },
     ];
   }
-  const queries = (props.Metrics ?? []) as Array<{ Expression?: unknown; MetricStat?: { Metric: { Namespace: string; MetricName: string; Dimensions?: Array<{ Name: string; Value: unknown }> } } }>;
+  const queries = (props.Metrics ?? []) as Array<{
+    Expression?: unknown;
+    MetricStat?: { Metric: { Namespace: string; MetricName: string; Dimensions?: Array<{ Name: string; Value: unknown }> } };
+  }>;
   return queries.flatMap((query): MetricRef[] => {
     if (query.MetricStat !== undefined) {
       const metric = query.MetricStat.Metric;
@@ -116,7 +119,12 @@ export function expressionRefs(expression: string): MetricRef[] {
       if (match[1] === 'MetricName') names.push(match[2] as string);
       else dimensions[match[1] as string] = match[2] as string;
     }
-    return (names.length > 0 ? names : ['*']).map((metricName) => ({ namespace: namespace as string, metricName, dimensions, form: 'search' as const }));
+    return (names.length > 0 ? names : ['*']).map((metricName) => ({
+      namespace: namespace as string,
+      metricName,
+      dimensions,
+      form: 'search' as const,
+    }));
   }
   // Plain metric math over metrics listed elsewhere in the same widget or alarm (e.g. FILL(a, 0) + FILL(b, 0)).
   return [];

@@ -53,10 +53,16 @@ export function readEspi(xml: string): { readingTypes: Map<string, Record<string
       for (const [, name, value] of type[1]!.matchAll(/<espi:(\w+)>(-?\d+)<\/espi:\1>/g)) fields[name!] = Number(value);
       readingTypes.set(title.replace(/ reading type$/, ''), fields);
     }
-    const block = /<espi:IntervalBlock><espi:interval><espi:duration>(\d+)<\/espi:duration><espi:start>(\d+)<\/espi:start><\/espi:interval>([\s\S]*?)<\/espi:IntervalBlock>/.exec(entry);
+    const block =
+      /<espi:IntervalBlock><espi:interval><espi:duration>(\d+)<\/espi:duration><espi:start>(\d+)<\/espi:start><\/espi:interval>([\s\S]*?)<\/espi:IntervalBlock>/.exec(
+        entry,
+      );
     if (block) {
-      const readings = [...block[3]!.matchAll(/<espi:IntervalReading>(?:<espi:ReadingQuality><espi:quality>(\d+)<\/espi:quality><\/espi:ReadingQuality>)?<espi:timePeriod><espi:duration>(\d+)<\/espi:duration><espi:start>(\d+)<\/espi:start><\/espi:timePeriod><espi:value>(-?\d+)<\/espi:value><\/espi:IntervalReading>/g)]
-        .map((m) => ({ duration: Number(m[2]), start: Number(m[3]), value: Number(m[4]), ...(m[1] ? { quality: Number(m[1]) } : {}) }));
+      const readings = [
+        ...block[3]!.matchAll(
+          /<espi:IntervalReading>(?:<espi:ReadingQuality><espi:quality>(\d+)<\/espi:quality><\/espi:ReadingQuality>)?<espi:timePeriod><espi:duration>(\d+)<\/espi:duration><espi:start>(\d+)<\/espi:start><\/espi:timePeriod><espi:value>(-?\d+)<\/espi:value><\/espi:IntervalReading>/g,
+        ),
+      ].map((m) => ({ duration: Number(m[2]), start: Number(m[3]), value: Number(m[4]), ...(m[1] ? { quality: Number(m[1]) } : {}) }));
       const href = /<link rel="up" href="([^"]*)\/IntervalBlock"\/>/.exec(entry)![1]!;
       blocks.push({ meterReading: href, start: Number(block[2]), duration: Number(block[1]), readings });
     }

@@ -125,7 +125,13 @@ export async function startGatewayHarness(): Promise<GatewayHarness> {
           harnessState.peakUnacknowledged = Math.max(harnessState.peakUnacknowledged, unacknowledged);
           try {
             const message = JSON.parse(publish.payload.toString('utf8')) as { seq: number; blocks: BrokerPublish['blocks'] };
-            published.push({ at: publish.receivedAt, bytes: publish.payload.length, seq: message.seq, digest: createHash('sha256').update(publish.payload).digest('hex'), blocks: message.blocks });
+            published.push({
+              at: publish.receivedAt,
+              bytes: publish.payload.length,
+              seq: message.seq,
+              digest: createHash('sha256').update(publish.payload).digest('hex'),
+              blocks: message.blocks,
+            });
             queue.send(toRuleMessageBody(publish));
             if (ackDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, ackDelayMs));
           } finally {

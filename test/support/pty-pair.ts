@@ -26,10 +26,14 @@ export async function startPtyPair(): Promise<PtyPair> {
   const exited = new Promise<void>((resolve) => socat.once('exit', () => resolve()));
   socat.once('error', (error) => (stderr += String(error)));
   try {
-    await waitFor(() => {
-      if (socat.exitCode !== null || stderr.includes('ENOENT')) throw new Error(`socat failed (is it installed? scripts/setup.sh): ${stderr}`);
-      return existsSync(gateway) && existsSync(meters);
-    }, 10_000, 'socat to create the pty pair');
+    await waitFor(
+      () => {
+        if (socat.exitCode !== null || stderr.includes('ENOENT')) throw new Error(`socat failed (is it installed? scripts/setup.sh): ${stderr}`);
+        return existsSync(gateway) && existsSync(meters);
+      },
+      10_000,
+      'socat to create the pty pair',
+    );
   } catch (error) {
     socat.kill('SIGTERM');
     rmSync(dir, { recursive: true, force: true });

@@ -47,7 +47,13 @@ export interface ReadyReceiver {
 
 export async function startReadyReceiver(
   standIns: ReadyStandIns,
-  options: { credentials?: ReadyCredentials; verification?: VerificationConfig; maxBodyBytes?: number; now?: () => Date; overrides?: Partial<ReadyWebhookDependencies> } = {},
+  options: {
+    credentials?: ReadyCredentials;
+    verification?: VerificationConfig;
+    maxBodyBytes?: number;
+    now?: () => Date;
+    overrides?: Partial<ReadyWebhookDependencies>;
+  } = {},
 ): Promise<ReadyReceiver> {
   const tables = await standIns.dynamo.freshTables();
   const prefix = `t-${randomUUID().slice(0, 8)}`;

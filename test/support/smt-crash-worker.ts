@@ -32,7 +32,11 @@ interface CrashConfig {
 }
 
 const config = JSON.parse(process.env.MB_SMT_CRASH ?? '{}') as CrashConfig;
-const dynamo = new DynamoDBClient({ endpoint: config.dynamoEndpoint, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
+const dynamo = new DynamoDBClient({
+  endpoint: config.dynamoEndpoint,
+  region: 'us-east-1',
+  credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+});
 const archive = new RawArchive({ client: localS3Client(config.s3Endpoint), bucket: config.bucket });
 const ledger = new Ledger({ client: dynamo, tableName: config.tables.ledger, lockSeconds: 600 });
 const die = (step: string) => {

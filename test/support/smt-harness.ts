@@ -49,7 +49,8 @@ export async function startSmtHarness(options: { servers?: boolean; keyAlgorithm
     startLocalS3({ buckets: [ARCHIVE_BUCKET] }),
     createGpgKeyring(options.keyAlgorithm ?? 'rsa'),
   ]);
-  const servers = options.servers === false ? (undefined as unknown as LocalSmtServers) : await startLocalSmtServers({ root, stateDir: join(work, 'servers') });
+  const servers =
+    options.servers === false ? (undefined as unknown as LocalSmtServers) : await startLocalSmtServers({ root, stateDir: join(work, 'servers') });
   const created: ObjectCreated[] = [];
   s3.onObjectCreated((event) => created.push(event));
   return {
@@ -70,7 +71,11 @@ export async function startSmtHarness(options: { servers?: boolean; keyAlgorithm
 
 /** A Metrics buffer that is never flushed anywhere (tests read pending()). */
 export function bufferMetrics(): Metrics {
-  return new Metrics({ client: new CloudWatchClient({ region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } }), defaultDimensions: { Stage: 'test', Source: 'smt' }, log: silentLog });
+  return new Metrics({
+    client: new CloudWatchClient({ region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } }),
+    defaultDimensions: { Stage: 'test', Source: 'smt' },
+    log: silentLog,
+  });
 }
 
 /** Sum of a counter (or of recorded values) among the pending datums, for the given Reason if any. */
@@ -97,9 +102,15 @@ export function storeOf(h: SmtHarness, tables: TableNames): ReadingStore {
   return new ReadingStore({ client: h.dynamo.client, tableName: tables.readings, blockTimeZone: 'America/Chicago' });
 }
 
-export function fetchDeps(h: SmtHarness, tables: TableNames, protocol: 'ftps' | 'sftp', overrides: Partial<SmtFetchDependencies> = {}): SmtFetchDependencies {
+export function fetchDeps(
+  h: SmtHarness,
+  tables: TableNames,
+  protocol: 'ftps' | 'sftp',
+  overrides: Partial<SmtFetchDependencies> = {},
+): SmtFetchDependencies {
   return {
-    connect: () => (protocol === 'ftps' ? connectFtps({ ...h.servers.ftps, timeoutMs: 10_000 }) : connectSftp({ ...h.servers.sftp, timeoutMs: 10_000 })),
+    connect: () =>
+      protocol === 'ftps' ? connectFtps({ ...h.servers.ftps, timeoutMs: 10_000 }) : connectSftp({ ...h.servers.sftp, timeoutMs: 10_000 }),
     folders: ['intervaldata', 'adhocusage'],
     archive: archiveOf(h),
     ledger: ledgerOf(h, tables),

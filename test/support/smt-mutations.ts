@@ -71,7 +71,11 @@ export async function openpgpSettles(bytes: Uint8Array, keys: openpgp.PrivateKey
  * Every single-bit flip of the 48 bytes from the encrypted data packet on (its header, the
  * random prefix and the first plaintext block); returns those that make openpgp hang, up to `limit`.
  */
-export async function findHangingMutations(bytes: Uint8Array, keys: openpgp.PrivateKey[], options: { windowMs?: number; limit?: number; span?: number } = {}): Promise<Mutation[]> {
+export async function findHangingMutations(
+  bytes: Uint8Array,
+  keys: openpgp.PrivateKey[],
+  options: { windowMs?: number; limit?: number; span?: number } = {},
+): Promise<Mutation[]> {
   const from = encryptedDataOffset(bytes);
   const to = Math.min(bytes.length, from + (options.span ?? 48));
   const found: Mutation[] = [];

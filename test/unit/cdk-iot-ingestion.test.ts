@@ -103,7 +103,7 @@ describe('IotIngestion', () => {
       assert.deepEqual(connect.Condition, { Bool: { 'iot:Connection.Thing.IsAttached': 'true' } });
     });
 
-    it("lets a gateway publish only to its own Basic Ingest telemetry topic", () => {
+    it('lets a gateway publish only to its own Basic Ingest telemetry topic', () => {
       // GIVEN
       const publish = statementFor(gatewayPolicyStatements(template), 'iot:Publish');
 
@@ -180,7 +180,10 @@ describe('IotIngestion', () => {
       const rule = resource(template, 'AWS::IoT::TopicRule');
 
       for (const prefix of ['IotRuleActionRoleDefaultPolicy', 'IotRuleErrorActionRoleDefaultPolicy']) {
-        assert.ok(rule.DependsOn?.some((id) => id.startsWith(prefix)), `rule should depend on ${prefix}`);
+        assert.ok(
+          rule.DependsOn?.some((id) => id.startsWith(prefix)),
+          `rule should depend on ${prefix}`,
+        );
       }
     });
 
@@ -199,7 +202,9 @@ describe('IotIngestion', () => {
         assert.equal(policies.length, 1);
         assert.deepEqual((policies[0] as Resource).Properties.PolicyDocument, {
           Version: '2012-10-17',
-          Statement: [{ Effect: 'Allow', Action: 'sqs:SendMessage', Resource: { 'Fn::GetAtt': [logicalId(template, 'AWS::SQS::Queue', queue), 'Arn'] } }],
+          Statement: [
+            { Effect: 'Allow', Action: 'sqs:SendMessage', Resource: { 'Fn::GetAtt': [logicalId(template, 'AWS::SQS::Queue', queue), 'Arn'] } },
+          ],
         });
       });
 
@@ -316,7 +321,10 @@ describe('IotIngestion', () => {
       template.hasResourceProperties('AWS::IAM::Policy', {
         PolicyDocument: {
           Statement: Match.arrayWith([
-            Match.objectLike({ Action: ['dynamodb:UpdateItem', 'dynamodb:GetItem'], Resource: { 'Fn::GetAtt': [Match.stringLikeRegexp('^StorageReadings'), 'Arn'] } }),
+            Match.objectLike({
+              Action: ['dynamodb:UpdateItem', 'dynamodb:GetItem'],
+              Resource: { 'Fn::GetAtt': [Match.stringLikeRegexp('^StorageReadings'), 'Arn'] },
+            }),
             Match.objectLike({
               Action: ['dynamodb:UpdateItem', 'dynamodb:GetItem'],
               Resource: { 'Fn::GetAtt': [Match.stringLikeRegexp('^StorageLedger'), 'Arn'] },

@@ -54,7 +54,10 @@ describe('AwsSolutions checks', () => {
   it('find nothing unacknowledged in the stack with SMT on a fixed egress IP (VPC, NAT gateways, Elastic IPs), and output the addresses', () => {
     const app = new App();
     const stack = new MeterbridgeStack(app, 'Meterbridge-egress', {
-      settings: testSettings({ alarmEmail: 'ops@example.com', smt: { enabled: true, host: 'sftp.smartmetertexas.biz', fixedEgressIp: true, egressAvailabilityZones: 2 } }),
+      settings: testSettings({
+        alarmEmail: 'ops@example.com',
+        smt: { enabled: true, host: 'sftp.smartmetertexas.biz', fixedEgressIp: true, egressAvailabilityZones: 2 },
+      }),
     });
 
     const report = new AwsSolutionsChecks().validateScope(stack);

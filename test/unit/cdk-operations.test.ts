@@ -47,7 +47,11 @@ function fakePath(stack: Stack, source: 'smt' | 'ready', id: string = source): I
     visibilityTimeout: Duration.minutes(10),
     deadLetterQueue: { queue: deadLetterQueue, maxReceiveCount: 5 },
   });
-  const fn = new lambda.Function(stack, `${id}Fn`, { runtime: lambda.Runtime.NODEJS_22_X, handler: 'index.handler', code: lambda.Code.fromInline('exports.handler=async()=>{}') });
+  const fn = new lambda.Function(stack, `${id}Fn`, {
+    runtime: lambda.Runtime.NODEJS_22_X,
+    handler: 'index.handler',
+    code: lambda.Code.fromInline('exports.handler=async()=>{}'),
+  });
   return { source, functions: [{ label: 'process', fn }], queues: [{ label: 'files', queue, deadLetterQueue }], expectedSilenceMinutes: 26 * 60 };
 }
 
@@ -57,7 +61,10 @@ function alarmNamed(template: Template, name: string): Record<string, unknown> {
   return (found[0] as { Properties: Record<string, unknown> }).Properties;
 }
 
-const topicActions = { AlarmActions: [{ Ref: Match.stringLikeRegexp('^AlarmsTopic') }], OKActions: [{ Ref: Match.stringLikeRegexp('^AlarmsTopic') }] };
+const topicActions = {
+  AlarmActions: [{ Ref: Match.stringLikeRegexp('^AlarmsTopic') }],
+  OKActions: [{ Ref: Match.stringLikeRegexp('^AlarmsTopic') }],
+};
 
 describe('Operations alarms', () => {
   let built: Built;
@@ -187,9 +194,16 @@ describe('Operations alarms', () => {
     for (const table of ['readings', 'ledger']) {
       const throttles = alarmNamed(built.template, `meterbridge-test-${table}-table-throttles`);
       const metrics = throttles.Metrics as Array<{ Expression?: string; MetricStat?: { Metric: { MetricName: string } } }>;
-      assert.deepEqual(metrics.map((m) => m.Expression ?? m.MetricStat?.Metric.MetricName).sort(), ['FILL(reads, 0) + FILL(writes, 0)', 'ReadThrottleEvents', 'WriteThrottleEvents']);
+      assert.deepEqual(metrics.map((m) => m.Expression ?? m.MetricStat?.Metric.MetricName).sort(), [
+        'FILL(reads, 0) + FILL(writes, 0)',
+        'ReadThrottleEvents',
+        'WriteThrottleEvents',
+      ]);
       const errors = alarmNamed(built.template, `meterbridge-test-${table}-table-system-errors`);
-      assert.match(flatten((errors.Metrics as Array<{ Expression: unknown }>)[0]?.Expression), /^SELECT SUM\(SystemErrors\) FROM "AWS\/DynamoDB" WHERE TableName = '<Ref:Storage/);
+      assert.match(
+        flatten((errors.Metrics as Array<{ Expression: unknown }>)[0]?.Expression),
+        /^SELECT SUM\(SystemErrors\) FROM "AWS\/DynamoDB" WHERE TableName = '<Ref:Storage/,
+      );
     }
   });
 
@@ -212,10 +226,13 @@ describe('Operations alarms', () => {
 
   it('notifies the topic on ALARM and OK from every alarm', () => {
     for (const alarm of Object.values(built.template.findResources('AWS::CloudWatch::Alarm'))) {
-      assert.deepEqual(Object.keys(topicActions).map((key) => JSON.stringify((alarm as { Properties: Record<string, unknown> }).Properties[key])), [
-        JSON.stringify([{ Ref: Object.keys(built.template.findResources('AWS::SNS::Topic'))[0] }]),
-        JSON.stringify([{ Ref: Object.keys(built.template.findResources('AWS::SNS::Topic'))[0] }]),
-      ]);
+      assert.deepEqual(
+        Object.keys(topicActions).map((key) => JSON.stringify((alarm as { Properties: Record<string, unknown> }).Properties[key])),
+        [
+          JSON.stringify([{ Ref: Object.keys(built.template.findResources('AWS::SNS::Topic'))[0] }]),
+          JSON.stringify([{ Ref: Object.keys(built.template.findResources('AWS::SNS::Topic'))[0] }]),
+        ],
+      );
     }
   });
 
@@ -227,12 +244,20 @@ describe('Operations alarms', () => {
       .map(([name]) => `meterbridge-test-smt-${kebab(name)}`);
 
     // THEN
-    for (const name of [...expected, 'meterbridge-test-smt-freshness', 'meterbridge-test-smt-files-dlq', 'meterbridge-test-smt-process-lambda-errors']) {
+    for (const name of [
+      ...expected,
+      'meterbridge-test-smt-freshness',
+      'meterbridge-test-smt-files-dlq',
+      'meterbridge-test-smt-process-lambda-errors',
+    ]) {
       alarmNamed(template, name);
     }
     // Over a day: hourly periods that must all be empty (no alarm period longer than a day).
     const freshness = alarmNamed(template, 'meterbridge-test-smt-freshness');
-    assert.deepEqual([freshness.Period, freshness.EvaluationPeriods, freshness.DatapointsToAlarm, freshness.TreatMissingData], [3600, 26, 26, 'breaching']);
+    assert.deepEqual(
+      [freshness.Period, freshness.EvaluationPeriods, freshness.DatapointsToAlarm, freshness.TreatMissingData],
+      [3600, 26, 26, 'breaching'],
+    );
   });
 
   it("sets a queue's age alarm past its full retry cycle (10 min visibility x 5 receives + 15 min)", () => {
@@ -249,7 +274,11 @@ describe('Operations alarms', () => {
       const path = fakePath(stack, 'ready');
       const alarm = new cloudwatch.Alarm(stack, 'Own', {
         alarmName: 'meterbridge-test-ready-own',
-        metric: new cloudwatch.Metric({ namespace: 'Meterbridge', metricName: 'SubscriptionInactive', dimensionsMap: { Source: 'ready', Stage: 'test' } }),
+        metric: new cloudwatch.Metric({
+          namespace: 'Meterbridge',
+          metricName: 'SubscriptionInactive',
+          dimensionsMap: { Source: 'ready', Stage: 'test' },
+        }),
         threshold: 1,
         evaluationPeriods: 1,
       });
@@ -257,7 +286,9 @@ describe('Operations alarms', () => {
     });
 
     // THEN
-    const rule = flatten((Object.values(template.findResources('AWS::CloudWatch::CompositeAlarm'))[0] as { Properties: { AlarmRule: unknown } }).Properties.AlarmRule);
+    const rule = flatten(
+      (Object.values(template.findResources('AWS::CloudWatch::CompositeAlarm'))[0] as { Properties: { AlarmRule: unknown } }).Properties.AlarmRule,
+    );
     assert.ok(rule.includes('<GetAtt:Own'), rule.slice(0, 200));
 
     assert.throws(
@@ -265,7 +296,16 @@ describe('Operations alarms', () => {
         operationsStack({}, (stack) => [
           {
             ...fakePath(stack, 'ready'),
-            alarms: [{ alarm: new cloudwatch.Alarm(stack, 'Unnamed', { metric: new cloudwatch.Metric({ namespace: 'X', metricName: 'Y' }), threshold: 1, evaluationPeriods: 1 }), why: 'x' }],
+            alarms: [
+              {
+                alarm: new cloudwatch.Alarm(stack, 'Unnamed', {
+                  metric: new cloudwatch.Metric({ namespace: 'X', metricName: 'Y' }),
+                  threshold: 1,
+                  evaluationPeriods: 1,
+                }),
+                why: 'x',
+              },
+            ],
           },
         ]),
       /needs a literal name meterbridge-test-ready-/,
@@ -287,7 +327,10 @@ describe('catalog alarm rules', () => {
   });
 
   it("refuse a gauge with watch 'alarm' but no spec, naming the metric and the fix", () => {
-    assert.throws(() => alarmRule('HoursSinceLastFile', 'None', 'hours', undefined), /HoursSinceLastFile \(unit None\) has watch 'alarm' but no `alarm` in lambdas\/core\/metric-catalog\.ts/);
+    assert.throws(
+      () => alarmRule('HoursSinceLastFile', 'None', 'hours', undefined),
+      /HoursSinceLastFile \(unit None\) has watch 'alarm' but no `alarm` in lambdas\/core\/metric-catalog\.ts/,
+    );
   });
 });
 
@@ -334,7 +377,10 @@ describe('Operations dashboard', () => {
       /^readings table: throttle events/,
       /^ledger table: request latency p99/,
     ]) {
-      assert.ok(titles.some((title) => expected.test(title)), `no widget titled ${expected}`);
+      assert.ok(
+        titles.some((title) => expected.test(title)),
+        `no widget titled ${expected}`,
+      );
     }
   });
 
@@ -345,17 +391,26 @@ describe('Operations dashboard', () => {
   });
 
   it('draws the broker connection metrics, including authentication failures', () => {
-    const refs = dashboardWidgets(built.template).flatMap(widgetMetricRefs).filter((ref) => ref.namespace === 'AWS/IoT');
+    const refs = dashboardWidgets(built.template)
+      .flatMap(widgetMetricRefs)
+      .filter((ref) => ref.namespace === 'AWS/IoT');
 
     for (const name of ['Connect.Success', 'Connection.AuthNError', 'PublishIn.Throttle', 'TopicMatch', 'RuleMessageThrottled']) {
-      assert.ok(refs.some((ref) => ref.metricName === name), name);
+      assert.ok(
+        refs.some((ref) => ref.metricName === name),
+        name,
+      );
     }
   });
 
   it('draws requests and errors of an API a path exposes', () => {
-    const { template } = operationsStack({}, (stack) => [{ ...fakePath(stack, 'ready'), apis: [{ label: 'webhook', apiName: 'meterbridge-test-ready', stageName: 'test' }] }]);
+    const { template } = operationsStack({}, (stack) => [
+      { ...fakePath(stack, 'ready'), apis: [{ label: 'webhook', apiName: 'meterbridge-test-ready', stageName: 'test' }] },
+    ]);
 
-    const refs = dashboardWidgets(template).flatMap(widgetMetricRefs).filter((ref) => ref.namespace === 'AWS/ApiGateway');
+    const refs = dashboardWidgets(template)
+      .flatMap(widgetMetricRefs)
+      .filter((ref) => ref.namespace === 'AWS/ApiGateway');
     assert.deepEqual([...new Set(refs.map((ref) => ref.metricName))].sort(), ['4XXError', '5XXError', 'Count', 'IntegrationLatency', 'Latency']);
     assert.ok(refs.every((ref) => ref.dimensions.ApiName === 'meterbridge-test-ready' && ref.dimensions.Stage === 'test'));
   });
@@ -376,7 +431,9 @@ describe('Operations under cdk-nag', () => {
     const report = new AwsSolutionsChecks().validateScope(stack);
 
     // THEN: nothing at all, and in particular nothing under Operations
-    const findings = report.violations.flatMap((violation) => violation.violatingResources.map((resource) => `${violation.ruleName} at ${resource.constructPath ?? '?'}`));
+    const findings = report.violations.flatMap((violation) =>
+      violation.violatingResources.map((resource) => `${violation.ruleName} at ${resource.constructPath ?? '?'}`),
+    );
     assert.deepEqual(findings, []);
   });
 });
@@ -395,9 +452,20 @@ describe('alarm settings (cdk.json `alarms`)', () => {
   });
 
   it('reads per-source windows, counts and metric thresholds', () => {
-    const alarms = parse({ freshnessMinutes: { smt: 1560 }, queueAgeMinutes: { iot: 20 }, lambdaErrors: 3, metricThresholds: { SequenceGaps: 10 } }).alarms;
+    const alarms = parse({
+      freshnessMinutes: { smt: 1560 },
+      queueAgeMinutes: { iot: 20 },
+      lambdaErrors: 3,
+      metricThresholds: { SequenceGaps: 10 },
+    }).alarms;
 
-    assert.deepEqual(alarms, { ...DEFAULT_ALARM_SETTINGS, freshnessMinutes: { smt: 1560 }, queueAgeMinutes: { iot: 20 }, lambdaErrors: 3, metricThresholds: { SequenceGaps: 10 } });
+    assert.deepEqual(alarms, {
+      ...DEFAULT_ALARM_SETTINGS,
+      freshnessMinutes: { smt: 1560 },
+      queueAgeMinutes: { iot: 20 },
+      lambdaErrors: 3,
+      metricThresholds: { SequenceGaps: 10 },
+    });
   });
 
   it('names the bad key', () => {

@@ -33,7 +33,11 @@ describe('QueryApi', () => {
     }
     template.hasResourceProperties('AWS::ApiGateway::RequestValidator', { ValidateRequestParameters: true });
     template.hasResourceProperties('AWS::ApiGateway::Method', {
-      RequestParameters: Match.objectLike({ 'method.request.path.meterId': true, 'method.request.querystring.format': false, 'method.request.querystring.from': false }),
+      RequestParameters: Match.objectLike({
+        'method.request.path.meterId': true,
+        'method.request.querystring.format': false,
+        'method.request.querystring.from': false,
+      }),
     });
     template.resourceCountIs('AWS::ApiGateway::UsagePlan', 0);
   });
@@ -48,13 +52,20 @@ describe('QueryApi', () => {
 
   it('lets the function only Query the readings table (besides writing its own logs)', () => {
     const policies = template.findResources('AWS::IAM::Policy', { Properties: { Roles: [{ Ref: Match.stringLikeRegexp('^QueryFunction') }] } });
-    const statements = Object.values(policies).flatMap((p) => (p as { Properties: { PolicyDocument: { Statement: Array<{ Action: unknown }> } } }).Properties.PolicyDocument.Statement);
-    assert.deepEqual(statements.map((s) => s.Action).filter((a) => JSON.stringify(a).includes('dynamodb')), ['dynamodb:Query']);
+    const statements = Object.values(policies).flatMap(
+      (p) => (p as { Properties: { PolicyDocument: { Statement: Array<{ Action: unknown }> } } }).Properties.PolicyDocument.Statement,
+    );
+    assert.deepEqual(
+      statements.map((s) => s.Action).filter((a) => JSON.stringify(a).includes('dynamodb')),
+      ['dynamodb:Query'],
+    );
   });
 
   it('requires API keys with a usage plan when the stage says so', () => {
     const { template: withKeys } = queryStack({ query: { apiKeys: true, throttleRateLimit: 5, throttleBurstLimit: 10 } });
-    const methods = Object.values(withKeys.findResources('AWS::ApiGateway::Method', { Properties: { HttpMethod: 'GET' } })) as Array<{ Properties: Record<string, unknown> }>;
+    const methods = Object.values(withKeys.findResources('AWS::ApiGateway::Method', { Properties: { HttpMethod: 'GET' } })) as Array<{
+      Properties: Record<string, unknown>;
+    }>;
     assert.ok(methods.every((m) => m.Properties.ApiKeyRequired === true && m.Properties.AuthorizationType === 'AWS_IAM'));
     withKeys.hasResourceProperties('AWS::ApiGateway::UsagePlan', { Throttle: { RateLimit: 5, BurstLimit: 10 } });
   });
@@ -67,6 +78,9 @@ describe('QueryApi', () => {
 
   it('is clean under cdk-nag AwsSolutions (every acknowledgement justified in the construct)', () => {
     const report = new AwsSolutionsChecks().validateScope(stack);
-    assert.deepEqual(report.violations.map((v) => `${v.ruleName}: ${v.violatingResources.map((r) => r.constructPath).join(', ')}`), []);
+    assert.deepEqual(
+      report.violations.map((v) => `${v.ruleName}: ${v.violatingResources.map((r) => r.constructPath).join(', ')}`),
+      [],
+    );
   });
 });

@@ -38,7 +38,10 @@ describe('ReadyIngestion', () => {
 
   it('opens the API to any caller when no source ranges are configured', () => {
     const statements = apiPolicy(template);
-    assert.deepEqual(statements.map((s) => s.Effect), ['Allow']);
+    assert.deepEqual(
+      statements.map((s) => s.Effect),
+      ['Allow'],
+    );
     assert.equal(statements[0]!.Action, 'execute-api:Invoke');
   });
 
@@ -53,10 +56,14 @@ describe('ReadyIngestion', () => {
   it('throttles the stage and writes JSON access logs to a KMS-encrypted log group', () => {
     template.hasResourceProperties('AWS::ApiGateway::Stage', {
       StageName: 'test',
-      MethodSettings: Match.arrayWith([Match.objectLike({ ThrottlingRateLimit: 50, ThrottlingBurstLimit: 100, DataTraceEnabled: false, LoggingLevel: 'ERROR' })]),
+      MethodSettings: Match.arrayWith([
+        Match.objectLike({ ThrottlingRateLimit: 50, ThrottlingBurstLimit: 100, DataTraceEnabled: false, LoggingLevel: 'ERROR' }),
+      ]),
       AccessLogSetting: { DestinationArn: Match.anyValue(), Format: Match.stringLikeRegexp('"status":"\\$context.status"') },
     });
-    const stage = Object.values(template.findResources('AWS::ApiGateway::Stage'))[0] as { Properties: { AccessLogSetting: { DestinationArn: { 'Fn::GetAtt': [string, string] } } } };
+    const stage = Object.values(template.findResources('AWS::ApiGateway::Stage'))[0] as {
+      Properties: { AccessLogSetting: { DestinationArn: { 'Fn::GetAtt': [string, string] } } };
+    };
     const logGroupId = stage.Properties.AccessLogSetting.DestinationArn['Fn::GetAtt'][0];
     const logGroup = template.findResources('AWS::Logs::LogGroup')[logGroupId] as { Properties: Record<string, unknown> };
     assert.ok(logGroup.Properties.KmsKeyId, 'access log group is encrypted with a KMS key');
@@ -73,12 +80,23 @@ describe('ReadyIngestion', () => {
 
   it('routes POST and GET of /data and /status to the webhook function through a proxy integration', () => {
     const resources = template.findResources('AWS::ApiGateway::Resource');
-    assert.deepEqual(Object.values(resources).map((r) => (r as { Properties: { PathPart: string } }).Properties.PathPart).sort(), ['data', 'status']);
-    const methods = Object.values(template.findResources('AWS::ApiGateway::Method')) as Array<{ Properties: { HttpMethod: string; Integration: { Type: string; Uri: unknown } } }>;
+    assert.deepEqual(
+      Object.values(resources)
+        .map((r) => (r as { Properties: { PathPart: string } }).Properties.PathPart)
+        .sort(),
+      ['data', 'status'],
+    );
+    const methods = Object.values(template.findResources('AWS::ApiGateway::Method')) as Array<{
+      Properties: { HttpMethod: string; Integration: { Type: string; Uri: unknown } };
+    }>;
     assert.equal(methods.length, 4);
     assert.deepEqual(methods.map((m) => m.Properties.HttpMethod).sort(), ['GET', 'GET', 'POST', 'POST']);
     assert.ok(methods.every((m) => m.Properties.Integration.Type === 'AWS_PROXY'));
-    const functionIds = Object.keys(template.findResources('AWS::Lambda::Function', { Properties: { Environment: { Variables: Match.objectLike({ POWERTOOLS_SERVICE_NAME: 'ready-webhook' }) } } }));
+    const functionIds = Object.keys(
+      template.findResources('AWS::Lambda::Function', {
+        Properties: { Environment: { Variables: Match.objectLike({ POWERTOOLS_SERVICE_NAME: 'ready-webhook' }) } },
+      }),
+    );
     assert.equal(functionIds.length, 1);
     assert.ok(methods.every((m) => JSON.stringify(m.Properties.Integration.Uri).includes(functionIds[0]!)));
   });
@@ -96,14 +114,23 @@ describe('ReadyIngestion', () => {
         }),
       },
     });
-    const secret = Object.values(template.findResources('AWS::SecretsManager::Secret'))[0] as { Properties: { GenerateSecretString: { GenerateStringKey: string }; SecretString?: string } };
+    const secret = Object.values(template.findResources('AWS::SecretsManager::Secret'))[0] as {
+      Properties: { GenerateSecretString: { GenerateStringKey: string }; SecretString?: string };
+    };
     assert.equal(secret.Properties.GenerateSecretString.GenerateStringKey, 'clientSecret');
     assert.equal(secret.Properties.SecretString, undefined, 'no credential in the template');
     template.hasResourceProperties('AWS::IAM::Policy', {
       PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Action: ['s3:PutObject', 's3:GetObject', 's3:AbortMultipartUpload'] })]) },
     });
     template.hasResourceProperties('AWS::IAM::Policy', {
-      PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Action: ['secretsmanager:GetSecretValue', 'secretsmanager:DescribeSecret'], Resource: { Ref: Match.stringLikeRegexp('ReadyCredentials') } })]) },
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({
+            Action: ['secretsmanager:GetSecretValue', 'secretsmanager:DescribeSecret'],
+            Resource: { Ref: Match.stringLikeRegexp('ReadyCredentials') },
+          }),
+        ]),
+      },
     });
   });
 
@@ -114,18 +141,36 @@ describe('ReadyIngestion', () => {
       PublicAccessBlockConfiguration: { BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true },
       LoggingConfiguration: { DestinationBucketName: Match.anyValue(), LogFilePrefix: 'ready-archive/' },
     });
-    const policies = Object.values(template.findResources('AWS::S3::BucketPolicy')) as Array<{ Properties: { PolicyDocument: { Statement: Statement[] } } }>;
-    assert.ok(policies.every((p) => p.Properties.PolicyDocument.Statement.some((s) => s.Effect === 'Deny' && JSON.stringify(s.Condition).includes('aws:SecureTransport'))));
+    const policies = Object.values(template.findResources('AWS::S3::BucketPolicy')) as Array<{
+      Properties: { PolicyDocument: { Statement: Statement[] } };
+    }>;
+    assert.ok(
+      policies.every((p) =>
+        p.Properties.PolicyDocument.Statement.some((s) => s.Effect === 'Deny' && JSON.stringify(s.Condition).includes('aws:SecureTransport')),
+      ),
+    );
   });
 
   it('answers throttling and oversized requests at the gateway in JSON', () => {
-    template.hasResourceProperties('AWS::ApiGateway::GatewayResponse', { ResponseType: 'THROTTLED', StatusCode: '429', ResponseTemplates: { 'application/json': Match.stringLikeRegexp('"code":"throttled"') } });
+    template.hasResourceProperties('AWS::ApiGateway::GatewayResponse', {
+      ResponseType: 'THROTTLED',
+      StatusCode: '429',
+      ResponseTemplates: { 'application/json': Match.stringLikeRegexp('"code":"throttled"') },
+    });
     template.hasResourceProperties('AWS::ApiGateway::GatewayResponse', { ResponseType: 'REQUEST_TOO_LARGE', StatusCode: '413' });
     template.hasResourceProperties('AWS::ApiGateway::GatewayResponse', { ResponseType: 'ACCESS_DENIED', StatusCode: '403' });
-    template.hasResourceProperties('AWS::ApiGateway::GatewayResponse', { ResponseType: 'THROTTLED', ResponseParameters: { 'gatewayresponse.header.Retry-After': "'10'" } });
+    template.hasResourceProperties('AWS::ApiGateway::GatewayResponse', {
+      ResponseType: 'THROTTLED',
+      ResponseParameters: { 'gatewayresponse.header.Retry-After': "'10'" },
+    });
     // every template is JSON once API Gateway substitutes its (already quoted) variables
-    for (const response of Object.values(template.findResources('AWS::ApiGateway::GatewayResponse')) as Array<{ Properties: { ResponseTemplates: Record<string, string> } }>) {
-      const text = response.Properties.ResponseTemplates['application/json']!.replace('$context.error.messageString', '"a message"').replace('$context.requestId', 'r-1');
+    for (const response of Object.values(template.findResources('AWS::ApiGateway::GatewayResponse')) as Array<{
+      Properties: { ResponseTemplates: Record<string, string> };
+    }>) {
+      const text = response.Properties.ResponseTemplates['application/json']!.replace('$context.error.messageString', '"a message"').replace(
+        '$context.requestId',
+        'r-1',
+      );
       assert.doesNotThrow(() => JSON.parse(text), text);
     }
   });
@@ -134,7 +179,10 @@ describe('ReadyIngestion', () => {
     template.hasResourceProperties('AWS::CloudWatch::Alarm', {
       MetricName: 'SubscriptionInactive',
       Namespace: 'Meterbridge',
-      Dimensions: Match.arrayWith([{ Name: 'Source', Value: 'ready' }, { Name: 'Stage', Value: 'test' }]),
+      Dimensions: Match.arrayWith([
+        { Name: 'Source', Value: 'ready' },
+        { Name: 'Stage', Value: 'test' },
+      ]),
       Statistic: 'Maximum',
       Threshold: 1,
       ComparisonOperator: 'GreaterThanOrEqualToThreshold',
@@ -145,12 +193,18 @@ describe('ReadyIngestion', () => {
 
   it('exposes its function to the operations construct', () => {
     assert.equal(construct.monitoring.source, 'ready');
-    assert.deepEqual(construct.monitoring.functions.map((f) => f.label), ['webhook']);
+    assert.deepEqual(
+      construct.monitoring.functions.map((f) => f.label),
+      ['webhook'],
+    );
   });
 
   it('has no unacknowledged cdk-nag findings', () => {
     const report = new AwsSolutionsChecks().validateScope(stack);
-    assert.deepEqual(report.violations.flatMap((v) => v.violatingResources.map((r) => `${v.ruleName} at ${r.constructPath}`)), []);
+    assert.deepEqual(
+      report.violations.flatMap((v) => v.violatingResources.map((r) => `${v.ruleName} at ${r.constructPath}`)),
+      [],
+    );
   });
 });
 
@@ -161,14 +215,26 @@ describe('parseReadySettings', () => {
   });
 
   it('reads source ranges, throttling and the handshake choice from the stage block', () => {
-    const settings = testSettings({ ready: { allowedSourceCidrs: ['203.0.113.0/24'], throttleRateLimit: 20, verification: { algorithm: 'sha256-token-secret', secretEncoding: 'base64' } } }, 'prod').ready;
+    const settings = testSettings(
+      {
+        ready: {
+          allowedSourceCidrs: ['203.0.113.0/24'],
+          throttleRateLimit: 20,
+          verification: { algorithm: 'sha256-token-secret', secretEncoding: 'base64' },
+        },
+      },
+      'prod',
+    ).ready;
     assert.deepEqual(settings.allowedSourceCidrs, ['203.0.113.0/24']);
     assert.equal(settings.throttleRateLimit, 20);
     assert.deepEqual(settings.verification, { algorithm: 'sha256-token-secret', secretEncoding: 'base64', answerFormat: 'text' });
   });
 
   it('names the key of a bad value', () => {
-    assert.throws(() => testSettings({ ready: { allowedSourceCidrs: ['203.0.113.0'] } }, 'dev'), /meterbridge:stages\.dev\.ready\.allowedSourceCidrs/);
+    assert.throws(
+      () => testSettings({ ready: { allowedSourceCidrs: ['203.0.113.0'] } }, 'dev'),
+      /meterbridge:stages\.dev\.ready\.allowedSourceCidrs/,
+    );
     assert.throws(() => testSettings({ ready: { maxBodyBytes: 10 * 1024 * 1024 } }), /maxBodyBytes/);
     assert.throws(() => testSettings({ ready: { verification: { algorithm: 'md5' } } }), /verification\.algorithm/);
     assert.throws(() => testSettings({ ready: { throttle: 1 } }), /unknown setting/);
@@ -180,7 +246,10 @@ describe('parseReadySettings', () => {
       () => testSettings({ ready: { requireSignature: false } }, 'dev'),
       /meterbridge:stages\.dev\.ready: requireSignature is false and allowedSourceCidrs is empty, so anyone who reaches the API could store readings.*"allowUnauthenticated": true/,
     );
-    assert.throws(() => readyStack({ ...DEFAULT_READY_SETTINGS, requireSignature: false }), /ReadyIngestion \(stage test\): requireSignature is false/);
+    assert.throws(
+      () => readyStack({ ...DEFAULT_READY_SETTINGS, requireSignature: false }),
+      /ReadyIngestion \(stage test\): requireSignature is false/,
+    );
     assert.equal(testSettings({ ready: { requireSignature: false, allowedSourceCidrs: ['203.0.113.0/24'] } }).ready.requireSignature, false);
     assert.equal(testSettings({ ready: { requireSignature: false, allowUnauthenticated: true } }).ready.allowUnauthenticated, true);
     assert.throws(() => testSettings({ ready: { requireSignature: 'no' } }), /ready\.requireSignature: "no" must be true or false/);
@@ -188,7 +257,9 @@ describe('parseReadySettings', () => {
 
   it('tells the function whether signatures are required', () => {
     const { template: open } = readyStack({ ...DEFAULT_READY_SETTINGS, requireSignature: false, allowedSourceCidrs: ['203.0.113.0/24'] });
-    const variables = (t: Template) => (Object.values(t.findResources('AWS::Lambda::Function'))[0] as { Properties: { Environment: { Variables: Record<string, unknown> } } }).Properties.Environment.Variables;
+    const variables = (t: Template) =>
+      (Object.values(t.findResources('AWS::Lambda::Function'))[0] as { Properties: { Environment: { Variables: Record<string, unknown> } } })
+        .Properties.Environment.Variables;
     assert.equal(variables(readyStack().template).READY_REQUIRE_SIGNATURE, 'true');
     assert.equal(variables(open).READY_REQUIRE_SIGNATURE, 'false');
   });
@@ -198,6 +269,8 @@ describe('parseReadySettings', () => {
     const settings = testSettings({ ready: { throttleRateLimit: 7, throttleBurstLimit: 9 } });
     const construct = new ReadyIngestion(stack, 'Ready', { settings, storage: new ReadingStorage(stack, 'Storage') });
     assert.equal(construct.readySettings.throttleRateLimit, 7);
-    Template.fromStack(stack).hasResourceProperties('AWS::ApiGateway::Stage', { MethodSettings: Match.arrayWith([Match.objectLike({ ThrottlingRateLimit: 7, ThrottlingBurstLimit: 9 })]) });
+    Template.fromStack(stack).hasResourceProperties('AWS::ApiGateway::Stage', {
+      MethodSettings: Match.arrayWith([Match.objectLike({ ThrottlingRateLimit: 7, ThrottlingBurstLimit: 9 })]),
+    });
   });
 });

@@ -126,4 +126,3 @@ describe('cdk.json', () => {
     assert.doesNotThrow(() => parseStageSettings(context['meterbridge:stage'], stages));
   });
 });
-

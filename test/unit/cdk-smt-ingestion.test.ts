@@ -18,7 +18,15 @@ function smtStack(smt: Record<string, unknown> = {}): { template: Template; smt:
 describe('SmtIngestion', () => {
   let enabled: { template: Template; smt: SmtIngestion };
   before(() => {
-    enabled = smtStack({ enabled: true, protocol: 'ftps', host: 'ftp.smartmetertexas.biz', folders: ['intervaldata'], afterArchive: 'keep', schedule: 'rate(30 minutes)', fetchReservedConcurrency: 1 });
+    enabled = smtStack({
+      enabled: true,
+      protocol: 'ftps',
+      host: 'ftp.smartmetertexas.biz',
+      folders: ['intervaldata'],
+      afterArchive: 'keep',
+      schedule: 'rate(30 minutes)',
+      fetchReservedConcurrency: 1,
+    });
   });
 
   it('keeps the archive versioned, encrypted, TLS-only, access-logged, with lifecycle transitions', () => {
@@ -41,7 +49,9 @@ describe('SmtIngestion', () => {
   it('sends object-created events under smt/ to the file queue, which dead-letters after 3 receives', () => {
     enabled.template.hasResourceProperties('Custom::S3BucketNotifications', {
       NotificationConfiguration: {
-        QueueConfigurations: [Match.objectLike({ Events: ['s3:ObjectCreated:*'], Filter: { Key: { FilterRules: [{ Name: 'prefix', Value: 'smt/' }] } } })],
+        QueueConfigurations: [
+          Match.objectLike({ Events: ['s3:ObjectCreated:*'], Filter: { Key: { FilterRules: [{ Name: 'prefix', Value: 'smt/' }] } } }),
+        ],
       },
     });
     enabled.template.hasResourceProperties('AWS::SQS::Queue', { VisibilityTimeout: 5400, RedrivePolicy: Match.objectLike({ maxReceiveCount: 3 }) });
@@ -53,7 +63,16 @@ describe('SmtIngestion', () => {
     enabled.template.hasResourceProperties('AWS::Lambda::Function', {
       ReservedConcurrentExecutions: 1,
       Timeout: 600,
-      Environment: { Variables: Match.objectLike({ SMT_PROTOCOL: 'ftps', SMT_HOST: 'ftp.smartmetertexas.biz', SMT_PORT: '21', SMT_FOLDERS: 'intervaldata', SMT_AFTER_ARCHIVE: 'keep', SMT_TRANSPORT_SECRET: 'meterbridge/test/smt/transport' }) },
+      Environment: {
+        Variables: Match.objectLike({
+          SMT_PROTOCOL: 'ftps',
+          SMT_HOST: 'ftp.smartmetertexas.biz',
+          SMT_PORT: '21',
+          SMT_FOLDERS: 'intervaldata',
+          SMT_AFTER_ARCHIVE: 'keep',
+          SMT_TRANSPORT_SECRET: 'meterbridge/test/smt/transport',
+        }),
+      },
     });
   });
 
@@ -67,16 +86,31 @@ describe('SmtIngestion', () => {
 
   it('grants the fetch function put on smt/* only, and the process function get on smt/* only', () => {
     const policies = enabled.template.findResources('AWS::IAM::Policy');
-    const statements = Object.values(policies).flatMap((p) => (p as { Properties: { PolicyDocument: { Statement: Array<{ Action: string | string[] }> } } }).Properties.PolicyDocument.Statement);
-    const s3Actions = statements.flatMap((s) => (Array.isArray(s.Action) ? s.Action : [s.Action])).filter((a) => a.startsWith('s3:') && a !== 's3:PutBucketNotification'); // that one is CDK's notification custom resource
-    assert.deepEqual([...new Set(s3Actions)].sort(), ['s3:AbortMultipartUpload', 's3:GetObject', 's3:GetObjectVersion', 's3:ListBucket', 's3:PutObject']);
+    const statements = Object.values(policies).flatMap(
+      (p) => (p as { Properties: { PolicyDocument: { Statement: Array<{ Action: string | string[] }> } } }).Properties.PolicyDocument.Statement,
+    );
+    const s3Actions = statements
+      .flatMap((s) => (Array.isArray(s.Action) ? s.Action : [s.Action]))
+      .filter((a) => a.startsWith('s3:') && a !== 's3:PutBucketNotification'); // that one is CDK's notification custom resource
+    assert.deepEqual([...new Set(s3Actions)].sort(), [
+      's3:AbortMultipartUpload',
+      's3:GetObject',
+      's3:GetObjectVersion',
+      's3:ListBucket',
+      's3:PutObject',
+    ]);
   });
 
   it('lets the fetch function list the archive under smt/ only, so S3 answers 404 (not 403) for a key it has not written yet', () => {
     enabled.template.hasResourceProperties('AWS::IAM::Policy', {
       PolicyDocument: {
         Statement: Match.arrayWith([
-          Match.objectLike({ Action: 's3:ListBucket', Effect: 'Allow', Condition: { StringLike: { 's3:prefix': ['smt/*'] } }, Resource: { 'Fn::GetAtt': [Match.stringLikeRegexp('^SmtArchive'), 'Arn'] } }),
+          Match.objectLike({
+            Action: 's3:ListBucket',
+            Effect: 'Allow',
+            Condition: { StringLike: { 's3:prefix': ['smt/*'] } },
+            Resource: { 'Fn::GetAtt': [Match.stringLikeRegexp('^SmtArchive'), 'Arn'] },
+          }),
         ]),
       },
       Roles: [{ Ref: Match.stringLikeRegexp('^SmtFetchFunctionRole') }],
@@ -97,21 +131,37 @@ describe('SmtIngestion', () => {
 
   for (const azs of [1, 2] as const) {
     it(`with fixedEgressIp and ${azs} AZ(s): the fetch function leaves through ${azs} NAT gateway(s) on Elastic IPs allocated here`, () => {
-      const { template, smt } = smtStack({ enabled: true, host: 'sftp.smartmetertexas.biz', fixedEgressIp: true, ...(azs === 2 ? { egressAvailabilityZones: 2 } : {}) });
+      const { template, smt } = smtStack({
+        enabled: true,
+        host: 'sftp.smartmetertexas.biz',
+        fixedEgressIp: true,
+        ...(azs === 2 ? { egressAvailabilityZones: 2 } : {}),
+      });
       template.resourceCountIs('AWS::EC2::EIP', azs);
       template.resourceCountIs('AWS::EC2::NatGateway', azs);
       const eipIds = Object.keys(template.findResources('AWS::EC2::EIP'));
-      const nats = Object.values(template.findResources('AWS::EC2::NatGateway')) as Array<{ Properties: { AllocationId: { 'Fn::GetAtt': [string, string] } } }>;
-      assert.deepEqual(nats.map((n) => n.Properties.AllocationId['Fn::GetAtt'][0]).sort(), [...eipIds].sort(), 'each NAT gateway uses one of our Elastic IPs');
+      const nats = Object.values(template.findResources('AWS::EC2::NatGateway')) as Array<{
+        Properties: { AllocationId: { 'Fn::GetAtt': [string, string] } };
+      }>;
+      assert.deepEqual(
+        nats.map((n) => n.Properties.AllocationId['Fn::GetAtt'][0]).sort(),
+        [...eipIds].sort(),
+        'each NAT gateway uses one of our Elastic IPs',
+      );
       template.resourceCountIs('AWS::EC2::FlowLog', 1);
       // Only the fetch function is in the VPC, in the private subnets, with the outbound-only group.
-      const functions = Object.entries(template.findResources('AWS::Lambda::Function')) as Array<[string, { Properties: { VpcConfig?: { SubnetIds: unknown[]; SecurityGroupIds: unknown[] } } }]>;
+      const functions = Object.entries(template.findResources('AWS::Lambda::Function')) as Array<
+        [string, { Properties: { VpcConfig?: { SubnetIds: unknown[]; SecurityGroupIds: unknown[] } } }]
+      >;
       const inVpc = functions.filter(([, fn]) => fn.Properties.VpcConfig).map(([id]) => id);
       assert.equal(inVpc.length, 1);
       assert.match(inVpc[0]!, /^SmtFetchFunction/);
       const vpcConfig = functions.find(([id]) => id === inVpc[0])![1].Properties.VpcConfig!;
       assert.equal(vpcConfig.SubnetIds.length, azs);
-      template.hasResourceProperties('AWS::EC2::SecurityGroup', { SecurityGroupEgress: [Match.objectLike({ CidrIp: '0.0.0.0/0' })], SecurityGroupIngress: Match.absent() });
+      template.hasResourceProperties('AWS::EC2::SecurityGroup', {
+        SecurityGroupEgress: [Match.objectLike({ CidrIp: '0.0.0.0/0' })],
+        SecurityGroupIngress: Match.absent(),
+      });
       // The role may manage the function's network interfaces (Lambda needs it to attach to the VPC).
       template.hasResourceProperties('AWS::IAM::Policy', {
         PolicyDocument: { Statement: [Match.objectLike({ Action: Match.arrayWith(['ec2:CreateNetworkInterface', 'ec2:DeleteNetworkInterface']) })] },
@@ -129,15 +179,24 @@ describe('SmtIngestion', () => {
   it('exposes monitoring with both functions and the file queue', () => {
     const monitoring = enabled.smt.monitoring;
     assert.equal(monitoring.source, 'smt');
-    assert.deepEqual(monitoring.functions.map((f) => f.label), ['fetch', 'process']);
-    assert.deepEqual(monitoring.queues.map((q) => q.label), ['files']);
+    assert.deepEqual(
+      monitoring.functions.map((f) => f.label),
+      ['fetch', 'process'],
+    );
+    assert.deepEqual(
+      monitoring.queues.map((q) => q.label),
+      ['files'],
+    );
   });
 });
 
 describe('parseSmtSettings', () => {
   it('defaults to SFTP on port 22, switched off, deleting after archive', () => {
     const smt = parseSmtSettings(undefined, 'k', 'prod');
-    assert.deepEqual([smt.enabled, smt.protocol, smt.port, smt.afterArchive, smt.transportSecretName], [false, 'sftp', 22, 'delete', 'meterbridge/prod/smt/transport']);
+    assert.deepEqual(
+      [smt.enabled, smt.protocol, smt.port, smt.afterArchive, smt.transportSecretName],
+      [false, 'sftp', 22, 'delete', 'meterbridge/prod/smt/transport'],
+    );
     assert.deepEqual([smt.fetchReservedConcurrency, smt.fixedEgressIp, smt.egressAvailabilityZones], [undefined, false, 1]);
   });
 
@@ -156,7 +215,10 @@ describe('parseSmtSettings', () => {
     [{ archiveColdAfterDays: 0 }, 'k.archiveColdAfterDays'],
   ] as const) {
     it(`refuses ${JSON.stringify(raw)} naming ${key}`, () => {
-      assert.throws(() => parseSmtSettings(raw, 'k', 'dev'), (error: unknown) => error instanceof SmtSettingsError && error.message.startsWith(`${key}: `));
+      assert.throws(
+        () => parseSmtSettings(raw, 'k', 'dev'),
+        (error: unknown) => error instanceof SmtSettingsError && error.message.startsWith(`${key}: `),
+      );
     });
   }
 });
@@ -173,10 +235,21 @@ describe('SMT function bundles', () => {
       const dir = mkdtempSync(join(tmpdir(), 'mb-smt-bundle-'));
       try {
         const out = join(dir, 'index.mjs');
-        execFileSync('node_modules/.bin/esbuild', [
-          entry, '--bundle', '--platform=node', '--format=esm', '--target=node22', `--outfile=${out}`, '--main-fields=module,main',
-          `--banner:js=${DEFAULT_BUNDLING.banner}`, ...SMT_BUNDLING.externalModules.map((m) => `--external:${m}`),
-        ], { stdio: 'pipe' });
+        execFileSync(
+          'node_modules/.bin/esbuild',
+          [
+            entry,
+            '--bundle',
+            '--platform=node',
+            '--format=esm',
+            '--target=node22',
+            `--outfile=${out}`,
+            '--main-fields=module,main',
+            `--banner:js=${DEFAULT_BUNDLING.banner}`,
+            ...SMT_BUNDLING.externalModules.map((m) => `--external:${m}`),
+          ],
+          { stdio: 'pipe' },
+        );
         execFileSync(process.execPath, ['--check', out], { stdio: 'pipe' });
       } finally {
         rmSync(dir, { recursive: true, force: true });
@@ -192,10 +265,19 @@ describe('SMT in the stack', () => {
       new MeterbridgeStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'Meterbridge-test', { settings: testSettings({ smt }) });
     const on = build({ enabled: true, host: 'sftp.example.invalid' });
     const names = on.operations.allAlarms.map((a) => a.name);
-    for (const expected of ['meterbridge-test-smt-hours-since-last-file', 'meterbridge-test-smt-files-failed', 'meterbridge-test-smt-fetch-errors', 'meterbridge-test-smt-files-dlq', 'meterbridge-test-smt-freshness']) {
+    for (const expected of [
+      'meterbridge-test-smt-hours-since-last-file',
+      'meterbridge-test-smt-files-failed',
+      'meterbridge-test-smt-fetch-errors',
+      'meterbridge-test-smt-files-dlq',
+      'meterbridge-test-smt-freshness',
+    ]) {
       assert.ok(names.includes(expected), `${expected} in ${names.filter((n) => n.includes('smt')).join(', ')}`);
     }
     const off = build({});
-    assert.deepEqual(off.operations.allAlarms.map((a) => a.name).filter((n) => n.includes('-smt-')), []);
+    assert.deepEqual(
+      off.operations.allAlarms.map((a) => a.name).filter((n) => n.includes('-smt-')),
+      [],
+    );
   });
 });

@@ -59,7 +59,10 @@ describe('ReadingStorage', () => {
     });
   });
 
-  for (const [name, keySchema] of [['readings', readingsKeySchema], ['ledger', ledgerKeySchema]] as const) {
+  for (const [name, keySchema] of [
+    ['readings', readingsKeySchema],
+    ['ledger', ledgerKeySchema],
+  ] as const) {
     it(`bills the ${name} table on demand, with PITR and server-side encryption`, () => {
       const { stack } = storageStack();
 
@@ -106,7 +109,11 @@ describe('ReadingStorage', () => {
 
     // THEN
     assert.deepEqual(statements, [
-      { Action: ['dynamodb:UpdateItem', 'dynamodb:GetItem'], Effect: 'Allow', Resource: { 'Fn::GetAtt': [tableLogicalId(template, readingsKeySchema), 'Arn'] } },
+      {
+        Action: ['dynamodb:UpdateItem', 'dynamodb:GetItem'],
+        Effect: 'Allow',
+        Resource: { 'Fn::GetAtt': [tableLogicalId(template, readingsKeySchema), 'Arn'] },
+      },
     ]);
   });
 

@@ -30,18 +30,24 @@ interface Finding {
 /** cfn-lint's JSON findings for a template file; its exit code says only whether there were any. */
 async function cfnLint(file: string): Promise<Finding[]> {
   const lint = `import sys; from cfnlint.runner import main; sys.argv[0] = 'cfn-lint'; sys.exit(main())`;
-  const result = await run(toolsPython(), ['-c', lint, '--format', 'json', '--regions', 'us-east-1', '--', file], { maxBuffer: 64 * 1024 * 1024 }).catch(
-    (error: { stdout?: string; stderr?: string; code?: number }) => {
-      if (typeof error.stdout === 'string' && error.stdout.trim().startsWith('[')) return { stdout: error.stdout };
-      throw new Error(`cfn-lint did not run (exit ${error.code}): ${error.stderr ?? ''}; run scripts/setup.sh`);
-    },
-  );
+  const result = await run(toolsPython(), ['-c', lint, '--format', 'json', '--regions', 'us-east-1', '--', file], {
+    maxBuffer: 64 * 1024 * 1024,
+  }).catch((error: { stdout?: string; stderr?: string; code?: number }) => {
+    if (typeof error.stdout === 'string' && error.stdout.trim().startsWith('[')) return { stdout: error.stdout };
+    throw new Error(`cfn-lint did not run (exit ${error.code}): ${error.stderr ?? ''}; run scripts/setup.sh`);
+  });
   return JSON.parse(result.stdout) as Finding[];
 }
 
 const STAGES: Record<string, Record<string, unknown>> = {
   'SMT off': {},
-  'SMT on, fixed egress in 2 AZs, reserved fetch concurrency': { enabled: true, host: 'sftp.smartmetertexas.biz', fixedEgressIp: true, egressAvailabilityZones: 2, fetchReservedConcurrency: 1 },
+  'SMT on, fixed egress in 2 AZs, reserved fetch concurrency': {
+    enabled: true,
+    host: 'sftp.smartmetertexas.biz',
+    fixedEgressIp: true,
+    egressAvailabilityZones: 2,
+    fetchReservedConcurrency: 1,
+  },
 };
 
 describe('cfn-lint on the synthesized templates', () => {
@@ -64,6 +70,9 @@ describe('cfn-lint on the synthesized templates', () => {
     const file = join(work, 'broken.json');
     writeFileSync(file, JSON.stringify({ Resources: { Queue: { Type: 'AWS::SQS::Queue', Properties: { VisibilityTimeout: 'a while' } } } }));
     const findings = await cfnLint(file);
-    assert.ok(findings.some((f) => f.Level === 'Error'), JSON.stringify(findings));
+    assert.ok(
+      findings.some((f) => f.Level === 'Error'),
+      JSON.stringify(findings),
+    );
   });
 });

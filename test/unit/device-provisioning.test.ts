@@ -109,7 +109,27 @@ function mode(file: string): number {
 before(() => {
   work = mkdtempSync(join(tmpdir(), 'mb-provision-'));
   ca = { cert: join(work, 'ca.pem'), key: join(work, 'ca.key') };
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', ca.key, '-out', ca.cert, '-subj', '/CN=test IoT CA', '-days', '2'], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      ca.key,
+      '-out',
+      ca.cert,
+      '-subj',
+      '/CN=test IoT CA',
+      '-days',
+      '2',
+    ],
+    { stdio: 'ignore' },
+  );
 });
 after(() => rmSync(work, { recursive: true, force: true }));
 beforeEach(() => {
@@ -123,7 +143,10 @@ describe('provisionDevice', () => {
     const device = await provisionDevice(options(outDir));
 
     const sent = calls();
-    assert.deepEqual(sent.map((c) => c.name), ['DescribeEndpoint', 'CreateThing', 'CreateCertificateFromCsr', 'AttachPolicy', 'AttachThingPrincipal']);
+    assert.deepEqual(
+      sent.map((c) => c.name),
+      ['DescribeEndpoint', 'CreateThing', 'CreateCertificateFromCsr', 'AttachPolicy', 'AttachThingPrincipal'],
+    );
     const [describe, createThing, createCert, attachPolicy, attachPrincipal] = sent;
     assert.deepEqual(describe!.input, { endpointType: 'iot:Data-ATS' });
     assert.deepEqual(createThing!.input, { thingName: 'gw-0001', thingTypeName: 'meterbridge-dev-gateway' });
@@ -146,7 +169,10 @@ describe('provisionDevice', () => {
     assert.match(csrPem, /^-----BEGIN CERTIFICATE REQUEST-----\n/);
     const csrFile = join(outDir, '..', 'sent.csr');
     writeFileSync(csrFile, csrPem);
-    const text = execFileSync('openssl', ['req', '-in', csrFile, '-verify', '-noout', '-text'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const text = execFileSync('openssl', ['req', '-in', csrFile, '-verify', '-noout', '-text'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     assert.match(text, /Subject: CN = site_7:gw-0002\n/);
     assert.match(text, /ASN1 OID: prime256v1/);
     assert.match(text, /Signature Algorithm: ecdsa-with-SHA256/);
@@ -166,7 +192,10 @@ describe('provisionDevice', () => {
     const outDir = freshDir();
     await provisionDevice(options(outDir));
     const keyPem = readFileSync(join(outDir, DEVICE_FILES.key), 'utf8');
-    const keyBody = keyPem.split('\n').filter((l) => l && !l.startsWith('-----')).join('');
+    const keyBody = keyPem
+      .split('\n')
+      .filter((l) => l && !l.startsWith('-----'))
+      .join('');
     const keyDer = createPrivateKey(keyPem).export({ type: 'pkcs8', format: 'der' });
     for (const call of calls()) {
       const text = JSON.stringify(call.input);
@@ -232,7 +261,10 @@ describe('provisionDevice', () => {
     const leftover = signCsr(execFileSync('openssl', ['req', '-new', '-key', ca.key, '-subj', '/CN=x'], { encoding: 'utf8' }));
     writeFileSync(join(outDir, DEVICE_FILES.certificate), leftover.certificatePem);
 
-    await assert.rejects(provisionDevice(options(outDir)), new RegExp(`interrupted provisioning run.*${leftover.certificateId}.*may be registered and ACTIVE`));
+    await assert.rejects(
+      provisionDevice(options(outDir)),
+      new RegExp(`interrupted provisioning run.*${leftover.certificateId}.*may be registered and ACTIVE`),
+    );
     assert.equal(iotMock.calls().length, 0);
   });
 
@@ -264,17 +296,20 @@ describe('provisionDevice', () => {
     });
 
     const sent = calls();
-    assert.deepEqual(sent.map((c) => c.name), [
-      'DescribeEndpoint',
-      'CreateThing',
-      'CreateCertificateFromCsr',
-      'AttachPolicy',
-      'AttachThingPrincipal',
-      'UpdateCertificate',
-      'DetachThingPrincipal',
-      'DetachPolicy',
-      'DeleteCertificate',
-    ]);
+    assert.deepEqual(
+      sent.map((c) => c.name),
+      [
+        'DescribeEndpoint',
+        'CreateThing',
+        'CreateCertificateFromCsr',
+        'AttachPolicy',
+        'AttachThingPrincipal',
+        'UpdateCertificate',
+        'DetachThingPrincipal',
+        'DetachPolicy',
+        'DeleteCertificate',
+      ],
+    );
     const arn = `${ACCOUNT_ARN}:cert/${certificateId}`;
     assert.deepEqual(sent[5]!.input, { certificateId, newStatus: 'INACTIVE' });
     assert.deepEqual(sent[6]!.input, { thingName: 'gw-0001', principal: arn });
@@ -301,12 +336,20 @@ describe('provisionDevice', () => {
     await assert.rejects(provisionDevice(options(outDir)), (error: Error) => {
       assert.ok(error instanceof DeviceProvisioningError);
       assert.match(error.message, /failed at AttachPolicy: ResourceNotFoundException: no such policy/);
-      assert.match(error.message, new RegExp(`ROLLBACK INCOMPLETE: certificate ${error.certificateId} is INACTIVE and was not deleted \\(DeleteCertificate: network down\\)`));
+      assert.match(
+        error.message,
+        new RegExp(`ROLLBACK INCOMPLETE: certificate ${error.certificateId} is INACTIVE and was not deleted \\(DeleteCertificate: network down\\)`),
+      );
       assert.match(error.message, /aws iot delete-certificate/);
       return true;
     });
     // AttachThingPrincipal was never attempted, so it is not undone; the policy attach is.
-    assert.deepEqual(calls().map((c) => c.name).slice(3), ['AttachPolicy', 'UpdateCertificate', 'DetachPolicy', 'DeleteCertificate']);
+    assert.deepEqual(
+      calls()
+        .map((c) => c.name)
+        .slice(3),
+      ['AttachPolicy', 'UpdateCertificate', 'DetachPolicy', 'DeleteCertificate'],
+    );
     assert.ok(existsSync(join(outDir, DEVICE_FILES.pendingKey)), 'key kept for the manual clean-up');
     assert.ok(!existsSync(join(outDir, DEVICE_FILES.key)), 'but not published as a finished device');
   });
@@ -315,23 +358,36 @@ describe('provisionDevice', () => {
     iotMock.on(CreateThingCommand).rejects(new ResourceNotFoundException({ message: 'thing type meterbridge-dev-gateway not found', $metadata: {} }));
     const outDir = freshDir();
     await assert.rejects(provisionDevice(options(outDir)), /failed at CreateThing: ResourceNotFoundException: thing type/);
-    assert.deepEqual(calls().map((c) => c.name), ['DescribeEndpoint', 'CreateThing']);
+    assert.deepEqual(
+      calls().map((c) => c.name),
+      ['DescribeEndpoint', 'CreateThing'],
+    );
     assert.ok(!existsSync(join(outDir, DEVICE_FILES.pendingKey)));
   });
 
   it('accepts an existing thing of the same type (CreateThing said ResourceAlreadyExists)', async () => {
     iotMock.on(CreateThingCommand).rejects(new ResourceAlreadyExistsException({ message: 'exists with other attributes', $metadata: {} }));
-    iotMock.on(DescribeThingCommand).resolves({ thingName: 'gw-0001', thingArn: `${ACCOUNT_ARN}:thing/gw-0001`, thingTypeName: 'meterbridge-dev-gateway' });
+    iotMock
+      .on(DescribeThingCommand)
+      .resolves({ thingName: 'gw-0001', thingArn: `${ACCOUNT_ARN}:thing/gw-0001`, thingTypeName: 'meterbridge-dev-gateway' });
     const device = await provisionDevice(options(freshDir()));
     assert.equal(device.thingExisted, true);
-    assert.deepEqual(calls().map((c) => c.name).slice(0, 4), ['DescribeEndpoint', 'CreateThing', 'DescribeThing', 'CreateCertificateFromCsr']);
+    assert.deepEqual(
+      calls()
+        .map((c) => c.name)
+        .slice(0, 4),
+      ['DescribeEndpoint', 'CreateThing', 'DescribeThing', 'CreateCertificateFromCsr'],
+    );
   });
 
   it('refuses an existing thing of another type, before creating a certificate', async () => {
     iotMock.on(CreateThingCommand).rejects(new ResourceAlreadyExistsException({ message: 'exists', $metadata: {} }));
     iotMock.on(DescribeThingCommand).resolves({ thingName: 'gw-0001', thingTypeName: 'someone-elses-type' });
     const outDir = freshDir();
-    await assert.rejects(provisionDevice(options(outDir)), /thing gw-0001 already exists with thing type someone-elses-type, not meterbridge-dev-gateway; refusing/);
+    await assert.rejects(
+      provisionDevice(options(outDir)),
+      /thing gw-0001 already exists with thing type someone-elses-type, not meterbridge-dev-gateway; refusing/,
+    );
     assert.ok(!calls().some((c) => c.name === 'CreateCertificateFromCsr'));
     assert.ok(!existsSync(join(outDir, DEVICE_FILES.pendingKey)));
   });
@@ -392,13 +448,19 @@ describe('revokeDevice', () => {
     const empty = await revokeDevice({ iot, thingName: 'gw-0001' });
     assert.deepEqual(empty.revokedCertificateIds, []);
     assert.equal(empty.thingFound, true);
-    assert.deepEqual(calls().map((c) => c.name), ['ListThingPrincipals']);
+    assert.deepEqual(
+      calls().map((c) => c.name),
+      ['ListThingPrincipals'],
+    );
 
     iotMock.reset();
     iotMock.on(ListThingPrincipalsCommand).rejects(new ResourceNotFoundException({ message: 'no thing', $metadata: {} }));
     const missing = await revokeDevice({ iot, thingName: 'gw-0001', deleteThing: true });
     assert.equal(missing.thingFound, false);
-    assert.deepEqual(calls().map((c) => c.name), ['ListThingPrincipals']);
+    assert.deepEqual(
+      calls().map((c) => c.name),
+      ['ListThingPrincipals'],
+    );
   });
 
   it('retries DeleteThing while detaches propagate, and names the failing step otherwise', async () => {
@@ -414,7 +476,10 @@ describe('revokeDevice', () => {
     iotMock.reset();
     iotMock.on(ListThingPrincipalsCommand).resolves({ principals: [arnA] });
     iotMock.on(UpdateCertificateCommand).rejects(new Error('throttled'));
-    await assert.rejects(revokeDevice({ iot, thingName: 'gw-0001' }), new RegExp(`revoking certificate ${certA} failed: throttled \\(revoking is idempotent: run it again\\)`));
+    await assert.rejects(
+      revokeDevice({ iot, thingName: 'gw-0001' }),
+      new RegExp(`revoking certificate ${certA} failed: throttled \\(revoking is idempotent: run it again\\)`),
+    );
   });
 });
 
@@ -428,6 +493,9 @@ describe('DER encoding', () => {
     assert.equal(der.integer(0).toString('hex'), '020100');
     assert.equal(der.tlv(0xa0).toString('hex'), 'a000');
     // Name { CN=gw } as openssl would write it.
-    assert.equal(der.sequence(der.set(der.sequence(der.oid('2.5.4.3'), der.utf8String('gw')))).toString('hex'), '300d310b30090603550403' + '0c026777');
+    assert.equal(
+      der.sequence(der.set(der.sequence(der.oid('2.5.4.3'), der.utf8String('gw')))).toString('hex'),
+      '300d310b30090603550403' + '0c026777',
+    );
   });
 });

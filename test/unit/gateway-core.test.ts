@@ -17,7 +17,13 @@ import type { SpooledReading } from '../../gateway/src/spool.ts';
 
 const minimal = () => ({
   thingName: 'gw-0001',
-  iot: { endpoint: 'abc-ats.iot.us-east-1.amazonaws.com', ruleName: 'meterbridge_dev_telemetry', certFile: 'device.cert.pem', keyFile: 'device.key.pem', caFile: 'AmazonRootCA1.pem' },
+  iot: {
+    endpoint: 'abc-ats.iot.us-east-1.amazonaws.com',
+    ruleName: 'meterbridge_dev_telemetry',
+    certFile: 'device.cert.pem',
+    keyFile: 'device.key.pem',
+    caFile: 'AmazonRootCA1.pem',
+  },
   meters: [{ id: 'm-1', host: '10.0.0.5', registers: [{ channel: 'energy.active.import', address: 0, type: 'uint32', unit: 'kWh', scale: 0.001 }] }],
   spool: { directory: '/var/lib/meterbridge-gateway/spool' },
 });
@@ -50,12 +56,21 @@ describe('gateway configuration', () => {
     (input as Record<string, unknown>).publish = { maxPublishesPerSecond: 150 };
     input.spool = { directory: 'x', maxBytes: 'lots' } as never;
     const found = problems(input);
-    assert.ok(found.some((p) => p.startsWith('meters[0].registers[0].type:') && p.includes('uint16|int16|uint32|int32|float32')), found.join('\n'));
+    assert.ok(
+      found.some((p) => p.startsWith('meters[0].registers[0].type:') && p.includes('uint16|int16|uint32|int32|float32')),
+      found.join('\n'),
+    );
     const unknownKey = minimal();
     (unknownKey.meters[0] as Record<string, unknown>).colour = 'red';
     assert.deepEqual(problems(unknownKey), ['meters[0]: Unrecognized key: "colour" (colour)']);
-    assert.ok(found.some((p) => p.startsWith('publish.maxPublishesPerSecond:')), found.join('\n'));
-    assert.ok(found.some((p) => p.startsWith('spool.maxBytes:') && p.includes('"lots" is not a size')), found.join('\n'));
+    assert.ok(
+      found.some((p) => p.startsWith('publish.maxPublishesPerSecond:')),
+      found.join('\n'),
+    );
+    assert.ok(
+      found.some((p) => p.startsWith('spool.maxBytes:') && p.includes('"lots" is not a size')),
+      found.join('\n'),
+    );
   });
 
   it('refuses duplicate meter ids and channels, and a segment size that defeats the cap', () => {
@@ -64,22 +79,37 @@ describe('gateway configuration', () => {
     (input.spool as Record<string, unknown>).maxBytes = '1MiB';
     (input.spool as Record<string, unknown>).segmentBytes = '512kB';
     const found = problems(input);
-    assert.ok(found.some((p) => p.startsWith('meters[1].id:') && p.includes('already used by meters[0]')), found.join('\n'));
-    assert.ok(found.some((p) => p.startsWith('meters[1].registers[1].channel:')), found.join('\n'));
-    assert.ok(found.some((p) => p.startsWith('spool.segmentBytes:')), found.join('\n'));
+    assert.ok(
+      found.some((p) => p.startsWith('meters[1].id:') && p.includes('already used by meters[0]')),
+      found.join('\n'),
+    );
+    assert.ok(
+      found.some((p) => p.startsWith('meters[1].registers[1].channel:')),
+      found.join('\n'),
+    );
+    assert.ok(
+      found.some((p) => p.startsWith('spool.segmentBytes:')),
+      found.join('\n'),
+    );
   });
 
   it('loads YAML, resolving file paths against the file, and reports YAML errors with the file', () => {
     const dir = mkdtempSync(join(tmpdir(), 'mb-gwconfig-'));
     try {
       const path = join(dir, 'gateway.yaml');
-      writeFileSync(path, 'thingName: gw-0001\niot:\n  endpoint: e\n  ruleName: r\n  certFile: c.pem\n  keyFile: k.pem\n  caFile: ca.pem\nmeters:\n  - id: m-1\n    host: h\n    registers: [{channel: energy.active.import, address: 0, type: uint16, unit: Wh}]\nspool: { directory: spool, maxBytes: 8MiB, segmentBytes: 1MiB }\n');
+      writeFileSync(
+        path,
+        'thingName: gw-0001\niot:\n  endpoint: e\n  ruleName: r\n  certFile: c.pem\n  keyFile: k.pem\n  caFile: ca.pem\nmeters:\n  - id: m-1\n    host: h\n    registers: [{channel: energy.active.import, address: 0, type: uint16, unit: Wh}]\nspool: { directory: spool, maxBytes: 8MiB, segmentBytes: 1MiB }\n',
+      );
       const config = loadConfig(path);
       assert.equal(config.iot.certFile, join(dir, 'c.pem'));
       assert.equal(config.spool.directory, join(dir, 'spool'));
       assert.equal(config.spool.maxBytes, 8 * 1024 ** 2);
       writeFileSync(path, 'thingName: [unclosed\n');
-      assert.throws(() => loadConfig(path), (error: Error) => error instanceof ConfigError && error.message.includes(path) && error.message.includes('not valid YAML'));
+      assert.throws(
+        () => loadConfig(path),
+        (error: Error) => error instanceof ConfigError && error.message.includes(path) && error.message.includes('not valid YAML'),
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -91,7 +121,10 @@ describe('TLS files', () => {
     const config = parseConfig({ ...minimal(), iot: { ...minimal().iot, certFile: '/nonexistent/device.cert.pem' } });
     assert.throws(
       () => assertTlsFilesReadable(config),
-      (error: Error) => error instanceof ConfigError && error.problems.length === 3 && error.problems[0]!.startsWith('iot.certFile: cannot read /nonexistent/device.cert.pem'),
+      (error: Error) =>
+        error instanceof ConfigError &&
+        error.problems.length === 3 &&
+        error.problems[0]!.startsWith('iot.certFile: cannot read /nonexistent/device.cert.pem'),
     );
   });
 });
@@ -104,7 +137,13 @@ describe('register decoding', () => {
     assert.equal(decodeRegister([0x0002, 0x0001], 'uint32', 'little'), 65538);
     assert.equal(decodeRegister([0xffff, 0xffff], 'int32', 'big'), -1);
     assert.equal(decodeRegister([0x4048, 0xf5c3], 'float32', 'big'), Math.fround(3.14));
-    for (const [value, type] of [[123456789, 'uint32'], [-123456, 'int32'], [1.5, 'float32'], [-300, 'int16'], [40000, 'uint16']] as const) {
+    for (const [value, type] of [
+      [123456789, 'uint32'],
+      [-123456, 'int32'],
+      [1.5, 'float32'],
+      [-300, 'int16'],
+      [40000, 'uint16'],
+    ] as const) {
       for (const order of ['big', 'little'] as const) assert.equal(decodeRegister(encodeRegister(value, type, order), type, order), value);
     }
     assert.throws(() => decodeRegister([1], 'uint32', 'big'), /expected 2 registers/);
@@ -137,22 +176,34 @@ describe('message building', () => {
     for (let interval = 0; interval < 4; interval++) for (let meter = 0; meter < 3; meter++) readings.push(spooled(meter, interval));
     readings.push(spooled(0, 6)); // after a hole: a second block
     const blocks = toBlocks(readings);
-    assert.deepEqual(blocks.map((b) => [b.meterId, b.start, b.values.length]), [
-      ['m-0', '2026-11-20T06:00:00Z', 4],
-      ['m-0', '2026-11-20T07:30:00Z', 1],
-      ['m-1', '2026-11-20T06:00:00Z', 4],
-      ['m-2', '2026-11-20T06:00:00Z', 4],
-    ]);
+    assert.deepEqual(
+      blocks.map((b) => [b.meterId, b.start, b.values.length]),
+      [
+        ['m-0', '2026-11-20T06:00:00Z', 4],
+        ['m-0', '2026-11-20T07:30:00Z', 1],
+        ['m-1', '2026-11-20T06:00:00Z', 4],
+        ['m-2', '2026-11-20T06:00:00Z', 4],
+      ],
+    );
     assert.deepEqual(blocks[0]!.quality, ['actual', 'actual', 'actual', 'estimated']);
     assert.equal(blocks[1]!.quality, undefined, 'all-actual blocks leave quality out');
   });
 
   it('packs a 24-hour backlog of 1,000 meters into messages the cloud decoder accepts, under the size limit, with every reading once', () => {
     const readings: SpooledReading[] = [];
-    for (let interval = 0; interval < 96; interval++) for (let meter = 0; meter < 1000; meter++) readings.push(spooled(meter, interval, Math.round(meter * 13.7 + interval) / 1000));
+    for (let interval = 0; interval < 96; interval++)
+      for (let meter = 0; meter < 1000; meter++) readings.push(spooled(meter, interval, Math.round(meter * 13.7 + interval) / 1000));
     let seq = 41;
-    const messages = buildMessages(readings, { gatewayId: 'gw-0001', maxMessageBytes: 120 * 1024, sentAt: '2026-11-21T06:00:00.000Z', allocateSeq: () => ++seq });
-    assert.deepEqual(messages.map((m) => m.seq), messages.map((_, i) => 42 + i));
+    const messages = buildMessages(readings, {
+      gatewayId: 'gw-0001',
+      maxMessageBytes: 120 * 1024,
+      sentAt: '2026-11-21T06:00:00.000Z',
+      allocateSeq: () => ++seq,
+    });
+    assert.deepEqual(
+      messages.map((m) => m.seq),
+      messages.map((_, i) => 42 + i),
+    );
     let total = 0;
     const seen = new Set<string>();
     for (const message of messages) {
@@ -175,7 +226,15 @@ describe('message building', () => {
 
   it('splits a block that alone would not fit a small message', () => {
     const readings = Array.from({ length: 1000 }, (_, i) => spooled(0, i, 12345.678 + i));
-    const messages = buildMessages(readings, { gatewayId: 'gw-0001', maxMessageBytes: 4096, sentAt: '2026-11-21T06:00:00.000Z', allocateSeq: (() => { let s = 0; return () => ++s; })() });
+    const messages = buildMessages(readings, {
+      gatewayId: 'gw-0001',
+      maxMessageBytes: 4096,
+      sentAt: '2026-11-21T06:00:00.000Z',
+      allocateSeq: (() => {
+        let s = 0;
+        return () => ++s;
+      })(),
+    });
     assert.ok(messages.length > 2);
     let total = 0;
     for (const message of messages) {
@@ -204,13 +263,18 @@ describe('pacing', () => {
     const peak = peakRate(sent, 1000);
     assert.ok(peak.publishes <= 10, `publishes ${peak.publishes}`);
     assert.ok(peak.bytes <= 5000, `bytes ${peak.bytes}`);
-    assert.ok(now < 200 / 4 * 1000, 'and does not wait needlessly');
+    assert.ok(now < (200 / 4) * 1000, 'and does not wait needlessly');
   });
 
   it('tracks the sender-side peak as publishes happen', () => {
     let now = 0;
     const meter = new RateMeter(1000, () => now);
-    for (const [at, bytes] of [[0, 1], [999, 2], [1000, 4], [1500, 8]] as const) {
+    for (const [at, bytes] of [
+      [0, 1],
+      [999, 2],
+      [1000, 4],
+      [1500, 8],
+    ] as const) {
       now = at;
       meter.record(bytes);
     }
@@ -218,7 +282,15 @@ describe('pacing', () => {
   });
 
   it('measures peaks over sliding windows', () => {
-    assert.deepEqual(peakRate([{ at: 0, bytes: 1 }, { at: 999, bytes: 2 }, { at: 1000, bytes: 4 }, { at: 1500, bytes: 8 }]), { publishes: 3, bytes: 14 });
+    assert.deepEqual(
+      peakRate([
+        { at: 0, bytes: 1 },
+        { at: 999, bytes: 2 },
+        { at: 1000, bytes: 4 },
+        { at: 1500, bytes: 8 },
+      ]),
+      { publishes: 3, bytes: 14 },
+    );
   });
 });
 

@@ -71,7 +71,10 @@ describe('Spool', () => {
     spool.close();
     const reopened = Spool.open({ directory });
     assert.deepEqual(reopened.readForward(0, 100).map(strip), readings(0, 8));
-    assert.deepEqual(reopened.readForward(6, 100).map((r) => r.index), [6, 7]);
+    assert.deepEqual(
+      reopened.readForward(6, 100).map((r) => r.index),
+      [6, 7],
+    );
     assert.equal(reopened.stats().depth, 8);
     assert.deepEqual(reopened.lastCounter('m-1', 'energy.active.import'), { end: reading(7).start + 900, counter: 1007 });
     reopened.close();
@@ -82,7 +85,10 @@ describe('Spool', () => {
     const spool = Spool.open({ directory });
     spool.append(readings(0, 4));
     spool.close();
-    const segment = join(directory, readdirSync(directory).find((name) => name.startsWith('seg-'))!);
+    const segment = join(
+      directory,
+      readdirSync(directory).find((name) => name.startsWith('seg-'))!,
+    );
     const sizeBefore = statSync(segment).size;
     appendFileSync(segment, frameRecord(Buffer.from('["m-1","x"')).subarray(0, 12));
 
@@ -101,7 +107,9 @@ describe('Spool', () => {
     const spool = Spool.open({ directory, segmentBytes: 300, maxBytes: 10_000 });
     for (let i = 0; i < 12; i++) spool.append(readings(i, 1));
     spool.close();
-    const segments = readdirSync(directory).filter((name) => name.startsWith('seg-')).sort();
+    const segments = readdirSync(directory)
+      .filter((name) => name.startsWith('seg-'))
+      .sort();
     assert.ok(segments.length >= 3, 'several segments');
     const first = join(directory, segments[0]!);
     const bytes = readFileSync(first);
@@ -123,9 +131,14 @@ describe('Spool', () => {
     spool.append(readings(0, 150));
     spool.append(readings(150, 50, 'm-2'));
     spool.close();
-    const segment = join(directory, readdirSync(directory).find((name) => name.startsWith('seg-'))!);
+    const segment = join(
+      directory,
+      readdirSync(directory).find((name) => name.startsWith('seg-'))!,
+    );
     const bytes = readFileSync(segment);
-    const recordLength = frameRecord(Buffer.from(JSON.stringify([40, 'm-1', 'energy.active.import', reading(40).start, 900, 4, 'kWh', 0, 1040]))).length;
+    const recordLength = frameRecord(
+      Buffer.from(JSON.stringify([40, 'm-1', 'energy.active.import', reading(40).start, 900, 4, 'kWh', 0, 1040])),
+    ).length;
     const offset = bytes.indexOf(Buffer.from('[40,"m-1"'));
     bytes[offset + 20] = bytes[offset + 20]! ^ 0x01; // a byte inside reading 40's payload
     bytes[offset - 12 + recordLength + 5] = bytes[offset - 12 + recordLength + 5]! ^ 0x80; // and reading 41's length field
@@ -134,13 +147,23 @@ describe('Spool', () => {
     const log = recordingLog();
     const reopened = Spool.open({ directory, log });
     const back = reopened.readForward(0, 1000);
-    assert.deepEqual(back.map((r) => r.index), [...Array(200).keys()].filter((i) => i !== 40 && i !== 41), 'the two damaged readings, nothing else');
+    assert.deepEqual(
+      back.map((r) => r.index),
+      [...Array(200).keys()].filter((i) => i !== 40 && i !== 41),
+      'the two damaged readings, nothing else',
+    );
     assert.deepEqual(back.map(strip), [...readings(0, 40), ...readings(42, 108), ...readings(150, 50, 'm-2')]);
     assert.equal(reopened.stats().corruptRecords, 1, 'one corrupt stretch (two adjacent records)');
     assert.equal(reopened.stats().corruptReadingsLost, 2);
     assert.equal(reopened.stats().tornRecordsDropped, 0, 'damage in the middle of the newest segment is not taken for a torn write');
     reopened.append(readings(200, 1));
-    assert.equal(reopened.readForward(199, 10).map((r) => r.index).join(), '199,200');
+    assert.equal(
+      reopened
+        .readForward(199, 10)
+        .map((r) => r.index)
+        .join(),
+      '199,200',
+    );
     reopened.close();
   });
 
@@ -149,7 +172,13 @@ describe('Spool', () => {
     const spool = Spool.open({ directory, segmentBytes: 400, maxBytes: 100_000 });
     for (let i = 0; i < 20; i++) spool.append(readings(i, 1));
     const [a, b] = [spool.allocateSeq(), spool.allocateSeq()];
-    spool.addMessages([{ seq: a, cursorAfter: 10, body: 'A', readings: 10 }, { seq: b, cursorAfter: 15, body: 'B', readings: 5 }], 15);
+    spool.addMessages(
+      [
+        { seq: a, cursorAfter: 10, body: 'A', readings: 10 },
+        { seq: b, cursorAfter: 15, body: 'B', readings: 5 },
+      ],
+      15,
+    );
     spool.acknowledge(a);
     spool.persistState();
     spool.close();
@@ -166,8 +195,19 @@ describe('Spool', () => {
       assert.equal(stats.stateRebuilt, 1);
       assert.ok(log.lines.some((l) => l.level === 'warn' && /state\.json damaged; rebuilt/.test(l.message)));
       assert.ok(stats.cursor <= 10, 'the cursor goes back to the oldest reading on disk, never forward');
-      assert.deepEqual(reopened.readForward(stats.cursor, 100).map((r) => r.index).filter((i) => i >= 10), [...Array(10).keys()].map((i) => i + 10), 'no unacknowledged reading is lost');
-      assert.deepEqual(reopened.pendingMessages().map((m) => m.seq), [a, b], 'the outbox is re-sent under its own seqs');
+      assert.deepEqual(
+        reopened
+          .readForward(stats.cursor, 100)
+          .map((r) => r.index)
+          .filter((i) => i >= 10),
+        [...Array(10).keys()].map((i) => i + 10),
+        'no unacknowledged reading is lost',
+      );
+      assert.deepEqual(
+        reopened.pendingMessages().map((m) => m.seq),
+        [a, b],
+        'the outbox is re-sent under its own seqs',
+      );
       assert.ok(reopened.allocateSeq() > b, 'new seqs are above every seq used before');
       reopened.close();
       assert.equal(Spool.open({ directory, segmentBytes: 400, maxBytes: 100_000 }).stats().stateRebuilt, 0, 'the rebuilt state.json was written');
@@ -182,7 +222,8 @@ describe('Spool', () => {
       header.writeUInt32LE(crc32(payload), 4);
       return Buffer.concat([header, payload]);
     };
-    const legacyRow = (r: SpooledReading) => Buffer.from(JSON.stringify([r.meterId, r.channel, r.start, r.intervalSeconds, r.value, r.unit, r.quality === 'estimated' ? 1 : 0, r.counter]));
+    const legacyRow = (r: SpooledReading) =>
+      Buffer.from(JSON.stringify([r.meterId, r.channel, r.start, r.intervalSeconds, r.value, r.unit, r.quality === 'estimated' ? 1 : 0, r.counter]));
     writeFileSync(join(directory, 'seg-0000000000000000.log'), Buffer.concat(readings(0, 5).map((r) => legacyFrame(legacyRow(r)))));
     writeFileSync(join(directory, 'seg-0000000000000005.log'), Buffer.concat(readings(5, 3).map((r) => legacyFrame(legacyRow(r)))));
     writeFileSync(join(directory, 'outbox.log'), legacyFrame(Buffer.from(JSON.stringify({ seq: 77, cursorAfter: 2, body: 'L', readings: 2 }))));
@@ -191,15 +232,24 @@ describe('Spool', () => {
     const spool = Spool.open({ directory });
     assert.equal(spool.stats().stateRebuilt, 0, 'a format 1 state.json is accepted');
     assert.deepEqual(spool.readForward(0, 100).map(strip), readings(0, 8));
-    assert.deepEqual(spool.pendingMessages().map((m) => [m.seq, m.body]), [[77, 'L']]);
+    assert.deepEqual(
+      spool.pendingMessages().map((m) => [m.seq, m.body]),
+      [[77, 'L']],
+    );
     assert.equal(spool.allocateSeq(), 78);
     assert.deepEqual(spool.lastCounter('m-1', 'energy.active.import'), { end: reading(7).start + 900, counter: 1007 });
     spool.append(readings(8, 2));
     spool.close();
     const reopened = Spool.open({ directory });
     assert.deepEqual(reopened.readForward(0, 100).map(strip), readings(0, 10));
-    assert.deepEqual(reopened.readForward(6, 100).map((r) => r.index), [6, 7, 8, 9]);
-    assert.deepEqual(reopened.pendingMessages().map((m) => [m.seq, m.body]), [[77, 'L']]);
+    assert.deepEqual(
+      reopened.readForward(6, 100).map((r) => r.index),
+      [6, 7, 8, 9],
+    );
+    assert.deepEqual(
+      reopened.pendingMessages().map((m) => [m.seq, m.body]),
+      [[77, 'L']],
+    );
     reopened.close();
   });
 
@@ -227,7 +277,10 @@ describe('Spool', () => {
 
     // SIGKILL-like: reopen without closing cleanly is the same files; c must come back, byte-exact.
     const reopened = Spool.open({ directory });
-    assert.deepEqual(reopened.pendingMessages().map((m) => [m.seq, m.body]), [[c, 'C']]);
+    assert.deepEqual(
+      reopened.pendingMessages().map((m) => [m.seq, m.body]),
+      [[c, 'C']],
+    );
     assert.equal(reopened.buildFrom, 6, 'readings already in the outbox are not built again');
     assert.equal(reopened.allocateSeq(), c + 1, 'seq keeps increasing across restarts');
     reopened.acknowledge(c);
@@ -258,7 +311,10 @@ describe('Spool', () => {
     appendFileSync(join(directory, 'outbox.log'), Buffer.from([9, 0, 0, 0, 1]));
     const reopened = Spool.open({ directory });
     assert.equal(reopened.stats().tornRecordsDropped, 1);
-    assert.deepEqual(reopened.pendingMessages().map((m) => m.seq), [seq]);
+    assert.deepEqual(
+      reopened.pendingMessages().map((m) => m.seq),
+      [seq],
+    );
     reopened.close();
   });
 
@@ -273,7 +329,10 @@ describe('Spool', () => {
     spool.acknowledge(seq);
     spool.persistState();
     assert.ok(spool.stats().segments < segments, 'delivered segments are gone');
-    assert.deepEqual(spool.readForward(15, 100).map((r) => r.index), [15, 16, 17, 18, 19]);
+    assert.deepEqual(
+      spool.readForward(15, 100).map((r) => r.index),
+      [15, 16, 17, 18, 19],
+    );
     spool.close();
   });
 
@@ -286,7 +345,10 @@ describe('Spool', () => {
     assert.ok(stats.droppedReadings > 0);
     assert.equal(stats.depth, 60 - stats.droppedReadings, 'depth counts what is left');
     assert.equal(spool.readForward(0, 1)[0]!.index, stats.cursor, 'reading resumes at the oldest kept reading');
-    assert.ok(log.lines.some((l) => l.level === 'warn' && /filling up/.test(l.message)), 'warned before it was full');
+    assert.ok(
+      log.lines.some((l) => l.level === 'warn' && /filling up/.test(l.message)),
+      'warned before it was full',
+    );
     assert.ok(log.lines.some((l) => l.level === 'error' && /oldest unsent readings deleted/.test(l.message)));
     spool.close();
   });

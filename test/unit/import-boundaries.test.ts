@@ -27,7 +27,9 @@ function tsFiles(dir: string): string[] {
 describe('import boundaries', () => {
   it('hold on lambdas/, shared/, gateway/ and the CDK app', async () => {
     const results = await eslint.lintFiles(['lambdas', 'shared', 'gateway', 'lib', 'bin/app.ts']);
-    const broken = results.flatMap((r) => r.messages.filter((m) => m.ruleId === 'no-restricted-imports').map((m) => `${relative(root, r.filePath)}:${m.line} ${m.message}`));
+    const broken = results.flatMap((r) =>
+      r.messages.filter((m) => m.ruleId === 'no-restricted-imports').map((m) => `${relative(root, r.filePath)}:${m.line} ${m.message}`),
+    );
     assert.ok(results.length > 50, `linted ${results.length} files`);
     assert.deepEqual(broken, []);
   });
@@ -35,7 +37,14 @@ describe('import boundaries', () => {
   const cases: Array<{ file: string; forbidden: string[]; allowed: string[] }> = [
     {
       file: 'lambdas/core/probe.ts',
-      forbidden: ['../../local/platform.ts', '../../bin/operator/device-provisioning.ts', '../../test/support/readings.ts', '../../gateway/src/config.ts', '../../lib/storage.ts', 'aws-cdk-lib'],
+      forbidden: [
+        '../../local/platform.ts',
+        '../../bin/operator/device-provisioning.ts',
+        '../../test/support/readings.ts',
+        '../../gateway/src/config.ts',
+        '../../lib/storage.ts',
+        'aws-cdk-lib',
+      ],
       allowed: ['./ledger.ts', '../../shared/reading.ts', '@aws-sdk/client-dynamodb'],
     },
     {
@@ -50,23 +59,46 @@ describe('import boundaries', () => {
     },
     {
       file: 'lib/probe.ts',
-      forbidden: ['../lambdas/core/iot-ingest.ts', '../lambdas/core/smt/fetch.ts', '../shared/log.ts', '../local/platform.ts', '../bin/operator/device-provisioning.ts'],
-      allowed: ['../lambdas/core/metric-catalog.ts', '../lambdas/core/tables.ts', '../lambdas/core/work-units.ts', '../shared/telemetry.ts', './storage.ts', 'aws-cdk-lib'],
+      forbidden: [
+        '../lambdas/core/iot-ingest.ts',
+        '../lambdas/core/smt/fetch.ts',
+        '../shared/log.ts',
+        '../local/platform.ts',
+        '../bin/operator/device-provisioning.ts',
+      ],
+      allowed: [
+        '../lambdas/core/metric-catalog.ts',
+        '../lambdas/core/tables.ts',
+        '../lambdas/core/work-units.ts',
+        '../shared/telemetry.ts',
+        './storage.ts',
+        'aws-cdk-lib',
+      ],
     },
   ];
   for (const { file, forbidden, allowed } of cases) {
     it(`refuses what ${file.split('/')[0]}/ may not import, and only that`, async () => {
       for (const specifier of forbidden) {
-        assert.equal((await restrictedImports(`import { x } from '${specifier}';\nexport const y = x;\n`, file)).length, 1, `${file} importing ${specifier}`);
+        assert.equal(
+          (await restrictedImports(`import { x } from '${specifier}';\nexport const y = x;\n`, file)).length,
+          1,
+          `${file} importing ${specifier}`,
+        );
       }
       for (const specifier of allowed) {
-        assert.deepEqual(await restrictedImports(`import { x } from '${specifier}';\nexport const y = x;\n`, file), [], `${file} importing ${specifier}`);
+        assert.deepEqual(
+          await restrictedImports(`import { x } from '${specifier}';\nexport const y = x;\n`, file),
+          [],
+          `${file} importing ${specifier}`,
+        );
       }
     });
   }
 
   it('reaches every file under lambdas/ from a deployed handler', () => {
-    const entries = readdirSync(join(root, 'lambdas')).filter((name) => name.endsWith('.ts')).map((name) => join('lambdas', name));
+    const entries = readdirSync(join(root, 'lambdas'))
+      .filter((name) => name.endsWith('.ts'))
+      .map((name) => join('lambdas', name));
     const reached = new Set<string>();
     const visit = (file: string) => {
       if (reached.has(file)) return;

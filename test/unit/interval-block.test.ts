@@ -15,7 +15,14 @@ import {
 import { itemSizeBytes, writeUnitsFor } from '../../lambdas/core/item-size.ts';
 import { day, interval, register } from '../support/readings.ts';
 
-const stored = (overrides: Partial<StoredValue> = {}): StoredValue => ({ value: 0.25, revision: 1, quality: 'actual', unit: 'kWh', durationSeconds: 900, ...overrides });
+const stored = (overrides: Partial<StoredValue> = {}): StoredValue => ({
+  value: 0.25,
+  revision: 1,
+  quality: 'actual',
+  unit: 'kWh',
+  durationSeconds: 900,
+  ...overrides,
+});
 
 /** DynamoDB counts comparators, functions and logical operators towards its 300-operator limit. */
 function operatorCount(expression: string): number {
@@ -34,7 +41,8 @@ describe('classify', () => {
     assert.equal(classify(interval({ value: 0.3 }), stored({ quality: 'estimated' }), block), 'superseded');
     assert.equal(classify(interval({ quality: 'estimated' }), stored(), block), 'stale');
   });
-  it('calls another unit than the block holds a conflict, even for a new slot', () => assert.equal(classify(interval({ unit: 'Wh' }), undefined, block), 'conflict'));
+  it('calls another unit than the block holds a conflict, even for a new slot', () =>
+    assert.equal(classify(interval({ unit: 'Wh' }), undefined, block), 'conflict'));
   it('calls another interval length than the block holds a conflict', () => {
     assert.equal(classify(interval({ minutes: 30 }), undefined, block), 'conflict');
     assert.equal(classify(register({ unit: 'kWh' }), undefined, block), 'conflict');
@@ -46,7 +54,11 @@ describe('locate', () => {
     const a = locate(interval({ start: '2026-03-10T06:15:00Z', revision: 1, originId: 'a' }), 'UTC');
     const b = locate(interval({ start: '2026-03-10T06:15:00Z', revision: 9, originId: 'b', value: 7 }), 'UTC');
     assert.deepEqual(a, b);
-    assert.deepEqual(a, { key: { pk: '10443720004766435#energy.active.import', sk: '2026-03-10' }, blockStart: Date.parse('2026-03-10T00:00:00Z') / 1000, slot: 's22500' });
+    assert.deepEqual(a, {
+      key: { pk: '10443720004766435#energy.active.import', sk: '2026-03-10' },
+      blockStart: Date.parse('2026-03-10T00:00:00Z') / 1000,
+      slot: 's22500',
+    });
   });
 
   it('cuts blocks at local midnight in the block zone', () => {
@@ -65,8 +77,24 @@ describe('slot encoding', () => {
     const { slot } = locate(reading, 'UTC');
     const update = buildBlockUpdate([{ reading, slot }], { kind: 'slots' }, { blockStart: 0, now: 0 });
     const originName = Object.entries(update.ExpressionAttributeNames).find(([, name]) => name.startsWith('o_'))![1];
-    const decoded = decodeBlock({ pk: { S: 'p' }, sk: { S: 's' }, u: { S: 'kWh' }, d: { N: '900' }, ver: { N: '1' }, bs: { N: '0' }, [slot]: encodeSlot(reading), [originName]: { S: 'smt:file-a' } });
-    assert.deepEqual(decoded.slots.get(slot), { value: 1.234, revision: 1732300000, quality: 'estimated', unit: 'kWh', durationSeconds: 900, origin: 'smt:file-a' });
+    const decoded = decodeBlock({
+      pk: { S: 'p' },
+      sk: { S: 's' },
+      u: { S: 'kWh' },
+      d: { N: '900' },
+      ver: { N: '1' },
+      bs: { N: '0' },
+      [slot]: encodeSlot(reading),
+      [originName]: { S: 'smt:file-a' },
+    });
+    assert.deepEqual(decoded.slots.get(slot), {
+      value: 1.234,
+      revision: 1732300000,
+      quality: 'estimated',
+      unit: 'kWh',
+      durationSeconds: 900,
+      origin: 'smt:file-a',
+    });
   });
 
   it('keeps an actual without a quality flag and an estimate with one', () => {
@@ -77,7 +105,14 @@ describe('slot encoding', () => {
   it('keeps a full 96-interval day within 3 KB (3 write units)', () => {
     const readings = day('2026-03-10T00:00:00Z', 96, { revision: 1732300000 }, (i) => Math.round(i * 137.3) / 1000);
     const item: Record<string, import('@aws-sdk/client-dynamodb').AttributeValue> = {
-      pk: { S: '10443720004766435#energy.active.import' }, sk: { S: '2026-03-10' }, bs: { N: '1773100800' }, u: { S: 'kWh' }, d: { N: '900' }, ver: { N: '1' }, ua: { N: '1773100800' }, 'o_abcdef': { S: 'smt:IntervalMeterUsage20260310.csv.123456789.asc' },
+      pk: { S: '10443720004766435#energy.active.import' },
+      sk: { S: '2026-03-10' },
+      bs: { N: '1773100800' },
+      u: { S: 'kWh' },
+      d: { N: '900' },
+      ver: { N: '1' },
+      ua: { N: '1773100800' },
+      o_abcdef: { S: 'smt:IntervalMeterUsage20260310.csv.123456789.asc' },
     };
     for (const reading of readings) item[locate(reading, 'UTC').slot] = encodeSlot(reading);
     const size = itemSizeBytes(item);
@@ -136,7 +171,17 @@ describe('gridProblems', () => {
   const zone = 'America/Chicago';
   it('accepts intervals a whole number of intervals after local midnight, of one length and unit per day', () => {
     // 05:00Z is local midnight in Chicago on 2026-03-10 (CDT since 2026-03-08).
-    assert.deepEqual(gridProblems([interval({ start: '2026-03-10T05:00:00Z' }), interval({ start: '2026-03-10T05:15:00Z' }), interval({ start: '2026-03-11T06:00:00Z', minutes: 60 })], zone), []);
+    assert.deepEqual(
+      gridProblems(
+        [
+          interval({ start: '2026-03-10T05:00:00Z' }),
+          interval({ start: '2026-03-10T05:15:00Z' }),
+          interval({ start: '2026-03-11T06:00:00Z', minutes: 60 }),
+        ],
+        zone,
+      ),
+      [],
+    );
   });
 
   it('refuses a 15-minute interval starting at 10:07, naming how far off the grid it is', () => {
@@ -149,8 +194,14 @@ describe('gridProblems', () => {
     // 2026-03-08 has 23 hours in Chicago: a 24-hour interval from its midnight ends in the next day.
     assert.match(gridProblems([interval({ start: '2026-03-08T06:00:00Z', minutes: 1440 })], zone)[0]!, /runs past the end of its day 2026-03-08/);
     assert.deepEqual(gridProblems([interval({ start: '2026-03-10T05:00:00Z', minutes: 1440 })], zone), []);
-    assert.match(gridProblems([interval({ start: '2026-03-10T10:00:00Z' }), interval({ start: '2026-03-10T12:00:00Z', minutes: 60 })], zone)[0]!, /interval length 3600 s differs from the block's 900 s .*in the same message/);
-    assert.match(gridProblems([interval({ start: '2026-03-10T10:00:00Z' }), interval({ start: '2026-03-10T12:00:00Z', unit: 'Wh' })], zone)[0]!, /unit Wh differs/);
+    assert.match(
+      gridProblems([interval({ start: '2026-03-10T10:00:00Z' }), interval({ start: '2026-03-10T12:00:00Z', minutes: 60 })], zone)[0]!,
+      /interval length 3600 s differs from the block's 900 s .*in the same message/,
+    );
+    assert.match(
+      gridProblems([interval({ start: '2026-03-10T10:00:00Z' }), interval({ start: '2026-03-10T12:00:00Z', unit: 'Wh' })], zone)[0]!,
+      /unit Wh differs/,
+    );
     assert.deepEqual(gridProblems([register({ at: '2026-03-10T10:07:13Z' })], zone), []);
   });
 });

@@ -17,7 +17,10 @@ describe('local mode sleep', () => {
       process.off('warning', onWarning);
     }
     assert.equal(getEventListeners(abort.signal, 'abort').length, 0, 'no listener left on the signal');
-    assert.deepEqual(warnings.map((w) => w.name), []);
+    assert.deepEqual(
+      warnings.map((w) => w.name),
+      [],
+    );
   });
 
   it('still ends at once when the signal aborts', async () => {

@@ -10,7 +10,12 @@ describe('local mode progress', () => {
   it('sums what the handlers published, per source', () => {
     const tallies = tallyMetrics([
       ...request(datum('ReadingsStored', 96, 'iot'), datum('ReadingsDuplicate', 4, 'iot'), datum('MessagesRejected', 1, 'iot')),
-      ...request(datum('ReadingsStored', 4, 'iot'), datum('ReadingsSuperseded', 10, 'smt'), datum('ReadingsStored', 3, 'ready'), datum('MessagesReceived', 50, 'iot')),
+      ...request(
+        datum('ReadingsStored', 4, 'iot'),
+        datum('ReadingsSuperseded', 10, 'smt'),
+        datum('ReadingsStored', 3, 'ready'),
+        datum('MessagesReceived', 50, 'iot'),
+      ),
     ]);
     assert.deepEqual(tallies.iot, { stored: 100, superseded: 0, duplicate: 4, stale: 0, conflict: 0, rejected: 1, resent: 0 });
     assert.equal(tallies.smt.superseded, 10);

@@ -5,7 +5,10 @@ import { batches } from '../../lambdas/core/metrics.ts';
 describe('metric batches', () => {
   it('caps a request at 1,000 datums', () => {
     const datums = Array.from({ length: 2001 }, (_, i) => ({ MetricName: `m${i}`, Value: 1 }));
-    assert.deepEqual(batches(datums).map((b) => b.length), [1000, 1000, 1]);
+    assert.deepEqual(
+      batches(datums).map((b) => b.length),
+      [1000, 1000, 1],
+    );
   });
 
   it('caps a request below 1 MB of datums', () => {

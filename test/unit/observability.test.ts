@@ -51,7 +51,11 @@ async function stdoutLines<T>(run: () => Promise<T>): Promise<{ lines: Record<st
   } finally {
     process.stdout.write = original;
   }
-  const lines = written.join('').split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as Record<string, unknown>);
+  const lines = written
+    .join('')
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
   return { lines, result };
 }
 

@@ -16,14 +16,7 @@ import { METRIC_CATALOG, READING_STATUS_METRIC, type MetricSource, type MetricSp
 import { METRICS_NAMESPACE } from '../../lib/meterbridge-function.ts';
 import { MeterbridgeStack } from '../../lib/meterbridge-stack.ts';
 import { testSettings } from '../fixtures/stage-settings.ts';
-import {
-  alarmMetricRefs,
-  alarms,
-  dashboardWidgets,
-  widgetMetricRefs,
-  type AlarmResource,
-  type MetricRef,
-} from '../support/cloudwatch-template.ts';
+import { alarmMetricRefs, alarms, dashboardWidgets, widgetMetricRefs, type AlarmResource, type MetricRef } from '../support/cloudwatch-template.ts';
 
 const STAGE = 'test';
 const CATALOG = METRIC_CATALOG as Readonly<Record<string, MetricSpec>>;
@@ -36,11 +29,33 @@ const AWS_METRICS: Readonly<Record<string, readonly string[]>> = {
   'AWS/SQS': ['ApproximateNumberOfMessagesVisible', 'ApproximateNumberOfMessagesNotVisible', 'ApproximateAgeOfOldestMessage'],
   'AWS/Lambda': ['Invocations', 'Errors', 'Throttles', 'Duration'],
   'AWS/IoT': [
-    'TopicMatch', 'RuleMessageThrottled', 'ParseError', 'Success', 'Failure', 'ErrorActionSuccess', 'ErrorActionFailure', '*',
-    'Connect.Success', 'Connect.AuthError', 'Connection.AuthNError', 'Connect.ClientError', 'Connect.Throttle', 'Connect.ClientIDThrottle',
-    'PublishIn.Success', 'PublishIn.Throttle', 'PublishIn.AuthError', 'PublishIn.ClientError',
+    'TopicMatch',
+    'RuleMessageThrottled',
+    'ParseError',
+    'Success',
+    'Failure',
+    'ErrorActionSuccess',
+    'ErrorActionFailure',
+    '*',
+    'Connect.Success',
+    'Connect.AuthError',
+    'Connection.AuthNError',
+    'Connect.ClientError',
+    'Connect.Throttle',
+    'Connect.ClientIDThrottle',
+    'PublishIn.Success',
+    'PublishIn.Throttle',
+    'PublishIn.AuthError',
+    'PublishIn.ClientError',
   ],
-  'AWS/DynamoDB': ['ReadThrottleEvents', 'WriteThrottleEvents', 'SystemErrors', 'ConsumedReadCapacityUnits', 'ConsumedWriteCapacityUnits', 'SuccessfulRequestLatency'],
+  'AWS/DynamoDB': [
+    'ReadThrottleEvents',
+    'WriteThrottleEvents',
+    'SystemErrors',
+    'ConsumedReadCapacityUnits',
+    'ConsumedWriteCapacityUnits',
+    'SuccessfulRequestLatency',
+  ],
   'AWS/ApiGateway': ['Count', '4XXError', '5XXError', 'Latency', 'IntegrationLatency'],
 };
 
@@ -80,7 +95,9 @@ describe('operations consistency', () => {
 
   before(() => {
     // The real stack as wired today; bundling skipped, the Lambda code is not what is checked here.
-    const stack = new MeterbridgeStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'Meterbridge-test', { settings: testSettings({}, STAGE) });
+    const stack = new MeterbridgeStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'Meterbridge-test', {
+      settings: testSettings({}, STAGE),
+    });
     template = Template.fromStack(stack);
     sources = stack.operations.sources;
     known = stack.operations.allAlarms;
@@ -142,7 +159,7 @@ describe('operations consistency', () => {
     assert.deepEqual(unpublished, []);
   });
 
-  it("says why every informational catalog metric needs no alarm", () => {
+  it('says why every informational catalog metric needs no alarm', () => {
     const silent = Object.entries(CATALOG)
       .filter(([, spec]) => spec.watch === 'informational' && (spec.why ?? '').trim() === '')
       .map(([name]) => name);
@@ -190,7 +207,10 @@ describe('operations consistency', () => {
   it('names every alarm meterbridge-<stage>-..., each name once', () => {
     const names = alarmList.map((alarm) => alarm.name);
 
-    assert.deepEqual(names.filter((name) => !/^meterbridge-test-[a-z0-9]+(-[a-z0-9]+)*$/.test(name)), []);
+    assert.deepEqual(
+      names.filter((name) => !/^meterbridge-test-[a-z0-9]+(-[a-z0-9]+)*$/.test(name)),
+      [],
+    );
     assert.equal(new Set(names).size, names.length);
   });
 
@@ -210,7 +230,11 @@ describe('operations consistency', () => {
   it('knows every alarm in the stack, so the composite and the status widget cover them all', () => {
     const names = new Set(known.map((entry) => entry.name));
 
-    assert.deepEqual(alarmList.map((alarm) => alarm.name).filter((name) => !names.has(name)), [], 'alarms the operations construct does not know of');
+    assert.deepEqual(
+      alarmList.map((alarm) => alarm.name).filter((name) => !names.has(name)),
+      [],
+      'alarms the operations construct does not know of',
+    );
   });
 
   it('explains every alarm in its description; its own alarms also point to the runbook', () => {
@@ -237,7 +261,9 @@ describe('operations consistency', () => {
   it('gives every alarm a runbook entry: a ### heading naming it, or its family', () => {
     // GIVEN: headings like "### `meterbridge-<stage>-<source>-<queue>-dlq`"
     const runbook = runbookSection();
-    const headingNames = [...runbook.matchAll(/^###[^\n]*$/gm)].flatMap((heading) => [...heading[0].matchAll(/`(meterbridge-<stage>-[^`]+)`/g)].map((m) => m[1] as string));
+    const headingNames = [...runbook.matchAll(/^###[^\n]*$/gm)].flatMap((heading) =>
+      [...heading[0].matchAll(/`(meterbridge-<stage>-[^`]+)`/g)].map((m) => m[1] as string),
+    );
     const patterns = headingNames.map(
       (name) =>
         new RegExp(

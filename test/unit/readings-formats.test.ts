@@ -55,14 +55,36 @@ describe('Green Button (ESPI)', () => {
     assert.ok(validation.ok, validation.output);
     const { blocks, readingTypes } = readEspi(xml);
     const energy = blocks.filter((b) => b.readings[0]?.duration === 900 && b.readings.length >= 92);
-    assert.deepEqual(energy.map((b) => [b.duration, b.readings.length]), [[82_800, 92], [86_400, 96], [90_000, 100]]);
+    assert.deepEqual(
+      energy.map((b) => [b.duration, b.readings.length]),
+      [
+        [82_800, 92],
+        [86_400, 96],
+        [90_000, 100],
+      ],
+    );
     assert.equal(energy[0]!.start, Date.parse('2026-03-08T06:00:00Z') / 1000);
     assert.equal(energy[2]!.start, Date.parse('2026-11-01T05:00:00Z') / 1000);
     assert.ok(energy[0]!.readings.every((r) => r.quality === 8));
     assert.ok(energy[1]!.readings.every((r) => r.quality === undefined));
-    assert.deepEqual(readingTypes.get('energy.active.import (kWh, 900 s)'), { accumulationBehaviour: 4, commodity: 1, flowDirection: 1, intervalLength: 900, kind: 12, powerOfTenMultiplier: 0, uom: 72 });
+    assert.deepEqual(readingTypes.get('energy.active.import (kWh, 900 s)'), {
+      accumulationBehaviour: 4,
+      commodity: 1,
+      flowDirection: 1,
+      intervalLength: 900,
+      kind: 12,
+      powerOfTenMultiplier: 0,
+      uom: 72,
+    });
     assert.equal(readingTypes.get('energy.active.export (kWh, 900 s)')!.flowDirection, 19);
-    assert.deepEqual(readingTypes.get('water.volume (m3, register)'), { accumulationBehaviour: 1, commodity: 9, flowDirection: 1, intervalLength: 0, powerOfTenMultiplier: -3, uom: 42 });
+    assert.deepEqual(readingTypes.get('water.volume (m3, register)'), {
+      accumulationBehaviour: 1,
+      commodity: 9,
+      flowDirection: 1,
+      intervalLength: 0,
+      powerOfTenMultiplier: -3,
+      uom: 42,
+    });
     // Values back: value x 10^multiplier Wh = kWh x 1000.
     assert.equal(energy[1]!.readings[5]!.value, (5 / 8) * 1000);
   });
@@ -70,6 +92,13 @@ describe('Green Button (ESPI)', () => {
   it('the schema check can fail: a fractional value or a misplaced element is refused', async () => {
     const xml = readingsEspi('m', [interval({ meterId: 'm' })], { timeZone: zone, generatedAt });
     assert.equal((await validateEspi(xml.replace(/<espi:value>(\d+)<\/espi:value>/, '<espi:value>$1.5</espi:value>'))).ok, false);
-    assert.equal((await validateEspi(xml.replace('<espi:commodity>1</espi:commodity>', '').replace('<espi:uom>', '<espi:commodity>1</espi:commodity><espi:uom>'))).ok, false);
+    assert.equal(
+      (
+        await validateEspi(
+          xml.replace('<espi:commodity>1</espi:commodity>', '').replace('<espi:uom>', '<espi:commodity>1</espi:commodity><espi:uom>'),
+        )
+      ).ok,
+      false,
+    );
   });
 });

@@ -1,13 +1,19 @@
 import assert from 'node:assert/strict';
 import { createHash, createHmac } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { SecretEncodingError, handshakeKeyIsSigningKey, verificationAnswer, verificationConfigFromEnv, DEFAULT_VERIFICATION } from '../../lambdas/core/ready/handshake.ts';
+import {
+  SecretEncodingError,
+  handshakeKeyIsSigningKey,
+  verificationAnswer,
+  verificationConfigFromEnv,
+  DEFAULT_VERIFICATION,
+} from '../../lambdas/core/ready/handshake.ts';
 
 // Published HMAC-SHA256 test vector (RFC 4231 test case 2): key "Jefe", data "what do ya want for nothing?".
 const RFC4231_HEX = '5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843';
 
 describe('verificationAnswer', () => {
-  it('defaults to Base64 HMAC-SHA256 with the secret\'s UTF-8 bytes as key (RFC 4231 vector)', () => {
+  it("defaults to Base64 HMAC-SHA256 with the secret's UTF-8 bytes as key (RFC 4231 vector)", () => {
     assert.equal(verificationAnswer('what do ya want for nothing?', 'Jefe'), Buffer.from(RFC4231_HEX, 'hex').toString('base64'));
   });
 
@@ -20,7 +26,10 @@ describe('verificationAnswer', () => {
 
   it('computes SHA-256(token bytes followed by secret bytes) for the alternative algorithm', () => {
     // SHA-256("abc") is the FIPS 180-2 vector; split as token "a" + secret "bc".
-    assert.equal(verificationAnswer('a', 'bc', { ...DEFAULT_VERIFICATION, algorithm: 'sha256-token-secret' }), Buffer.from('ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad', 'hex').toString('base64'));
+    assert.equal(
+      verificationAnswer('a', 'bc', { ...DEFAULT_VERIFICATION, algorithm: 'sha256-token-secret' }),
+      Buffer.from('ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad', 'hex').toString('base64'),
+    );
   });
 
   it('differs for another token or another secret', () => {
@@ -42,7 +51,14 @@ describe('verificationConfigFromEnv', () => {
   });
 
   it('reads the three variables and names a wrong one', () => {
-    assert.deepEqual(verificationConfigFromEnv({ READY_VERIFICATION_ALGORITHM: 'sha256-token-secret', READY_SECRET_ENCODING: 'base64', READY_VERIFICATION_ANSWER: 'json' }), { algorithm: 'sha256-token-secret', secretEncoding: 'base64', answerFormat: 'json' });
+    assert.deepEqual(
+      verificationConfigFromEnv({
+        READY_VERIFICATION_ALGORITHM: 'sha256-token-secret',
+        READY_SECRET_ENCODING: 'base64',
+        READY_VERIFICATION_ANSWER: 'json',
+      }),
+      { algorithm: 'sha256-token-secret', secretEncoding: 'base64', answerFormat: 'json' },
+    );
     assert.throws(() => verificationConfigFromEnv({ READY_VERIFICATION_ALGORITHM: 'md5' }), /READY_VERIFICATION_ALGORITHM/);
   });
 

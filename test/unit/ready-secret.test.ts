@@ -13,7 +13,9 @@ const client = () => new SecretsManagerClient({ region: 'eu-west-1', credentials
 
 describe('SecretsManagerCredentials', () => {
   it('asks for the configured secret once, and again only after the cache expires', async () => {
-    secrets.on(GetSecretValueCommand).resolves({ SecretString: JSON.stringify({ tenantId: 't', clientId: 'c', clientSecret: 's1', signingKey: '' }) });
+    secrets
+      .on(GetSecretValueCommand)
+      .resolves({ SecretString: JSON.stringify({ tenantId: 't', clientId: 'c', clientSecret: 's1', signingKey: '' }) });
     const clock = { now: 0 };
     const source = new SecretsManagerCredentials({ client: client(), secretId: ARN, ttlMs: 300_000, clock: () => clock.now });
     const [a, b] = await Promise.all([source.get(), source.get()]);
@@ -26,19 +28,31 @@ describe('SecretsManagerCredentials', () => {
     clock.now = 300_000;
     secrets.on(GetSecretValueCommand).resolves({ SecretString: JSON.stringify({ clientSecret: 's2' }) });
     assert.equal((await source.get()).clientSecret, 's2');
-    assert.deepEqual(secrets.commandCalls(GetSecretValueCommand).map((call) => call.args[0].input), [{ SecretId: ARN }, { SecretId: ARN }]);
+    assert.deepEqual(
+      secrets.commandCalls(GetSecretValueCommand).map((call) => call.args[0].input),
+      [{ SecretId: ARN }, { SecretId: ARN }],
+    );
   });
 
   it('reports a missing secret by its id and error name', async () => {
     secrets.on(GetSecretValueCommand).rejects(new ResourceNotFoundException({ message: 'not found', $metadata: {} }));
     const source = new SecretsManagerCredentials({ client: client(), secretId: ARN });
-    await assert.rejects(source.get(), (error: unknown) => error instanceof ReadySecretError && error.message.includes(ARN) && error.message.includes('ResourceNotFoundException'));
+    await assert.rejects(
+      source.get(),
+      (error: unknown) => error instanceof ReadySecretError && error.message.includes(ARN) && error.message.includes('ResourceNotFoundException'),
+    );
   });
 });
 
 describe('parseReadyCredentials', () => {
   it('names the missing field without echoing any value', () => {
-    assert.throws(() => parseReadyCredentials(JSON.stringify({ clientId: 'c', clientSecret: '' })), (error: unknown) => error instanceof ReadySecretError && /clientSecret/.test(error.message));
-    assert.throws(() => parseReadyCredentials('hunter2'), (error: unknown) => error instanceof ReadySecretError && !error.message.includes('hunter2'));
+    assert.throws(
+      () => parseReadyCredentials(JSON.stringify({ clientId: 'c', clientSecret: '' })),
+      (error: unknown) => error instanceof ReadySecretError && /clientSecret/.test(error.message),
+    );
+    assert.throws(
+      () => parseReadyCredentials('hunter2'),
+      (error: unknown) => error instanceof ReadySecretError && !error.message.includes('hunter2'),
+    );
   });
 });

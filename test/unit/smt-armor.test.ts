@@ -25,7 +25,7 @@ function sizes(seed: number, max: number): () => number {
 }
 
 async function* chunked(input: Buffer, next: () => number): AsyncGenerator<Uint8Array> {
-  for (let at = 0; at < input.length; ) {
+  for (let at = 0; at < input.length;) {
     const size = next();
     // Plain Uint8Array views too, not only Buffers: S3 bodies are web streams.
     yield new Uint8Array(input.buffer, input.byteOffset + at, Math.min(size, input.length - at));
@@ -75,7 +75,8 @@ describe('ASCII armor decoder: round trips', () => {
 
   /** GnuPG's own armor (64-character lines, CRC24 line) and its own dearmor as the expected bytes. */
   function gpgArmored(payload: Buffer): { armored: Buffer; binary: Buffer } {
-    const gpg = (args: string[], input: Buffer): Buffer => execFileSync('gpg', ['--homedir', gnupgHome, '--batch', '--quiet', ...args], { input, maxBuffer: 1 << 26 });
+    const gpg = (args: string[], input: Buffer): Buffer =>
+      execFileSync('gpg', ['--homedir', gnupgHome, '--batch', '--quiet', ...args], { input, maxBuffer: 1 << 26 });
     const armored = gpg(['--armor', '--compress-algo', 'none', '--store'], payload);
     return { armored, binary: gpg(['--dearmor'], armored) };
   }
@@ -114,7 +115,10 @@ describe('ASCII armor decoder: round trips', () => {
       assert.deepEqual(await decode(rewrap(armored, width, '\r\n'), 11, width), payload, `width ${width}, CRLF`);
     }
     const fancy = armored
-      .replace('-----BEGIN PGP MESSAGE-----\n', '\uFEFF\n  \n-----BEGIN PGP MESSAGE----- \nVersion: GnuPG v2\nComment: https://example.com/x: y\nHash: SHA256\nCharset: UTF-8\n')
+      .replace(
+        '-----BEGIN PGP MESSAGE-----\n',
+        '\uFEFF\n  \n-----BEGIN PGP MESSAGE----- \nVersion: GnuPG v2\nComment: https://example.com/x: y\nHash: SHA256\nCharset: UTF-8\n',
+      )
       .replace(/\n/g, ' \t\r\n');
     assert.deepEqual(await decode(Buffer.from(fancy, 'utf8'), 5), payload, 'UTF-8 BOM, headers, trailing blanks, CRLF');
     assert.deepEqual(await decode(Buffer.from(fancy, 'utf8')), payload);
@@ -122,7 +126,11 @@ describe('ASCII armor decoder: round trips', () => {
 
   it('accepts padding split across lines, and blank lines before the END line', async () => {
     const payload = Buffer.from('abcd'); // "YWJjZA==": two padding characters
-    for (const text of ['-----BEGIN PGP MESSAGE-----\n\nYWJj\nZA=\n=\n-----END PGP MESSAGE-----\n', '-----BEGIN PGP MESSAGE-----\n\nYWJjZA\n==\n=AAAA\n\n-----END PGP MESSAGE-----', '-----BEGIN PGP MESSAGE-----\n\nYWJjZA\n\n-----END PGP MESSAGE-----\n']) {
+    for (const text of [
+      '-----BEGIN PGP MESSAGE-----\n\nYWJj\nZA=\n=\n-----END PGP MESSAGE-----\n',
+      '-----BEGIN PGP MESSAGE-----\n\nYWJjZA\n==\n=AAAA\n\n-----END PGP MESSAGE-----',
+      '-----BEGIN PGP MESSAGE-----\n\nYWJjZA\n\n-----END PGP MESSAGE-----\n',
+    ]) {
       for (const chunk of [1, 2, 1000]) assert.deepEqual(await decode(text, chunk), payload, text);
     }
   });
@@ -217,7 +225,12 @@ describe('decryptToFile on armored input', () => {
     const generated = await openpgp.generateKey({ type: 'ecc', curve: 'curve25519Legacy', userIDs: [{ name: 'test' }], format: 'object' });
     key = generated.privateKey;
     const message = await openpgp.createMessage({ binary: clear });
-    armored = (await openpgp.encrypt({ message, encryptionKeys: generated.publicKey, format: 'armored', config: { preferredCompressionAlgorithm: openpgp.enums.compression.uncompressed } })) as string;
+    armored = (await openpgp.encrypt({
+      message,
+      encryptionKeys: generated.publicKey,
+      format: 'armored',
+      config: { preferredCompressionAlgorithm: openpgp.enums.compression.uncompressed },
+    })) as string;
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -230,12 +243,15 @@ describe('decryptToFile on armored input', () => {
 
   async function failsAs(text: string, reason: string, message: RegExp): Promise<void> {
     const out = join(dir, 'clear');
-    await assert.rejects(decryptToFile(chunked(Buffer.from(text, 'latin1'), sizes(5, 4096)), out, { keys: [key], maxClearBytes: 1e9 }), (error: unknown) => {
-      assert.ok(error instanceof SmtDecryptError, String(error));
-      assert.equal(error.reason, reason, error.message);
-      assert.match(error.message, message);
-      return true;
-    });
+    await assert.rejects(
+      decryptToFile(chunked(Buffer.from(text, 'latin1'), sizes(5, 4096)), out, { keys: [key], maxClearBytes: 1e9 }),
+      (error: unknown) => {
+        assert.ok(error instanceof SmtDecryptError, String(error));
+        assert.equal(error.reason, reason, error.message);
+        assert.match(error.message, message);
+        return true;
+      },
+    );
     assert.equal(existsSync(out), false, 'the partial file is removed');
   }
 

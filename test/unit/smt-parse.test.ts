@@ -10,8 +10,16 @@ import { smtCsv } from '../../local/smt-files.ts';
 const HEADER = 'ESIID,USAGE_DATE,REVISION_DATE,USAGE_START_TIME,USAGE_END_TIME,USAGE_KWH,ESTIMATED_ACTUAL,CONSUMPTION_SURPLUSGENERATION';
 const parse = (text: string, chunk = 0): Promise<SmtDay[]> => {
   // Feed in small chunks too: lines and multi-byte boundaries must not matter.
-  const chunks = chunk > 0 ? Array.from({ length: Math.ceil(text.length / chunk) }, (_, i) => Buffer.from(text.slice(i * chunk, (i + 1) * chunk))) : [Buffer.from(text)];
-  return parseSmtAll((async function* () { yield* chunks; })(), { originId: 'test.csv' });
+  const chunks =
+    chunk > 0
+      ? Array.from({ length: Math.ceil(text.length / chunk) }, (_, i) => Buffer.from(text.slice(i * chunk, (i + 1) * chunk)))
+      : [Buffer.from(text)];
+  return parseSmtAll(
+    (async function* () {
+      yield* chunks;
+    })(),
+    { originId: 'test.csv' },
+  );
 };
 
 function contiguous(day: SmtDay): boolean {
@@ -44,15 +52,21 @@ describe('SMT interval CSV', () => {
 
   it('strips the apostrophe, reads both channels, quality, revision in Chicago time, and leaves blanks missing (not zero)', async () => {
     const rows = smtCsv({
-      esiids: ['1008901023808105290100'], days: ['2025-11-03'], revision: '11/04/2025 07:15:00',
-      channels: ['Consumption', 'Surplus Generation'], flag: (_e, _d, row) => (row === 5 ? 'E' : 'A'),
+      esiids: ['1008901023808105290100'],
+      days: ['2025-11-03'],
+      revision: '11/04/2025 07:15:00',
+      channels: ['Consumption', 'Surplus Generation'],
+      flag: (_e, _d, row) => (row === 5 ? 'E' : 'A'),
       value: (_e, _d, row, channel) => (row === 7 ? undefined : channel === 'Consumption' ? row / 10 : 0.001),
     });
     const days = await parse(rows);
-    assert.deepEqual(days.map((d) => [d.meterId, d.channel, d.readings.length, d.missing]), [
-      ['1008901023808105290100', 'energy.active.import', 95, 1],
-      ['1008901023808105290100', 'energy.active.export', 95, 1],
-    ]);
+    assert.deepEqual(
+      days.map((d) => [d.meterId, d.channel, d.readings.length, d.missing]),
+      [
+        ['1008901023808105290100', 'energy.active.import', 95, 1],
+        ['1008901023808105290100', 'energy.active.export', 95, 1],
+      ],
+    );
     const r = days[0]!.readings;
     assert.equal(r[5]!.quality, 'estimated');
     assert.equal(r[6]!.value, 0.6);
@@ -63,7 +77,10 @@ describe('SMT interval CSV', () => {
   });
 
   it('refuses an unknown header, naming what it expected', async () => {
-    await assert.rejects(parse(`${HEADER.replace('USAGE_KWH', 'KWH')}\n`), (error: unknown) => error instanceof SmtLayoutError && /unknown layout/.test(error.message));
+    await assert.rejects(
+      parse(`${HEADER.replace('USAGE_KWH', 'KWH')}\n`),
+      (error: unknown) => error instanceof SmtLayoutError && /unknown layout/.test(error.message),
+    );
   });
 
   it('refuses a file with an endless line as a layout error (a permanent failure, not a retry)', async () => {
@@ -79,7 +96,10 @@ describe('SMT interval CSV', () => {
     [swapped[3], swapped[4]] = [swapped[4]!, swapped[3]!];
     await assert.rejects(parse(swapped.join('\n')), /rows must be in time order/);
     await assert.rejects(parse(lines.map((l, i) => (i === 9 ? l.replace(/,0\.\d+,A,/, ',1,2,A,') : l)).join('\n')), /expected 8 fields/);
-    await assert.rejects(parse(lines.map((l, i) => (i === 9 ? l.replace(/,A,Consumption/, ',X,Consumption') : l)).join('\n')), /ESTIMATED_ACTUAL "X"/);
+    await assert.rejects(
+      parse(lines.map((l, i) => (i === 9 ? l.replace(/,A,Consumption/, ',X,Consumption') : l)).join('\n')),
+      /ESTIMATED_ACTUAL "X"/,
+    );
     await assert.rejects(parse(lines.map((l, i) => (i === 9 ? l.replace("'10443720004766435", "'1044372") : l)).join('\n')), /not 17 or 22 digits/);
   });
 });
@@ -99,13 +119,22 @@ describe('SMT interval CSV read as bytes', () => {
       chunks.push(asStrings ? piece.toString('latin1') : piece);
       at += size;
     }
-    return parseSmtAll((async function* () { yield* chunks; })(), { originId: 'test.csv' });
+    return parseSmtAll(
+      (async function* () {
+        yield* chunks;
+      })(),
+      { originId: 'test.csv' },
+    );
   };
   /** Days as text, -0 kept apart from 0 (far faster to compare than deepEqual on thousands of readings). */
-  const serialized = async (days: Promise<SmtDay[]>): Promise<string> => JSON.stringify(await days, (_key, value: unknown) => (Object.is(value, -0) ? '-0' : value), 1);
-  const outcome = async (days: Promise<SmtDay[]>): Promise<SmtDay[] | string> => days.catch((error: unknown) => (error instanceof SmtLayoutError ? `SmtLayoutError: ${error.message}` : `${String(error)}`));
+  const serialized = async (days: Promise<SmtDay[]>): Promise<string> =>
+    JSON.stringify(await days, (_key, value: unknown) => (Object.is(value, -0) ? '-0' : value), 1);
+  const outcome = async (days: Promise<SmtDay[]>): Promise<SmtDay[] | string> =>
+    days.catch((error: unknown) => (error instanceof SmtLayoutError ? `SmtLayoutError: ${error.message}` : `${String(error)}`));
   const spec = {
-    esiids: ['10443720004766435', '1008901023808105290100'], days: ['2025-03-09', '2025-11-02', '2025-11-03'], revision: '11/04/2025 06:00:00',
+    esiids: ['10443720004766435', '1008901023808105290100'],
+    days: ['2025-03-09', '2025-11-02', '2025-11-03'],
+    revision: '11/04/2025 06:00:00',
     channels: ['Consumption', 'Surplus Generation'] as Array<'Consumption' | 'Surplus Generation'>,
     value: (_e: string, _d: string, row: number, channel: string) => (row % 13 === 4 ? undefined : channel === 'Consumption' ? row / 7 : -row / 1000),
   };
@@ -116,11 +145,19 @@ describe('SMT interval CSV read as bytes', () => {
     const lf = Buffer.from(smtCsv(spec).replace(/\r\n/g, '\n').replace(/\n$/, ''));
     // Whole days of one meter are enough for byte-sized chunks (slow under the test runner).
     const oneMeter = (bytes: Buffer) => bytes.subarray(0, bytes.indexOf("'1008901023808105290100"));
-    const cases: Array<[Buffer, number, number[][]]> = [[crlf, 2, []], [lf, 2, []], [oneMeter(crlf), 1, [[1], [2]]], [oneMeter(lf), 1, [[3]]]];
+    const cases: Array<[Buffer, number, number[][]]> = [
+      [crlf, 2, []],
+      [lf, 2, []],
+      [oneMeter(crlf), 1, [[1], [2]]],
+      [oneMeter(lf), 1, [[3]]],
+    ];
     for (const [bytes, meters, tiny] of cases) {
       const days = await parseBytes(bytes, [bytes.length]);
       assert.equal(days.length, meters * 6);
-      assert.equal(days.reduce((sum, day) => sum + day.readings.length, 0), meters * 2 * (92 + 100 + 96) - days.reduce((sum, day) => sum + day.missing, 0));
+      assert.equal(
+        days.reduce((sum, day) => sum + day.readings.length, 0),
+        meters * 2 * (92 + 100 + 96) - days.reduce((sum, day) => sum + day.missing, 0),
+      );
       const whole = await serialized(Promise.resolve(days));
       const next = random(bytes.length);
       for (const sizes of [...tiny, [5, 1, 7], [89], [4096], Array.from({ length: 50 }, () => 1 + Math.floor(next() * 300))]) {
@@ -139,7 +176,10 @@ describe('SMT interval CSV read as bytes', () => {
       const fields = line.split(',');
       if (i % 5 === 1) return fields.map((field) => `"${field}"`).join(',');
       if (i % 5 === 2) return `${line}\r\n   `;
-      if (i % 5 === 3) return fields.map((field, f) => (f === 3 || f === 4 ? ` ${field.trim().replace(/^0(\d):/, '$1:')} ` : f === 5 || f === 6 ? ` ${field} ` : field)).join(',');
+      if (i % 5 === 3)
+        return fields
+          .map((field, f) => (f === 3 || f === 4 ? ` ${field.trim().replace(/^0(\d):/, '$1:')} ` : f === 5 || f === 6 ? ` ${field} ` : field))
+          .join(',');
       return line;
     });
     const expected = await parse(plain);
@@ -170,7 +210,29 @@ describe('SMT interval CSV read as bytes', () => {
   it('reads USAGE_KWH by hand exactly as Number() does, and leaves the rest to Number()', async () => {
     const next = random(42);
     const digits = (n: number) => Array.from({ length: n }, () => String(Math.floor(next() * 10))).join('');
-    const samples = ['0', '0.000', '-0', '-0.000', '12345.678901', '-0.5', '.5', '-.5', '007', '0.1', '0.2', '0.3', '999999999999999', '0.999999999999999', '123456789012345.6', '1234567890123456', '0.1234567890123456', '1e3', '1E-3', '2.5e+2', '9007199254740993'];
+    const samples = [
+      '0',
+      '0.000',
+      '-0',
+      '-0.000',
+      '12345.678901',
+      '-0.5',
+      '.5',
+      '-.5',
+      '007',
+      '0.1',
+      '0.2',
+      '0.3',
+      '999999999999999',
+      '0.999999999999999',
+      '123456789012345.6',
+      '1234567890123456',
+      '0.1234567890123456',
+      '1e3',
+      '1E-3',
+      '2.5e+2',
+      '9007199254740993',
+    ];
     for (let i = 0; i < 20_000; i++) {
       const intDigits = Math.floor(next() * 10);
       const fractionDigits = Math.floor(next() * 12);
@@ -194,7 +256,10 @@ describe('SMT interval CSV read as bytes', () => {
     const values = samples.filter((text) => !text.startsWith('.') && !text.startsWith('-.')).slice(0, 96 * 40);
     const esiids = Array.from({ length: Math.floor(values.length / 96) }, (_, i) => `1044372000000${String(i).padStart(4, '0')}`);
     const csv = smtCsv({ esiids, days: ['2025-11-03'], revision: '11/04/2025 06:00:00', value: (e, _d, row) => esiids.indexOf(e) * 96 + row });
-    const withValues = csv.split('\r\n').map((line, i) => (i === 0 || line === '' ? line : line.replace(/,\d+\.000,/, `,${values[i - 1]},`))).join('\r\n');
+    const withValues = csv
+      .split('\r\n')
+      .map((line, i) => (i === 0 || line === '' ? line : line.replace(/,\d+\.000,/, `,${values[i - 1]},`)))
+      .join('\r\n');
     const days = await parse(withValues, 4093);
     const read = days.flatMap((day) => day.readings.map((r) => r.value));
     assert.equal(read.length, values.length);
@@ -206,7 +271,13 @@ describe('SMT interval CSV read as bytes', () => {
 
 describe('SMT LSE', () => {
   const lse = (values: string[], header = '00000001,10443720004766435,4,20251102000000,20251102235959,Y,N') =>
-    [header, '00000002,0,0,1,0,1,0,900,KWH,,CST,,', '00000003,test cut', '00000004,20251103061500,SMT', ...chunk(values, 8).map((part, i) => `${10000001 + i},${part.join(',')}`)].join('\n');
+    [
+      header,
+      '00000002,0,0,1,0,1,0,900,KWH,,CST,,',
+      '00000003,test cut',
+      '00000004,20251103061500,SMT',
+      ...chunk(values, 8).map((part, i) => `${10000001 + i},${part.join(',')}`),
+    ].join('\n');
   const triples = (n: number, status = 'A') => Array.from({ length: n }, (_, i) => `${(i / 100).toFixed(2)},${i === 3 ? 'E' : status},`);
 
   it('checks the interval count against start, stop and seconds per interval, on the fall-back day too', async () => {
@@ -234,7 +305,9 @@ describe('SMT LSE', () => {
 
 describe('S3 notifications and content sniffing', () => {
   it('decodes URL-encoded keys and ignores the test event', () => {
-    const body = JSON.stringify({ Records: [{ eventName: 'ObjectCreated:Put', s3: { object: { key: 'smt/intervaldata/Interval+Usage%2B1.asc' } } }] });
+    const body = JSON.stringify({
+      Records: [{ eventName: 'ObjectCreated:Put', s3: { object: { key: 'smt/intervaldata/Interval+Usage%2B1.asc' } } }],
+    });
     assert.deepEqual(archiveKeysOf(body), ['smt/intervaldata/Interval Usage+1.asc']);
     assert.deepEqual(archiveKeysOf(JSON.stringify({ Event: 's3:TestEvent' })), []);
     assert.throws(() => archiveKeysOf('nope'), /not an S3 event notification/);

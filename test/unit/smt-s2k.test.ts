@@ -20,16 +20,33 @@ describe('iterated and salted S2K, streamed', () => {
 
   it('equals the in-memory construction for counts around its block size, several rounds and odd passphrase lengths', () => {
     for (const count of [1, 17, 1024, 65_535, 65_536, 65_537, 200_003, 3_014_656]) {
-      for (const [hash, numBytes] of [['sha1', 16], ['sha1', 32], ['sha256', 32], ['sha512', 64], ['sha256', 70]] as const) {
+      for (const [hash, numBytes] of [
+        ['sha1', 16],
+        ['sha1', 32],
+        ['sha256', 32],
+        ['sha512', 64],
+        ['sha256', 70],
+      ] as const) {
         for (const passphrase of ['', 'x', 'correct horse battery staple', 'pässwörd ✓']) {
-          assert.deepEqual(iteratedSaltedS2k(hash, salt, passphrase, count, numBytes), reference(hash, salt, passphrase, count, numBytes), `${hash} ${count} ${numBytes} ${JSON.stringify(passphrase)}`);
+          assert.deepEqual(
+            iteratedSaltedS2k(hash, salt, passphrase, count, numBytes),
+            reference(hash, salt, passphrase, count, numBytes),
+            `${hash} ${count} ${numBytes} ${JSON.stringify(passphrase)}`,
+          );
         }
       }
     }
   });
 
   it('unlocks a key openpgp protected, with the same result as openpgp itself', async () => {
-    const { privateKey } = await openpgp.generateKey({ type: 'ecc', curve: 'curve25519Legacy', userIDs: [{ name: 'meterbridge test' }], passphrase: 'sesame', format: 'object', config: { s2kIterationCountByte: 0xc0 } });
+    const { privateKey } = await openpgp.generateKey({
+      type: 'ecc',
+      curve: 'curve25519Legacy',
+      userIDs: [{ name: 'meterbridge test' }],
+      passphrase: 'sesame',
+      format: 'object',
+      config: { s2kIterationCountByte: 0xc0 },
+    });
     const armored = privateKey.armor();
     const ours = await openpgp.readPrivateKey({ armoredKey: armored });
     const s2k = (ours.keyPacket as unknown as { s2k: { type: string; produceKey: (...args: unknown[]) => Promise<Uint8Array> } }).s2k;

@@ -11,8 +11,14 @@ describe('SMT secret shapes', () => {
     const options = ftpsOptionsFrom('s', { user: 'u', password: 'hunter2', clientCert: CERT, clientKey: KEY }, server);
     assert.equal(options.user, 'u');
     assert.equal(options.host, 'ftp.example.invalid');
-    assert.throws(() => ftpsOptionsFrom('s', { user: 'u', clientCert: CERT, clientKey: KEY }, server), (e: unknown) => e instanceof SecretShapeError && e.message === 'secret s: field "password" is missing');
-    assert.throws(() => ftpsOptionsFrom('s', { user: 'u', password: 'hunter2', clientCert: 'hunter2', clientKey: KEY }, server), (e: unknown) => e instanceof Error && /not a PEM certificate/.test(e.message) && !e.message.includes('hunter2'));
+    assert.throws(
+      () => ftpsOptionsFrom('s', { user: 'u', clientCert: CERT, clientKey: KEY }, server),
+      (e: unknown) => e instanceof SecretShapeError && e.message === 'secret s: field "password" is missing',
+    );
+    assert.throws(
+      () => ftpsOptionsFrom('s', { user: 'u', password: 'hunter2', clientCert: 'hunter2', clientKey: KEY }, server),
+      (e: unknown) => e instanceof Error && /not a PEM certificate/.test(e.message) && !e.message.includes('hunter2'),
+    );
   });
 
   it('requires the SFTP host key pin and the PGP key block', () => {

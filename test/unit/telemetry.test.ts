@@ -18,26 +18,55 @@ const decode = (message: unknown) => decodeTelemetry(Buffer.from(JSON.stringify(
 
 describe('telemetry contract v1', () => {
   it('expands a block into consecutive intervals with their qualities and skips nulls', () => {
-    const result = decode({ ...base, blocks: [{ meterId: 'm1', channel: 'energy.active.import', start: '2026-11-23T00:00:00Z', intervalSeconds: 900, unit: 'kWh', values: [1, null, 3], quality: ['actual', 'actual', 'estimated'] }] });
+    const result = decode({
+      ...base,
+      blocks: [
+        {
+          meterId: 'm1',
+          channel: 'energy.active.import',
+          start: '2026-11-23T00:00:00Z',
+          intervalSeconds: 900,
+          unit: 'kWh',
+          values: [1, null, 3],
+          quality: ['actual', 'actual', 'estimated'],
+        },
+      ],
+    });
     assert.ok(result.ok);
-    assert.deepEqual(result.readings.map((r) => [r.kind === 'interval' && r.start.toISOString(), r.kind === 'interval' && r.end.toISOString(), r.value, r.quality]), [
-      ['2026-11-23T00:00:00.000Z', '2026-11-23T00:15:00.000Z', 1, 'actual'],
-      ['2026-11-23T00:30:00.000Z', '2026-11-23T00:45:00.000Z', 3, 'estimated'],
-    ]);
+    assert.deepEqual(
+      result.readings.map((r) => [r.kind === 'interval' && r.start.toISOString(), r.kind === 'interval' && r.end.toISOString(), r.value, r.quality]),
+      [
+        ['2026-11-23T00:00:00.000Z', '2026-11-23T00:15:00.000Z', 1, 'actual'],
+        ['2026-11-23T00:30:00.000Z', '2026-11-23T00:45:00.000Z', 3, 'estimated'],
+      ],
+    );
     assert.ok(result.readings.every((r) => r.source === 'iot' && r.originId === 'gw-1/42' && r.revision === 0));
   });
 
   it('reads interval readings and register reads, quality defaulting to actual', () => {
-    const result = decode({ ...base, readings: [
-      { meterId: 'm1', channel: 'energy.active.import', start: '2026-11-23T00:00:00Z', end: '2026-11-23T00:15:00Z', value: 0.5, unit: 'kWh' },
-      { meterId: 'm2', channel: 'water.volume', at: '2026-11-23T00:00:00Z', value: 10, unit: 'm3', quality: 'estimated' },
-    ] });
+    const result = decode({
+      ...base,
+      readings: [
+        { meterId: 'm1', channel: 'energy.active.import', start: '2026-11-23T00:00:00Z', end: '2026-11-23T00:15:00Z', value: 0.5, unit: 'kWh' },
+        { meterId: 'm2', channel: 'water.volume', at: '2026-11-23T00:00:00Z', value: 10, unit: 'm3', quality: 'estimated' },
+      ],
+    });
     assert.ok(result.ok);
-    assert.deepEqual(result.readings.map((r) => [r.kind, r.quality]), [['interval', 'actual'], ['register', 'estimated']]);
+    assert.deepEqual(
+      result.readings.map((r) => [r.kind, r.quality]),
+      [
+        ['interval', 'actual'],
+        ['register', 'estimated'],
+      ],
+    );
   });
 
   it('refuses a message for another gateway than its topic names', () => {
-    const result = decode({ ...base, gatewayId: 'gw-2', readings: [{ meterId: 'm', channel: 'water.volume', at: '2026-11-23T00:00:00Z', value: 1, unit: 'm3' }] });
+    const result = decode({
+      ...base,
+      gatewayId: 'gw-2',
+      readings: [{ meterId: 'm', channel: 'water.volume', at: '2026-11-23T00:00:00Z', value: 1, unit: 'm3' }],
+    });
     assert.equal(result.ok, false);
     assert.ok(!result.ok && /does not match the thing name "gw-1"/.test(result.reason));
   });
@@ -48,8 +77,27 @@ describe('telemetry contract v1', () => {
       [{ ...base, v: 2, readings: [] }, /unsupported contract version/],
       [{ ...base, extra: true, readings: [{ meterId: 'm', channel: 'water.volume', at: '2026-11-23T00:00:00Z', value: 1, unit: 'm3' }] }, /extra/],
       [{ ...base, seq: 0 }, /seq/],
-      [{ ...base, blocks: [{ meterId: 'm', channel: 'energy.active.import', start: '2026-11-23T00:00:00Z', intervalSeconds: 900, unit: 'kWh', values: [1, 2], quality: ['actual'] }] }, /quality: has 1 entries for 2 values/],
-      [{ ...base, readings: [{ meterId: 'm', channel: 'energy.active.import', start: '2026-11-23T00:00:00Z', value: 1, unit: 'kWh' }] }, /reading 0: end/],
+      [
+        {
+          ...base,
+          blocks: [
+            {
+              meterId: 'm',
+              channel: 'energy.active.import',
+              start: '2026-11-23T00:00:00Z',
+              intervalSeconds: 900,
+              unit: 'kWh',
+              values: [1, 2],
+              quality: ['actual'],
+            },
+          ],
+        },
+        /quality: has 1 entries for 2 values/,
+      ],
+      [
+        { ...base, readings: [{ meterId: 'm', channel: 'energy.active.import', start: '2026-11-23T00:00:00Z', value: 1, unit: 'kWh' }] },
+        /reading 0: end/,
+      ],
     ];
     for (const [message, reason] of cases) {
       const result = decode(message);
@@ -62,13 +110,22 @@ describe('telemetry contract v1', () => {
 
   it('refuses a 40 KB unit of 20,000 nested arrays as too deep, and a huge or deep unknown unit with a bounded reason, never throwing', () => {
     const nested = `${'['.repeat(20_000)}${']'.repeat(20_000)}`;
-    const deep = decodeTelemetry(Buffer.from(`{"v":1,"gatewayId":"gw-1","seq":1,"sentAt":"2026-11-23T11:59:00Z","readings":[{"meterId":"m","channel":"water.volume","at":"2026-11-23T11:00:00Z","value":1,"unit":${nested}}]}`), { topicThingName: 'gw-1', now });
+    const deep = decodeTelemetry(
+      Buffer.from(
+        `{"v":1,"gatewayId":"gw-1","seq":1,"sentAt":"2026-11-23T11:59:00Z","readings":[{"meterId":"m","channel":"water.volume","at":"2026-11-23T11:00:00Z","value":1,"unit":${nested}}]}`,
+      ),
+      { topicThingName: 'gw-1', now },
+    );
     assert.ok(!deep.ok);
     assert.equal(deep.code, 'too-deep');
     assert.match(deep.reason, /^JSON nests deeper than 8 levels \(at character \d+\)$/);
 
     // Within the depth limit, the unknown units are shown as a preview, never whole.
-    for (const unit of ['x'.repeat(100_000), [[[['kWh', 'x'.repeat(50_000)]]]], Object.fromEntries(Array.from({ length: 10_000 }, (_, i) => [`k${i}`, i]))]) {
+    for (const unit of [
+      'x'.repeat(100_000),
+      [[[['kWh', 'x'.repeat(50_000)]]]],
+      Object.fromEntries(Array.from({ length: 10_000 }, (_, i) => [`k${i}`, i])),
+    ]) {
       const result = decode({ ...base, readings: [{ meterId: 'm', channel: 'water.volume', at: '2026-11-23T11:00:00Z', value: 1, unit }] });
       assert.ok(!result.ok);
       assert.equal(result.code, 'invalid');
@@ -78,7 +135,10 @@ describe('telemetry contract v1', () => {
   });
 
   it('refuses a message with the same identity twice (values 1 and 2): it could not be stored whole', () => {
-    const result = decode({ ...base, readings: [1, 2].map((value) => ({ meterId: 'm', channel: 'water.volume', at: '2026-11-23T11:00:00Z', value, unit: 'm3' })) });
+    const result = decode({
+      ...base,
+      readings: [1, 2].map((value) => ({ meterId: 'm', channel: 'water.volume', at: '2026-11-23T11:00:00Z', value, unit: 'm3' })),
+    });
     assert.ok(!result.ok);
     assert.equal(result.code, 'inconsistent');
     assert.match(result.reason, /m water\.volume 2026-11-23T11:00:00\.000Z: the same reading twice \(values 1 and 2\)/);
@@ -86,17 +146,33 @@ describe('telemetry contract v1', () => {
   });
 
   it('refuses overlapping intervals of one meter and channel (a block at 10:07 beside one at 10:00; a reading inside a block)', () => {
-    const block = (start: string) => ({ meterId: 'm', channel: 'energy.active.import', start, intervalSeconds: 900, unit: 'kWh', values: [1, 1, 1, 1] });
+    const block = (start: string) => ({
+      meterId: 'm',
+      channel: 'energy.active.import',
+      start,
+      intervalSeconds: 900,
+      unit: 'kWh',
+      values: [1, 1, 1, 1],
+    });
     const shifted = decode({ ...base, blocks: [block('2026-11-23T10:00:00Z'), block('2026-11-23T10:07:00Z')] });
     assert.ok(!shifted.ok);
     assert.equal(shifted.code, 'inconsistent');
     assert.match(shifted.reason, /2026-11-23T10:07:00\.000Z: lies inside an earlier interval .* \(which ends 2026-11-23T10:15:00\.000Z\)/);
 
-    const inside = decode({ ...base, blocks: [block('2026-11-23T10:00:00Z')], readings: [{ meterId: 'm', channel: 'energy.active.import', start: '2026-11-23T10:30:00Z', end: '2026-11-23T11:30:00Z', value: 4, unit: 'kWh' }] });
+    const inside = decode({
+      ...base,
+      blocks: [block('2026-11-23T10:00:00Z')],
+      readings: [
+        { meterId: 'm', channel: 'energy.active.import', start: '2026-11-23T10:30:00Z', end: '2026-11-23T11:30:00Z', value: 4, unit: 'kWh' },
+      ],
+    });
     assert.ok(!inside.ok && inside.code === 'inconsistent');
 
     // Adjacent, or another channel or meter: no overlap.
-    assert.ok(decode({ ...base, blocks: [block('2026-11-23T10:00:00Z'), block('2026-11-23T11:00:00Z'), { ...block('2026-11-23T10:07:00Z'), meterId: 'n' }] }).ok);
+    assert.ok(
+      decode({ ...base, blocks: [block('2026-11-23T10:00:00Z'), block('2026-11-23T11:00:00Z'), { ...block('2026-11-23T10:07:00Z'), meterId: 'n' }] })
+        .ok,
+    );
   });
 
   it('previews any value within its bound, however large or deep', () => {

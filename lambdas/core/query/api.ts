@@ -63,13 +63,16 @@ export async function handleQueryApiEvent(event: APIGatewayProxyEvent, deps: Que
   const requestId = event.requestContext?.requestId ?? 'unknown';
   const query: Record<string, string> = {};
   for (const [name, value] of Object.entries(event.queryStringParameters ?? {})) if (value !== undefined) query[name] = value;
-  const segments = (event.path ?? '/').split('/').filter(Boolean).map((s) => {
-    try {
-      return decodeURIComponent(s);
-    } catch {
-      return '\u0000';
-    }
-  });
+  const segments = (event.path ?? '/')
+    .split('/')
+    .filter(Boolean)
+    .map((s) => {
+      try {
+        return decodeURIComponent(s);
+      } catch {
+        return '\u0000';
+      }
+    });
   try {
     if (event.httpMethod !== 'GET') return refusal(405, 'method_not_allowed', 'the query API answers GET only', requestId);
     if (segments[0] !== 'meters' || segments.length > 3 || (segments.length === 3 && segments[2] !== 'readings')) {
@@ -77,7 +80,12 @@ export async function handleQueryApiEvent(event: APIGatewayProxyEvent, deps: Que
     }
     const route = segments.length === 1 ? 'meters' : segments.length === 2 ? 'meter' : 'readings';
     const unknown = Object.keys(query).filter((name) => !(QUERY_PARAMETERS[route] as readonly string[]).includes(name));
-    if (unknown.length > 0) throw new QueryError(400, 'bad_request', `unknown query parameter(s) ${unknown.join(', ')}; this resource takes ${QUERY_PARAMETERS[route].join(', ') || 'none'}`);
+    if (unknown.length > 0)
+      throw new QueryError(
+        400,
+        'bad_request',
+        `unknown query parameter(s) ${unknown.join(', ')}; this resource takes ${QUERY_PARAMETERS[route].join(', ') || 'none'}`,
+      );
 
     if (route === 'meters') {
       const page = await deps.query.listMeters({
@@ -86,12 +94,17 @@ export async function handleQueryApiEvent(event: APIGatewayProxyEvent, deps: Que
         ...(query.source !== undefined ? { source: query.source as Source } : {}),
         ...(query.since !== undefined ? { since: instant(query.since, 'since')! } : {}),
       });
-      return respond(200, JSON.stringify({ meters: page.meters.map(meterToJson), ...(page.nextCursor ? { nextCursor: page.nextCursor } : {}) }), CONTENT_TYPES.json,
-        page.nextCursor ? { 'x-next-cursor': page.nextCursor } : {});
+      return respond(
+        200,
+        JSON.stringify({ meters: page.meters.map(meterToJson), ...(page.nextCursor ? { nextCursor: page.nextCursor } : {}) }),
+        CONTENT_TYPES.json,
+        page.nextCursor ? { 'x-next-cursor': page.nextCursor } : {},
+      );
     }
 
     const meterId = segments[1]!;
-    if (!METER_ID.test(meterId)) throw new QueryError(400, 'bad_request', 'meterId must be 1-128 letters, digits or ._:- and start with a letter or digit');
+    if (!METER_ID.test(meterId))
+      throw new QueryError(400, 'bad_request', 'meterId must be 1-128 letters, digits or ._:- and start with a letter or digit');
     if (route === 'meter') {
       const meter = await deps.query.meter(meterId);
       if (!meter) throw new QueryError(404, 'unknown_meter', `no readings of meter ${meterId} are stored`);
@@ -111,8 +124,10 @@ export async function handleQueryApiEvent(event: APIGatewayProxyEvent, deps: Que
     if (!page.known) throw new QueryError(404, 'unknown_meter', `no readings of meter ${meterId} are stored`);
     const next: Record<string, string> = page.nextCursor ? { 'x-next-cursor': page.nextCursor } : {};
     const body =
-      format === 'json' ? readingsJson(page)
-        : format === 'csv' ? readingsCsv(page.readings)
+      format === 'json'
+        ? readingsJson(page)
+        : format === 'csv'
+          ? readingsCsv(page.readings)
           : readingsEspi(meterId, page.readings, { timeZone: deps.timeZone, generatedAt: (deps.clock ?? (() => new Date()))() });
     return respond(200, body, CONTENT_TYPES[format], next);
   } catch (error) {

@@ -125,7 +125,8 @@ export function scaleValues(values: readonly number[], unit: Unit): { multiplier
   const decimals = factored.reduce((max, v) => Math.max(max, decimalsOf(v)), 0);
   const multiplier = MULTIPLIERS.find((m) => m <= code.exponent - decimals) ?? -12;
   const scaled = factored.map((v) => Math.round(v * 10 ** (code.exponent - multiplier)));
-  if (scaled.some((v) => Math.abs(v) > INT48_MAX)) throw new Error(`values of unit ${unit} do not fit ESPI's 48-bit integers at multiplier 10^${multiplier}`);
+  if (scaled.some((v) => Math.abs(v) > INT48_MAX))
+    throw new Error(`values of unit ${unit} do not fit ESPI's 48-bit integers at multiplier 10^${multiplier}`);
   return { multiplier, scaled };
 }
 
@@ -197,20 +198,42 @@ export function readingsEspi(meterId: string, readings: readonly Reading[], opti
     `  <updated>${updated}</updated>`,
     `  <link rel="self" href="${escapeXml(usagePoint)}"/>`,
   );
-  entry(`usagepoint:${meterId}`, `meter ${meterId}`, [['self', usagePoint], ['up', `${base}/UsagePoint`], ['related', `${usagePoint}/MeterReading`]],
-    `<espi:UsagePoint><espi:ServiceCategory><espi:kind>${serviceKindOf(commodity, first?.unit ?? 'kWh')}</espi:kind></espi:ServiceCategory></espi:UsagePoint>`);
+  entry(
+    `usagepoint:${meterId}`,
+    `meter ${meterId}`,
+    [
+      ['self', usagePoint],
+      ['up', `${base}/UsagePoint`],
+      ['related', `${usagePoint}/MeterReading`],
+    ],
+    `<espi:UsagePoint><espi:ServiceCategory><espi:kind>${serviceKindOf(commodity, first?.unit ?? 'kWh')}</espi:kind></espi:ServiceCategory></espi:UsagePoint>`,
+  );
 
   for (const group of groups.values()) {
     const register = group.durationSeconds === 0;
-    const readingTypeId = createHash('sha256').update(`${meterId}|${group.channel}|${group.unit}|${group.durationSeconds}`).digest('hex').slice(0, 16);
+    const readingTypeId = createHash('sha256')
+      .update(`${meterId}|${group.channel}|${group.unit}|${group.durationSeconds}`)
+      .digest('hex')
+      .slice(0, 16);
     const meterReading = `${usagePoint}/MeterReading/${readingTypeId}`;
     const readingType = `${base}/ReadingType/${readingTypeId}`;
-    const { multiplier, scaled } = scaleValues(group.readings.map((r) => r.value), group.unit);
+    const { multiplier, scaled } = scaleValues(
+      group.readings.map((r) => r.value),
+      group.unit,
+    );
     const title = `${group.channel} (${group.unit}${register ? ', register' : `, ${group.durationSeconds} s`})`;
 
-    entry(`meterreading:${meterId}:${readingTypeId}`, title,
-      [['self', meterReading], ['up', `${usagePoint}/MeterReading`], ['related', `${meterReading}/IntervalBlock`], ['related', readingType]],
-      '<espi:MeterReading/>');
+    entry(
+      `meterreading:${meterId}:${readingTypeId}`,
+      title,
+      [
+        ['self', meterReading],
+        ['up', `${usagePoint}/MeterReading`],
+        ['related', `${meterReading}/IntervalBlock`],
+        ['related', readingType],
+      ],
+      '<espi:MeterReading/>',
+    );
 
     const kind = measurementKindOf(group.unit);
     const typeFields = [
@@ -222,15 +245,23 @@ export function readingsEspi(meterId: string, readings: readonly Reading[], opti
       `<espi:powerOfTenMultiplier>${multiplier}</espi:powerOfTenMultiplier>`,
       `<espi:uom>${UNIT_CODES[group.unit].uom}</espi:uom>`,
     ];
-    entry(`readingtype:${meterId}:${readingTypeId}`, `${title} reading type`, [['self', readingType], ['up', `${base}/ReadingType`]],
-      `<espi:ReadingType>${typeFields.join('')}</espi:ReadingType>`);
+    entry(
+      `readingtype:${meterId}:${readingTypeId}`,
+      `${title} reading type`,
+      [
+        ['self', readingType],
+        ['up', `${base}/ReadingType`],
+      ],
+      `<espi:ReadingType>${typeFields.join('')}</espi:ReadingType>`,
+    );
 
     // One IntervalBlock per local day of the store's zone (23, 24 or 25 hours long).
     const days = new Map<string, string[]>();
     group.readings.forEach((reading, i) => {
       const instant = identityInstant(reading);
       const day = localDate(instant, options.timeZone);
-      const quality = reading.quality === 'estimated' ? `<espi:ReadingQuality><espi:quality>${QUALITY_ESTIMATED}</espi:quality></espi:ReadingQuality>` : '';
+      const quality =
+        reading.quality === 'estimated' ? `<espi:ReadingQuality><espi:quality>${QUALITY_ESTIMATED}</espi:quality></espi:ReadingQuality>` : '';
       const line = `<espi:IntervalReading>${quality}<espi:timePeriod><espi:duration>${group.durationSeconds}</espi:duration><espi:start>${epoch(instant)}</espi:start></espi:timePeriod><espi:value>${scaled[i]}</espi:value></espi:IntervalReading>`;
       (days.get(day) ?? days.set(day, []).get(day)!).push(line);
     });
@@ -238,8 +269,15 @@ export function readingsEspi(meterId: string, readings: readonly Reading[], opti
       const start = startOfLocalDay(day, options.timeZone);
       const end = startOfLocalDay(addDays(day, 1), options.timeZone);
       const block = `${meterReading}/IntervalBlock/${day.replaceAll('-', '')}`;
-      entry(`intervalblock:${meterId}:${readingTypeId}:${day}`, `${group.channel} ${day}`, [['self', block], ['up', `${meterReading}/IntervalBlock`]],
-        `<espi:IntervalBlock><espi:interval><espi:duration>${epoch(end) - epoch(start)}</espi:duration><espi:start>${epoch(start)}</espi:start></espi:interval>\n      ${lines.join('\n      ')}\n    </espi:IntervalBlock>`);
+      entry(
+        `intervalblock:${meterId}:${readingTypeId}:${day}`,
+        `${group.channel} ${day}`,
+        [
+          ['self', block],
+          ['up', `${meterReading}/IntervalBlock`],
+        ],
+        `<espi:IntervalBlock><espi:interval><espi:duration>${epoch(end) - epoch(start)}</espi:duration><espi:start>${epoch(start)}</espi:start></espi:interval>\n      ${lines.join('\n      ')}\n    </espi:IntervalBlock>`,
+      );
     }
   }
   out.push('</feed>', '');

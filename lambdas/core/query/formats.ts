@@ -29,7 +29,17 @@ function csvField(text: string): string {
  */
 export function csvRow(reading: Reading): string {
   const [start, end] = reading.kind === 'interval' ? [reading.start.toISOString(), reading.end.toISOString()] : [reading.at.toISOString(), ''];
-  return [reading.meterId, reading.channel, start, end, String(reading.value), reading.unit, reading.quality, String(reading.revision), reading.source]
+  return [
+    reading.meterId,
+    reading.channel,
+    start,
+    end,
+    String(reading.value),
+    reading.unit,
+    reading.quality,
+    String(reading.revision),
+    reading.source,
+  ]
     .map(csvField)
     .join(',');
 }

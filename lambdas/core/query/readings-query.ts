@@ -117,14 +117,22 @@ function pageSize(limit: number | undefined, fallback: number, max: number): num
 
 /** Resolves and checks a time range against the limits (defaults as documented in docs/readings-out.md). */
 export function resolveRange(from: Date | undefined, to: Date | undefined, limits: QueryLimits, now = new Date()): { from: Date; to: Date } {
-  for (const [name, date] of [['from', from], ['to', to]] as const) {
+  for (const [name, date] of [
+    ['from', from],
+    ['to', to],
+  ] as const) {
     if (date !== undefined && Number.isNaN(date.getTime())) throw new QueryError(400, 'bad_range', `${name} is not a valid instant`);
   }
   const end = to ?? (from ? new Date(from.getTime() + limits.defaultRangeMs) : new Date(Math.ceil(now.getTime() / 3_600_000) * 3_600_000));
   const start = from ?? new Date(end.getTime() - limits.defaultRangeMs);
-  if (start.getTime() >= end.getTime()) throw new QueryError(400, 'bad_range', `from (${start.toISOString()}) must be before to (${end.toISOString()})`);
+  if (start.getTime() >= end.getTime())
+    throw new QueryError(400, 'bad_range', `from (${start.toISOString()}) must be before to (${end.toISOString()})`);
   if (end.getTime() - start.getTime() > limits.maxRangeMs) {
-    throw new QueryError(400, 'range_too_large', `range ${start.toISOString()} to ${end.toISOString()} exceeds the maximum of ${limits.maxRangeMs / DAY_MS} days`);
+    throw new QueryError(
+      400,
+      'range_too_large',
+      `range ${start.toISOString()} to ${end.toISOString()} exceeds the maximum of ${limits.maxRangeMs / DAY_MS} days`,
+    );
   }
   return { from: start, to: end };
 }
@@ -144,7 +152,14 @@ export class ReadingsQuery {
   private async summarize(meterId: string, entries: CatalogEntry[]): Promise<MeterSummary> {
     const channels = await mapWithConcurrency(entries, 8, async (entry): Promise<ChannelSummary> => {
       const exact = await this.store.catalog.exactSpan(meterId, entry.channel);
-      return { channel: entry.channel, units: entry.units, intervalSeconds: entry.intervalSeconds, sources: entry.sources, first: exact?.first ?? entry.first, last: exact?.last ?? entry.last };
+      return {
+        channel: entry.channel,
+        units: entry.units,
+        intervalSeconds: entry.intervalSeconds,
+        sources: entry.sources,
+        first: exact?.first ?? entry.first,
+        last: exact?.last ?? entry.last,
+      };
     });
     const sources = [...new Set(channels.flatMap((c) => c.sources))].sort() as Source[];
     return {
@@ -158,8 +173,10 @@ export class ReadingsQuery {
 
   async listMeters(request: MeterListRequest): Promise<{ meters: MeterSummary[]; nextCursor?: string }> {
     const limit = pageSize(request.limit, this.limits.defaultMeterPage, this.limits.maxMeterPage);
-    if (request.source !== undefined && !SOURCES.includes(request.source)) throw new QueryError(400, 'bad_request', `source must be one of ${SOURCES.join(', ')}`);
-    if (request.since !== undefined && Number.isNaN(request.since.getTime())) throw new QueryError(400, 'bad_request', 'since is not a valid instant');
+    if (request.source !== undefined && !SOURCES.includes(request.source))
+      throw new QueryError(400, 'bad_request', `source must be one of ${SOURCES.join(', ')}`);
+    if (request.since !== undefined && Number.isNaN(request.since.getTime()))
+      throw new QueryError(400, 'bad_request', 'since is not a valid instant');
     let shard = 0;
     let after: string | undefined;
     if (request.cursor !== undefined) {
@@ -207,7 +224,8 @@ export class ReadingsQuery {
   private async filtered(meterId: string, entries: CatalogEntry[], request: MeterListRequest): Promise<MeterSummary | undefined> {
     if (request.source !== undefined && !entries.some((e) => e.sources.includes(request.source!))) return undefined;
     // The catalog's `last` trails the truth by less than the span step: a cheap first cut.
-    if (request.since !== undefined && !entries.some((e) => e.last.getTime() + CATALOG_SPAN_STEP_SECONDS * 1000 > request.since!.getTime())) return undefined;
+    if (request.since !== undefined && !entries.some((e) => e.last.getTime() + CATALOG_SPAN_STEP_SECONDS * 1000 > request.since!.getTime()))
+      return undefined;
     const summary = await this.summarize(meterId, entries);
     if (request.since !== undefined && summary.last.getTime() < request.since.getTime()) return undefined;
     return summary;
@@ -238,6 +256,13 @@ export class ReadingsQuery {
     if (readings.length <= limit) return { meterId: request.meterId, known, from, to, readings };
     const page = readings.slice(0, limit);
     const last = page[page.length - 1]!;
-    return { meterId: request.meterId, known, from, to, readings: page, nextCursor: encodeCursor({ c: last.channel, t: identityInstant(last).getTime() / 1000 }) };
+    return {
+      meterId: request.meterId,
+      known,
+      from,
+      to,
+      readings: page,
+      nextCursor: encodeCursor({ c: last.channel, t: identityInstant(last).getTime() / 1000 }),
+    };
   }
 }

@@ -18,10 +18,27 @@ const id = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$/, 'must be 1-1
 
 /** Units as READY may spell them, to the canonical unit names of shared/reading.ts. */
 const UNIT_ALIASES: Record<string, Unit> = {
-  m3: 'm3', 'm³': 'm3', L: 'L', l: 'L', gal: 'gal', ft3: 'ft3',
-  'm3/h': 'm3/h', 'm³/h': 'm3/h', 'L/h': 'L/h', 'l/h': 'L/h', 'gal/min': 'gal/min',
-  Wh: 'Wh', kWh: 'kWh', MWh: 'MWh', GJ: 'GJ', MJ: 'MJ', W: 'W', kW: 'kW',
-  degC: 'degC', '°C': 'degC', C: 'degC',
+  m3: 'm3',
+  'm³': 'm3',
+  L: 'L',
+  l: 'L',
+  gal: 'gal',
+  ft3: 'ft3',
+  'm3/h': 'm3/h',
+  'm³/h': 'm3/h',
+  'L/h': 'L/h',
+  'l/h': 'L/h',
+  'gal/min': 'gal/min',
+  Wh: 'Wh',
+  kWh: 'kWh',
+  MWh: 'MWh',
+  GJ: 'GJ',
+  MJ: 'MJ',
+  W: 'W',
+  kW: 'kW',
+  degC: 'degC',
+  '°C': 'degC',
+  C: 'degC',
 };
 
 interface RegisterSpec {
@@ -82,10 +99,25 @@ const UTILITIES = Object.keys(REGISTER_MAP) as [Utility, ...Utility[]];
  * Meter info/alarm codes we map to events. Each becomes a register reading on `event.<code>`:
  * 1 when the condition is raised, 0 when cleared, at the instant READY reports it.
  */
-export const EVENT_CODES = ['leak', 'burst', 'tamper', 'dry', 'reverse-flow', 'low-battery', 'frost', 'overflow', 'no-consumption', 'sensor-error'] as const;
+export const EVENT_CODES = [
+  'leak',
+  'burst',
+  'tamper',
+  'dry',
+  'reverse-flow',
+  'low-battery',
+  'frost',
+  'overflow',
+  'no-consumption',
+  'sensor-error',
+] as const;
 export type EventCode = (typeof EVENT_CODES)[number];
 
-const unit = z.string().refine((value) => Object.hasOwn(UNIT_ALIASES, value), { error: (issue) => `unknown unit ${preview(issue.input)} (known: ${Object.keys(UNIT_ALIASES).join(', ')})` });
+const unit = z
+  .string()
+  .refine((value) => Object.hasOwn(UNIT_ALIASES, value), {
+    error: (issue) => `unknown unit ${preview(issue.input)} (known: ${Object.keys(UNIT_ALIASES).join(', ')})`,
+  });
 
 const registerValue = z.strictObject({
   register: z.string(),
@@ -166,7 +198,10 @@ export function looksLikeDelivery(json: unknown): boolean {
 export function mapDelivery(json: unknown, rawBody: Uint8Array, options: { now: Date }): MappedDelivery {
   const parsed = deliverySchema.safeParse(json);
   if (!parsed.success) {
-    return { ok: false, reasons: parsed.error.issues.slice(0, MAX_REASONS).map((issue) => `${issue.path.join('.') || 'delivery'}: ${issue.message}`) };
+    return {
+      ok: false,
+      reasons: parsed.error.issues.slice(0, MAX_REASONS).map((issue) => `${issue.path.join('.') || 'delivery'}: ${issue.message}`),
+    };
   }
   const delivery = parsed.data;
   const deliveryId = delivery.deliveryId ?? `sha256-${createHash('sha256').update(rawBody).digest('hex')}`;
@@ -199,7 +234,16 @@ export function mapDelivery(json: unknown, rawBody: Uint8Array, options: { now: 
       if (!found) return;
       inputs.push({
         path,
-        input: { ...base, kind: 'register', meterId: m.meterId, channel: found.spec.register, value: r.value, unit: found.unit, quality: r.estimated ? 'estimated' : 'actual', at: r.readAt },
+        input: {
+          ...base,
+          kind: 'register',
+          meterId: m.meterId,
+          channel: found.spec.register,
+          value: r.value,
+          unit: found.unit,
+          quality: r.estimated ? 'estimated' : 'actual',
+          at: r.readAt,
+        },
       });
     });
 
@@ -233,7 +277,16 @@ export function mapDelivery(json: unknown, rawBody: Uint8Array, options: { now: 
       events.push({ meterId: m.meterId, code: event.code, active, at: event.at });
       inputs.push({
         path: `meters.${mi}.events.${ei}`,
-        input: { ...base, kind: 'register', meterId: m.meterId, channel: `event.${event.code}`, value: active ? 1 : 0, unit: 'count', quality: 'actual', at: event.at },
+        input: {
+          ...base,
+          kind: 'register',
+          meterId: m.meterId,
+          channel: `event.${event.code}`,
+          value: active ? 1 : 0,
+          unit: 'count',
+          quality: 'actual',
+          at: event.at,
+        },
       });
     });
   });

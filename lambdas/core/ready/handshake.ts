@@ -57,7 +57,11 @@ export function verificationConfigFromEnv(env: NodeJS.ProcessEnv): VerificationC
   };
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) {
-    const names: Record<string, string> = { algorithm: 'READY_VERIFICATION_ALGORITHM', secretEncoding: 'READY_SECRET_ENCODING', answerFormat: 'READY_VERIFICATION_ANSWER' };
+    const names: Record<string, string> = {
+      algorithm: 'READY_VERIFICATION_ALGORITHM',
+      secretEncoding: 'READY_SECRET_ENCODING',
+      answerFormat: 'READY_VERIFICATION_ANSWER',
+    };
     throw new Error(parsed.error.issues.map((issue) => `${names[String(issue.path[0])] ?? issue.path.join('.')}: ${issue.message}`).join('; '));
   }
   return parsed.data;
@@ -83,7 +87,9 @@ function secretBytes(secret: string, encoding: SecretEncoding): Buffer {
 export function verificationAnswer(token: string, clientSecret: string, config: VerificationConfig = DEFAULT_VERIFICATION): string {
   const key = secretBytes(clientSecret, config.secretEncoding);
   if (config.algorithm === 'hmac-sha256') return createHmac('sha256', key).update(token, 'utf8').digest('base64');
-  return createHash('sha256').update(Buffer.concat([Buffer.from(token, 'utf8'), key])).digest('base64');
+  return createHash('sha256')
+    .update(Buffer.concat([Buffer.from(token, 'utf8'), key]))
+    .digest('base64');
 }
 
 /**
@@ -92,7 +98,10 @@ export function verificationAnswer(token: string, clientSecret: string, config: 
  * uses (the signature HMACs with the signing key's UTF-8 bytes). A secret that is not valid in
  * the configured encoding signs nothing, so it is not a match (verificationAnswer refuses it).
  */
-export function handshakeKeyIsSigningKey(credentials: { clientSecret: string; signingKey?: string }, config: VerificationConfig = DEFAULT_VERIFICATION): boolean {
+export function handshakeKeyIsSigningKey(
+  credentials: { clientSecret: string; signingKey?: string },
+  config: VerificationConfig = DEFAULT_VERIFICATION,
+): boolean {
   if (!credentials.signingKey) return false;
   const signingKey = Buffer.from(credentials.signingKey, 'utf8');
   if (credentials.clientSecret === credentials.signingKey) return true;

@@ -16,7 +16,12 @@ export interface ReplayEvent {
 }
 
 export function isReplayEvent(event: unknown): event is ReplayEvent {
-  return typeof event === 'object' && event !== null && Array.isArray((event as ReplayEvent).replayKeys) && (event as ReplayEvent).replayKeys.every((key) => typeof key === 'string');
+  return (
+    typeof event === 'object' &&
+    event !== null &&
+    Array.isArray((event as ReplayEvent).replayKeys) &&
+    (event as ReplayEvent).replayKeys.every((key) => typeof key === 'string')
+  );
 }
 
 export interface ReplayResult {
@@ -30,7 +35,10 @@ export const MAX_REPLAY_KEYS = 50;
 
 export async function replayArchived(
   keys: readonly string[],
-  deps: Omit<ArchivedCallbackDependencies, 'metrics'> & { archive: Pick<RawArchive, 'get' | 'head'>; metrics: () => ArchivedCallbackDependencies['metrics'] },
+  deps: Omit<ArchivedCallbackDependencies, 'metrics'> & {
+    archive: Pick<RawArchive, 'get' | 'head'>;
+    metrics: () => ArchivedCallbackDependencies['metrics'];
+  },
 ): Promise<ReplayResult[]> {
   if (keys.length > MAX_REPLAY_KEYS) throw new Error(`replay at most ${MAX_REPLAY_KEYS} keys per invocation (got ${keys.length})`);
   const results: ReplayResult[] = [];

@@ -36,7 +36,8 @@ export function parseReadyCredentials(secretString: string): ReadyCredentials {
     throw new ReadySecretError('the READY secret is not JSON ({"tenantId","clientId","clientSecret","signingKey"})');
   }
   const parsed = readyCredentialsSchema.safeParse(json);
-  if (!parsed.success) throw new ReadySecretError(`the READY secret is invalid: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  if (!parsed.success)
+    throw new ReadySecretError(`the READY secret is invalid: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   return { ...parsed.data, ...(parsed.data.signingKey === '' ? { signingKey: undefined } : {}) };
 }
 
@@ -77,7 +78,9 @@ export class SecretsManagerCredentials implements CredentialsSource {
       const response = await this.options.client.send(new GetSecretValueCommand({ SecretId: this.options.secretId }));
       secretString = response.SecretString;
     } catch (error) {
-      throw new ReadySecretError(`could not read the READY secret ${this.options.secretId}: ${error instanceof Error ? error.name : String(error)}`, { cause: error });
+      throw new ReadySecretError(`could not read the READY secret ${this.options.secretId}: ${error instanceof Error ? error.name : String(error)}`, {
+        cause: error,
+      });
     }
     if (secretString === undefined) throw new ReadySecretError(`the READY secret ${this.options.secretId} has no SecretString`);
     const value = parseReadyCredentials(secretString);

@@ -22,7 +22,11 @@ export const statusCallbackSchema = z.strictObject({
   status: z
     .string()
     .transform((value) => value.toLowerCase())
-    .pipe(z.enum(SUBSCRIPTION_STATES, { error: (issue) => `unknown subscription status ${preview(issue.input)} (known: ${SUBSCRIPTION_STATES.join(', ')})` })),
+    .pipe(
+      z.enum(SUBSCRIPTION_STATES, {
+        error: (issue) => `unknown subscription status ${preview(issue.input)} (known: ${SUBSCRIPTION_STATES.join(', ')})`,
+      }),
+    ),
   reason: z.string().max(2000).optional(),
   changedAt: z.iso.datetime({ offset: true }),
 });

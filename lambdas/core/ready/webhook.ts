@@ -109,7 +109,14 @@ function json(statusCode: number, body: unknown, headers: Record<string, string>
   return { statusCode, headers: { ...JSON_HEADERS, ...headers }, body: JSON.stringify(body) };
 }
 
-function problem(statusCode: number, code: string, message: string, requestId: string, extra: Record<string, unknown> = {}, headers: Record<string, string> = {}): ReadyResponse {
+function problem(
+  statusCode: number,
+  code: string,
+  message: string,
+  requestId: string,
+  extra: Record<string, unknown> = {},
+  headers: Record<string, string> = {},
+): ReadyResponse {
   return json(statusCode, { error: { code, message, requestId, ...extra } }, headers);
 }
 
@@ -128,7 +135,9 @@ const REJECT_STATUS: Record<RejectCode, number> = {
 
 function isThrottling(error: unknown): boolean {
   const name = (error as { name?: string } | undefined)?.name ?? '';
-  return ['ProvisionedThroughputExceededException', 'ThrottlingException', 'RequestLimitExceeded', 'SlowDown', 'TooManyRequestsException'].includes(name);
+  return ['ProvisionedThroughputExceededException', 'ThrottlingException', 'RequestLimitExceeded', 'SlowDown', 'TooManyRequestsException'].includes(
+    name,
+  );
 }
 
 function utcPath(date: Date): string {
@@ -181,9 +190,17 @@ async function answering(request: ReadyRequest, deps: ArchivedCallbackDependenci
     return await work();
   } catch (error) {
     // Nothing unexpected may leak out: no stack, no SDK message. The request id finds the log line.
-    deps.log.error('webhook request failed unexpectedly', { requestId: request.requestId, error: preview(error instanceof Error ? `${error.name}: ${error.message}` : String(error), 500) });
+    deps.log.error('webhook request failed unexpectedly', {
+      requestId: request.requestId,
+      error: preview(error instanceof Error ? `${error.name}: ${error.message}` : String(error), 500),
+    });
     deps.metrics.count('WebhookErrors', 1, { Step: 'unexpected' });
-    return problem(500, 'internal_error', 'the request could not be processed; it will succeed when retried if the failure was transient', request.requestId);
+    return problem(
+      500,
+      'internal_error',
+      'the request could not be processed; it will succeed when retried if the failure was transient',
+      request.requestId,
+    );
   } finally {
     await deps.metrics.flush();
   }
@@ -205,7 +222,14 @@ function exchange(request: ReadyRequest, deps: ArchivedCallbackDependencies, arc
 /** A 4xx refusal with its code, a DeliveriesRejected metric and a log line naming the archived original. */
 function refuse(x: Exchange, code: RejectCode, message: string, extra: Record<string, unknown> = {}): ReadyResponse {
   x.deps.metrics.count('DeliveriesRejected', 1, { Reason: code });
-  x.deps.log.warn('callback rejected', { requestId: x.request.requestId, route: x.request.route, code, reason: message, archivedKey: x.archivedKey, ...extra });
+  x.deps.log.warn('callback rejected', {
+    requestId: x.request.requestId,
+    route: x.request.route,
+    code,
+    reason: message,
+    archivedKey: x.archivedKey,
+    ...extra,
+  });
   return problem(REJECT_STATUS[code], code, message, x.request.requestId, extra);
 }
 
@@ -214,7 +238,8 @@ type Step<T> = { next: T } | { answer: ReadyResponse };
 
 async function receive(request: ReadyRequest, deps: ReadyWebhookDependencies): Promise<ReadyResponse> {
   const x = exchange(request, deps);
-  if (request.route === undefined) return refuse(x, 'not_found', 'no such callback; READY posts to the data (WebhookUri) and status (StatusUri) URLs');
+  if (request.route === undefined)
+    return refuse(x, 'not_found', 'no such callback; READY posts to the data (WebhookUri) and status (StatusUri) URLs');
   const method = request.method.toUpperCase();
   if (method === 'GET') {
     // Verification as a query parameter (the shape most webhook senders use for GET handshakes).
@@ -252,7 +277,16 @@ async function archiveBody(x: Exchange, deps: ReadyWebhookDependencies): Promise
   } catch (error) {
     deps.metrics.count('WebhookErrors', 1, { Step: 'archive' });
     deps.log.error('could not archive the callback; asking the sender to retry', { requestId: request.requestId, key, error: String(error) });
-    return { answer: problem(503, 'archive_unavailable', 'the callback could not be stored safely; retry later', request.requestId, {}, { 'retry-after': '30' }) };
+    return {
+      answer: problem(
+        503,
+        'archive_unavailable',
+        'the callback could not be stored safely; retry later',
+        request.requestId,
+        {},
+        { 'retry-after': '30' },
+      ),
+    };
   }
 }
 
@@ -281,7 +315,9 @@ async function judgeArchived(x: Exchange): Promise<ReadyResponse> {
 function checkSize(x: Exchange): ReadyResponse | undefined {
   const maxBodyBytes = x.deps.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const size = x.request.body.length;
-  return size > maxBodyBytes ? refuse(x, 'too_large', `body is ${size} bytes; the limit is ${maxBodyBytes}`, { limitBytes: maxBodyBytes }) : undefined;
+  return size > maxBodyBytes
+    ? refuse(x, 'too_large', `body is ${size} bytes; the limit is ${maxBodyBytes}`, { limitBytes: maxBodyBytes })
+    : undefined;
 }
 
 /**
@@ -296,12 +332,26 @@ async function loadCredentials(x: Exchange): Promise<Step<ReadyCredentials>> {
   } catch (error) {
     deps.metrics.count('WebhookErrors', 1, { Step: 'secret' });
     deps.log.error('READY credentials unavailable', { requestId: request.requestId, error: String(error) });
-    return { answer: problem(503, 'credentials_unavailable', 'the receiver is not configured yet; retry later', request.requestId, {}, { 'retry-after': '60' }) };
+    return {
+      answer: problem(
+        503,
+        'credentials_unavailable',
+        'the receiver is not configured yet; retry later',
+        request.requestId,
+        {},
+        { 'retry-after': '60' },
+      ),
+    };
   }
   if (handshakeKeyIsSigningKey(credentials, deps.verification ?? DEFAULT_VERIFICATION)) {
     deps.metrics.count('WebhookErrors', 1, { Step: 'secret' });
-    deps.log.error('READY secret refused: signingKey equals the client secret the verification handshake answers with, so the handshake would sign any body; put the signing key READY issued', { requestId: request.requestId });
-    return { answer: problem(503, 'credentials_misconfigured', 'the receiver is misconfigured; retry later', request.requestId, {}, { 'retry-after': '60' }) };
+    deps.log.error(
+      'READY secret refused: signingKey equals the client secret the verification handshake answers with, so the handshake would sign any body; put the signing key READY issued',
+      { requestId: request.requestId },
+    );
+    return {
+      answer: problem(503, 'credentials_misconfigured', 'the receiver is misconfigured; retry later', request.requestId, {}, { 'retry-after': '60' }),
+    };
   }
   return { next: credentials };
 }
@@ -312,7 +362,9 @@ function checkSignature(x: Exchange, credentials: ReadyCredentials): ReadyRespon
   if (!credentials.signingKey) {
     if (!deps.requireSignature) return undefined;
     deps.metrics.count('WebhookErrors', 1, { Step: 'secret' });
-    deps.log.error('signatures are required but the READY secret has no signingKey; callbacks are refused (503, archived) until it is put', { requestId: request.requestId });
+    deps.log.error('signatures are required but the READY secret has no signingKey; callbacks are refused (503, archived) until it is put', {
+      requestId: request.requestId,
+    });
     return problem(503, 'signing_key_missing', 'the receiver is not configured yet; retry later', request.requestId, {}, { 'retry-after': '60' });
   }
   const verdict = verifySignature(request.body, request.headers[SIGNATURE_HEADER], credentials.signingKey);
@@ -342,7 +394,14 @@ function parseBody(x: Exchange): Step<unknown> {
 }
 
 function isVerificationRequest(body: unknown): boolean {
-  return typeof body === 'object' && body !== null && !Array.isArray(body) && 'verificationToken' in body && !looksLikeDelivery(body) && !('status' in body);
+  return (
+    typeof body === 'object' &&
+    body !== null &&
+    !Array.isArray(body) &&
+    'verificationToken' in body &&
+    !looksLikeDelivery(body) &&
+    !('status' in body)
+  );
 }
 
 /** A status callback: the subscription's state. */
@@ -354,7 +413,13 @@ async function recordStatus(x: Exchange, body: unknown): Promise<ReadyResponse> 
   deps.metrics.count('StatusCallbacks', 1, { Status: parsed.status.status });
   if (change.outcome === 'changed') {
     deps.metrics.count('SubscriptionStateChanges', 1, { Status: change.state });
-    deps.log.warn('subscription state changed', { requestId: request.requestId, subscriptionId: parsed.status.subscriptionId, from: change.previous, to: change.state, reason: parsed.status.reason });
+    deps.log.warn('subscription state changed', {
+      requestId: request.requestId,
+      subscriptionId: parsed.status.subscriptionId,
+      from: change.previous,
+      to: change.state,
+      reason: parsed.status.reason,
+    });
   }
   if (change.outcome !== 'stale') deps.metrics.record('SubscriptionInactive', change.state === 'active' ? 0 : 1, 'None');
   return json(200, { status: 'recorded', outcome: change.outcome, requestId: request.requestId });
@@ -363,9 +428,15 @@ async function recordStatus(x: Exchange, body: unknown): Promise<ReadyResponse> 
 /** A data delivery: map, fit the grid, claim, store, count. */
 async function storeDelivery(x: Exchange, body: unknown): Promise<ReadyResponse> {
   const mapped = mapDelivery(body, x.request.body, { now: x.now });
-  if (!mapped.ok) return refuse(x, 'unknown_shape', 'not a delivery this receiver understands; it is archived and can be replayed once mapped', { reasons: mapped.reasons });
+  if (!mapped.ok)
+    return refuse(x, 'unknown_shape', 'not a delivery this receiver understands; it is archived and can be replayed once mapped', {
+      reasons: mapped.reasons,
+    });
   const misfits = gridProblems(mapped.readings, x.deps.store.blockTimeZone);
-  if (misfits.length > 0) return refuse(x, 'unknown_shape', 'readings do not fit the store\'s day blocks (an interval off its day\'s grid would overlap its neighbours)', { reasons: misfits });
+  if (misfits.length > 0)
+    return refuse(x, 'unknown_shape', "readings do not fit the store's day blocks (an interval off its day's grid would overlap its neighbours)", {
+      reasons: misfits,
+    });
 
   const claimed = await claimDelivery(x, mapped);
   if ('answer' in claimed) return claimed.answer;
@@ -384,20 +455,36 @@ type Mapped = Extract<MappedDelivery, { ok: true }>;
  */
 async function claimDelivery(x: Exchange, mapped: Mapped): Promise<Step<Claim>> {
   const { deps, request } = x;
-  const claimed = await deps.ledger.claim('ready-delivery', mapped.unitId, { detail: { archiveKey: x.archivedKey ?? '', readings: mapped.readings.length, contentHash: mapped.contentHash } });
+  const claimed = await deps.ledger.claim('ready-delivery', mapped.unitId, {
+    detail: { archiveKey: x.archivedKey ?? '', readings: mapped.readings.length, contentHash: mapped.contentHash },
+  });
   if (claimed.status === 'claimed') return { next: claimed.claim };
   const recorded = claimed.record.detail?.contentHash;
   if (recorded !== undefined && recorded !== mapped.contentHash) {
     deps.metrics.count('DeliveriesConflicting');
     return {
-      answer: refuse(x, 'delivery_conflict', `delivery ${mapped.deliveryId} was received before with other readings; a delivery id is used once (this one is archived, nothing of it stored)`, {
-        deliveryId: mapped.deliveryId,
-        firstArchivedKey: claimed.record.detail?.archiveKey,
-      }),
+      answer: refuse(
+        x,
+        'delivery_conflict',
+        `delivery ${mapped.deliveryId} was received before with other readings; a delivery id is used once (this one is archived, nothing of it stored)`,
+        {
+          deliveryId: mapped.deliveryId,
+          firstArchivedKey: claimed.record.detail?.archiveKey,
+        },
+      ),
     };
   }
   if (claimed.status === 'in_progress') {
-    return { answer: problem(503, 'in_progress', 'this delivery is being stored by another request; retry later', request.requestId, { deliveryId: mapped.deliveryId }, { 'retry-after': '30' }) };
+    return {
+      answer: problem(
+        503,
+        'in_progress',
+        'this delivery is being stored by another request; retry later',
+        request.requestId,
+        { deliveryId: mapped.deliveryId },
+        { 'retry-after': '30' },
+      ),
+    };
   }
   deps.metrics.count('DeliveriesDuplicate');
   deps.log.info('delivery already stored', { requestId: request.requestId, unitId: mapped.unitId });
@@ -414,8 +501,11 @@ async function writeDelivery(x: Exchange, mapped: Mapped, claim: Claim): Promise
     await deps.ledger.release(claim).catch(() => undefined); // the lock expires anyway
     deps.metrics.count('WebhookErrors', 1, { Step: 'store' });
     deps.log.error('delivery not stored; the sender will retry', { requestId: request.requestId, unitId: mapped.unitId, error: String(error) });
-    if (isThrottling(error)) return { answer: problem(429, 'throttled', 'the store is busy; retry later', request.requestId, {}, { 'retry-after': '10' }) };
-    return { answer: problem(503, 'store_unavailable', 'the delivery could not be stored; retry later', request.requestId, {}, { 'retry-after': '30' }) };
+    if (isThrottling(error))
+      return { answer: problem(429, 'throttled', 'the store is busy; retry later', request.requestId, {}, { 'retry-after': '10' }) };
+    return {
+      answer: problem(503, 'store_unavailable', 'the delivery could not be stored; retry later', request.requestId, {}, { 'retry-after': '30' }),
+    };
   }
 }
 
@@ -424,7 +514,13 @@ function countStored(x: Exchange, mapped: Mapped, report: WriteReport): void {
   for (const status of WRITE_STATUSES) deps.metrics.count(READING_STATUS_METRIC[status], report.counts[status]);
   for (const event of mapped.events) deps.metrics.count('MeterEvents', 1, { Reason: event.code });
   for (const outcome of report.outcomes) {
-    if (outcome.status === 'conflict') deps.log.warn('reading conflict', { requestId: request.requestId, unitId: mapped.unitId, meterId: outcome.reading.meterId, reason: outcome.reason });
+    if (outcome.status === 'conflict')
+      deps.log.warn('reading conflict', {
+        requestId: request.requestId,
+        unitId: mapped.unitId,
+        meterId: outcome.reading.meterId,
+        reason: outcome.reason,
+      });
     if (outcome.status === 'stored' || outcome.status === 'superseded') {
       const end = outcome.reading.kind === 'interval' ? outcome.reading.end : outcome.reading.at;
       deps.metrics.record('IngestLatency', Math.round((now.getTime() - end.getTime()) / 1000), 'Seconds');
@@ -461,7 +557,12 @@ async function verify(x: Exchange, token: string | undefined, known?: ReadyCrede
     log.error('verification impossible: client secret unusable with the configured encoding', { requestId: request.requestId, error: String(error) });
     return problem(500, 'verification_misconfigured', 'the receiver cannot compute the verification answer', request.requestId);
   }
-  log.info('verification answered', { requestId: request.requestId, route: request.route, algorithm: config.algorithm, secretEncoding: config.secretEncoding });
+  log.info('verification answered', {
+    requestId: request.requestId,
+    route: request.route,
+    algorithm: config.algorithm,
+    secretEncoding: config.secretEncoding,
+  });
   if (config.answerFormat === 'json') return json(200, { verificationHash: answer });
   return { statusCode: 200, headers: { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' }, body: answer };
 }

@@ -234,7 +234,11 @@ export class ArmorDecoder {
     }
     this.text = text.slice(lineStart);
     if (this.text.length > MAX_TEXT_BYTES) {
-      throw new ArmorError(this.phase === 'begin' ? `no "-----BEGIN ${MESSAGE_TYPE}-----" line in the first ${MAX_TEXT_BYTES} bytes` : `the armor headers are longer than ${MAX_TEXT_BYTES} bytes (no blank line ends them)`);
+      throw new ArmorError(
+        this.phase === 'begin'
+          ? `no "-----BEGIN ${MESSAGE_TYPE}-----" line in the first ${MAX_TEXT_BYTES} bytes`
+          : `the armor headers are longer than ${MAX_TEXT_BYTES} bytes (no blank line ends them)`,
+      );
     }
     return -1;
   }
@@ -259,7 +263,8 @@ export class ArmorDecoder {
       return;
     }
     // "Key: Value" (RFC 9580 §6.2.2). Version, Comment, Hash, Charset... are all ignored.
-    if (!/^[\x21-\x39\x3b-\x7e]+:/.test(line)) throw new ArmorError(`malformed armor header ${quote(line)} (expected "Key: value"; a blank line must end the headers)`);
+    if (!/^[\x21-\x39\x3b-\x7e]+:/.test(line))
+      throw new ArmorError(`malformed armor header ${quote(line)} (expected "Key: value"; a blank line must end the headers)`);
   }
 
   // --- Body: native scans and native base64 --------------------------------------------------------
@@ -290,7 +295,8 @@ export class ArmorDecoder {
       // line end, else whitespace inside a line (within one block the length check catches that).
       let i = from;
       while (i < bodyEnd && (block[i] === SPACE || block[i] === TAB || block[i] === CR)) i++;
-      if (i < bodyEnd && block[i] !== LF) throw new ArmorError(`the armored body has a character outside base64: whitespace inside a line, before byte ${this.offset + i}`);
+      if (i < bodyEnd && block[i] !== LF)
+        throw new ArmorError(`the armored body has a character outside base64: whitespace inside a line, before byte ${this.offset + i}`);
     }
     if (bodyEnd > from) {
       const last = block[bodyEnd - 1];
@@ -329,7 +335,7 @@ export class ArmorDecoder {
     // The last (all % 4) base64 characters wait for the next block.
     let cut = to;
     let rest = '';
-    for (let left = all % 4; left > 0; ) {
+    for (let left = all % 4; left > 0;) {
       if (cut <= start) return false;
       const byte = block[--cut]!;
       if (!isBlank(byte)) {
@@ -429,7 +435,8 @@ export class ArmorDecoder {
     for (let i = from; i < to; i++) {
       const byte = block[i]!;
       if (byte === LF) continue;
-      const base64 = (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a) || (byte >= 0x30 && byte <= 0x39) || byte === 0x2b || byte === 0x2f;
+      const base64 =
+        (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a) || (byte >= 0x30 && byte <= 0x39) || byte === 0x2b || byte === 0x2f;
       if (!base64) {
         // Trailing whitespace is fine; whitespace followed by more data on the same line is not.
         let j = i;
@@ -472,7 +479,9 @@ export class ArmorDecoder {
     }
     this.text = text.slice(lineStart);
     if (this.text.length > MAX_TEXT_BYTES) {
-      throw new ArmorError(this.phase === 'done' ? `data after the "${END_LINE}" line` : `the armor tail has a line longer than ${MAX_TEXT_BYTES} bytes`);
+      throw new ArmorError(
+        this.phase === 'done' ? `data after the "${END_LINE}" line` : `the armor tail has a line longer than ${MAX_TEXT_BYTES} bytes`,
+      );
     }
   }
 
@@ -494,7 +503,9 @@ export class ArmorDecoder {
     if (midLine && /^=+$/.test(line)) throw new ArmorError(`'=' padding where the base64 data needs none: ${quote(line)}`);
     if (midLine) {
       // The base64 data stopped in the middle of this line: at padding that did not fit, or at a stray '='.
-      throw new ArmorError(this.padded || line.startsWith('=') ? `data after the '=' padding: ${quote(line)}` : `unexpected text in the armored body: ${quote(line)}`);
+      throw new ArmorError(
+        this.padded || line.startsWith('=') ? `data after the '=' padding: ${quote(line)}` : `unexpected text in the armored body: ${quote(line)}`,
+      );
     }
     if (line.trim() === '') return;
     if (line.startsWith('=')) {
@@ -511,7 +522,9 @@ export class ArmorDecoder {
     }
     if (line.startsWith('-----END ')) throw new ArmorError(`the END line ${quote(line)} does not match "-----BEGIN ${MESSAGE_TYPE}-----"`);
     if (line.startsWith('-')) throw new ArmorError(`expected the "${END_LINE}" line, found ${quote(line)}`);
-    throw new ArmorError(this.padded || this.sawChecksum ? `data after the '=' padding: ${quote(line)}` : `unexpected text in the armored body: ${quote(line)}`);
+    throw new ArmorError(
+      this.padded || this.sawChecksum ? `data after the '=' padding: ${quote(line)}` : `unexpected text in the armored body: ${quote(line)}`,
+    );
   }
 
   /** The last quantum: with its padding, or (lenient) without. */

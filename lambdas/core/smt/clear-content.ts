@@ -57,7 +57,9 @@ export async function* clearParts(path: string, options: { maxUnzippedBytes: num
     }
     for (const entry of entries) {
       const raw = await new Promise<Readable>((resolve, reject) =>
-        zip.openReadStream(entry, (error, stream) => (error || !stream ? reject(new SmtLayoutError(`ZIP entry ${entry.fileName}: ${error?.message ?? 'no stream'}`)) : resolve(stream))),
+        zip.openReadStream(entry, (error, stream) =>
+          error || !stream ? reject(new SmtLayoutError(`ZIP entry ${entry.fileName}: ${error?.message ?? 'no stream'}`)) : resolve(stream),
+        ),
       );
       const capped = new Transform({
         transform(chunk: Buffer, _encoding, callback) {

@@ -30,7 +30,11 @@ export type DecryptFailureReason = 'not-pgp' | 'wrong-key' | 'integrity' | 'corr
 
 /** The file cannot be turned into trustworthy clear content. Never retried by itself: replay after a fix. */
 export class SmtDecryptError extends Error {
-  constructor(readonly reason: DecryptFailureReason, message: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly reason: DecryptFailureReason,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
     super(message, options);
     this.name = 'SmtDecryptError';
   }
@@ -42,7 +46,10 @@ const ARMOR_HEADER = '-----BEGIN PGP MESSAGE-----';
 
 /** What the first bytes say the file is. */
 export function sniffContent(head: Uint8Array): ContentKind {
-  const text = Buffer.from(head.subarray(0, 256)).toString('latin1').replace(/^\uFEFF/, '').trimStart();
+  const text = Buffer.from(head.subarray(0, 256))
+    .toString('latin1')
+    .replace(/^\uFEFF/, '')
+    .trimStart();
   if (text.startsWith(ARMOR_HEADER)) return 'pgp-armored';
   const first = head[0];
   // An OpenPGP packet header has the top bit set; tags 1 (PKESK) and 3 (SKESK) start an encrypted message.
@@ -146,7 +153,11 @@ export interface DecryptReport {
  * replays of clear test files), else refused as 'not-pgp'. Resolves only when all of it is
  * written and verified; on failure the file is removed and SmtDecryptError says why.
  */
-export async function decryptToFile(input: AsyncIterable<Uint8Array>, outPath: string, options: DecryptOptions & { allowClear?: boolean }): Promise<DecryptReport> {
+export async function decryptToFile(
+  input: AsyncIterable<Uint8Array>,
+  outPath: string,
+  options: DecryptOptions & { allowClear?: boolean },
+): Promise<DecryptReport> {
   const watchdog = new DecryptWatchdog(options.stallMs ?? DECRYPT_STALL_MS, options.deadlineMs ?? DECRYPT_DEADLINE_MS);
   let bytesIn = 0;
   const counted = Readable.from(
@@ -213,7 +224,8 @@ export async function decryptToFile(input: AsyncIterable<Uint8Array>, outPath: s
           data = result.data as ReadableStream<Uint8Array>;
         } catch (error) {
           const text = messageOf(error);
-          const reason: DecryptFailureReason = !armorFault(error) && /session key|no decryption key|decryption key|not match/i.test(text) ? 'wrong-key' : 'corrupt';
+          const reason: DecryptFailureReason =
+            !armorFault(error) && /session key|no decryption key|decryption key|not match/i.test(text) ? 'wrong-key' : 'corrupt';
           throw new SmtDecryptError(reason, `the PGP message could not be decrypted: ${text}`, { cause: error });
         }
         try {
@@ -221,8 +233,11 @@ export async function decryptToFile(input: AsyncIterable<Uint8Array>, outPath: s
         } catch (error) {
           if (error instanceof SmtDecryptError) throw error;
           const text = messageOf(error);
-          const reason: DecryptFailureReason = !armorFault(error) && /modification|integrity|authentication|tag|mdc|hash/i.test(text) ? 'integrity' : 'corrupt';
-          throw new SmtDecryptError(reason, `the PGP message failed ${reason === 'integrity' ? 'its integrity check' : 'to decrypt'}: ${text}`, { cause: error });
+          const reason: DecryptFailureReason =
+            !armorFault(error) && /modification|integrity|authentication|tag|mdc|hash/i.test(text) ? 'integrity' : 'corrupt';
+          throw new SmtDecryptError(reason, `the PGP message failed ${reason === 'integrity' ? 'its integrity check' : 'to decrypt'}: ${text}`, {
+            cause: error,
+          });
         }
         return { kind, bytesIn, bytesOut };
       })(),
@@ -259,13 +274,19 @@ class DecryptWatchdog {
   private fail!: (error: SmtDecryptError) => void;
   private readonly failed: Promise<never>;
 
-  constructor(private readonly stallMs: number, deadlineMs: number) {
+  constructor(
+    private readonly stallMs: number,
+    deadlineMs: number,
+  ) {
     this.failed = new Promise<never>((_, reject) => {
       this.fail = reject;
     });
     // Observed by guard(); a failure after the work settled must not become an unhandled rejection.
     this.failed.catch(() => undefined);
-    this.deadlineTimer = setTimeout(() => this.fail(new SmtDecryptError('corrupt', `the PGP message did not finish decrypting within ${deadlineMs} ms`)), deadlineMs);
+    this.deadlineTimer = setTimeout(
+      () => this.fail(new SmtDecryptError('corrupt', `the PGP message did not finish decrypting within ${deadlineMs} ms`)),
+      deadlineMs,
+    );
     this.progress();
   }
 
@@ -273,7 +294,13 @@ class DecryptWatchdog {
   progress(): void {
     clearTimeout(this.stallTimer);
     this.stallTimer = setTimeout(
-      () => this.fail(new SmtDecryptError('corrupt', `the PGP message stalled: decryption neither ended nor failed, and made no progress for ${this.stallMs} ms (a corrupted message)`)),
+      () =>
+        this.fail(
+          new SmtDecryptError(
+            'corrupt',
+            `the PGP message stalled: decryption neither ended nor failed, and made no progress for ${this.stallMs} ms (a corrupted message)`,
+          ),
+        ),
       this.stallMs,
     );
   }

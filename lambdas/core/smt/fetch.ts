@@ -136,7 +136,13 @@ export async function runSmtFetch(deps: SmtFetchDependencies): Promise<FetchRepo
   }
 
   const now = clock().getTime();
-  const leftOnServer = report.files.filter((o) => o.status === 'left' || o.status === 'error' || (o.status === 'archived' && !o.deleted && deleteAfter) || (o.status === 'skipped' && o.why !== 'completed'));
+  const leftOnServer = report.files.filter(
+    (o) =>
+      o.status === 'left' ||
+      o.status === 'error' ||
+      (o.status === 'archived' && !o.deleted && deleteAfter) ||
+      (o.status === 'skipped' && o.why !== 'completed'),
+  );
   report.left = leftOnServer.length;
   const oldest = leftOnServer.reduce((max, o) => Math.max(max, now - o.file.modifiedAt.getTime()), 0);
   metrics.count('FilesFetched', report.archived);

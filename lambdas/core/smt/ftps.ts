@@ -93,7 +93,10 @@ async function modificationTime(client: Client, path: string, where: string): Pr
   try {
     date = await client.lastMod(path);
   } catch (error) {
-    throw new FtpsListingError(`FTPS server ${where} offers neither MLSD nor MDTM for ${path} (${error instanceof Error ? error.message : String(error)}): its modification time is unknown, and LIST gives no year`, { cause: error });
+    throw new FtpsListingError(
+      `FTPS server ${where} offers neither MLSD nor MDTM for ${path} (${error instanceof Error ? error.message : String(error)}): its modification time is unknown, and LIST gives no year`,
+      { cause: error },
+    );
   }
   if (Number.isNaN(date.getTime())) throw new FtpsListingError(`FTPS server ${where} answered MDTM ${path} with no valid time`);
   return date;
@@ -110,10 +113,14 @@ export class FtpsListingError extends Error {
 function explainConnectError(error: unknown, where: string, user: string): Error {
   const text = error instanceof Error ? error.message : String(error);
   if (error instanceof FTPError && error.code === 530) {
-    return new TransportAuthError(`FTPS login to ${where} refused for user ${user} (530): wrong user name or password, or the account is locked`, { cause: error });
+    return new TransportAuthError(`FTPS login to ${where} refused for user ${user} (530): wrong user name or password, or the account is locked`, {
+      cause: error,
+    });
   }
   if (/self[- ]signed|unable to verify|certificate has expired|altnames|unable to get (local )?issuer|CERT_/i.test(text)) {
-    return new TransportAuthError(`FTPS server ${where} is not trusted: its certificate does not verify against the configured CA (${text})`, { cause: error });
+    return new TransportAuthError(`FTPS server ${where} is not trusted: its certificate does not verify against the configured CA (${text})`, {
+      cause: error,
+    });
   }
   if (/certificate|handshake|alert|ECONNRESET|socket hang up|EPIPE|closed/i.test(text)) {
     return new TransportAuthError(

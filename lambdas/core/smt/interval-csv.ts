@@ -53,7 +53,11 @@ const REVISION = /^(\d{1,2})\/(\d{1,2})\/(\d{4}) (\d{1,2}):(\d{2}):(\d{2})$/;
 
 /** True when `line` is the interval CSV header (case and surrounding blanks ignored). */
 export function isIntervalCsvHeader(line: string): boolean {
-  return splitCsv(line).map((f) => f.toUpperCase()).join(',') === INTERVAL_CSV_HEADER.join(',');
+  return (
+    splitCsv(line)
+      .map((f) => f.toUpperCase())
+      .join(',') === INTERVAL_CSV_HEADER.join(',')
+  );
 }
 
 /** Rows of one (ESIID, channel, local date) until the day is whole; typed arrays keep garbage low on gigabyte files. */
@@ -135,7 +139,10 @@ export class IntervalCsvParser {
       const start = starts[i]!;
       const end = ends[i]!;
       const last = this.last;
-      const day = last !== undefined && this.quick(bytes, view, start, end, last) ? this.advance(last.group) : this.row(bytes, start, end, lineNumber + i - from);
+      const day =
+        last !== undefined && this.quick(bytes, view, start, end, last)
+          ? this.advance(last.group)
+          : this.row(bytes, start, end, lineNumber + i - from);
       if (day !== undefined) days.push(day);
     }
     return days;
@@ -155,7 +162,8 @@ export class IntervalCsvParser {
     const channelComma = end - channelLength - 1;
     const startComma = start + prefixLength;
     if (channelComma <= startComma || bytes[startComma] !== COMMA || bytes[channelComma] !== COMMA) return false;
-    if (!sameView(view, start, this.lastView, 0, prefixLength) || !sameView(view, channelComma + 1, this.lastView, prefixLength, channelLength)) return false;
+    if (!sameView(view, start, this.lastView, 0, prefixLength) || !sameView(view, channelComma + 1, this.lastView, prefixLength, channelLength))
+      return false;
     const position = group.count;
     let endComma: number;
     let kwhComma: number;
@@ -253,11 +261,17 @@ export class IntervalCsvParser {
 
     const channelStart = c[6]! + 1;
     const channelLength = end - channelStart;
-    if (!(samePrefix && last !== undefined && channelLength === last.channelLength && sameBytes(bytes, channelStart, this.lastBytes, last.prefixLength, channelLength))) {
+    if (!(
+      samePrefix &&
+      last !== undefined &&
+      channelLength === last.channelLength &&
+      sameBytes(bytes, channelStart, this.lastBytes, last.prefixLength, channelLength)
+    )) {
       last = this.locate(bytes, start, end, lineNumber);
     }
     const group = last.group;
-    if (group.done) throw new SmtLayoutError(`more rows for ${group.meterId} ${group.channelField} ${group.grid.date} after its day was complete`, lineNumber);
+    if (group.done)
+      throw new SmtLayoutError(`more rows for ${group.meterId} ${group.channelField} ${group.grid.date} after its day was complete`, lineNumber);
     const grid = group.grid;
     const position = group.count;
 
@@ -288,7 +302,10 @@ export class IntervalCsvParser {
       let value = fastDecimal(bytes, from, to);
       if (value !== value) value = kwhOf(bytes.toString('utf8', from, to), lineNumber);
       if (grid.phantomRows.has(position)) {
-        throw new SmtLayoutError(`${group.meterId} ${grid.date}: the non-existent hour of the spring-forward day carries a value (${bytes.toString('utf8', from, to)})`, lineNumber);
+        throw new SmtLayoutError(
+          `${group.meterId} ${grid.date}: the non-existent hour of the spring-forward day carries a value (${bytes.toString('utf8', from, to)})`,
+          lineNumber,
+        );
       }
       group.values[position] = value;
       group.quality[position] = flagCode(bytes, c[5]! + 1, c[6]!, lineNumber);
@@ -314,7 +331,11 @@ export class IntervalCsvParser {
     if (!ESIID.test(meterId)) throw new SmtLayoutError(`ESIID ${JSON.stringify(esiidField)} is not 17 or 22 digits`, lineNumber);
     const channelField = bytes.toString('utf8', c[6]! + 1, end).trim();
     const channel = CHANNEL_OF[channelField.toLowerCase()];
-    if (!channel) throw new SmtLayoutError(`CONSUMPTION_SURPLUSGENERATION ${JSON.stringify(channelField)} is neither Consumption nor Surplus Generation`, lineNumber);
+    if (!channel)
+      throw new SmtLayoutError(
+        `CONSUMPTION_SURPLUSGENERATION ${JSON.stringify(channelField)} is neither Consumption nor Surplus Generation`,
+        lineNumber,
+      );
     const date = this.date(bytes.toString('utf8', c[0]! + 1, c[1]).trim(), lineNumber);
     const revisionField = bytes.toString('utf8', c[1]! + 1, c[2]).trim();
     const revision = this.revision(revisionField, lineNumber);
@@ -326,9 +347,19 @@ export class IntervalCsvParser {
     if (!group) {
       if (this.emitted.has(key)) throw new SmtLayoutError(`more rows for ${meterId} ${channelField} ${date} after its day was complete`, lineNumber);
       // Every position is written before the day is read, so recycled arrays need no clearing.
-      const arrays = this.spare.get(grid.rows)?.pop() ?? { values: new Float64Array(grid.rows), quality: new Uint8Array(grid.rows), revisions: new Float64Array(grid.rows) };
+      const arrays = this.spare.get(grid.rows)?.pop() ?? {
+        values: new Float64Array(grid.rows),
+        quality: new Uint8Array(grid.rows),
+        revisions: new Float64Array(grid.rows),
+      };
       group = {
-        key, meterId, channel, channelField, grid, count: 0, done: false,
+        key,
+        meterId,
+        channel,
+        channelField,
+        grid,
+        count: 0,
+        done: false,
         labelled: grid.rows === grid.intervals && grid.intervals * grid.intervalSeconds === 86_400,
         ...arrays,
       };
@@ -413,7 +444,8 @@ export class IntervalCsvParser {
     const match = DATE.exec(field);
     if (!match) throw new SmtLayoutError(`USAGE_DATE ${JSON.stringify(field)} is not MM/DD/YYYY`, line);
     const [, month, day, year] = match as unknown as [string, string, string, string];
-    if (!isCalendarDateTime(Number(year), Number(month), Number(day))) throw new SmtLayoutError(`USAGE_DATE ${JSON.stringify(field)} is not a calendar date from 2000 on`, line);
+    if (!isCalendarDateTime(Number(year), Number(month), Number(day)))
+      throw new SmtLayoutError(`USAGE_DATE ${JSON.stringify(field)} is not a calendar date from 2000 on`, line);
     const iso = `${year}-${month.padStart(2, '0')}-${day.padStart(2, '0')}`;
     if (this.dates.size > 10_000) this.dates.clear();
     this.dates.set(field, iso);
@@ -471,7 +503,8 @@ function nextComma(bytes: Uint8Array, at: number, limit: number): number {
 function labelField(bytes: Uint8Array, at: number, limit: number, label: Uint8Array): number {
   while (at < limit && bytes[at] === SPACE) at++;
   if (at + 5 >= limit) return -1;
-  if (bytes[at] !== label[0] || bytes[at + 1] !== label[1] || bytes[at + 2] !== COLON || bytes[at + 3] !== label[3] || bytes[at + 4] !== label[4]) return -1;
+  if (bytes[at] !== label[0] || bytes[at + 1] !== label[1] || bytes[at + 2] !== COLON || bytes[at + 3] !== label[3] || bytes[at + 4] !== label[4])
+    return -1;
   at += 5;
   while (at < limit && bytes[at] === SPACE) at++;
   return at < limit && bytes[at] === COMMA ? at : -1;
@@ -540,7 +573,13 @@ function timeEquals(bytes: Uint8Array, from: number, to: number, expected: Uint8
   while (to > from && bytes[to - 1] === SPACE) to--;
   const length = to - from;
   if (length === 5) {
-    return bytes[from] === expected[0] && bytes[from + 1] === expected[1] && bytes[from + 2] === COLON && bytes[from + 3] === expected[3] && bytes[from + 4] === expected[4];
+    return (
+      bytes[from] === expected[0] &&
+      bytes[from + 1] === expected[1] &&
+      bytes[from + 2] === COLON &&
+      bytes[from + 3] === expected[3] &&
+      bytes[from + 4] === expected[4]
+    );
   }
   if (length === 4 && expected[0] === ZERO) {
     return bytes[from] === expected[1] && bytes[from + 1] === COLON && bytes[from + 2] === expected[3] && bytes[from + 3] === expected[4];

@@ -73,7 +73,11 @@ export function localWallTimeToUtc(year: number, month: number, day: number, hou
   const asUtc = Date.UTC(year, month - 1, day, hour, minute, second);
   const firstGuess = asUtc - utcOffsetMs(asUtc, timeZone);
   // Offsets either side of the guess: prefer the earlier valid reading of an ambiguous time.
-  const candidates = [asUtc - utcOffsetMs(firstGuess - 3_600_000, timeZone), asUtc - utcOffsetMs(firstGuess, timeZone), asUtc - utcOffsetMs(firstGuess + 3_600_000, timeZone)];
+  const candidates = [
+    asUtc - utcOffsetMs(firstGuess - 3_600_000, timeZone),
+    asUtc - utcOffsetMs(firstGuess, timeZone),
+    asUtc - utcOffsetMs(firstGuess + 3_600_000, timeZone),
+  ];
   const valid = candidates.filter((ms) => ms + utcOffsetMs(ms, timeZone) === asUtc).sort((a, b) => a - b);
   return valid[0] ?? firstGuess;
 }

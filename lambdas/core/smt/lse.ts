@@ -70,9 +70,15 @@ export class LseParser {
   push(line: string, lineNumber: number): SmtDay[] {
     if (line.trim() === '') return [];
     // Unquoted, then trimmed: a quoted blank is blank (it was read as " ", which Number() made 0).
-    const fields = line.split(',').map((field) => field.trim().replace(/^"(.*)"$/, '$1').trim());
+    const fields = line.split(',').map((field) =>
+      field
+        .trim()
+        .replace(/^"(.*)"$/, '$1')
+        .trim(),
+    );
     const sortCode = fields[0] ?? '';
-    if (!/^\d{8}$/.test(sortCode)) throw new SmtLayoutError(`LSE record without an 8-digit sort code: ${JSON.stringify(line.slice(0, 80))}`, lineNumber);
+    if (!/^\d{8}$/.test(sortCode))
+      throw new SmtLayoutError(`LSE record without an 8-digit sort code: ${JSON.stringify(line.slice(0, 80))}`, lineNumber);
     if (sortCode === '00000001') {
       const finished = this.finishCut();
       this.cut = this.header(fields, lineNumber);
@@ -85,14 +91,21 @@ export class LseParser {
       if (fields.length < 13) throw new SmtLayoutError(`00000002 needs 12 fields after the sort code, found ${fields.length - 1}`, lineNumber);
       const [, , , meterMultiplier, meterOffset, pulseMultiplier, pulseOffset, seconds, unitOfMeasure] = fields;
       const spi = /^\d{1,5}$/.test(seconds ?? '') ? Number(seconds) : Number.NaN;
-      if (!Number.isInteger(spi) || spi <= 0 || 86_400 % spi !== 0) throw new SmtLayoutError(`seconds per interval ${JSON.stringify(seconds)} does not divide a day`, lineNumber);
-      for (const [name, value, neutral] of [['meter multiplier', meterMultiplier, 1], ['meter offset', meterOffset, 0], ['pulse multiplier', pulseMultiplier, 1], ['pulse offset', pulseOffset, 0]] as const) {
+      if (!Number.isInteger(spi) || spi <= 0 || 86_400 % spi !== 0)
+        throw new SmtLayoutError(`seconds per interval ${JSON.stringify(seconds)} does not divide a day`, lineNumber);
+      for (const [name, value, neutral] of [
+        ['meter multiplier', meterMultiplier, 1],
+        ['meter offset', meterOffset, 0],
+        ['pulse multiplier', pulseMultiplier, 1],
+        ['pulse offset', pulseOffset, 0],
+      ] as const) {
         if (value !== undefined && value !== '' && parseDecimal(value) !== neutral) {
           throw new SmtLayoutError(`${name} ${value} is not supported (values are taken as delivered, in their unit of measure)`, lineNumber);
         }
       }
       const unit = UNIT_OF[(unitOfMeasure ?? '').toUpperCase()];
-      if (!unit) throw new SmtLayoutError(`unit of measure ${JSON.stringify(unitOfMeasure)} is not one of ${Object.keys(UNIT_OF).join(', ')}`, lineNumber);
+      if (!unit)
+        throw new SmtLayoutError(`unit of measure ${JSON.stringify(unitOfMeasure)} is not one of ${Object.keys(UNIT_OF).join(', ')}`, lineNumber);
       cut.intervalSeconds = spi;
       cut.unit = unit;
       return [];
@@ -107,7 +120,8 @@ export class LseParser {
       return [];
     }
     if (sortCode < '10000000') throw new SmtLayoutError(`unknown record type ${sortCode}`, lineNumber);
-    if ((fields.length - 1) % 3 !== 0) throw new SmtLayoutError(`data record has ${fields.length - 1} fields; expected triples of value, status, time`, lineNumber);
+    if ((fields.length - 1) % 3 !== 0)
+      throw new SmtLayoutError(`data record has ${fields.length - 1} fields; expected triples of value, status, time`, lineNumber);
     for (let i = 1; i < fields.length; i += 3) cut.values.push({ value: fields[i]!, status: fields[i + 1]!, line: lineNumber });
     return [];
   }
@@ -134,7 +148,11 @@ export class LseParser {
     if (stopMs <= startMs) throw new SmtLayoutError(`stop ${stop} is not after start ${start}`, line);
     const spans = this.spans.get(`${meterId}|${channel}`) ?? [];
     const overlapped = spans.find((span) => span.startMs < stopMs && startMs < span.stopMs);
-    if (overlapped) throw new SmtLayoutError(`duplicate cut: ESIID ${meterId} channel ${channelField} from ${start} overlaps the cut of line ${overlapped.line}`, line);
+    if (overlapped)
+      throw new SmtLayoutError(
+        `duplicate cut: ESIID ${meterId} channel ${channelField} from ${start} overlaps the cut of line ${overlapped.line}`,
+        line,
+      );
     spans.push({ startMs, stopMs, line });
     this.spans.set(`${meterId}|${channel}`, spans);
     return { line, meterId, channel, startMs, stopMs, values: [] };
@@ -145,7 +163,8 @@ export class LseParser {
     const match = STAMP.exec(stamp);
     if (!match) throw new SmtLayoutError(`${what} ${JSON.stringify(stamp)} is not YYYYMMDDHHMMSS`, line);
     const [year, month, day, hour, minute, second] = match.slice(1).map(Number) as [number, number, number, number, number, number];
-    if (!isCalendarDateTime(year, month, day, hour, minute, second)) throw new SmtLayoutError(`${what} ${stamp} is not a valid date and time from 2000 on`, line);
+    if (!isCalendarDateTime(year, month, day, hour, minute, second))
+      throw new SmtLayoutError(`${what} ${stamp} is not a valid date and time from 2000 on`, line);
     if (dstFlag === 'Y') return localWallTimeToUtc(year, month, day, hour, minute, second, this.timeZone);
     const standardOffset = Math.min(utcOffsetMs(Date.UTC(year, 0, 1), this.timeZone), utcOffsetMs(Date.UTC(year, 6, 1), this.timeZone));
     return Date.UTC(year, month - 1, day, hour, minute, second) - standardOffset;
@@ -155,19 +174,29 @@ export class LseParser {
     const cut = this.cut;
     this.cut = undefined;
     if (!cut) return [];
-    if (cut.intervalSeconds === undefined || cut.unit === undefined) throw new SmtLayoutError(`cut of ${cut.meterId} has no 00000002 interval record`, cut.line);
+    if (cut.intervalSeconds === undefined || cut.unit === undefined)
+      throw new SmtLayoutError(`cut of ${cut.meterId} has no 00000002 interval record`, cut.line);
     const stepMs = cut.intervalSeconds * 1000;
     const span = cut.stopMs - cut.startMs;
-    if (span % stepMs !== 0) throw new SmtLayoutError(`cut of ${cut.meterId}: start to stop is not a whole number of ${cut.intervalSeconds} s intervals`, cut.line);
+    if (span % stepMs !== 0)
+      throw new SmtLayoutError(`cut of ${cut.meterId}: start to stop is not a whole number of ${cut.intervalSeconds} s intervals`, cut.line);
     const expected = span / stepMs;
     if (cut.values.length !== expected) {
-      throw new SmtLayoutError(`cut of ${cut.meterId} channel ${cut.channel} has ${cut.values.length} intervals; start, stop and seconds per interval make ${expected}`, cut.line);
+      throw new SmtLayoutError(
+        `cut of ${cut.meterId} channel ${cut.channel} has ${cut.values.length} intervals; start, stop and seconds per interval make ${expected}`,
+        cut.line,
+      );
     }
     const revision = cut.revision ?? this.fallbackRevision;
     if (revision === undefined) throw new SmtLayoutError(`cut of ${cut.meterId} has no 00000004 time stamp to use as revision`, cut.line);
-    const implausible = implausibleRevision(revision, startOfLocalDay(localDate(new Date(cut.startMs), this.timeZone), this.timeZone).getTime(), this.now);
+    const implausible = implausibleRevision(
+      revision,
+      startOfLocalDay(localDate(new Date(cut.startMs), this.timeZone), this.timeZone).getTime(),
+      this.now,
+    );
     if (implausible) {
-      const what = cut.revision !== undefined ? '00000004 time stamp' : `revision ${new Date(revision * 1000).toISOString()} (the file's modification time)`;
+      const what =
+        cut.revision !== undefined ? '00000004 time stamp' : `revision ${new Date(revision * 1000).toISOString()} (the file's modification time)`;
       throw new SmtLayoutError(`cut of ${cut.meterId}: ${what} ${implausible}`, cut.revisionLine ?? cut.line);
     }
 

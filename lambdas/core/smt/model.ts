@@ -31,7 +31,10 @@ export interface SmtDay {
 
 /** The file is not in a layout we understand, or breaks its own rules. Never retried: replay after a fix. */
 export class SmtLayoutError extends Error {
-  constructor(message: string, readonly line?: number) {
+  constructor(
+    message: string,
+    readonly line?: number,
+  ) {
     super(line === undefined ? message : `line ${line}: ${message}`);
     this.name = 'SmtLayoutError';
   }

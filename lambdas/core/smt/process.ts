@@ -66,7 +66,8 @@ export interface ProcessOptions {
   replay?: boolean;
 }
 
-export type FailureReason = 'wrong-key' | 'integrity' | 'corrupt' | 'not-pgp' | 'too-large' | 'layout' | 'invalid-reading' | 'incomplete-archive' | 'missing';
+export type FailureReason =
+  'wrong-key' | 'integrity' | 'corrupt' | 'not-pgp' | 'too-large' | 'layout' | 'invalid-reading' | 'incomplete-archive' | 'missing';
 
 export type ProcessOutcome =
   | { status: 'processed'; key: string; unitId: string; counts: ProcessCounts }
@@ -93,7 +94,10 @@ export class SmtFileBusyError extends Error {
 }
 
 class PermanentFailure extends Error {
-  constructor(readonly reason: FailureReason, message: string) {
+  constructor(
+    readonly reason: FailureReason,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -191,7 +195,10 @@ async function decryptParseStore(
           readings += 1;
           const result = validateReading(reading, { now });
           if (!result.ok) {
-            throw new PermanentFailure('invalid-reading', `${day.meterId} ${day.channel} ${day.date} ${reading.start.toISOString()}: ${result.reasons.join('; ')}`);
+            throw new PermanentFailure(
+              'invalid-reading',
+              `${day.meterId} ${day.channel} ${day.date} ${reading.start.toISOString()}: ${result.reasons.join('; ')}`,
+            );
           }
         }
       }
@@ -203,7 +210,20 @@ async function decryptParseStore(
   await deps.onStep?.('validated', key);
 
   // Pass 2: whole days, several per write call (the store writes one item per day block).
-  const counts: ProcessCounts = { days, readings, missing, bytes: head.size, clearBytes, writeRequests: 0, writeUnits: 0, stored: 0, superseded: 0, duplicate: 0, stale: 0, conflict: 0 };
+  const counts: ProcessCounts = {
+    days,
+    readings,
+    missing,
+    bytes: head.size,
+    clearBytes,
+    writeRequests: 0,
+    writeUnits: 0,
+    stored: 0,
+    superseded: 0,
+    duplicate: 0,
+    stale: 0,
+    conflict: 0,
+  };
   const perWrite = deps.readingsPerWrite ?? 4000;
   let pending: Reading[] = [];
   const flush = async () => {

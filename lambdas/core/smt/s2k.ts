@@ -11,7 +11,17 @@ import { createHash } from 'node:crypto';
 import type * as openpgp from 'openpgp';
 
 /** OpenPGP hash algorithm ids (RFC 9580 §9.5) -> Node digest names. */
-const NODE_HASHES: Readonly<Record<number, string>> = { 1: 'md5', 2: 'sha1', 3: 'ripemd160', 8: 'sha256', 9: 'sha384', 10: 'sha512', 11: 'sha224', 12: 'sha3-256', 14: 'sha3-512' };
+const NODE_HASHES: Readonly<Record<number, string>> = {
+  1: 'md5',
+  2: 'sha1',
+  3: 'ripemd160',
+  8: 'sha256',
+  9: 'sha384',
+  10: 'sha512',
+  11: 'sha224',
+  12: 'sha3-256',
+  14: 'sha3-512',
+};
 
 /**
  * `numBytes` of key derived from `passphrase`: round r hashes r zero octets, then `count` octets of

@@ -18,5 +18,7 @@ export function archiveKeysOf(body: string): string[] {
   }
   if (json.Event === 's3:TestEvent') return [];
   if (!Array.isArray(json.Records)) throw new Error('queue message is not an S3 event notification (no Records)');
-  return json.Records.filter((r) => r.eventName?.startsWith('ObjectCreated') && r.s3?.object?.key).map((r) => decodeURIComponent(r.s3!.object!.key!.replace(/\+/g, ' ')));
+  return json.Records.filter((r) => r.eventName?.startsWith('ObjectCreated') && r.s3?.object?.key).map((r) =>
+    decodeURIComponent(r.s3!.object!.key!.replace(/\+/g, ' ')),
+  );
 }

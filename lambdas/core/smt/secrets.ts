@@ -77,6 +77,7 @@ export function sftpOptionsFrom(secretId: string, json: Record<string, unknown>,
 
 export function pgpKeyFrom(secretId: string, json: Record<string, unknown>): PgpKeyMaterial {
   const armoredKey = field(secretId, json, 'armoredKey', true)!;
-  if (!armoredKey.includes('BEGIN PGP PRIVATE KEY BLOCK')) throw new SecretShapeError(secretId, 'field "armoredKey" is not an armored PGP private key');
+  if (!armoredKey.includes('BEGIN PGP PRIVATE KEY BLOCK'))
+    throw new SecretShapeError(secretId, 'field "armoredKey" is not an armored PGP private key');
   return { armoredKey, passphrase: field(secretId, json, 'passphrase', false) };
 }

@@ -30,7 +30,9 @@ export function sshFingerprint(keyBlob: Buffer): string {
 export async function connectSftp(options: SftpOptions): Promise<SmtTransport> {
   const pinned = options.hostKeySha256.trim();
   if (!/^SHA256:[A-Za-z0-9+/]{43}$/.test(pinned)) {
-    throw new Error(`hostKeySha256 ${JSON.stringify(options.hostKeySha256)} is not an OpenSSH SHA256 fingerprint (SHA256: followed by 43 base64 characters)`);
+    throw new Error(
+      `hostKeySha256 ${JSON.stringify(options.hostKeySha256)} is not an OpenSSH SHA256 fingerprint (SHA256: followed by 43 base64 characters)`,
+    );
   }
   const where = `${options.host}:${options.port ?? 22}`;
   const client = new SftpClient('meterbridge-smt');
@@ -56,10 +58,14 @@ export async function connectSftp(options: SftpOptions): Promise<SmtTransport> {
     await client.end().catch(() => undefined);
     const text = error instanceof Error ? error.message : String(error);
     if (presented !== undefined && presented !== pinned) {
-      throw new TransportAuthError(`SFTP server ${where} presented host key ${presented}, not the pinned ${pinned}: refusing to connect`, { cause: error });
+      throw new TransportAuthError(`SFTP server ${where} presented host key ${presented}, not the pinned ${pinned}: refusing to connect`, {
+        cause: error,
+      });
     }
     if (/authentication|auth methods|permission denied/i.test(text)) {
-      throw new TransportAuthError(`SFTP login to ${where} refused for user ${options.username}: the server did not accept the SSH key (${text})`, { cause: error });
+      throw new TransportAuthError(`SFTP login to ${where} refused for user ${options.username}: the server did not accept the SSH key (${text})`, {
+        cause: error,
+      });
     }
     throw new Error(`SFTP connection to ${where} failed: ${text}`, { cause: error });
   }

@@ -32,7 +32,20 @@ export const EARLIEST_YEAR = new Date(EARLIEST_PLAUSIBLE).getUTCFullYear();
 
 /** Whether the fields name a real calendar date and time from EARLIEST_YEAR on (month 1-12). */
 export function isCalendarDateTime(year: number, month: number, day: number, hour = 0, minute = 0, second = 0): boolean {
-  if (!(year >= EARLIEST_YEAR && year <= 9999 && month >= 1 && month <= 12 && day >= 1 && hour >= 0 && hour <= 23 && minute >= 0 && minute <= 59 && second >= 0 && second <= 59)) return false;
+  if (!(
+    year >= EARLIEST_YEAR &&
+    year <= 9999 &&
+    month >= 1 &&
+    month <= 12 &&
+    day >= 1 &&
+    hour >= 0 &&
+    hour <= 23 &&
+    minute >= 0 &&
+    minute <= 59 &&
+    second >= 0 &&
+    second <= 59
+  ))
+    return false;
   return day <= new Date(Date.UTC(year, month, 0)).getUTCDate();
 }
 
@@ -48,7 +61,8 @@ export const REVISION_FUTURE_ALLOWANCE_MS = 3_600_000;
  */
 export function implausibleRevision(revisionSeconds: number, usageStartMs: number, now: Date): string | undefined {
   const ms = revisionSeconds * 1000;
-  if (ms > now.getTime() + REVISION_FUTURE_ALLOWANCE_MS) return `lies in the future (now ${now.toISOString()}); it would make every later real revision stale`;
+  if (ms > now.getTime() + REVISION_FUTURE_ALLOWANCE_MS)
+    return `lies in the future (now ${now.toISOString()}); it would make every later real revision stale`;
   if (ms < usageStartMs) return `lies before the usage it revises (${new Date(usageStartMs).toISOString()})`;
   return undefined;
 }

@@ -47,7 +47,9 @@ export async function synthesize(outdir: string, context: Record<string, unknown
     timeout: 600_000,
     maxBuffer: 32 * 1024 * 1024,
   });
-  const manifest = JSON.parse(await readFile(join(outdir, 'manifest.json'), 'utf8')) as { artifacts: Record<string, { type: string; properties?: { templateFile?: string } }> };
+  const manifest = JSON.parse(await readFile(join(outdir, 'manifest.json'), 'utf8')) as {
+    artifacts: Record<string, { type: string; properties?: { templateFile?: string } }>;
+  };
   const stacks = Object.values(manifest.artifacts).filter((a) => a.type === 'aws:cloudformation:stack');
   if (stacks.length !== 1 || !stacks[0]?.properties?.templateFile) throw new Error(`expected one stack in ${outdir}, found ${stacks.length}`);
   const template = JSON.parse(await readFile(join(outdir, stacks[0].properties.templateFile), 'utf8')) as CfnTemplate;
@@ -69,7 +71,7 @@ export async function synthesize(outdir: string, context: Record<string, unknown
       handler: String(p.Handler),
       bundleDir,
       roleLogicalId: role[0],
-      environment: ((p.Environment as { Variables?: Record<string, unknown> } | undefined)?.Variables) ?? {},
+      environment: (p.Environment as { Variables?: Record<string, unknown> } | undefined)?.Variables ?? {},
       memoryMb: Number(p.MemorySize ?? 128),
       timeoutSeconds: Number(p.Timeout ?? 3),
       logFormat: (p.LoggingConfig as { LogFormat?: string } | undefined)?.LogFormat,

@@ -71,7 +71,10 @@ export function resolveCfn(value: unknown, physical: PhysicalResources): unknown
       const [separator, text] = arg as [string, unknown];
       return String(resolveCfn(text, physical)).split(separator);
     }
-    if (fn === 'Fn::Sub' && typeof arg === 'string') return arg.replace(/\$\{([^}]+)\}/g, (_, name: string) => String(name.includes('.') ? resolveCfn({ 'Fn::GetAtt': name }, physical) : ref(name, physical)));
+    if (fn === 'Fn::Sub' && typeof arg === 'string')
+      return arg.replace(/\$\{([^}]+)\}/g, (_, name: string) =>
+        String(name.includes('.') ? resolveCfn({ 'Fn::GetAtt': name }, physical) : ref(name, physical)),
+      );
     if (fn.startsWith('Fn::')) throw new Error(`intrinsic ${fn} is not supported by the test resolver`);
   }
   return Object.fromEntries(entries.map(([k, v]) => [k, resolveCfn(v, physical)]));
@@ -107,7 +110,8 @@ const list = (value: unknown): string[] | undefined => (value === undefined ? un
 export function roleStatements(template: CfnTemplate, roleLogicalId: string, physical: PhysicalResources): PolicyStatement[] {
   const role = template.Resources[roleLogicalId];
   if (role?.Type !== 'AWS::IAM::Role') throw new Error(`${roleLogicalId} is not an AWS::IAM::Role`);
-  if (role.Properties?.ManagedPolicyArns !== undefined) throw new Error(`${roleLogicalId} has managed policy ARNs, whose statements the template does not hold`);
+  if (role.Properties?.ManagedPolicyArns !== undefined)
+    throw new Error(`${roleLogicalId} has managed policy ARNs, whose statements the template does not hold`);
   const documents: Array<{ source: string; document: unknown }> = [];
   for (const [index, inline] of ((role.Properties?.Policies as Array<{ PolicyDocument: unknown }> | undefined) ?? []).entries()) {
     documents.push({ source: `${roleLogicalId}.Policies[${index}]`, document: inline.PolicyDocument });
@@ -123,7 +127,8 @@ export function roleStatements(template: CfnTemplate, roleLogicalId: string, phy
   for (const { source, document } of documents) {
     const resolved = resolveCfn(document, physical) as { Statement: Array<Record<string, unknown>> };
     for (const [index, raw] of resolved.Statement.entries()) {
-      if (raw.Principal !== undefined || raw.NotPrincipal !== undefined) throw new Error(`${source}[${index}]: an identity policy statement with a Principal`);
+      if (raw.Principal !== undefined || raw.NotPrincipal !== undefined)
+        throw new Error(`${source}[${index}]: an identity policy statement with a Principal`);
       statements.push({
         source: `${source}[${index}]`,
         Effect: raw.Effect === 'Deny' ? 'Deny' : 'Allow',
@@ -131,7 +136,15 @@ export function roleStatements(template: CfnTemplate, roleLogicalId: string, phy
         NotAction: list(raw.NotAction),
         Resource: list(raw.Resource),
         NotResource: list(raw.NotResource),
-        Condition: raw.Condition === undefined ? undefined : Object.fromEntries(Object.entries(raw.Condition as Record<string, Record<string, unknown>>).map(([op, keys]) => [op, Object.fromEntries(Object.entries(keys).map(([k, v]) => [k, list(v) ?? []]))])),
+        Condition:
+          raw.Condition === undefined
+            ? undefined
+            : Object.fromEntries(
+                Object.entries(raw.Condition as Record<string, Record<string, unknown>>).map(([op, keys]) => [
+                  op,
+                  Object.fromEntries(Object.entries(keys).map(([k, v]) => [k, list(v) ?? []])),
+                ]),
+              ),
       });
     }
   }
@@ -140,7 +153,10 @@ export function roleStatements(template: CfnTemplate, roleLogicalId: string, phy
 
 /** `*` any run of characters, `?` one; IAM's wildcard matching. */
 export function wildcardMatch(pattern: string, value: string, ignoreCase = false): boolean {
-  const source = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  const source = pattern
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
   return new RegExp(`^${source}$`, ignoreCase ? 'is' : 's').test(value);
 }
 
@@ -191,5 +207,8 @@ export function evaluate(statements: readonly PolicyStatement[], call: AwsCall):
     if (statement.Effect === 'Allow' && holds === true) allows.push(statement);
   }
   if (allows.length > 0) return { allowed: true, by: allows };
-  return { allowed: false, reason: `no statement allows ${call.action} on ${call.resource}${Object.keys(call.context).length ? ` with ${JSON.stringify(call.context)}` : ''}` };
+  return {
+    allowed: false,
+    reason: `no statement allows ${call.action} on ${call.resource}${Object.keys(call.context).length ? ` with ${JSON.stringify(call.context)}` : ''}`,
+  };
 }

@@ -30,13 +30,32 @@ export const RUNTIME_PROVIDED_SCOPES = ['@aws-sdk', '@smithy'] as const;
  * and, for the test only, the endpoint overrides that point the SDK at the local stand-ins.
  */
 export const RUNTIME_PROVIDED_ENV = [
-  '_HANDLER', 'AWS_REGION', 'AWS_DEFAULT_REGION', 'AWS_EXECUTION_ENV', 'AWS_LAMBDA_FUNCTION_NAME',
-  'AWS_LAMBDA_FUNCTION_MEMORY_SIZE', 'AWS_LAMBDA_FUNCTION_VERSION', 'AWS_LAMBDA_INITIALIZATION_TYPE',
-  'AWS_LAMBDA_LOG_GROUP_NAME', 'AWS_LAMBDA_LOG_STREAM_NAME', 'AWS_LAMBDA_LOG_FORMAT',
-  'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN',
-  'LAMBDA_TASK_ROOT', 'LAMBDA_RUNTIME_DIR', 'LANG', 'PATH', 'LD_LIBRARY_PATH', 'TZ',
+  '_HANDLER',
+  'AWS_REGION',
+  'AWS_DEFAULT_REGION',
+  'AWS_EXECUTION_ENV',
+  'AWS_LAMBDA_FUNCTION_NAME',
+  'AWS_LAMBDA_FUNCTION_MEMORY_SIZE',
+  'AWS_LAMBDA_FUNCTION_VERSION',
+  'AWS_LAMBDA_INITIALIZATION_TYPE',
+  'AWS_LAMBDA_LOG_GROUP_NAME',
+  'AWS_LAMBDA_LOG_STREAM_NAME',
+  'AWS_LAMBDA_LOG_FORMAT',
+  'AWS_ACCESS_KEY_ID',
+  'AWS_SECRET_ACCESS_KEY',
+  'AWS_SESSION_TOKEN',
+  'LAMBDA_TASK_ROOT',
+  'LAMBDA_RUNTIME_DIR',
+  'LANG',
+  'PATH',
+  'LD_LIBRARY_PATH',
+  'TZ',
   // Test only: where the SDK finds the stand-ins (each behind a recording proxy).
-  'AWS_ENDPOINT_URL_DYNAMODB', 'AWS_ENDPOINT_URL_S3', 'AWS_ENDPOINT_URL_SQS', 'AWS_ENDPOINT_URL_SECRETS_MANAGER', 'AWS_ENDPOINT_URL_CLOUDWATCH',
+  'AWS_ENDPOINT_URL_DYNAMODB',
+  'AWS_ENDPOINT_URL_S3',
+  'AWS_ENDPOINT_URL_SQS',
+  'AWS_ENDPOINT_URL_SECRETS_MANAGER',
+  'AWS_ENDPOINT_URL_CLOUDWATCH',
 ] as const;
 export type RuntimeVariable = (typeof RUNTIME_PROVIDED_ENV)[number];
 
@@ -70,7 +89,12 @@ export interface FunctionIdentity {
 }
 
 /** The runtime's own variables for one function, with test credentials and stand-in endpoints. */
-export function runtimeEnvironment(fn: FunctionIdentity, taskDir: string, endpoints: Partial<Record<RuntimeVariable, string>>, region = 'us-east-1'): Record<string, string> {
+export function runtimeEnvironment(
+  fn: FunctionIdentity,
+  taskDir: string,
+  endpoints: Partial<Record<RuntimeVariable, string>>,
+  region = 'us-east-1',
+): Record<string, string> {
   const name = `meterbridge-artifact-${fn.logicalId}`;
   const env: Record<string, string> = {
     _HANDLER: fn.handler,
@@ -120,7 +144,8 @@ export async function createRuntimeRoot(): Promise<RuntimeRoot> {
   const root = await mkdtemp(join(tmpdir(), 'mb-lambda-runtime-'));
   // Module resolution walks up from the bundle: nothing above the root may offer packages.
   for (let dir = dirname(root); ; dir = dirname(dir)) {
-    if (existsSync(join(dir, 'node_modules'))) throw new Error(`${join(dir, 'node_modules')} exists: bundles under ${root} could resolve packages the Lambda runtime lacks`);
+    if (existsSync(join(dir, 'node_modules')))
+      throw new Error(`${join(dir, 'node_modules')} exists: bundles under ${root} could resolve packages the Lambda runtime lacks`);
     if (dir === parse(dir).root) break;
   }
   for (const scope of RUNTIME_PROVIDED_SCOPES) {
@@ -160,7 +185,13 @@ export interface BundleRun {
 }
 
 /** Loads the bundle in `taskDir` in a Node 22 child with `env` only, and invokes `handler` with each event. */
-export async function runBundle(options: { taskDir: string; handler: string; env: Record<string, string>; events: unknown[]; timeoutMs: number }): Promise<BundleRun> {
+export async function runBundle(options: {
+  taskDir: string;
+  handler: string;
+  env: Record<string, string>;
+  events: unknown[];
+  timeoutMs: number;
+}): Promise<BundleRun> {
   const work = await mkdtemp(join(tmpdir(), 'mb-lambda-run-'));
   try {
     const eventsFile = join(work, 'events.json');
@@ -182,7 +213,12 @@ export async function runBundle(options: { taskDir: string; handler: string; env
     try {
       result = JSON.parse(await readFile(resultFile, 'utf8')) as typeof result;
     } catch {
-      result = { loaded: false, loadError: `the runner wrote no result (exit ${exitCode}): ${stderr.slice(-2000)}`, invocations: [], unsetEnvReads: [] };
+      result = {
+        loaded: false,
+        loadError: `the runner wrote no result (exit ${exitCode}): ${stderr.slice(-2000)}`,
+        invocations: [],
+        unsetEnvReads: [],
+      };
     }
     return { ...result, stdout, stderr, exitCode };
   } finally {
@@ -202,7 +238,8 @@ export function bundleProblems(run: BundleRun): string[] {
     if (!invocation.ok) problems.push(`invocation ${index + 1} threw: ${firstLine(invocation.error)}`);
   }
   for (const name of run.unsetEnvReads) {
-    if (!PLATFORM_PREFIXES.some((prefix) => name.startsWith(prefix)) && LIBRARY_OPTIONAL_ENV[name] === undefined) problems.push(`reads environment variable ${name}, which the template does not set`);
+    if (!PLATFORM_PREFIXES.some((prefix) => name.startsWith(prefix)) && LIBRARY_OPTIONAL_ENV[name] === undefined)
+      problems.push(`reads environment variable ${name}, which the template does not set`);
   }
   const warning = run.stderr.search(NODE_VERSION_WARNING);
   if (warning >= 0) problems.push(`prints a Node version warning: ${firstLine(run.stderr.slice(warning))}`);

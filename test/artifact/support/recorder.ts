@@ -69,7 +69,14 @@ const IAM_PREFIX: Record<string, string> = { monitoring: 'cloudwatch', dynamodb:
 type Derived = Array<Omit<AwsCall, 'context'> & { context?: Record<string, string> }>;
 
 /** The IAM calls one request amounts to; throws for anything it does not know (never guesses). */
-export function deriveCalls(service: string, method: string, url: URL, headers: IncomingMessage['headers'], body: Buffer, options: RecorderOptions): Derived {
+export function deriveCalls(
+  service: string,
+  method: string,
+  url: URL,
+  headers: IncomingMessage['headers'],
+  body: Buffer,
+  options: RecorderOptions,
+): Derived {
   const arnBase = (svc: string) => `arn:aws:${svc}:${options.region}:${options.account}`;
   if (service === 's3') return deriveS3(method, url, headers, arnBase);
   const prefix = IAM_PREFIX[service];
@@ -90,8 +97,10 @@ export function deriveCalls(service: string, method: string, url: URL, headers: 
   switch (service) {
     case 'dynamodb': {
       const table = (name: unknown, index?: unknown) => `${arnBase('dynamodb')}:table/${String(name)}${index ? `/index/${String(index)}` : ''}`;
-      if (['GetItem', 'PutItem', 'UpdateItem', 'DeleteItem', 'Query', 'Scan', 'DescribeTable'].includes(operation)) return [{ action, resource: table(input.TableName, input.IndexName) }];
-      if (operation === 'BatchWriteItem' || operation === 'BatchGetItem') return Object.keys(input.RequestItems as object).map((name) => ({ action, resource: table(name) }));
+      if (['GetItem', 'PutItem', 'UpdateItem', 'DeleteItem', 'Query', 'Scan', 'DescribeTable'].includes(operation))
+        return [{ action, resource: table(input.TableName, input.IndexName) }];
+      if (operation === 'BatchWriteItem' || operation === 'BatchGetItem')
+        return Object.keys(input.RequestItems as object).map((name) => ({ action, resource: table(name) }));
       if (operation === 'TransactWriteItems') {
         // IAM checks each item's own action; there is no TransactWriteItems action.
         const actions: Record<string, string> = { Put: 'PutItem', Update: 'UpdateItem', Delete: 'DeleteItem', ConditionCheck: 'ConditionCheckItem' };
@@ -131,8 +140,10 @@ function deriveS3(method: string, url: URL, headers: IncomingMessage['headers'],
   const q = url.searchParams;
   if (key === '') {
     if (method === 'GET' && q.has('uploads')) return [{ action: 's3:ListBucketMultipartUploads', resource: bucketArn }];
-    if (method === 'GET' && q.has('versions')) return [{ action: 's3:ListBucketVersions', resource: bucketArn, context: { 's3:prefix': q.get('prefix') ?? '' } }];
-    if (method === 'GET' || method === 'HEAD') return [{ action: 's3:ListBucket', resource: bucketArn, context: { 's3:prefix': q.get('prefix') ?? '' } }];
+    if (method === 'GET' && q.has('versions'))
+      return [{ action: 's3:ListBucketVersions', resource: bucketArn, context: { 's3:prefix': q.get('prefix') ?? '' } }];
+    if (method === 'GET' || method === 'HEAD')
+      return [{ action: 's3:ListBucket', resource: bucketArn, context: { 's3:prefix': q.get('prefix') ?? '' } }];
     throw new Error(`s3 ${method} on bucket ${bucket}: no mapping`);
   }
   const versioned = q.has('versionId');
@@ -146,7 +157,8 @@ function deriveS3(method: string, url: URL, headers: IncomingMessage['headers'],
       const calls: Derived = [{ action: q.has('tagging') ? 's3:PutObjectTagging' : 's3:PutObject', resource: objectArn }];
       if (headers['x-amz-tagging']) calls.push({ action: 's3:PutObjectTagging', resource: objectArn });
       const copySource = headers['x-amz-copy-source'];
-      if (typeof copySource === 'string') calls.push({ action: 's3:GetObject', resource: `arn:aws:s3:::${decodeURIComponent(copySource.replace(/^\//, '').split('?')[0] ?? '')}` });
+      if (typeof copySource === 'string')
+        calls.push({ action: 's3:GetObject', resource: `arn:aws:s3:::${decodeURIComponent(copySource.replace(/^\//, '').split('?')[0] ?? '')}` });
       return calls;
     }
     case 'POST':
@@ -191,32 +203,39 @@ export async function startRecorder(options: RecorderOptions): Promise<Recorder>
       try {
         derived = deriveCalls(service, req.method ?? 'GET', url, headers, body, options);
       } catch (error) {
-        unmapped.push(`${caller}: ${req.method} ${url.pathname}${url.search} (${service}): ${error instanceof Error ? error.message : String(error)}`);
+        unmapped.push(
+          `${caller}: ${req.method} ${url.pathname}${url.search} (${service}): ${error instanceof Error ? error.message : String(error)}`,
+        );
       }
-      const upstream = httpRequest(
-        { host: target.hostname, port: target.port, method: req.method, path: req.url, headers },
-        (answer) => {
-          let status = answer.statusCode ?? 502;
-          const objectRead = derived.find((call) => call.action === 's3:GetObject' || call.action === 's3:GetObjectVersion');
-          if (service === 's3' && status === 404 && objectRead && options.mayListBucket) {
-            const bucketArn = objectRead.resource.slice(0, objectRead.resource.indexOf('/'));
-            const key = objectRead.resource.slice(bucketArn.length + 1);
-            if (!options.mayListBucket(caller, bucketArn, key)) {
-              // What real S3 answers without s3:ListBucket: the caller may not learn whether the key exists.
-              answer.resume();
-              status = 403;
-              const xml = '<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>';
-              res.writeHead(403, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(req.method === 'HEAD' ? '' : xml) });
-              res.end(req.method === 'HEAD' ? undefined : xml);
-              for (const call of derived) calls.push({ context: {}, ...call, caller, service, request: `${req.method} ${url.pathname}`, status });
-              return;
-            }
+      const upstream = httpRequest({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers }, (answer) => {
+        let status = answer.statusCode ?? 502;
+        const objectRead = derived.find((call) => call.action === 's3:GetObject' || call.action === 's3:GetObjectVersion');
+        if (service === 's3' && status === 404 && objectRead && options.mayListBucket) {
+          const bucketArn = objectRead.resource.slice(0, objectRead.resource.indexOf('/'));
+          const key = objectRead.resource.slice(bucketArn.length + 1);
+          if (!options.mayListBucket(caller, bucketArn, key)) {
+            // What real S3 answers without s3:ListBucket: the caller may not learn whether the key exists.
+            answer.resume();
+            status = 403;
+            const xml = '<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>';
+            res.writeHead(403, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(req.method === 'HEAD' ? '' : xml) });
+            res.end(req.method === 'HEAD' ? undefined : xml);
+            for (const call of derived) calls.push({ context: {}, ...call, caller, service, request: `${req.method} ${url.pathname}`, status });
+            return;
           }
-          res.writeHead(status, answer.headers);
-          answer.pipe(res);
-          for (const call of derived) calls.push({ context: {}, ...call, caller, service, request: `${req.method} ${url.pathname}${target.protocol === 'http:' && req.headers['x-amz-target'] ? ` ${String(req.headers['x-amz-target'])}` : ''}`, status });
-        },
-      );
+        }
+        res.writeHead(status, answer.headers);
+        answer.pipe(res);
+        for (const call of derived)
+          calls.push({
+            context: {},
+            ...call,
+            caller,
+            service,
+            request: `${req.method} ${url.pathname}${target.protocol === 'http:' && req.headers['x-amz-target'] ? ` ${String(req.headers['x-amz-target'])}` : ''}`,
+            status,
+          });
+      });
       upstream.on('error', (error) => {
         res.writeHead(502);
         res.end(String(error));

@@ -50,10 +50,12 @@ export async function startStandIns(): Promise<StandIns> {
   const policies = new Map<string, PolicyStatement[]>();
   const secretArns = new Map<string, string>();
   const base = { region: REGION, account: ACCOUNT };
-  const secretArn = (id: string) => (id.startsWith('arn:') ? id : (secretArns.get(id) ?? `arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:${id}-unknown`));
+  const secretArn = (id: string) =>
+    id.startsWith('arn:') ? id : (secretArns.get(id) ?? `arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:${id}-unknown`);
   // Without an s3:prefix: a HeadObject carries none, and S3 does not document applying a ListBucket
   // grant's prefix condition to it, so only an unconditioned grant counts (conservative).
-  const mayListBucket = (caller: string, bucketArn: string) => evaluate(policies.get(caller) ?? [], { action: 's3:ListBucket', resource: bucketArn, context: {} }).allowed;
+  const mayListBucket = (caller: string, bucketArn: string) =>
+    evaluate(policies.get(caller) ?? [], { action: 's3:ListBucket', resource: bucketArn, context: {} }).allowed;
   const [dynamoRecorder, s3Recorder, motoRecorder] = await Promise.all([
     startRecorder({ ...base, target: dynamo.endpoint }),
     startRecorder({ ...base, target: s3.endpoint, mayListBucket }),
@@ -100,7 +102,11 @@ export interface Provisioned {
  * and indexes, S3 buckets, SQS queues, Secrets Manager secrets (`secretValues` by logical id), and
  * the secrets the functions only reference by name (`namedSecrets`).
  */
-export async function provision(standIns: StandIns, template: CfnTemplate, options: { secretValues: (logicalId: string) => string; namedSecrets: Record<string, string> }): Promise<Provisioned> {
+export async function provision(
+  standIns: StandIns,
+  template: CfnTemplate,
+  options: { secretValues: (logicalId: string) => string; namedSecrets: Record<string, string> },
+): Promise<Provisioned> {
   const suffix = randomUUID().slice(0, 6);
   const names = new Map<string, string>();
   const attrs = new Map<string, Record<string, string>>();
@@ -115,7 +121,15 @@ export async function provision(standIns: StandIns, template: CfnTemplate, optio
           KeySchema: p.KeySchema as CreateTableCommandInput['KeySchema'],
           AttributeDefinitions: p.AttributeDefinitions as CreateTableCommandInput['AttributeDefinitions'],
           BillingMode: 'PAY_PER_REQUEST',
-          ...(p.GlobalSecondaryIndexes ? { GlobalSecondaryIndexes: (p.GlobalSecondaryIndexes as Array<Record<string, unknown>>).map(({ IndexName, KeySchema, Projection }) => ({ IndexName, KeySchema, Projection })) as CreateTableCommandInput['GlobalSecondaryIndexes'] } : {}),
+          ...(p.GlobalSecondaryIndexes
+            ? {
+                GlobalSecondaryIndexes: (p.GlobalSecondaryIndexes as Array<Record<string, unknown>>).map(({ IndexName, KeySchema, Projection }) => ({
+                  IndexName,
+                  KeySchema,
+                  Projection,
+                })) as CreateTableCommandInput['GlobalSecondaryIndexes'],
+              }
+            : {}),
         };
         await standIns.clients.dynamodb.send(new CreateTableCommand(input));
         names.set(id, name);
@@ -127,7 +141,11 @@ export async function provision(standIns: StandIns, template: CfnTemplate, optio
         const name = `art-${suffix}-b${bucketCount}`;
         await standIns.s3.client.send(new CreateBucketCommand({ Bucket: name }));
         names.set(id, name);
-        attrs.set(id, { Arn: `arn:aws:s3:::${name}`, DomainName: `${name}.s3.amazonaws.com`, RegionalDomainName: `${name}.s3.${REGION}.amazonaws.com` });
+        attrs.set(id, {
+          Arn: `arn:aws:s3:::${name}`,
+          DomainName: `${name}.s3.amazonaws.com`,
+          RegionalDomainName: `${name}.s3.${REGION}.amazonaws.com`,
+        });
         break;
       }
       case 'AWS::SQS::Queue': {
@@ -140,7 +158,9 @@ export async function provision(standIns: StandIns, template: CfnTemplate, optio
         break;
       }
       case 'AWS::SecretsManager::Secret': {
-        const created = await standIns.clients.secrets.send(new CreateSecretCommand({ Name: `art-${suffix}-${id}`, SecretString: options.secretValues(id) }));
+        const created = await standIns.clients.secrets.send(
+          new CreateSecretCommand({ Name: `art-${suffix}-${id}`, SecretString: options.secretValues(id) }),
+        );
         names.set(id, created.ARN!);
         standIns.secretArns.set(`art-${suffix}-${id}`, created.ARN!);
         attrs.set(id, { Id: created.ARN! });
