@@ -7,6 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { MetricSource } from '../lambdas/core/metric-catalog.ts';
+import type { Reading } from '../shared/reading.ts';
 import { endProcesses, findMarkedProcesses, isRunning, runMarker, RUN_MARKER_VARIABLE } from './leftovers.ts';
 import type { LocalPortName } from './defaults.ts';
 import { LOCAL_BLOCK_TIME_ZONE } from './defaults.ts';
@@ -133,6 +134,92 @@ function memoize<T>(make: () => Promise<T>): () => Promise<T> {
   return () => (made ??= make());
 }
 
+/** The broker outage and scheduled actions the options ask for, as timers the run clears when it stops. */
+function scheduleDisturbances(options: LocalModeOptions, platform: LocalPlatform, timers: NodeJS.Timeout[], err: (text: string) => void): void {
+  if (options.brokerOutage) {
+    const { afterMs, forMs } = options.brokerOutage;
+    timers.push(
+      setTimeout(() => {
+        err(`[outage] IoT broker down for ${Math.round(forMs / 1000)} s\n`);
+        void platform.stopBroker().then(() => {
+          timers.push(
+            setTimeout(() => {
+              err('[outage] IoT broker back up\n');
+              void platform.startBroker().catch((error: unknown) => err(`[outage] broker restart failed: ${String(error)}\n`));
+            }, forMs),
+          );
+        });
+      }, afterMs),
+    );
+  }
+  for (const action of options.schedule ?? []) {
+    timers.push(
+      setTimeout(() => {
+        err(`[${action.label}]\n`);
+        void action.run(platform).catch((error: unknown) => err(`[${action.label}] failed: ${String(error)}\n`));
+      }, action.atMs),
+    );
+  }
+}
+
+/** Stops the simulators producing, then waits (up to the deadline) until every source says what it produced is stored. */
+async function drainSources(sources: LocalSource[], platform: LocalPlatform, timeoutMs: number): Promise<Map<LocalSource, boolean>> {
+  if (!platform.broker()) await platform.startBroker();
+  await Promise.all(sources.map((source) => source.quiesce()));
+  const drainDeadline = Date.now() + timeoutMs;
+  const drained = new Map<LocalSource, boolean>();
+  for (;;) {
+    for (const source of sources) if (!drained.get(source)) drained.set(source, await source.drained());
+    if ([...drained.values()].every(Boolean) || Date.now() > drainDeadline) break;
+    await sleep(500);
+  }
+  await platform.iotQueue.whenEmpty();
+  return drained;
+}
+
+/** Checks every source's readings against the store: the summary's lines and its verdict. */
+async function summarize(
+  sources: LocalSource[],
+  platform: LocalPlatform,
+  drained: Map<LocalSource, boolean>,
+  elapsedMs: number,
+  storedReadings: () => Promise<Reading[]>,
+): Promise<LocalModeSummary> {
+  const tallies = tallyMetrics(await platform.cloudwatch.totals(undefined, PROGRESS_METRICS));
+  const summary: LocalModeSummary = { ok: true, elapsedMs, perSource: {}, lines: [] };
+  summary.lines.push('', `Summary after ${Math.round(summary.elapsedMs / 1000)} s:`);
+  for (const source of sources) {
+    const tally = tallies[source.source];
+    const report = await verifySource(platform.store, source.expected(), tally, { source: source.source, storedReadings });
+    const sourceDrained = drained.get(source) ?? false;
+    const ok = report.lost.length === 0 && report.doubled === 0 && report.expected > 0 && sourceDrained;
+    summary.ok &&= ok;
+    summary.perSource[source.source] = { report, ...tally, drained: sourceDrained };
+    summary.lines.push(
+      `  ${ok ? 'ok  ' : 'FAIL'} ${source.source.padEnd(5)} produced ${report.expected} readings, found ${report.found} stored` +
+        ` (stored ${tally.stored}, superseded ${tally.superseded}, duplicate readings ${tally.duplicate}, re-sent units absorbed ${tally.resent}, rejected ${tally.rejected});` +
+        ` lost ${report.lost.length}, doubled ${report.doubled}${sourceDrained ? '' : ', NOT DRAINED'}${report.expected === 0 ? ', NOTHING PRODUCED' : ''}` +
+        (report.outside.length > 0 ? `; outside readings ${report.outside.length} (not the simulators', not checked)` : ''),
+    );
+    for (const reading of report.outside.slice(0, 10)) {
+      const at = reading.kind === 'interval' ? reading.start : reading.at;
+      summary.lines.push(
+        `       outside: ${reading.meterId} ${reading.channel} ${at.toISOString()} = ${reading.value} ${reading.unit} (from ${reading.source}:${reading.originId})`,
+      );
+    }
+    if (report.outside.length > 10) summary.lines.push(`       outside: ... and ${report.outside.length - 10} more`);
+    for (const lost of report.lost.slice(0, 5))
+      summary.lines.push(`       lost: ${lost.meterId} ${lost.channel} ${lost.at.toISOString()} = ${lost.value}`);
+  }
+  if (platform.iotDeadLetters.length)
+    summary.lines.push(`  IoT dead-letter queue: ${platform.iotDeadLetters.length} message(s), first reason: ${platform.iotDeadLetters[0]!.reason}`);
+  summary.lines.push(
+    summary.ok ? 'Every simulated reading was stored exactly once.' : 'Some simulated readings were lost, doubled or not drained (see above).',
+    '',
+  );
+  return summary;
+}
+
 export async function runLocalMode(options: LocalModeOptions): Promise<LocalModeSummary> {
   const started = Date.now();
   const { out, err } = options;
@@ -161,31 +248,7 @@ export async function runLocalMode(options: LocalModeOptions): Promise<LocalMode
     const hints = sources.flatMap((source) => source.joinHints());
     if (hints.length) out(`${['', 'Join from outside:', ...hints, ''].join('\n')}\n`);
 
-    if (options.brokerOutage) {
-      const { afterMs, forMs } = options.brokerOutage;
-      timers.push(
-        setTimeout(() => {
-          err(`[outage] IoT broker down for ${Math.round(forMs / 1000)} s\n`);
-          void platform.stopBroker().then(() => {
-            timers.push(
-              setTimeout(() => {
-                err('[outage] IoT broker back up\n');
-                void platform.startBroker().catch((error: unknown) => err(`[outage] broker restart failed: ${String(error)}\n`));
-              }, forMs),
-            );
-          });
-        }, afterMs),
-      );
-    }
-    for (const action of options.schedule ?? []) {
-      timers.push(
-        setTimeout(() => {
-          err(`[${action.label}]\n`);
-          void action.run(platform).catch((error: unknown) => err(`[${action.label}] failed: ${String(error)}\n`));
-        }, action.atMs),
-      );
-    }
-
+    scheduleDisturbances(options, platform, timers, err);
     const interval = options.progressIntervalMs ?? 5000;
     let window: RateWindow | undefined;
     const progress = async () => {
@@ -202,52 +265,10 @@ export async function runLocalMode(options: LocalModeOptions): Promise<LocalMode
 
     err('stopping the simulators and draining what they produced ...\n');
     for (const timer of timers) clearTimeout(timer);
-    if (!platform.broker()) await platform.startBroker();
-    await Promise.all(sources.map((source) => source.quiesce()));
-    const drainDeadline = Date.now() + (options.drainTimeoutMs ?? 90_000);
-    const drained = new Map<LocalSource, boolean>();
-    for (;;) {
-      for (const source of sources) if (!drained.get(source)) drained.set(source, await source.drained());
-      if ([...drained.values()].every(Boolean) || Date.now() > drainDeadline) break;
-      await sleep(500);
-    }
-    await platform.iotQueue.whenEmpty();
+    const drained = await drainSources(sources, platform, options.drainTimeoutMs ?? 90_000);
     await progress();
 
-    const tallies = tallyMetrics(await platform.cloudwatch.totals(undefined, PROGRESS_METRICS));
-    const summary: LocalModeSummary = { ok: true, elapsedMs: Date.now() - started, perSource: {}, lines: [] };
-    summary.lines.push('', `Summary after ${Math.round(summary.elapsedMs / 1000)} s:`);
-    for (const source of sources) {
-      const tally = tallies[source.source];
-      const report = await verifySource(platform.store, source.expected(), tally, { source: source.source, storedReadings });
-      const sourceDrained = drained.get(source) ?? false;
-      const ok = report.lost.length === 0 && report.doubled === 0 && report.expected > 0 && sourceDrained;
-      summary.ok &&= ok;
-      summary.perSource[source.source] = { report, ...tally, drained: sourceDrained };
-      summary.lines.push(
-        `  ${ok ? 'ok  ' : 'FAIL'} ${source.source.padEnd(5)} produced ${report.expected} readings, found ${report.found} stored` +
-          ` (stored ${tally.stored}, superseded ${tally.superseded}, duplicate readings ${tally.duplicate}, re-sent units absorbed ${tally.resent}, rejected ${tally.rejected});` +
-          ` lost ${report.lost.length}, doubled ${report.doubled}${sourceDrained ? '' : ', NOT DRAINED'}${report.expected === 0 ? ', NOTHING PRODUCED' : ''}` +
-          (report.outside.length > 0 ? `; outside readings ${report.outside.length} (not the simulators', not checked)` : ''),
-      );
-      for (const reading of report.outside.slice(0, 10)) {
-        const at = reading.kind === 'interval' ? reading.start : reading.at;
-        summary.lines.push(
-          `       outside: ${reading.meterId} ${reading.channel} ${at.toISOString()} = ${reading.value} ${reading.unit} (from ${reading.source}:${reading.originId})`,
-        );
-      }
-      if (report.outside.length > 10) summary.lines.push(`       outside: ... and ${report.outside.length - 10} more`);
-      for (const lost of report.lost.slice(0, 5))
-        summary.lines.push(`       lost: ${lost.meterId} ${lost.channel} ${lost.at.toISOString()} = ${lost.value}`);
-    }
-    if (platform.iotDeadLetters.length)
-      summary.lines.push(
-        `  IoT dead-letter queue: ${platform.iotDeadLetters.length} message(s), first reason: ${platform.iotDeadLetters[0]!.reason}`,
-      );
-    summary.lines.push(
-      summary.ok ? 'Every simulated reading was stored exactly once.' : 'Some simulated readings were lost, doubled or not drained (see above).',
-      '',
-    );
+    const summary = await summarize(sources, platform, drained, Date.now() - started, storedReadings);
     out(summary.lines.join('\n'));
     return summary;
   } finally {
