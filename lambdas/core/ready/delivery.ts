@@ -1,6 +1,6 @@
 /**
  * READY data callbacks (deliveries to the WebhookUri): the schema we ASSUME (Kamstrup's payload
- * schemas are not public; README.md "Kamstrup READY webhooks" documents this shape) and its
+ * schemas are not public; docs/ready.md documents this shape) and its
  * mapping to canonical readings.
  *
  * The mapping is strict by design: an unknown field, register, unit or alarm code rejects the

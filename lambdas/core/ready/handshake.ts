@@ -6,7 +6,7 @@
  * must be Base64. Nothing public says whether that is an HMAC or a plain hash of a concatenation,
  * nor how the secret (itself "a Base64 value") is turned into key bytes. So the algorithm is a
  * configured choice, with HMAC-SHA256(key = client secret, message = token) as the default, and
- * the request and response shapes we assume are written down in README.md (Kamstrup READY webhooks).
+ * the request and response shapes we assume are written down in docs/ready.md.
  */
 import { createHash, createHmac } from 'node:crypto';
 import { z } from 'zod';

@@ -1,5 +1,5 @@
 /**
- * READY status callbacks (to the StatusUri): the schema we ASSUME (not public; see README.md) and
+ * READY status callbacks (to the StatusUri): the schema we ASSUME (not public; see docs/ready.md) and
  * the record of each subscription's state.
  *
  * States are kept in the ledger table under `ready-subscription#<id>` (no TTL: a subscription

@@ -100,7 +100,7 @@ export interface ReadyWebhookDependencies {
 
 export const DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024;
 
-/** Header carrying `sha256=<Base64 HMAC-SHA256(signingKey, body)>` when a signing key is configured (assumed; see README). */
+/** Header carrying `sha256=<Base64 HMAC-SHA256(signingKey, body)>` when a signing key is configured (assumed; see docs/ready.md). */
 export const SIGNATURE_HEADER = 'x-ready-signature';
 
 const JSON_HEADERS = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' };

@@ -235,7 +235,7 @@ export class LseParser {
 
 /**
  * Blank or A: actual; E: estimated. Other codes are kept (SmtDay.unknownStatuses) and the
- * reading is stored as estimated, so any later actual value replaces it (README, decisions).
+ * reading is stored as estimated, so any later actual value replaces it (docs/decisions.md).
  */
 function qualityOf(status: string): { quality: Quality; known: boolean } {
   const code = status.toUpperCase();

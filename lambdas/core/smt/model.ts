@@ -24,7 +24,7 @@ export interface SmtDay {
   missing: number;
   /**
    * LSE status codes that are neither actual nor estimated as far as we know, by reading start
-   * (ISO). Kept beside the reading rather than guessed at; see README (decisions).
+   * (ISO). Kept beside the reading rather than guessed at; see docs/decisions.md.
    */
   unknownStatuses?: Record<string, string>;
 }
