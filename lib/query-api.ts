@@ -7,13 +7,12 @@
  *   GET /meters   GET /meters/{meterId}   GET /meters/{meterId}/readings
  */
 import { fileURLToPath } from 'node:url';
-import { Aws, Duration, Validations } from 'aws-cdk-lib';
+import { Duration, Validations } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
-import * as iam from 'aws-cdk-lib/aws-iam';
-import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { QUERY_PARAMETERS } from '../lambdas/core/query/api.ts';
+import { encryptedAccessLog, loggedStageOptions, requireModernTls } from './api-gateway-hardening.ts';
 import { MeterbridgeFunction } from './meterbridge-function.ts';
 import { DEFAULT_QUERY_SETTINGS, type QuerySettings, type StageSettings } from './settings.ts';
 import type { ReadingStorage } from './storage.ts';
@@ -57,25 +56,7 @@ export class QueryApi extends Construct {
     // Blocks and catalog are read with Query; nothing here writes.
     storage.grantStoreRead(this.function);
 
-    const logKey = new kms.Key(this, 'AccessLogKey', {
-      description: `Encrypts the meterbridge ${settings.stage} query API access log`,
-      enableKeyRotation: true,
-      removalPolicy: settings.removalPolicy,
-    });
-    this.accessLogGroup = new logs.LogGroup(this, 'AccessLog', {
-      encryptionKey: logKey,
-      retention: settings.logRetention,
-      removalPolicy: settings.removalPolicy,
-    });
-    logKey.addToResourcePolicy(
-      new iam.PolicyStatement({
-        principals: [new iam.ServicePrincipal(`logs.${Aws.REGION}.amazonaws.com`)],
-        actions: ['kms:Encrypt*', 'kms:Decrypt*', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:Describe*'],
-        resources: ['*'],
-        conditions: { ArnEquals: { 'kms:EncryptionContext:aws:logs:arn': `arn:${Aws.PARTITION}:logs:${Aws.REGION}:${Aws.ACCOUNT_ID}:log-group:*` } },
-      }),
-    );
-    this.accessLogGroup.node.addDependency(logKey);
+    this.accessLogGroup = encryptedAccessLog(this, 'query API', settings);
 
     this.api = new apigw.RestApi(this, 'Api', {
       restApiName: `meterbridge-${settings.stage}-query`,
@@ -83,31 +64,16 @@ export class QueryApi extends Construct {
       endpointConfiguration: { types: [apigw.EndpointType.REGIONAL] },
       cloudWatchRole: true,
       defaultMethodOptions: { authorizationType: apigw.AuthorizationType.IAM, apiKeyRequired: query.apiKeys },
-      deployOptions: {
-        stageName: settings.stage,
-        throttlingRateLimit: query.throttleRateLimit,
-        throttlingBurstLimit: query.throttleBurstLimit,
-        loggingLevel: apigw.MethodLoggingLevel.ERROR,
-        // Never log bodies: they are customer meter data.
-        dataTraceEnabled: false,
-        metricsEnabled: true,
-        accessLogDestination: new apigw.LogGroupLogDestination(this.accessLogGroup),
-        accessLogFormat: apigw.AccessLogFormat.jsonWithStandardFields({
-          caller: true,
-          httpMethod: true,
-          ip: true,
-          protocol: true,
-          requestTime: true,
-          resourcePath: true,
-          responseLength: true,
-          status: true,
-          user: true,
-        }),
-      },
+      deployOptions: loggedStageOptions({
+        settings,
+        throttleRateLimit: query.throttleRateLimit,
+        throttleBurstLimit: query.throttleBurstLimit,
+        accessLog: this.accessLogGroup,
+        // Callers sign with SigV4: who asked is part of the record.
+        identifyCallers: true,
+      }),
     });
-    const cfnApi = this.api.node.defaultChild as apigw.CfnRestApi;
-    cfnApi.securityPolicy = 'SecurityPolicy_TLS13_1_2_PFS_PQ_2025_09';
-    cfnApi.endpointAccessMode = 'STRICT';
+    requireModernTls(this.api);
 
     const json = (code: string, message: string) => ({
       'application/json': `{"error":{"code":"${code}","message":${message.startsWith('$context') ? message : `"${message}"`},"requestId":"$context.requestId"}}`,

@@ -17,12 +17,11 @@
  * an integration 5xx gateway response, both JSON.
  */
 import { fileURLToPath } from 'node:url';
-import { Aws, Duration, Validations } from 'aws-cdk-lib';
+import { Duration, Validations } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as acm from 'aws-cdk-lib/aws-certificatemanager';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as iam from 'aws-cdk-lib/aws-iam';
-import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
@@ -31,6 +30,7 @@ import { READY_PATHS } from '../lambdas/core/ready/api-gateway.ts';
 import { FUNCTION_TIMEOUT_SECONDS } from '../lambdas/core/work-units.ts';
 import type { AlarmTopic } from './alarm-topic.ts';
 import { ArchiveBucket } from './archive-bucket.ts';
+import { encryptedAccessLog, loggedStageOptions, requireModernTls } from './api-gateway-hardening.ts';
 import { executionRoleOf, METRICS_NAMESPACE, MeterbridgeFunction } from './meterbridge-function.ts';
 import type { IngestionMonitoring } from './monitoring.ts';
 import { unauthenticatedCallers, type ReadySettings } from './ready-settings.ts';
@@ -114,7 +114,7 @@ export class ReadyIngestion extends Construct {
     this.archiveBucket = this.archive.bucket;
     this.secret = this.createCredentials(settings);
     this.webhookFunction = this.createWebhookFunction(settings, storage, ready);
-    this.accessLogGroup = this.createAccessLog(settings);
+    this.accessLogGroup = encryptedAccessLog(this, 'READY API', settings);
     this.api = this.createApi(settings, ready);
     this.webhookUrl = this.api.urlForPath(READY_PATHS.data);
     this.statusUrl = this.api.urlForPath(READY_PATHS.status);
@@ -178,33 +178,6 @@ export class ReadyIngestion extends Construct {
 
   // --- API ----------------------------------------------------------------------------------
 
-  /** The API's access log, encrypted with a key of its own. */
-  private createAccessLog(settings: StageSettings): logs.LogGroup {
-    const logKey = new kms.Key(this, 'AccessLogKey', {
-      description: `Encrypts the meterbridge ${settings.stage} READY API access log`,
-      enableKeyRotation: true,
-      removalPolicy: settings.removalPolicy,
-    });
-    const accessLogGroup = new logs.LogGroup(this, 'AccessLog', {
-      encryptionKey: logKey,
-      retention: settings.logRetention,
-      removalPolicy: settings.removalPolicy,
-    });
-    // CloudWatch Logs encrypts with its own service identity, for this log group only.
-    logKey.addToResourcePolicy(
-      new iam.PolicyStatement({
-        principals: [new iam.ServicePrincipal(`logs.${Aws.REGION}.amazonaws.com`)],
-        actions: ['kms:Encrypt*', 'kms:Decrypt*', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:Describe*'],
-        resources: ['*'],
-        conditions: {
-          ArnEquals: { 'kms:EncryptionContext:aws:logs:arn': `arn:${Aws.PARTITION}:logs:${Aws.REGION}:${Aws.ACCOUNT_ID}:log-group:*` },
-        },
-      }),
-    );
-    accessLogGroup.node.addDependency(logKey);
-    return accessLogGroup;
-  }
-
   private createApi(settings: StageSettings, ready: ReadySettings): apigw.RestApi {
     const invoke = new iam.PolicyStatement({
       effect: iam.Effect.ALLOW,
@@ -234,33 +207,16 @@ export class ReadyIngestion extends Construct {
       binaryMediaTypes: ['*/*'],
       // API Gateway writes execution logs (errors only) through an account-level role.
       cloudWatchRole: true,
-      deployOptions: {
-        stageName: settings.stage,
-        throttlingRateLimit: ready.throttleRateLimit,
-        throttlingBurstLimit: ready.throttleBurstLimit,
-        loggingLevel: apigw.MethodLoggingLevel.ERROR,
-        // Never log bodies: they are customer meter data.
-        dataTraceEnabled: false,
-        metricsEnabled: true,
-        accessLogDestination: new apigw.LogGroupLogDestination(this.accessLogGroup),
-        accessLogFormat: apigw.AccessLogFormat.jsonWithStandardFields({
-          caller: false,
-          httpMethod: true,
-          ip: true,
-          protocol: true,
-          requestTime: true,
-          resourcePath: true,
-          responseLength: true,
-          status: true,
-          user: false,
-        }),
-      },
+      deployOptions: loggedStageOptions({
+        settings,
+        throttleRateLimit: ready.throttleRateLimit,
+        throttleBurstLimit: ready.throttleBurstLimit,
+        accessLog: this.accessLogGroup,
+        // Kamstrup's calls are not signed: there is no caller identity to log.
+        identifyCallers: false,
+      }),
     });
-    const cfnApi = api.node.defaultChild as apigw.CfnRestApi;
-    // TLS 1.2 or 1.3 only (with forward secrecy) on the execute-api endpoint; STRICT rejects
-    // requests whose Host/SNI do not name this API.
-    cfnApi.securityPolicy = 'SecurityPolicy_TLS13_1_2_PFS_PQ_2025_09';
-    cfnApi.endpointAccessMode = 'STRICT';
+    requireModernTls(api);
 
     this.addGatewayResponses(api);
 
