@@ -61,3 +61,16 @@ export function lambdaHandler<TEvent, TResult>(
   // Lambda calls it with a plain Context; the middleware has added `metrics` before `work` runs.
   return handler as unknown as MiddyfiedHandler<TEvent, TResult, Error, Context>;
 }
+
+/**
+ * A handler that publishes no metrics of its own (the query API: API Gateway already counts its
+ * requests, errors and latency): Lambda context on every log line, like every other handler.
+ */
+export function loggedHandler<TEvent, TResult>(
+  logger: Logger,
+  work: (event: TEvent, context: Context) => Promise<TResult>,
+): MiddyfiedHandler<TEvent, TResult, Error, Context> {
+  return middy<TEvent, TResult, Error, Context>()
+    .use({ name: 'meterbridge-lambda-context', before: (request) => logger.addContext(request.context) })
+    .handler((event, context) => work(event, context));
+}

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { Context } from 'aws-lambda';
 import { wireSource } from '../../lambdas/core/wiring.ts';
-import { createLogger, lambdaHandler } from '../../lambdas/observability.ts';
+import { createLogger, lambdaHandler, loggedHandler } from '../../lambdas/observability.ts';
 import { startLocalCloudWatch, type LocalCloudWatch } from '../support/cloudwatch.ts';
 
 let cloudwatch: LocalCloudWatch;
@@ -113,5 +113,17 @@ describe('Lambda observability middleware', () => {
     await stdoutLines(() => handler({}, lambdaContext('req-4')));
     assert.equal(seen.size, 2);
     assert.deepEqual(await stored('SequenceGaps'), { sum: 2, samples: 2 }, 'two invocations, two flushes of one datum each');
+  });
+
+  it('puts the Lambda context on the log lines of a handler that publishes no metrics (the query API)', async () => {
+    const handler = loggedHandler<{ path: string }, number>(logger, async (event) => {
+      log.info('answering', { path: event.path });
+      return 200;
+    });
+    const { lines, result } = await stdoutLines(() => handler({ path: '/meters' }, lambdaContext('req-5')));
+    assert.equal(result, 200);
+    const answering = lines.find((line) => line.message === 'answering');
+    assert.ok(answering, 'the handler logged');
+    assert.equal(answering.function_request_id, 'req-5');
   });
 });
