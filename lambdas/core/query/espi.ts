@@ -158,13 +158,8 @@ interface Group {
   readings: Reading[];
 }
 
-/** The Green Button feed of one meter's readings (any channels; time order within a channel is kept). */
-export function readingsEspi(meterId: string, readings: readonly Reading[], options: EspiOptions): string {
-  const base = options.baseHref ?? '/espi/1_1/resource';
-  const updated = options.generatedAt.toISOString();
-  const usagePointId = createHash('sha256').update(meterId).digest('hex').slice(0, 16);
-  const usagePoint = `${base}/UsagePoint/${usagePointId}`;
-
+/** Readings grouped by what makes one ESPI ReadingType: channel, unit and interval length. */
+function groupByReadingType(readings: readonly Reading[]): Map<string, Group> {
   const groups = new Map<string, Group>();
   for (const reading of readings) {
     const durationSeconds = durationOf(reading);
@@ -174,8 +169,14 @@ export function readingsEspi(meterId: string, readings: readonly Reading[], opti
     group.readings.push(reading);
   }
 
-  const out: string[] = [];
-  const entry = (id: string, title: string, links: Array<[string, string]>, content: string) => {
+  return groups;
+}
+
+type EntryWriter = (id: string, title: string, links: Array<[string, string]>, content: string) => void;
+
+/** Appends Atom entries (stable ids, one timestamp for the whole feed) to `out`. */
+function entryWriter(out: string[], updated: string): EntryWriter {
+  return (id, title, links, content) => {
     out.push(
       '  <entry>',
       `    <id>${stableUuid(id)}</id>`,
@@ -187,6 +188,92 @@ export function readingsEspi(meterId: string, readings: readonly Reading[], opti
       '  </entry>',
     );
   };
+}
+
+/** The MeterReading, ReadingType and per-day IntervalBlock entries of one reading type. */
+function groupEntries(
+  group: Group,
+  { meterId, base, usagePoint, timeZone, entry }: { meterId: string; base: string; usagePoint: string; timeZone: string; entry: EntryWriter },
+): void {
+  const register = group.durationSeconds === 0;
+  const readingTypeId = createHash('sha256').update(`${meterId}|${group.channel}|${group.unit}|${group.durationSeconds}`).digest('hex').slice(0, 16);
+  const meterReading = `${usagePoint}/MeterReading/${readingTypeId}`;
+  const readingType = `${base}/ReadingType/${readingTypeId}`;
+  const { multiplier, scaled } = scaleValues(
+    group.readings.map((r) => r.value),
+    group.unit,
+  );
+  const title = `${group.channel} (${group.unit}${register ? ', register' : `, ${group.durationSeconds} s`})`;
+
+  entry(
+    `meterreading:${meterId}:${readingTypeId}`,
+    title,
+    [
+      ['self', meterReading],
+      ['up', `${usagePoint}/MeterReading`],
+      ['related', `${meterReading}/IntervalBlock`],
+      ['related', readingType],
+    ],
+    '<espi:MeterReading/>',
+  );
+
+  const kind = measurementKindOf(group.unit);
+  const typeFields = [
+    `<espi:accumulationBehaviour>${accumulationOf(group.unit, register)}</espi:accumulationBehaviour>`,
+    `<espi:commodity>${commodityOf(group.channel, group.unit)}</espi:commodity>`,
+    `<espi:flowDirection>${flowDirectionOf(group.channel, group.unit)}</espi:flowDirection>`,
+    `<espi:intervalLength>${group.durationSeconds}</espi:intervalLength>`,
+    ...(kind === undefined ? [] : [`<espi:kind>${kind}</espi:kind>`]),
+    `<espi:powerOfTenMultiplier>${multiplier}</espi:powerOfTenMultiplier>`,
+    `<espi:uom>${UNIT_CODES[group.unit].uom}</espi:uom>`,
+  ];
+  entry(
+    `readingtype:${meterId}:${readingTypeId}`,
+    `${title} reading type`,
+    [
+      ['self', readingType],
+      ['up', `${base}/ReadingType`],
+    ],
+    `<espi:ReadingType>${typeFields.join('')}</espi:ReadingType>`,
+  );
+
+  // One IntervalBlock per local day of the store's zone (23, 24 or 25 hours long).
+  const days = new Map<string, string[]>();
+  group.readings.forEach((reading, i) => {
+    const instant = identityInstant(reading);
+    const day = localDate(instant, timeZone);
+    const quality =
+      reading.quality === 'estimated' ? `<espi:ReadingQuality><espi:quality>${QUALITY_ESTIMATED}</espi:quality></espi:ReadingQuality>` : '';
+    const line = `<espi:IntervalReading>${quality}<espi:timePeriod><espi:duration>${group.durationSeconds}</espi:duration><espi:start>${epoch(instant)}</espi:start></espi:timePeriod><espi:value>${scaled[i]}</espi:value></espi:IntervalReading>`;
+    (days.get(day) ?? days.set(day, []).get(day)!).push(line);
+  });
+  for (const [day, lines] of days) {
+    const start = startOfLocalDay(day, timeZone);
+    const end = startOfLocalDay(addDays(day, 1), timeZone);
+    const block = `${meterReading}/IntervalBlock/${day.replaceAll('-', '')}`;
+    entry(
+      `intervalblock:${meterId}:${readingTypeId}:${day}`,
+      `${group.channel} ${day}`,
+      [
+        ['self', block],
+        ['up', `${meterReading}/IntervalBlock`],
+      ],
+      `<espi:IntervalBlock><espi:interval><espi:duration>${epoch(end) - epoch(start)}</espi:duration><espi:start>${epoch(start)}</espi:start></espi:interval>\n      ${lines.join('\n      ')}\n    </espi:IntervalBlock>`,
+    );
+  }
+}
+
+/** The Green Button feed of one meter's readings (any channels; time order within a channel is kept). */
+export function readingsEspi(meterId: string, readings: readonly Reading[], options: EspiOptions): string {
+  const base = options.baseHref ?? '/espi/1_1/resource';
+  const updated = options.generatedAt.toISOString();
+  const usagePointId = createHash('sha256').update(meterId).digest('hex').slice(0, 16);
+  const usagePoint = `${base}/UsagePoint/${usagePointId}`;
+
+  const groups = groupByReadingType(readings);
+
+  const out: string[] = [];
+  const entry = entryWriter(out, updated);
 
   const first = [...groups.values()][0];
   const commodity = first ? commodityOf(first.channel, first.unit) : 1;
@@ -209,77 +296,7 @@ export function readingsEspi(meterId: string, readings: readonly Reading[], opti
     `<espi:UsagePoint><espi:ServiceCategory><espi:kind>${serviceKindOf(commodity, first?.unit ?? 'kWh')}</espi:kind></espi:ServiceCategory></espi:UsagePoint>`,
   );
 
-  for (const group of groups.values()) {
-    const register = group.durationSeconds === 0;
-    const readingTypeId = createHash('sha256')
-      .update(`${meterId}|${group.channel}|${group.unit}|${group.durationSeconds}`)
-      .digest('hex')
-      .slice(0, 16);
-    const meterReading = `${usagePoint}/MeterReading/${readingTypeId}`;
-    const readingType = `${base}/ReadingType/${readingTypeId}`;
-    const { multiplier, scaled } = scaleValues(
-      group.readings.map((r) => r.value),
-      group.unit,
-    );
-    const title = `${group.channel} (${group.unit}${register ? ', register' : `, ${group.durationSeconds} s`})`;
-
-    entry(
-      `meterreading:${meterId}:${readingTypeId}`,
-      title,
-      [
-        ['self', meterReading],
-        ['up', `${usagePoint}/MeterReading`],
-        ['related', `${meterReading}/IntervalBlock`],
-        ['related', readingType],
-      ],
-      '<espi:MeterReading/>',
-    );
-
-    const kind = measurementKindOf(group.unit);
-    const typeFields = [
-      `<espi:accumulationBehaviour>${accumulationOf(group.unit, register)}</espi:accumulationBehaviour>`,
-      `<espi:commodity>${commodityOf(group.channel, group.unit)}</espi:commodity>`,
-      `<espi:flowDirection>${flowDirectionOf(group.channel, group.unit)}</espi:flowDirection>`,
-      `<espi:intervalLength>${group.durationSeconds}</espi:intervalLength>`,
-      ...(kind === undefined ? [] : [`<espi:kind>${kind}</espi:kind>`]),
-      `<espi:powerOfTenMultiplier>${multiplier}</espi:powerOfTenMultiplier>`,
-      `<espi:uom>${UNIT_CODES[group.unit].uom}</espi:uom>`,
-    ];
-    entry(
-      `readingtype:${meterId}:${readingTypeId}`,
-      `${title} reading type`,
-      [
-        ['self', readingType],
-        ['up', `${base}/ReadingType`],
-      ],
-      `<espi:ReadingType>${typeFields.join('')}</espi:ReadingType>`,
-    );
-
-    // One IntervalBlock per local day of the store's zone (23, 24 or 25 hours long).
-    const days = new Map<string, string[]>();
-    group.readings.forEach((reading, i) => {
-      const instant = identityInstant(reading);
-      const day = localDate(instant, options.timeZone);
-      const quality =
-        reading.quality === 'estimated' ? `<espi:ReadingQuality><espi:quality>${QUALITY_ESTIMATED}</espi:quality></espi:ReadingQuality>` : '';
-      const line = `<espi:IntervalReading>${quality}<espi:timePeriod><espi:duration>${group.durationSeconds}</espi:duration><espi:start>${epoch(instant)}</espi:start></espi:timePeriod><espi:value>${scaled[i]}</espi:value></espi:IntervalReading>`;
-      (days.get(day) ?? days.set(day, []).get(day)!).push(line);
-    });
-    for (const [day, lines] of days) {
-      const start = startOfLocalDay(day, options.timeZone);
-      const end = startOfLocalDay(addDays(day, 1), options.timeZone);
-      const block = `${meterReading}/IntervalBlock/${day.replaceAll('-', '')}`;
-      entry(
-        `intervalblock:${meterId}:${readingTypeId}:${day}`,
-        `${group.channel} ${day}`,
-        [
-          ['self', block],
-          ['up', `${meterReading}/IntervalBlock`],
-        ],
-        `<espi:IntervalBlock><espi:interval><espi:duration>${epoch(end) - epoch(start)}</espi:duration><espi:start>${epoch(start)}</espi:start></espi:interval>\n      ${lines.join('\n      ')}\n    </espi:IntervalBlock>`,
-      );
-    }
-  }
+  for (const group of groups.values()) groupEntries(group, { meterId, base, usagePoint, timeZone: options.timeZone, entry });
   out.push('</feed>', '');
   return out.join('\n');
 }
