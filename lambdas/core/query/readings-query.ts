@@ -12,7 +12,7 @@
 import { CATALOG_SHARDS, CATALOG_SPAN_STEP_SECONDS, type CatalogEntry } from '../meter-catalog.ts';
 import type { ReadingStore } from '../reading-store.ts';
 import { mapWithConcurrency } from '../../../shared/concurrency.ts';
-import { identityInstant, SOURCES, type Reading, type Source, type Unit } from '../../../shared/reading.ts';
+import { identityInstant, SOURCES, type Reading, type Source } from '../../../shared/reading.ts';
 
 const DAY_MS = 86_400_000;
 
@@ -48,16 +48,8 @@ export class QueryError extends Error {
   }
 }
 
-export interface ChannelSummary {
-  channel: string;
-  units: Unit[];
-  /** Interval lengths in seconds; 0 = register reads. */
-  intervalSeconds: number[];
-  sources: Source[];
-  /** Exact first and last identity instant (read from the first and last block). */
-  first: Date;
-  last: Date;
-}
+/** One channel of a meter as the catalog records it, but with `first` and `last` exact (read from the first and last block). */
+export type ChannelSummary = Omit<CatalogEntry, 'meterId'>;
 
 export interface MeterSummary {
   meterId: string;
