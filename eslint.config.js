@@ -116,5 +116,17 @@ export default tseslint.config(
       },
     },
   },
+  {
+    // Functions a reader can hold in their head: split along the seams the code marks. Tests and
+    // the bench are exempt (a test's body is its scenario); so are the parsers' hot loops, where
+    // one pass over the input is the point (none needs it today).
+    files: ['lambdas/**/*.ts', 'shared/**/*.ts', 'lib/**/*.ts', 'local/**/*.ts', 'bin/**/*.ts', 'gateway/**/*.ts'],
+    rules: { 'max-lines-per-function': ['error', { max: 100, skipBlankLines: true, skipComments: true }] },
+  },
+  {
+    // Still to split (issue 16), each being reworked on its own branch; this list only shrinks.
+    files: ['lambdas/core/ready/delivery.ts', 'local/mqtt-broker.ts', 'local/sources/iot.ts', 'local/sources/smt.ts', 'gateway/src/simulated-rtu-meter.ts'],
+    rules: { 'max-lines-per-function': 'off' },
+  },
   ...boundaries,
 );
