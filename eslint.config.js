@@ -125,7 +125,13 @@ export default tseslint.config(
   },
   {
     // Still to split (issue 16), each being reworked on its own branch; this list only shrinks.
-    files: ['lambdas/core/ready/delivery.ts', 'local/mqtt-broker.ts', 'local/sources/iot.ts', 'local/sources/smt.ts', 'gateway/src/simulated-rtu-meter.ts'],
+    files: [
+      'lambdas/core/ready/delivery.ts',
+      'local/mqtt-broker.ts',
+      'local/sources/iot.ts',
+      'local/sources/smt.ts',
+      'gateway/src/simulated-rtu-meter.ts',
+    ],
     rules: { 'max-lines-per-function': 'off' },
   },
   ...boundaries,
