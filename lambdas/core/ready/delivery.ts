@@ -113,11 +113,9 @@ export const EVENT_CODES = [
 ] as const;
 export type EventCode = (typeof EVENT_CODES)[number];
 
-const unit = z
-  .string()
-  .refine((value) => Object.hasOwn(UNIT_ALIASES, value), {
-    error: (issue) => `unknown unit ${preview(issue.input)} (known: ${Object.keys(UNIT_ALIASES).join(', ')})`,
-  });
+const unit = z.string().refine((value) => Object.hasOwn(UNIT_ALIASES, value), {
+  error: (issue) => `unknown unit ${preview(issue.input)} (known: ${Object.keys(UNIT_ALIASES).join(', ')})`,
+});
 
 const registerValue = z.strictObject({
   register: z.string(),
