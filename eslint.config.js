@@ -116,5 +116,18 @@ export default tseslint.config(
       },
     },
   },
+  {
+    // local/page/ is the local mode's page: browser JavaScript served as is (no build step), so the browser's globals.
+    files: ['local/page/**/*.js'],
+    languageOptions: {
+      globals: {
+        document: 'readonly',
+        fetch: 'readonly',
+        Intl: 'readonly',
+        URLSearchParams: 'readonly',
+        setInterval: 'readonly',
+      },
+    },
+  },
   ...boundaries,
 );
