@@ -121,6 +121,7 @@ export default tseslint.config(
     files: ['local/page/**/*.js'],
     languageOptions: {
       globals: {
+        CSS: 'readonly',
         document: 'readonly',
         fetch: 'readonly',
         Intl: 'readonly',

@@ -9,7 +9,7 @@ const COUNTER_FIELDS = ['stored', 'superseded', 'duplicate', 'stale', 'conflict'
 const CHART = { width: 900, height: 320, left: 64, right: 16, top: 16, bottom: 44 };
 const HOUR_MS = 3_600_000;
 
-const state = { config: undefined, meters: [], meterId: undefined, channel: undefined, span: 'day', day: undefined, loads: 0 };
+const state = { config: undefined, meters: [], metersShown: false, meterId: undefined, channel: undefined, span: 'day', day: undefined, loads: 0 };
 const $ = (id) => document.getElementById(id);
 
 function setStatus(text, isError = false) {
@@ -80,8 +80,16 @@ async function loadMeters() {
     meters.push(...page.meters);
     cursor = page.nextCursor;
   } while (cursor && meters.length < 10_000);
+  // Unchanged: leave the list alone (re-rendering it would take the keyboard focus away).
+  if (state.metersShown && JSON.stringify(meters) === JSON.stringify(state.meters)) return;
   state.meters = meters;
+  state.metersShown = true;
+  const focused = document.activeElement?.dataset?.meter;
   renderMeters();
+  if (focused)
+    $('meters')
+      .querySelector(`button[data-meter="${CSS.escape(focused)}"]`)
+      ?.focus();
 }
 
 function renderMeters() {

@@ -221,32 +221,38 @@ describe('local mode page in headless Chromium', () => {
     await page.close();
   });
 
-  it('shows per-source counters equal to the tallies, and refreshes them as the pipeline writes', { timeout: 120_000 }, async (t) => {
-    const { page, errors } = await openPage();
-    await page.waitForSelector('body[data-counters]');
-    const tallies = tallyMetrics(await platform.cloudwatch.totals(undefined, PROGRESS_METRICS));
-    assert.deepEqual(
-      { stored: tallies.smt.stored, superseded: tallies.smt.superseded, duplicate: tallies.smt.duplicate },
-      { stored: DST_DAY.length + PLAIN_DAY.length, superseded: CORRECTION.length, duplicate: 8 },
-    );
-    assert.ok(tallies.ready.stored > 0 && tallies.ready.resent === 2 && tallies.ready.rejected === 1, JSON.stringify(tallies.ready));
-    const shown = async () =>
-      page.$$eval('#counters tbody tr', (rows) =>
-        Object.fromEntries(
-          rows.map((row) => [
-            row.getAttribute('data-source'),
-            Object.fromEntries([...row.querySelectorAll('td')].map((cell) => [cell.getAttribute('data-field'), Number(cell.textContent)])),
-          ]),
-        ),
+  it(
+    'shows per-source counters equal to the tallies, and refreshes them and the meter list as the pipeline writes',
+    { timeout: 120_000 },
+    async (t) => {
+      const { page, errors } = await openPage();
+      await page.waitForSelector('body[data-counters]');
+      const tallies = tallyMetrics(await platform.cloudwatch.totals(undefined, PROGRESS_METRICS));
+      assert.deepEqual(
+        { stored: tallies.smt.stored, superseded: tallies.smt.superseded, duplicate: tallies.smt.duplicate },
+        { stored: DST_DAY.length + PLAIN_DAY.length, superseded: CORRECTION.length, duplicate: 8 },
       );
-    assert.deepEqual(await shown(), Object.fromEntries(PROGRESS_SOURCES.map((source) => [source, tallies[source]])));
+      assert.ok(tallies.ready.stored > 0 && tallies.ready.resent === 2 && tallies.ready.rejected === 1, JSON.stringify(tallies.ready));
+      const shown = async () =>
+        page.$$eval('#counters tbody tr', (rows) =>
+          Object.fromEntries(
+            rows.map((row) => [
+              row.getAttribute('data-source'),
+              Object.fromEntries([...row.querySelectorAll('td')].map((cell) => [cell.getAttribute('data-field'), Number(cell.textContent)])),
+            ]),
+          ),
+        );
+      assert.deepEqual(await shown(), Object.fromEntries(PROGRESS_SOURCES.map((source) => [source, tallies[source]])));
 
-    const more = day('2026-11-03T06:00:00Z', 4, { meterId: SMT_METER, originId: 'smt-2026-11-03.csv' });
-    await writeSmt(more);
-    const storedNow = tallies.smt.stored + more.length;
-    await page.waitForSelector(`#counters tr[data-source="smt"] td[data-field="stored"]:text-is("${storedNow}")`, { timeout: 30_000 });
-    await screenshot(page, 'counters', t.diagnostic.bind(t));
-    assert.deepEqual(errors, []);
-    await page.close();
-  });
+      const more = day('2026-11-03T06:00:00Z', 4, { meterId: 'esiid-page-2', originId: 'smt-2026-11-03.csv' });
+      await writeSmt(more);
+      const storedNow = tallies.smt.stored + more.length;
+      await page.waitForSelector(`#counters tr[data-source="smt"] td[data-field="stored"]:text-is("${storedNow}")`, { timeout: 30_000 });
+      await page.click('#meters-refresh');
+      await page.waitForSelector('#meters button[data-meter="esiid-page-2"]', { timeout: 30_000 });
+      await screenshot(page, 'counters', t.diagnostic.bind(t));
+      assert.deepEqual(errors, []);
+      await page.close();
+    },
+  );
 });
