@@ -333,7 +333,19 @@ function renderTable(readings) {
 
 // --- counters ------------------------------------------------------------------------------------
 
+let countersInFlight = false;
 async function loadCounters() {
+  // A slow metrics sink must not pile up requests, one per tick.
+  if (countersInFlight) return;
+  countersInFlight = true;
+  try {
+    await showCounters();
+  } finally {
+    countersInFlight = false;
+  }
+}
+
+async function showCounters() {
   const body = $('counters').tBodies[0];
   if (!state.config.counters) {
     body.innerHTML = '<tr><td colspan="8">No running pipeline here: the counters come with local mode (npm start).</td></tr>';
