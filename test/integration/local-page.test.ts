@@ -139,7 +139,7 @@ async function showing(page: Page, span: 'day' | 'week', shownDay: string): Prom
   await page.waitForSelector(`body[data-chart="${SMT_METER}|energy.active.import|${span}|${shownDay}"]`, { timeout: 30_000 });
 }
 
-describe('local mode page in headless Chromium', () => {
+describe('local mode page: serving', () => {
   it('prints the page URL and serves the page, its script and style from loopback only', async () => {
     assert.match(printed, new RegExp(`Open the page: ${queryApi.pageUrl.replace(/[.]/g, '\\.')}\\n`));
     const html = await fetch(queryApi.pageUrl);
@@ -153,7 +153,9 @@ describe('local mode page in headless Chromium', () => {
     assert.equal((await fetch(`${queryApi.url}/meters`)).status, 200);
     assert.equal((await fetch(new URL('/page/nothing.js', queryApi.pageUrl))).status, 404);
   });
+});
 
+describe('local mode page in headless Chromium: meters and readings', () => {
   it('lists the meters, charts a day with estimates and revisions marked, a DST day and a week', { timeout: 180_000 }, async (t) => {
     const { page, errors } = await openPage();
     const listed = await page.$$eval('#meters button', (buttons) => buttons.map((b) => b.getAttribute('data-meter')));
@@ -220,7 +222,9 @@ describe('local mode page in headless Chromium', () => {
     assert.deepEqual(errors, []);
     await page.close();
   });
+});
 
+describe('local mode page in headless Chromium: counters', () => {
   it(
     'shows per-source counters equal to the tallies, and refreshes them and the meter list as the pipeline writes',
     { timeout: 120_000 },
