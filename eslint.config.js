@@ -134,5 +134,19 @@ export default tseslint.config(
     ],
     rules: { 'max-lines-per-function': 'off' },
   },
+  {
+    // local/page/ is the local mode's page: browser JavaScript served as is (no build step), so the browser's globals.
+    files: ['local/page/**/*.js'],
+    languageOptions: {
+      globals: {
+        CSS: 'readonly',
+        document: 'readonly',
+        fetch: 'readonly',
+        Intl: 'readonly',
+        URLSearchParams: 'readonly',
+        setInterval: 'readonly',
+      },
+    },
+  },
   ...boundaries,
 );

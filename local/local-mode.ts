@@ -220,6 +220,30 @@ async function summarize(
   return summary;
 }
 
+/**
+ * The query API over the platform's store, and beside it the page, whose counters are the running
+ * pipeline's tallies (what the progress lines show). Prints the page's URL so it stands out.
+ */
+export async function startLocalQueryApi(
+  platform: LocalPlatform,
+  options: { port: number; out(text: string): void; pageRefreshMs?: number },
+): Promise<{ url: string; pageUrl: string; stop(): Promise<void> }> {
+  const queryApi = await startQueryHttp({
+    store: platform.store,
+    timeZone: LOCAL_BLOCK_TIME_ZONE,
+    port: options.port,
+    counters: async () => tallyMetrics(await platform.cloudwatch.totals(undefined, PROGRESS_METRICS)),
+    ...(options.pageRefreshMs !== undefined ? { pageRefreshMs: options.pageRefreshMs } : {}),
+  });
+  const rule = '='.repeat(78);
+  options.out(
+    `\n${rule}\n  Open the page: ${queryApi.pageUrl}\n  (meters, a day or a week of readings with estimates and revisions marked, live counters)\n${rule}\n\n` +
+      `Query API (the deployed API's handler, no SigV4 on loopback): ${queryApi.url}/meters\n` +
+      `  e.g. curl '${queryApi.url}/meters/<meterId>/readings?from=<YYYY-MM-DD>&format=csv'  (format json, csv or espi)\n`,
+  );
+  return queryApi;
+}
+
 export async function runLocalMode(options: LocalModeOptions): Promise<LocalModeSummary> {
   const started = Date.now();
   const { out, err } = options;
@@ -238,11 +262,7 @@ export async function runLocalMode(options: LocalModeOptions): Promise<LocalMode
   const timers: NodeJS.Timeout[] = [];
   let queryApi: { url: string; stop(): Promise<void> } | undefined;
   try {
-    queryApi = await startQueryHttp({ store: platform.store, timeZone: LOCAL_BLOCK_TIME_ZONE, port: options.ports.query });
-    out(
-      `Query API (the deployed API's handler, no SigV4 on loopback): ${queryApi.url}/meters\n` +
-        `  e.g. curl '${queryApi.url}/meters/<meterId>/readings?from=<YYYY-MM-DD>&format=csv'  (format json, csv or espi)\n`,
-    );
+    queryApi = await startLocalQueryApi(platform, { port: options.ports.query, out });
     for (const factory of options.sources) sources.push(await factory(platform));
     const storedReadings = memoize(() => scanStoredReadings(platform.dynamo.client, platform.tables.readings));
     const hints = sources.flatMap((source) => source.joinHints());

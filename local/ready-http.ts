@@ -9,7 +9,7 @@
  * and checks the answer.
  */
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import type { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -215,6 +215,11 @@ export async function serveApiGatewayHttp(options: {
   /** Message of the 502 answer when the handler throws. */
   failure: string;
   handle(event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult>;
+  /**
+   * Answers requests outside the stage that are not API Gateway's (local mode's page beside the
+   * query API); resolves false to leave the request to the function, as API Gateway would.
+   */
+  serveBeside?(request: IncomingMessage, response: ServerResponse, url: URL): Promise<boolean>;
 }): Promise<{ url: string; stop(): Promise<void> }> {
   const stage = options.stage ?? 'local';
   const host = options.host ?? '127.0.0.1';
@@ -228,6 +233,7 @@ export async function serveApiGatewayHttp(options: {
         return;
       }
       const url = new URL(request.url ?? '/', 'http://local');
+      if (!url.pathname.startsWith(`/${stage}/`) && (await options.serveBeside?.(request, response, url))) return;
       const headers: Record<string, string> = {};
       for (const [name, value] of Object.entries(request.headers))
         if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;

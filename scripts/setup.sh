@@ -31,6 +31,8 @@ command -v socat >/dev/null 2>&1 || need+=(socat)
 command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg)
 # xmllint validates the Green Button (ESPI) export against the pinned schema (test/fixtures/espi/).
 command -v xmllint >/dev/null 2>&1 || need+=(libxml2-utils)
+# Chromium, headless, is the real browser the local mode's page is tested in (test/integration/local-page.test.ts, playwright-core).
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   printf 'exit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null && $SUDO chmod +x /usr/sbin/policy-rc.d
   $SUDO apt-get update

@@ -20,7 +20,9 @@ const USAGE = `Usage:
 Runs meterbridge end to end on loopback: DynamoDB Local, an MQTT broker requiring client
 certificates (stand-in for IoT Core), S3 (s3rver), FTPS and SFTP servers with freshly generated
 PGP-encrypted SMT files, the READY webhook on a local HTTP port, simulated gateways polling
-simulated Modbus meters, and a metrics sink. The real handlers' code does the work.
+simulated Modbus meters, and a metrics sink. The real handlers' code does the work. The query
+API serves a page at http://127.0.0.1:<query port>/ (meters, a day or a week of readings, live
+counters); its URL is printed at the start.
 
 Prints a progress block per source, and at the end a summary; exits 1 if a simulated reading was
 lost or stored twice. Without --duration it runs until Ctrl-C, then drains and summarises.
