@@ -34,7 +34,8 @@ function original(frame: ProfileNode['callFrame']): { place: string; name: strin
   let map = sourceMaps.get(frame.url);
   if (!sourceMaps.has(frame.url)) {
     // The bench's runtime root is gone after the run: a map given on the command line stands in.
-    const file = existsSync(`${fileURLToPath(frame.url)}.map`) ? `${fileURLToPath(frame.url)}.map` : (bundleMap ?? '');
+    const beside = `${fileURLToPath(frame.url)}.map`;
+    const file = existsSync(beside) ? beside : frame.url.endsWith('/index.mjs') ? (bundleMap ?? '') : '';
     map = existsSync(file) ? new SourceMap(JSON.parse(readFileSync(file, 'utf8'))) : undefined;
     sourceMaps.set(frame.url, map);
   }
