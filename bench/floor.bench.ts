@@ -136,7 +136,8 @@ function readyEvents(count: number): unknown[] {
   });
 }
 
-async function startNullEndpoint(): Promise<{ url: string; stop(): void }> {
+/** The null loopback endpoint (bench/null-endpoint.mjs) in a process of its own. */
+export async function startNullEndpoint(): Promise<{ url: string; stop(): void }> {
   const child = spawn(node22Binary(), [NULL_ENDPOINT], {
     env: { PATH: process.env.PATH, NULL_ENDPOINT_SECRET: READY_SECRET },
     stdio: ['ignore', 'pipe', 'inherit'],
