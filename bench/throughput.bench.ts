@@ -85,7 +85,7 @@ async function readingsPerSecond(
 export const throughputBench: BenchSection = {
   title: 'IoT ingest worker throughput',
   async run() {
-    const batches = Number(process.env.BENCH_THROUGHPUT_BATCHES ?? 12);
+    const batches = Number(process.env.BENCH_THROUGHPUT_BATCHES ?? 4);
     const endpoint = await startNullEndpoint();
     const dynamo = await startDynamoDbLocal();
     const rows: string[] = [];
