@@ -13,13 +13,16 @@ import { smtBench } from './smt.bench.ts';
 import { readingsOutBench } from './readings-out.bench.ts';
 import type { BenchSection } from './section.ts';
 import { costModel, costTable } from './cost.ts';
+import { runFloorBench } from './floor.bench.ts';
+import { encodingLines } from './encoding.bench.ts';
+import { throughputBench } from './throughput.bench.ts';
 
 /**
  * Benchmarks of the ingestion paths, each a module exporting a BenchSection (see section.ts).
  * Each prints its own markdown (figures, and the figures it is compared against) after the store
  * and IoT sections below. Add a path's benchmark here.
  */
-const SECTIONS: BenchSection[] = [readyBench, gatewayBench, smtBench, readingsOutBench];
+const SECTIONS: BenchSection[] = [throughputBench, readyBench, gatewayBench, smtBench, readingsOutBench];
 
 /** us-east-1 list prices, as read on 2026-11-23 from docs/design.md §7 (re-check before quoting). */
 const PRICES = {
@@ -78,6 +81,31 @@ async function main(): Promise<void> {
   lines.push(`| write units per reading, one reading per meter per message | ${fmt(iot.writeUnitsPerReadingOnePerMessage, 3)} |`);
   lines.push(`| write units per reading, 96-interval block per meter per message | ${fmt(iot.writeUnitsPerReadingBlockOf96, 3)} |`);
   lines.push(`| bytes of a one-meter 96-interval block message (JSON) | ${iot.messageBytesBlockOf96} |`);
+  lines.push('', '## Ingest CPU against the floor (shipped bundles)', '');
+  lines.push(
+    "The Lambda bundles `cdk synth` produces, on Node 22 with the template's environment, every AWS call answered by a null loopback endpoint " +
+      '(bench/null-endpoint.mjs, its own process). Floor, measured in the same process on the same events: JSON.parse of the payloads plus one plain ' +
+      'UpdateItem per block carrying its values, through the same SDK to the same endpoint. CPU = user + system of the process (the SDK, logging and GC included).',
+    '',
+  );
+  lines.push(
+    '| source | events | readings | bundle µs / reading | floor µs / reading | ratio | goal |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: |',
+  );
+  for (const f of await runFloorBench()) {
+    const ratio = f.handlerMicrosPerReading / f.floorMicrosPerReading;
+    lines.push(
+      `| ${f.source} | ${f.shape} | ${f.readings.toLocaleString('en-US')} | ${fmt(f.handlerMicrosPerReading, 1)} | ${fmt(f.floorMicrosPerReading, 1)} | ${fmt(ratio, 2)}x | ≤ ${f.goal}x ${ratio <= f.goal ? '(met)' : '(not met)'} |`,
+    );
+  }
+  lines.push('', '## Denser block encoding', '');
+  lines.push(
+    ...encodingLines({
+      wholeDay: day.writeUnitsPerReading,
+      hourly: store.figures.find((f) => f.scenario.startsWith('(c)'))!.writeUnitsPerReading,
+      single: single.writeUnitsPerReading,
+    }),
+  );
   for (const section of SECTIONS) {
     process.stderr.write(`bench: ${section.title}...\n`);
     lines.push('', `## ${section.title}`, '', ...(await section.run()));

@@ -14,7 +14,18 @@
  * (gatewayId, seq). Everything is validated strictly: a message is stored whole or not at all.
  */
 import { z } from 'zod';
-import { UNITS, QUALITIES, unitOfWorkProblems, validateReading, type Reading, type ValidationOptions } from './reading.ts';
+import {
+  EARLIEST_PLAUSIBLE,
+  MAX_INTERVAL_SECONDS,
+  MIN_INTERVAL_SECONDS,
+  QUALITIES,
+  UNITS,
+  unitOfWorkProblems,
+  validateReading,
+  type IntervalReading,
+  type Reading,
+  type ValidationOptions,
+} from './reading.ts';
 import { parseUntrustedJson, preview } from './untrusted-json.ts';
 
 /** IoT Core refuses larger messages; anything bigger reaching us did not come through it. */
@@ -173,36 +184,90 @@ export function decodeTelemetry(payload: Uint8Array, options: DecodeOptions): De
       };
     }
     const first = Date.parse(block.start);
+    const stepMs = block.intervalSeconds * 1000;
     block.values.forEach((value, i) => {
       if (value === null) return; // a missing interval: nothing to store
-      const start = new Date(first + i * block.intervalSeconds * 1000);
-      candidates.push({
-        kind: 'interval',
-        meterId: block.meterId,
-        channel: block.channel,
-        start,
-        end: new Date(start.getTime() + block.intervalSeconds * 1000),
-        value,
-        unit: block.unit,
-        quality: block.quality?.[i] ?? 'actual',
-        revision: 0,
-        source: 'iot',
-        originId,
-      });
+      const start = new Date(first + i * stepMs);
+      candidates.push(
+        blockValue({
+          kind: 'interval',
+          meterId: block.meterId,
+          channel: block.channel,
+          start,
+          end: new Date(start.getTime() + stepMs),
+          value,
+          unit: block.unit,
+          quality: block.quality?.[i] ?? 'actual',
+          revision: 0,
+          source: 'iot',
+          originId,
+        }),
+      );
     });
   }
 
   const readings: Reading[] = [];
+  // Readings of one block share every field but the instants, the value and the quality; once the
+  // schema accepted one of them (`vouched`), the others need only what can differ checked (see
+  // surelyValid). Anything that check does not pass goes through the full validation, so the
+  // refusals and their reasons are exactly validateReading's.
+  let vouched: BlockValue | undefined;
+  const timeline = timelineBounds(options);
   for (const [index, candidate] of candidates.entries()) {
-    const result = validateReading(candidate, options);
+    if (candidate instanceof BlockValue && vouched !== undefined && candidate.sameBlockAs(vouched) && candidate.surelyValid(timeline)) {
+      readings.push(candidate.reading);
+      continue;
+    }
+    const result = validateReading(candidate instanceof BlockValue ? candidate.reading : candidate, options);
     if (!result.ok) return { ok: false, code: 'invalid', reason: `reading ${index}: ${result.reasons.join('; ')}`, ...identity };
     readings.push(result.reading);
+    if (candidate instanceof BlockValue) vouched = candidate;
   }
   // Stored whole or not at all: a message that carries one identity twice, or intervals that
   // overlap, cannot be (the store would keep one and report the other).
   const problems = unitOfWorkProblems(readings);
   if (problems.length > 0) return { ok: false, code: 'inconsistent', reason: `readings of one message overlap: ${problems.join('; ')}`, ...identity };
   return { ok: true, message, readings };
+}
+
+/** One value of a block as the reading it becomes, not yet validated. */
+class BlockValue {
+  constructor(readonly reading: IntervalReading) {}
+
+  /** The fields every reading of a block shares, by identity of the same strings. */
+  sameBlockAs(other: BlockValue): boolean {
+    const a = this.reading;
+    const b = other.reading;
+    return a.meterId === b.meterId && a.channel === b.channel && a.unit === b.unit && a.originId === b.originId && a.revision === b.revision;
+  }
+
+  /**
+   * What validateReading checks of the fields that differ within a block, true only when it would
+   * surely accept them: whole-second instants inside the plausible range, an interval of
+   * MIN..MAX_INTERVAL_SECONDS. The value passed the message schema's z.number() (finite) and
+   * the quality its enum. `latest` is taken before validateReading's own now, so it is stricter.
+   */
+  surelyValid(bounds: { earliest: number; latest: number }): boolean {
+    const start = this.reading.start.getTime();
+    const end = this.reading.end.getTime();
+    const seconds = (end - start) / 1000;
+    return (
+      start % 1000 === 0 &&
+      end % 1000 === 0 &&
+      start >= bounds.earliest &&
+      end <= bounds.latest &&
+      seconds >= MIN_INTERVAL_SECONDS &&
+      seconds <= MAX_INTERVAL_SECONDS &&
+      typeof this.reading.value === 'number' &&
+      Number.isFinite(this.reading.value)
+    );
+  }
+}
+
+const blockValue = (reading: IntervalReading) => new BlockValue(reading);
+
+function timelineBounds(options: ValidationOptions): { earliest: number; latest: number } {
+  return { earliest: EARLIEST_PLAUSIBLE, latest: (options.now ?? new Date()).getTime() + (options.maxFutureSkewMs ?? 3_600_000) };
 }
 
 /** Best-effort gatewayId/seq of an invalid message, so rejections can still be attributed. */

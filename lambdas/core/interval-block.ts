@@ -25,7 +25,7 @@ import { createHash } from 'node:crypto';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import { withoutUnusedPlaceholders } from './expressions.ts';
 import { identityInstant, type Quality, type Reading, type Source, type Unit } from '../../shared/reading.ts';
-import { addDays, localDate, startOfLocalDay } from './time.ts';
+import { addDays, localDate, startOfLocalDay, utcOffsetMs } from './time.ts';
 
 export interface BlockKey {
   pk: string;
@@ -36,12 +36,51 @@ export function partitionKey(meterId: string, channel: string): string {
   return `${meterId}#${channel}`;
 }
 
+/** A local day in a zone: [startMs, endMs) on the UTC time line. */
+interface LocalDay {
+  day: string;
+  startMs: number;
+  endMs: number;
+}
+
+/** Days already looked up, per zone: a store locates every reading, and Intl costs ~10 µs a call. */
+const knownDays = new Map<string, Map<number, LocalDay>>();
+const KNOWN_DAYS_LIMIT = 4096;
+const DAY_MS = 86_400_000;
+
+/**
+ * The local day of an instant and when it starts. Answered from the days seen before when the
+ * instant lies in one of exactly 24 hours with the same UTC offset at both ends (no change that
+ * day, so every instant in it has that local date); any other day is computed with Intl each
+ * time, as before, so a zone with a change at midnight is never answered from the cache.
+ */
+function localDayOf(instantMs: number, blockTimeZone: string): { day: string; startMs: number } {
+  let days = knownDays.get(blockTimeZone);
+  if (!days) knownDays.set(blockTimeZone, (days = new Map()));
+  // Days keyed by the UTC day their start falls in, and the one before: a local day starts within 14 h of UTC midnight.
+  const utcDay = Math.floor(instantMs / DAY_MS);
+  for (const candidate of [days.get(utcDay), days.get(utcDay - 1), days.get(utcDay + 1)]) {
+    if (candidate && instantMs >= candidate.startMs && instantMs < candidate.endMs) return candidate;
+  }
+  const day = localDate(new Date(instantMs), blockTimeZone);
+  const startMs = startOfLocalDay(day, blockTimeZone).getTime();
+  const endMs = startMs + DAY_MS;
+  if (localDate(new Date(endMs - 1000), blockTimeZone) === day && localDate(new Date(endMs), blockTimeZone) !== day) {
+    const offsetAtStart = utcOffsetMs(startMs, blockTimeZone);
+    if (offsetAtStart === utcOffsetMs(endMs - 1000, blockTimeZone) && startOfLocalDay(addDays(day, 1), blockTimeZone).getTime() === endMs) {
+      if (days.size >= KNOWN_DAYS_LIMIT) days.clear();
+      days.set(Math.floor(startMs / DAY_MS), { day, startMs, endMs });
+    }
+  }
+  return { day, startMs };
+}
+
 /** The block a reading belongs to and its slot in it. Depends on the identity only. */
 export function locate(reading: Reading, blockTimeZone: string): { key: BlockKey; blockStart: number; slot: string } {
-  const instant = identityInstant(reading);
-  const day = localDate(instant, blockTimeZone);
-  const blockStart = startOfLocalDay(day, blockTimeZone).getTime() / 1000;
-  const offset = instant.getTime() / 1000 - blockStart;
+  const instantMs = identityInstant(reading).getTime();
+  const { day, startMs } = localDayOf(instantMs, blockTimeZone);
+  const blockStart = startMs / 1000;
+  const offset = instantMs / 1000 - blockStart;
   return { key: { pk: partitionKey(reading.meterId, reading.channel), sk: day }, blockStart, slot: `s${offset}` };
 }
 
@@ -153,8 +192,16 @@ export function originOf(reading: Reading): string {
 
 /** Short, stable stand-in for an origin inside each slot; the full string is kept once per block. */
 export function originHash(origin: string): string {
-  return createHash('sha256').update(origin).digest('base64url').slice(0, 6);
+  let hash = originHashes.get(origin);
+  if (hash === undefined) {
+    hash = createHash('sha256').update(origin).digest('base64url').slice(0, 6);
+    // A unit of work has one origin for all its readings: remember the last few, not every one.
+    if (originHashes.size >= 256) originHashes.clear();
+    originHashes.set(origin, hash);
+  }
+  return hash;
 }
+const originHashes = new Map<string, string>();
 
 /** Positions in a slot list. */
 const VALUE = 0;
@@ -298,12 +345,16 @@ export function buildBlockUpdate(writes: PendingWrite[], guard: Guard, context: 
     }
   }
 
-  return withoutUnusedPlaceholders({
+  const parts = {
     UpdateExpression: `SET ${sets.join(', ')} ADD #ver :one`,
     ConditionExpression: conditions.join(' AND '),
     ExpressionAttributeNames: names,
     ExpressionAttributeValues: values,
-  });
+  };
+  // Every placeholder above is declared only where it is used. The check (one regular expression
+  // per placeholder) cost more than the rest of a 96-slot request's encoding, so it stays as a
+  // safety net on small requests only.
+  return writes.length <= MAX_SLOT_GUARDS ? withoutUnusedPlaceholders(parts) : parts;
 }
 
 /**

@@ -182,13 +182,17 @@ async function ingestRecord(record: SQSRecord, deps: IotIngestDependencies): Pro
   }
 
   for (const status of WRITE_STATUSES) metrics.count(READING_STATUS_METRIC[status], report.counts[status]);
+  // Counted per distinct latency: a message of many meters' days repeats each one per meter.
+  const latencies = new Map<number, number>();
   for (const outcome of report.outcomes) {
     if (outcome.status === 'conflict') log.warn('reading conflict', { unitId, meterId: outcome.reading.meterId, reason: outcome.reason });
     if (outcome.status === 'stored' || outcome.status === 'superseded') {
       const end = outcome.reading.kind === 'interval' ? outcome.reading.end : outcome.reading.at;
-      metrics.record('IngestLatency', Math.round((now.getTime() - end.getTime()) / 1000), 'Seconds');
+      const seconds = Math.round((now.getTime() - end.getTime()) / 1000);
+      latencies.set(seconds, (latencies.get(seconds) ?? 0) + 1);
     }
   }
+  for (const [seconds, times] of latencies) metrics.record('IngestLatency', seconds, 'Seconds', {}, times);
 
   const sequence = await deps.sequences.observe(message.gatewayId, message.seq);
   if (sequence.kind === 'gap') {

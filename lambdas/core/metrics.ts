@@ -79,14 +79,14 @@ export class Metrics {
     else this.counters.set(key, { name, unit: 'Count', dimensions: dims, timestamp: this.clock(), values: new Map(), sum: increment });
   }
 
-  /** Records one observation of a value (a latency, a size); CloudWatch keeps the distribution. */
-  record(name: MetricName, value: number, unit: MetricUnit, dimensions: Dimensions = {}): void {
-    if (!Number.isFinite(value)) return;
+  /** Records an observation of a value (a latency, a size), `times` times; CloudWatch keeps the distribution. */
+  record(name: MetricName, value: number, unit: MetricUnit, dimensions: Dimensions = {}, times = 1): void {
+    if (!Number.isFinite(value) || times <= 0) return;
     const dims = this.dimensionsFor(dimensions);
     const key = seriesKey(name, unit, dims);
     let series = this.series.get(key);
     if (!series) this.series.set(key, (series = { name, unit, dimensions: dims, timestamp: this.clock(), values: new Map() }));
-    series.values.set(value, (series.values.get(value) ?? 0) + 1);
+    series.values.set(value, (series.values.get(value) ?? 0) + times);
   }
 
   /** Datums waiting to be flushed (for tests and for the handler's own log line). */

@@ -147,22 +147,28 @@ export class ReadingStore {
     // After the blocks, so the catalog never names a reading that is not stored. Duplicates and
     // stale readings count as sightings too: a replay after a failed catalog write repairs it.
     const sightings = new Map<string, CatalogSighting>();
+    let previous: { reading: Reading; sighting: CatalogSighting } | undefined;
     for (const { reading, status } of outcomes) {
       if (status === 'conflict') continue;
       const instant = identityInstant(reading).getTime() / 1000;
+      // Readings of one series come in runs (a block's values): extend the run's sighting in place.
+      if (previous && sameSeriesShape(previous.reading, reading)) {
+        previous.sighting.first = Math.min(previous.sighting.first, instant);
+        previous.sighting.last = Math.max(previous.sighting.last, instant);
+        continue;
+      }
       const id = `${reading.meterId}#${reading.channel}`;
-      sightings.set(
-        id,
-        mergeSighting(sightings.get(id), {
-          meterId: reading.meterId,
-          channel: reading.channel,
-          units: new Set([reading.unit]),
-          intervalSeconds: new Set([durationOf(reading)]),
-          sources: new Set([reading.source]),
-          first: instant,
-          last: instant,
-        }),
-      );
+      const sighting = mergeSighting(sightings.get(id), {
+        meterId: reading.meterId,
+        channel: reading.channel,
+        units: new Set([reading.unit]),
+        intervalSeconds: new Set([durationOf(reading)]),
+        sources: new Set([reading.source]),
+        first: instant,
+        last: instant,
+      });
+      sightings.set(id, sighting);
+      previous = { reading, sighting };
     }
     const catalog: CatalogCost = { writes: 0, writeUnits: 0, reads: 0, readUnits: 0 };
     await mapWithConcurrency([...sightings.values()], this.concurrency, async (sighting) => {
@@ -274,6 +280,11 @@ export class ReadingStore {
     } while (exclusiveStartKey);
     return readings.sort((a, b) => identityInstant(a).getTime() - identityInstant(b).getTime());
   }
+}
+
+/** Whether a reading adds nothing to the previous one's sighting but its instant (same series, unit, interval length, source). */
+function sameSeriesShape(a: Reading, b: Reading): boolean {
+  return a.meterId === b.meterId && a.channel === b.channel && a.unit === b.unit && a.source === b.source && durationOf(a) === durationOf(b);
 }
 
 function conflictReason(incoming: Reading, existing: StoredValue | undefined, block: BlockShape): string {

@@ -47,6 +47,11 @@ export async function synthesize(outdir: string, context: Record<string, unknown
     timeout: 600_000,
     maxBuffer: 32 * 1024 * 1024,
   });
+  return readAssembly(outdir);
+}
+
+/** Reads a cloud assembly synthesized before (by `synthesize` or `cdk synth`). */
+export async function readAssembly(outdir: string): Promise<Assembly> {
   const manifest = JSON.parse(await readFile(join(outdir, 'manifest.json'), 'utf8')) as {
     artifacts: Record<string, { type: string; properties?: { templateFile?: string } }>;
   };
