@@ -11,6 +11,11 @@ import { Poller, type PollerStats } from './poller.ts';
 import type { ClockSyncCheck } from './clock-sync.ts';
 import { Publisher, type PublisherFaultPoint, type PublisherStats } from './publisher.ts';
 import { Spool, type SpoolFaultPoint, type SpoolStats } from './spool.ts';
+import { CertificateRotator, type RotationStats } from './rotation.ts';
+import { Signal } from './signal.ts';
+import { GATEWAY_VERSION } from './version.ts';
+import type { StatusReport } from '../../shared/gateway-events.ts';
+import { gatewayEventTopic } from '../../shared/telemetry.ts';
 
 export type FaultPoint = SpoolFaultPoint | PublisherFaultPoint;
 export const FAULT_POINTS: readonly FaultPoint[] = ['append', 'outbox', 'publish', 'ack', 'state'];
@@ -26,10 +31,14 @@ export interface GatewayStatus {
   oldestUnsentReading: { meterId: string; channel: string; intervalStart: string } | null;
   poller: PollerStats;
   publisher: PublisherStats;
+  /** Certificate in use and rotation progress (absent when rotation is disabled). */
+  rotation?: RotationStats;
 }
 
 export interface GatewayAgent {
   status(): GatewayStatus;
+  /** Starts a certificate rotation at the next check, whatever the certificate's age (as `meterbridge-gateway rotate`). */
+  rotateNow(): void;
   /** Stops polling and publishing, persists the cursor and closes the spool. */
   stop(): Promise<void>;
 }
@@ -90,11 +99,16 @@ export async function startGatewayAgent(config: GatewayConfig, options: GatewayA
     tornRecordsDropped: opened.tornRecordsDropped,
   });
 
+  const stopping = new Signal();
+  const rotator = config.rotation.enabled
+    ? new CertificateRotator({ config, log, reconnect: () => publisher.reconnect(), sleep: (ms) => stopping.wait(ms) })
+    : undefined;
   const publisher = new Publisher({
     config,
     spool,
     clock,
     log,
+    ...(rotator ? { rotator } : {}),
     ...(options.random ? { random: options.random } : {}),
     ...(options.faultPoint ? { faultPoint: options.faultPoint } : {}),
     ...(options.persistDelayMs !== undefined ? { persistDelayMs: options.persistDelayMs } : {}),
@@ -121,6 +135,7 @@ export async function startGatewayAgent(config: GatewayConfig, options: GatewayA
         : null,
       poller: poller.stats(),
       publisher: publisher.stats(),
+      ...(rotator ? { rotation: rotator.stats() } : {}),
     };
   };
   const statusPath = join(config.spool.directory, 'status.json');
@@ -145,6 +160,13 @@ export async function startGatewayAgent(config: GatewayConfig, options: GatewayA
     });
   }, config.statusEverySeconds * 1000);
   statusTimer.unref();
+  const rotationTimer = setInterval(() => rotator?.check(publisher.connection()), config.rotation.checkEverySeconds * 1000);
+  rotationTimer.unref();
+  const health = healthReporter(config, status, clock, (body) =>
+    publisher.publishEvent(gatewayEventTopic(config.iot.ruleName, config.thingName, 'status'), body),
+  );
+  const healthTimer = setInterval(() => void health(), config.health.reportEverySeconds * 1000);
+  healthTimer.unref();
 
   publisher.start();
   poller.start();
@@ -153,9 +175,18 @@ export async function startGatewayAgent(config: GatewayConfig, options: GatewayA
   let stopped: Promise<void> | undefined;
   return {
     status,
+    rotateNow() {
+      if (!rotator) throw new Error('certificate rotation is disabled (rotation.enabled: false)');
+      rotator.requestNow();
+      rotator.check(publisher.connection());
+    },
     stop() {
       stopped ??= (async () => {
         clearInterval(statusTimer);
+        clearInterval(rotationTimer);
+        clearInterval(healthTimer);
+        rotator?.stop();
+        stopping.notify();
         await poller.stop();
         await publisher.stop();
         writeStatus();
@@ -164,5 +195,35 @@ export async function startGatewayAgent(config: GatewayConfig, options: GatewayA
       })();
       return stopped;
     },
+  };
+}
+
+/**
+ * The status report (shared/gateway-events.ts) sent every `health.reportEverySeconds` on the fleet
+ * rule's `status` topic; skipped while disconnected (the cloud sees silence, which is the news).
+ */
+function healthReporter(
+  config: GatewayConfig,
+  status: () => GatewayStatus,
+  clock: AgentClock,
+  publish: (body: string) => Promise<boolean>,
+): () => Promise<void> {
+  let readErrorsReported = 0;
+  return async () => {
+    const s = status();
+    if (!s.rotation || !s.publisher.connected) return;
+    const oldest = s.oldestUnsentReading ? Date.parse(s.oldestUnsentReading.intervalStart) : undefined;
+    const report: StatusReport = {
+      v: 1,
+      gatewayId: config.thingName,
+      sentAt: new Date().toISOString(),
+      version: GATEWAY_VERSION,
+      spoolDepth: s.spool.depth,
+      oldestUnsentSeconds: oldest === undefined ? 0 : Math.max(0, Math.round((clock.now() - oldest) / 1000)),
+      readErrors: Math.max(0, s.poller.readErrors - readErrorsReported),
+      clock: s.poller.clock,
+      certificate: { id: s.rotation.certificateId, notBefore: s.rotation.certificateNotBefore, notAfter: s.rotation.certificateNotAfter },
+    };
+    if (await publish(JSON.stringify(report))) readErrorsReported = s.poller.readErrors;
   };
 }
