@@ -55,7 +55,7 @@ export async function handleGatewayEvent(record: GatewayEventRecord, deps: Fleet
     const report = decoded.event;
     const ageDays = Math.max(0, (record.receivedAt - Date.parse(report.certificate.notBefore)) / DAY_MS);
     metrics.count('GatewaysReporting');
-    metrics.record('GatewaySpoolDepth', report.spoolDepth, 'Count');
+    metrics.record('GatewaySpoolDepth', report.spoolDepth, 'None');
     metrics.record('GatewayOldestUnsentSeconds', report.oldestUnsentSeconds, 'Seconds');
     metrics.record('GatewayReadErrors', report.readErrors, 'Count');
     metrics.record('GatewayCertificateAgeDays', Math.round(ageDays * 10) / 10, 'None');

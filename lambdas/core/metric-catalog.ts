@@ -200,7 +200,8 @@ export const METRIC_CATALOG = {
     description: 'gateway status reports received (every gateway reports every health.reportEverySeconds)',
   },
   GatewaySpoolDepth: {
-    unit: 'Count',
+    // A gauge, not a count: 'None' makes the dashboard plot its Maximum (Count metrics are summed).
+    unit: 'None',
     sources: ['iot'],
     watch: 'informational',
     why: 'a deep spool with data still arriving is a drain in progress; readings not arriving alarm through freshness and SequenceGaps',
