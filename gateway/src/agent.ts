@@ -147,26 +147,7 @@ export async function startGatewayAgent(config: GatewayConfig, options: GatewayA
       log.warn('could not write status.json', { error: String(error) });
     }
   };
-  const statusTimer = setInterval(() => {
-    writeStatus();
-    const s = status();
-    log.info('gateway status', {
-      spoolDepth: s.spool.depth,
-      oldestUnsent: s.oldestUnsentReading?.intervalStart,
-      lastPublishAt: s.publisher.lastPublishAt,
-      connected: s.publisher.connected,
-      readErrors: s.poller.readErrors,
-      droppedReadings: s.spool.droppedReadings,
-    });
-  }, config.statusEverySeconds * 1000);
-  statusTimer.unref();
-  const rotationTimer = setInterval(() => rotator?.check(publisher.connection()), config.rotation.checkEverySeconds * 1000);
-  rotationTimer.unref();
-  const health = healthReporter(config, status, clock, (body) =>
-    publisher.publishEvent(gatewayEventTopic(config.iot.ruleName, config.thingName, 'status'), body),
-  );
-  const healthTimer = setInterval(() => void health(), config.health.reportEverySeconds * 1000);
-  healthTimer.unref();
+  const stopTimers = startTimers(config, { status, writeStatus, log, clock, rotator, publisher });
 
   publisher.start();
   poller.start();
@@ -182,9 +163,7 @@ export async function startGatewayAgent(config: GatewayConfig, options: GatewayA
     },
     stop() {
       stopped ??= (async () => {
-        clearInterval(statusTimer);
-        clearInterval(rotationTimer);
-        clearInterval(healthTimer);
+        stopTimers();
         rotator?.stop();
         stopping.notify();
         await poller.stop();
@@ -196,6 +175,41 @@ export async function startGatewayAgent(config: GatewayConfig, options: GatewayA
       return stopped;
     },
   };
+}
+
+/** The agent's periodic work: status.json and its log line, the rotation check, the status report to the cloud. Returns their stop. */
+function startTimers(
+  config: GatewayConfig,
+  parts: {
+    status: () => GatewayStatus;
+    writeStatus: () => void;
+    log: Log;
+    clock: AgentClock;
+    rotator: CertificateRotator | undefined;
+    publisher: Publisher;
+  },
+): () => void {
+  const { status, writeStatus, log, clock, rotator, publisher } = parts;
+  const statusTimer = setInterval(() => {
+    writeStatus();
+    const s = status();
+    log.info('gateway status', {
+      spoolDepth: s.spool.depth,
+      oldestUnsent: s.oldestUnsentReading?.intervalStart,
+      lastPublishAt: s.publisher.lastPublishAt,
+      connected: s.publisher.connected,
+      readErrors: s.poller.readErrors,
+      droppedReadings: s.spool.droppedReadings,
+    });
+  }, config.statusEverySeconds * 1000);
+  const rotationTimer = setInterval(() => rotator?.check(publisher.connection()), config.rotation.checkEverySeconds * 1000);
+  const health = healthReporter(config, status, clock, (body) =>
+    publisher.publishEvent(gatewayEventTopic(config.iot.ruleName, config.thingName, 'status'), body),
+  );
+  const healthTimer = setInterval(() => void health(), config.health.reportEverySeconds * 1000);
+  const timers = [statusTimer, rotationTimer, healthTimer];
+  for (const timer of timers) timer.unref();
+  return () => timers.forEach((timer) => clearInterval(timer));
 }
 
 /**

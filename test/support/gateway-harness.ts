@@ -111,22 +111,7 @@ export async function startGatewayHarness(options: GatewayHarnessOptions = {}): 
     if (registry) await registry.registerDevice(THING, device.certPath);
     const fleetOutcomes: GatewayEventOutcome[] = [];
     const publishedWith: string[] = [];
-    // The fleet rule's Lambda action: invoked asynchronously (the PUBACK does not wait for it).
-    const fleetEvent = (publish: { topic: string; payload: Buffer; certificateId: string; receivedAt: number }) => {
-      const metrics = new Metrics({ client: cloudwatch!.client(), log: silentLog });
-      const record = {
-        payload: publish.payload.toString('base64'),
-        topic: withoutBasicIngestPrefix(publish.topic),
-        principal: publish.certificateId,
-        receivedAt: publish.receivedAt,
-      };
-      void handleGatewayEvent(record, { iot: registry!.iot, policyName: registry!.policyName, metrics, log: silentLog })
-        .then(
-          (outcome) => fleetOutcomes.push(outcome),
-          (error: unknown) => fleetOutcomes.push({ kind: 'refused', reason: `threw: ${String(error)}` }),
-        )
-        .finally(() => metrics.flush());
-    };
+    const fleetEvent = registry ? fleetRuleAction(registry, cloudwatch, fleetOutcomes) : undefined;
 
     poller = queue.startPolling(
       async (event) => {
@@ -161,7 +146,7 @@ export async function startGatewayHarness(options: GatewayHarnessOptions = {}): 
         onPublish: async (publish) => {
           publishedWith.push(publish.certificateId);
           if (gatewayEventFromTopic(publish.topic)) {
-            if (registry) fleetEvent(publish);
+            fleetEvent?.(publish);
             return;
           }
           unacknowledged++;
@@ -244,6 +229,29 @@ export async function startGatewayHarness(options: GatewayHarnessOptions = {}): 
     await rm(dir, { recursive: true, force: true });
     throw error;
   }
+}
+
+/** The fleet rule's Lambda action on the fleet core: invoked asynchronously (the PUBACK does not wait for it). */
+function fleetRuleAction(
+  registry: LocalIotRegistry,
+  cloudwatch: LocalCloudWatch,
+  outcomes: GatewayEventOutcome[],
+): (publish: { topic: string; payload: Buffer; certificateId: string; receivedAt: number }) => void {
+  return (publish) => {
+    const metrics = new Metrics({ client: cloudwatch.client(), log: silentLog });
+    const record = {
+      payload: publish.payload.toString('base64'),
+      topic: withoutBasicIngestPrefix(publish.topic),
+      principal: publish.certificateId,
+      receivedAt: publish.receivedAt,
+    };
+    void handleGatewayEvent(record, { iot: registry.iot, policyName: registry.policyName, metrics, log: silentLog })
+      .then(
+        (outcome) => outcomes.push(outcome),
+        (error: unknown) => outcomes.push({ kind: 'refused', reason: `threw: ${String(error)}` }),
+      )
+      .finally(() => metrics.flush());
+  };
 }
 
 /** A demo clock section starting `daysBack` days ago on an interval boundary, running `speedup` times real time. */

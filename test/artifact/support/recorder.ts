@@ -148,7 +148,7 @@ function deriveIot(method: string, url: URL, headers: IncomingMessage['headers']
       return call('DescribeCertificate', cert(parts[1]!));
     case 'PUT /certificates/_':
       return call('UpdateCertificate', cert(parts[1]!));
-    case 'GET /principals/things':
+    case 'GET /principals/_': // /principals/things
       return call('ListPrincipalThings', '*');
     case 'POST /attached-policies/_':
       return call('ListAttachedPolicies', '*');
