@@ -139,9 +139,7 @@ export async function startLocalPlatform(options: PlatformOptions): Promise<Loca
         ruleName: LOCAL_RULE_NAME,
         // Gateway events (rotation notices, status reports) belong to the fleet rule, not the telemetry queue;
         // local mode has no fleet function (its broker has no certificate registry), so they end here.
-        onPublish: (publish) => {
-          if (gatewayEventFromTopic(publish.topic) === undefined) iotQueue.send(toRuleMessageBody(publish));
-        },
+        onPublish: (publish) => void (gatewayEventFromTopic(publish.topic) ? undefined : iotQueue.send(toRuleMessageBody(publish))),
         log,
       });
     };
