@@ -11,20 +11,38 @@
  * queue that SQS's native redrive replays as a whole.
  */
 import { fileURLToPath } from 'node:url';
-import { Aws, Duration, Stack } from 'aws-cdk-lib';
+import { Aws, Duration, Stack, Validations } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as iot from 'aws-cdk-lib/aws-iot';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { FUNCTION_TIMEOUT_SECONDS } from '../lambdas/core/work-units.ts';
-import { basicIngestTopicPrefix, TELEMETRY_TOPIC_FILTER, telemetryTopic } from '../shared/telemetry.ts';
+import {
+  basicIngestTopicPrefix,
+  CREATE_FROM_CSR_ACCEPTED_TOPIC,
+  CREATE_FROM_CSR_REJECTED_TOPIC,
+  CREATE_FROM_CSR_TOPIC,
+  fleetRuleName,
+  GATEWAY_EVENTS_TOPIC_FILTER,
+  gatewayEventTopic,
+  TELEMETRY_TOPIC_FILTER,
+  telemetryTopic,
+} from '../shared/telemetry.ts';
 import type { IngestionMonitoring } from './monitoring.ts';
-import { MeterbridgeFunction } from './meterbridge-function.ts';
+import { executionRoleOf, MeterbridgeFunction } from './meterbridge-function.ts';
 import type { StageSettings } from './settings.ts';
 import type { ReadingStorage } from './storage.ts';
 
 const INGEST_ENTRY = fileURLToPath(new URL('../lambdas/iot-ingest.ts', import.meta.url));
+const FLEET_ENTRY = fileURLToPath(new URL('../lambdas/gateway-fleet.ts', import.meta.url));
+
+/**
+ * Fleet rule SQL: rotation notices and status reports, byte-exact like telemetry, with
+ * `principal()` (the id of the certificate the event came over), which the fleet function checks
+ * against the thing's attachments before it activates or revokes anything.
+ */
+export const FLEET_RULE_SQL = `SELECT encode(*, 'base64') AS payload, topic() AS topic, principal() AS principal, timestamp() AS receivedAt FROM '${GATEWAY_EVENTS_TOPIC_FILTER}'`;
 
 /** Hard limit on one ingest invocation; the queue's visibility timeout is derived from it. */
 const INGEST_TIMEOUT = Duration.seconds(FUNCTION_TIMEOUT_SECONDS['iot-message']);
@@ -75,16 +93,26 @@ export class IotIngestion extends Construct {
   public readonly thingType: iot.CfnThingType;
   /** The Basic Ingest topic rule. */
   public readonly topicRule: iot.CfnTopicRule;
+  /** Rotation notices and status reports (`meterbridge_<stage>_fleet`) to the fleet function. */
+  public readonly fleetRule: iot.CfnTopicRule;
+  /** Activates/retires rotated certificates and turns status reports into fleet metrics. */
+  public readonly fleetFunction: MeterbridgeFunction;
 
   /** What the operations construct watches on this path. */
   public get monitoring(): IngestionMonitoring {
     return {
       source: 'iot',
-      functions: [{ label: 'ingest', fn: this.ingestFunction }],
+      functions: [
+        { label: 'ingest', fn: this.ingestFunction },
+        { label: 'fleet', fn: this.fleetFunction },
+      ],
       queues: [{ label: 'telemetry', queue: this.queue, deadLetterQueue: this.deadLetterQueue }],
       // Gateways report every 15 minutes; a fleet silent for an hour is an outage, not a lull.
       expectedSilenceMinutes: 60,
-      topicRules: [{ label: 'telemetry', ruleName: this.ruleName }],
+      topicRules: [
+        { label: 'telemetry', ruleName: this.ruleName },
+        { label: 'fleet', ruleName: fleetRuleName(this.ruleName) },
+      ],
     };
   }
 
@@ -104,6 +132,77 @@ export class IotIngestion extends Construct {
     this.ingestFunction = this.createIngestFunction(settings, storage);
     this.topicRule = this.createTopicRule(settings);
     this.policy = this.createGatewayPolicy(settings);
+    this.fleetFunction = this.createFleetFunction(settings);
+    this.fleetRule = this.createFleetRule(settings);
+  }
+
+  // --- gateway fleet: certificate rotation and status ------------------------------------------
+
+  private createFleetFunction(settings: StageSettings): MeterbridgeFunction {
+    const fn = new MeterbridgeFunction(this, 'FleetFunction', {
+      entry: FLEET_ENTRY,
+      settings,
+      serviceName: 'gateway-fleet',
+      description: `meterbridge ${settings.stage}: gateway certificate rotation (activate new, revoke old) and status metrics`,
+      timeout: Duration.seconds(30),
+      environment: { GATEWAY_POLICY_NAME: this.policy.policyName! },
+    });
+    fn.grantPutMetrics();
+    const certArns = Stack.of(this).formatArn({ service: 'iot', resource: 'cert', resourceName: '*' });
+    const thingArns = Stack.of(this).formatArn({ service: 'iot', resource: 'thing', resourceName: '*' });
+    // Only what rotation needs: read certificates and attachments, change status, attach and detach.
+    const rotation = new iam.Policy(this, 'FleetRotationPolicy', {
+      statements: [
+        new iam.PolicyStatement({
+          actions: ['iot:DescribeCertificate', 'iot:UpdateCertificate', 'iot:AttachPolicy', 'iot:DetachPolicy'],
+          resources: [certArns],
+        }),
+        new iam.PolicyStatement({
+          actions: ['iot:ListThingPrincipals', 'iot:AttachThingPrincipal', 'iot:DetachThingPrincipal'],
+          resources: [thingArns],
+        }),
+        // Read-only lists by certificate; on '*' so they hold whether IAM scopes them to the certificate or not.
+        new iam.PolicyStatement({ actions: ['iot:ListPrincipalThings', 'iot:ListAttachedPolicies'], resources: ['*'] }),
+      ],
+    });
+    rotation.attachToRole(executionRoleOf(fn));
+    fn.node.addDependency(rotation);
+    const why =
+      'Certificates and things are created per gateway after deploy (provisioning, rotation), so their ARNs cannot be listed; ' +
+      'the function acts only on the certificates of the thing whose attached certificate sent the notice (lambdas/core/gateway-rotation.ts).';
+    const nag = (resource: string) => `AwsSolutions-IAM5[Resource::${resource}]`;
+    const partitioned = (type: string) => `arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:${type}/*`;
+    Validations.of(rotation).acknowledge(
+      { id: nag(partitioned('cert')), reason: why },
+      { id: nag(partitioned('thing')), reason: why },
+      {
+        id: nag('*'),
+        reason:
+          'iot:ListPrincipalThings and iot:ListAttachedPolicies are read-only lists; granted on * so they hold whatever resource IAM scopes them to.',
+      },
+    );
+    return fn;
+  }
+
+  private createFleetRule(settings: StageSettings): iot.CfnTopicRule {
+    const ruleName = fleetRuleName(this.ruleName);
+    const ruleArn = Stack.of(this).formatArn({ service: 'iot', resource: 'rule', resourceName: ruleName });
+    const rule = new iot.CfnTopicRule(this, 'FleetRule', {
+      ruleName,
+      topicRulePayload: {
+        description: `meterbridge ${settings.stage}: gateway rotation notices and status reports (Basic Ingest) to the fleet function`,
+        sql: FLEET_RULE_SQL,
+        awsIotSqlVersion: '2016-03-23',
+        ruleDisabled: false,
+        actions: [{ lambda: { functionArn: this.fleetFunction.functionArn } }],
+      },
+    });
+    this.fleetFunction.addPermission('InvokedByFleetRule', {
+      principal: new iam.ServicePrincipal('iot.amazonaws.com'),
+      sourceArn: ruleArn,
+      sourceAccount: Aws.ACCOUNT_ID,
+    });
+    return rule;
   }
 
   // --- queues -------------------------------------------------------------------------------
@@ -227,11 +326,28 @@ export class IotIngestion extends Construct {
             Condition: { Bool: { 'iot:Connection.Thing.IsAttached': 'true' } },
           },
           {
-            // Only the gateway's own telemetry topic. No Subscribe/Receive: Basic Ingest
-            // topics cannot be subscribed to, and gateways subscribe to nothing yet.
+            // Only the gateway's own telemetry and event topics (Basic Ingest), and the
+            // CreateCertificateFromCsr request: IoT answers it on the requesting connection only,
+            // and the certificate is usable only once the fleet function attached it to this thing.
             Effect: 'Allow',
             Action: 'iot:Publish',
-            Resource: iotArn('topic', telemetryTopic(this.ruleName, THING_NAME_VARIABLE)),
+            Resource: [
+              iotArn('topic', telemetryTopic(this.ruleName, THING_NAME_VARIABLE)),
+              iotArn('topic', gatewayEventTopic(this.ruleName, THING_NAME_VARIABLE, 'rotation')),
+              iotArn('topic', gatewayEventTopic(this.ruleName, THING_NAME_VARIABLE, 'status')),
+              iotArn('topic', CREATE_FROM_CSR_TOPIC),
+            ],
+          },
+          {
+            // The two answers of CreateCertificateFromCsr; nothing else can be subscribed to.
+            Effect: 'Allow',
+            Action: 'iot:Subscribe',
+            Resource: [CREATE_FROM_CSR_ACCEPTED_TOPIC, CREATE_FROM_CSR_REJECTED_TOPIC].map((topic) => iotArn('topicfilter', topic)),
+          },
+          {
+            Effect: 'Allow',
+            Action: 'iot:Receive',
+            Resource: [CREATE_FROM_CSR_ACCEPTED_TOPIC, CREATE_FROM_CSR_REJECTED_TOPIC].map((topic) => iotArn('topic', topic)),
           },
         ],
       },
@@ -260,6 +376,6 @@ export class IotIngestion extends Construct {
  * `arn:<partition>:iot:<region>:<account>:<type>/<name>` by concatenation: the name may hold
  * IoT policy variables, which Fn::Sub would try to resolve as its own `${...}` references.
  */
-function iotArn(type: 'client' | 'topic', name: string): string {
+function iotArn(type: 'client' | 'topic' | 'topicfilter', name: string): string {
   return `arn:${Aws.PARTITION}:iot:${Aws.REGION}:${Aws.ACCOUNT_ID}:${type}/${name}`;
 }

@@ -11,7 +11,7 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { THING_NAME_PATTERN, THING_NAME_RULE } from '../shared/telemetry.ts';
@@ -128,6 +128,8 @@ export async function issueServerCert(ca: DevCa, dir: string, options: ServerCer
   ]);
 }
 
+const DEVICE_EXTENSIONS = ['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature', 'extendedKeyUsage=clientAuth'];
+
 /**
  * Issues a device (client) certificate with subject CN = `thingName`, which the local broker
  * takes as the thing name (AWS IoT gets it from the thing the certificate is attached to).
@@ -136,11 +138,7 @@ export async function issueDeviceCert(ca: DevCa, dir: string, thingName: string,
   // The thing-name pattern also keeps the name safe inside openssl's `-subj /CN=...`, where `/` and `=` are separators.
   if (!THING_NAME_PATTERN.test(thingName)) throw new Error(`issueDeviceCert: '${thingName}' is not a valid thing name: ${THING_NAME_RULE}`);
   const { days = 825 } = options;
-  return issue(ca, dir, thingName, thingName, days, [
-    'basicConstraints=critical,CA:FALSE',
-    'keyUsage=critical,digitalSignature',
-    'extendedKeyUsage=clientAuth',
-  ]);
+  return issue(ca, dir, thingName, thingName, days, DEVICE_EXTENSIONS);
 }
 
 async function issue(ca: DevCa, dir: string, name: string, commonName: string, days: number, extensions: string[]): Promise<IssuedCert> {
@@ -149,9 +147,36 @@ async function issue(ca: DevCa, dir: string, name: string, commonName: string, d
   const keyPath = join(dir, `${name}.key.pem`);
   const certPath = join(dir, `${name}.cert.pem`);
   const csrPath = join(dir, `${name}.csr.pem`);
-  const extPath = join(dir, `${name}.ext.cnf`);
   await generateKey(keyPath);
   await run('openssl', ['req', '-new', '-key', keyPath, '-subj', `/CN=${commonName}`, '-out', csrPath]);
+  try {
+    await signRequest(ca, csrPath, certPath, days, extensions);
+  } finally {
+    await rm(csrPath, { force: true });
+  }
+  return { certPath, keyPath };
+}
+
+/**
+ * Signs a device's CSR (the local CreateCertificateFromCsr): the certificate carries the CSR's
+ * public key and subject CN = `thingName` whatever the CSR says (IoT Core ignores the CSR's subject
+ * too). Returns the certificate PEM; nothing but the certificate is written, under `dir`.
+ */
+export async function signDeviceCsr(ca: DevCa, dir: string, thingName: string, csrPem: string, options: DeviceCertOptions = {}): Promise<string> {
+  if (!THING_NAME_PATTERN.test(thingName)) throw new Error(`signDeviceCsr: '${thingName}' is not a valid thing name: ${THING_NAME_RULE}`);
+  await mkdir(dir, { recursive: true });
+  const base = join(dir, `csr-${randomBytes(8).toString('hex')}`);
+  await writeFile(`${base}.csr.pem`, csrPem);
+  try {
+    await signRequest(ca, `${base}.csr.pem`, `${base}.cert.pem`, options.days ?? 825, DEVICE_EXTENSIONS, `/CN=${thingName}`);
+    return await readFile(`${base}.cert.pem`, 'utf8');
+  } finally {
+    await Promise.all([rm(`${base}.csr.pem`, { force: true }), rm(`${base}.cert.pem`, { force: true })]);
+  }
+}
+
+async function signRequest(ca: DevCa, csrPath: string, certPath: string, days: number, extensions: string[], subject?: string): Promise<void> {
+  const extPath = `${certPath}.ext.cnf`;
   await writeFile(extPath, `${extensions.join('\n')}\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n`);
   try {
     await run('openssl', [
@@ -159,6 +184,7 @@ async function issue(ca: DevCa, dir: string, name: string, commonName: string, d
       '-req',
       '-in',
       csrPath,
+      ...(subject ? ['-subj', subject] : []),
       '-CA',
       ca.certPath,
       '-CAkey',
@@ -177,9 +203,8 @@ async function issue(ca: DevCa, dir: string, name: string, commonName: string, d
       certPath,
     ]);
   } finally {
-    await Promise.all([rm(csrPath, { force: true }), rm(extPath, { force: true })]);
+    await rm(extPath, { force: true });
   }
-  return { certPath, keyPath };
 }
 
 /** An EC P-256 key written with mode 0600 from the start (never readable by others, even briefly). */

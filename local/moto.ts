@@ -60,8 +60,21 @@ export async function startMoto(options: MotoOptions = {}): Promise<Moto> {
   throw lastError;
 }
 
+/**
+ * `python -m moto.server` with IoT certificate ids as IoT computes them (SHA-256 of the DER; moto's
+ * default hashes the PEM text): moto's `iot.use_valid_cert` setting, which its HTTP config API does
+ * not accept, so it is set before the server starts.
+ */
+const MOTO_SERVER = [
+  'import sys',
+  'from moto.core.config import default_user_config',
+  "default_user_config['iot'] = {'use_valid_cert': True}",
+  'from moto.server import main',
+  'main(sys.argv[1:])',
+].join('\n');
+
 async function spawnMoto(port: number, options: MotoOptions): Promise<ChildProcess> {
-  const child = spawn(toolsPython(), ['-m', 'moto.server', '-H', '127.0.0.1', '-p', String(port)], {
+  const child = spawn(toolsPython(), ['-c', MOTO_SERVER, '-H', '127.0.0.1', '-p', String(port)], {
     env: { ...process.env, AWS_DEFAULT_REGION: motoRegion, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

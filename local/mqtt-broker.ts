@@ -36,14 +36,36 @@
  *   resends after reconnecting — at-least-once, like IoT Core when a rule cannot take the message.
  * - a publish with the RETAIN flag (a Will included): refused like any unauthorized publish.
  * - any SUBSCRIBE: SUBACK with return code 0x80 (failure) for every filter; the connection stays.
+ *   The exceptions are the two response topics of the CreateCertificateFromCsr MQTT API.
+ *
+ * With a certificate `registry` (local/iot-registry.ts, kept in moto's IoT control plane) the broker
+ * also does what IoT Core does with its registry: a CONNECT whose certificate is not registered,
+ * not ACTIVE (PENDING_ACTIVATION, INACTIVE, REVOKED) or not attached to the thing named by the
+ * client id gets CONNACK 5; and a publish of `{"certificateSigningRequest": ...}` to
+ * `$aws/certificates/create-from-csr/json` is answered on `.../accepted` (certificateId,
+ * certificatePem, certificateOwnershipToken) or `.../rejected` (statusCode, errorCode,
+ * errorMessage), to the requesting connection only, and only if it subscribed to that topic
+ * first. Devices may also publish to their own gateway event topics (rotation notices, status),
+ * which go to `onPublish` like telemetry.
  */
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { once } from 'node:events';
 import type { AddressInfo, Socket } from 'node:net';
 import tls from 'node:tls';
 import { Aedes, type AuthenticateError, type Client, type PublishPacket } from 'aedes';
+import { CsrError } from '../shared/csr.ts';
 import { silentLog, type Log } from '../shared/log.ts';
-import { MAX_MESSAGE_BYTES, RULE_NAME_PATTERN, telemetryTopic as basicIngestTopic } from '../shared/telemetry.ts';
+import {
+  CREATE_FROM_CSR_ACCEPTED_TOPIC,
+  CREATE_FROM_CSR_REJECTED_TOPIC,
+  CREATE_FROM_CSR_TOPIC,
+  gatewayEventFromTopic,
+  gatewayEventTopic,
+  MAX_MESSAGE_BYTES,
+  RULE_NAME_PATTERN,
+  telemetryTopic as basicIngestTopic,
+} from '../shared/telemetry.ts';
 
 /** One publish the broker accepted, as handed to the rule. */
 export interface LocalIotPublish {
@@ -56,6 +78,8 @@ export interface LocalIotPublish {
   /** Epoch milliseconds when the broker received the publish (the rule's `timestamp()`). */
   receivedAt: number;
   qos: 0 | 1;
+  /** IoT id of the publisher's certificate (SHA-256 of its DER): the rule's `principal()`. */
+  certificateId: string;
 }
 
 export interface LocalIotBrokerOptions {
@@ -93,6 +117,11 @@ export interface LocalIotBrokerOptions {
    */
   connectTimeoutMs?: number;
   /**
+   * IoT Core's certificate registry (local/iot-registry.ts): checked at CONNECT, and answers the
+   * CreateCertificateFromCsr MQTT API. Without it, any certificate of the CA connects and that API is refused.
+   */
+  registry?: LocalCertificateRegistry;
+  /**
    * Where refusals and hand-off failures are logged.
    * @default silentLog
    */
@@ -115,6 +144,8 @@ export interface LocalIotBrokerStats {
   handOffFailed: number;
   /** Subscriptions refused with SUBACK 0x80. */
   subscribeRefused: number;
+  /** Certificates signed through the CreateCertificateFromCsr MQTT API. */
+  certificatesCreated: number;
 }
 
 export interface LocalIotBroker {
@@ -131,90 +162,108 @@ export interface LocalIotBroker {
 /** CONNACK return code 5 in MQTT 3.1.1. */
 const NOT_AUTHORIZED = 5;
 
+/** The answer of the CreateCertificateFromCsr MQTT API (its `/accepted` payload). */
+export interface CreatedFromCsr {
+  certificateId: string;
+  certificatePem: string;
+  certificateOwnershipToken: string;
+}
+
+/** What the broker needs of IoT Core's certificate registry. */
+export interface LocalCertificateRegistry {
+  /** Why this certificate may not connect as `clientId` (undefined: it may). */
+  connectRefusal(certificateDer: Buffer, clientId: string): Promise<string | undefined>;
+  /** Signs the CSR for `thingName`; the certificate is registered PENDING_ACTIVATION. Throws CsrError for a bad CSR. */
+  createFromCsr(thingName: string, csrPem: string): Promise<CreatedFromCsr>;
+}
+
+/** What the hooks share: options with their defaults, the server's files and the counters. */
+interface BrokerContext {
+  ruleName: string;
+  onPublish: LocalIotBrokerOptions['onPublish'];
+  maxPayloadBytes: number;
+  connectTimeoutMs: number;
+  log: Log;
+  registry: LocalCertificateRegistry | undefined;
+  stats: LocalIotBrokerStats;
+  telemetryTopic(thingName: string): string;
+}
+
+const CSR_RESPONSE_TOPICS: readonly string[] = [CREATE_FROM_CSR_ACCEPTED_TOPIC, CREATE_FROM_CSR_REJECTED_TOPIC];
+
 export async function startLocalIotBroker(options: LocalIotBrokerOptions): Promise<LocalIotBroker> {
-  const {
-    port = 0,
-    host = '127.0.0.1',
-    ruleName,
-    onPublish,
-    maxPayloadBytes = MAX_MESSAGE_BYTES,
-    connectTimeoutMs = 5000,
-    log = silentLog,
-  } = options;
+  const { port = 0, host = '127.0.0.1', ruleName } = options;
   if (!RULE_NAME_PATTERN.test(ruleName)) throw new Error(`'${ruleName}' is not a valid topic rule name ([a-zA-Z0-9_])`);
   const [ca, cert, key] = await Promise.all([readFile(options.caCertPath), readFile(options.serverCertPath), readFile(options.serverKeyPath)]);
-
-  const stats: LocalIotBrokerStats = {
-    tlsRefused: 0,
-    connected: 0,
-    connectRefused: 0,
-    publishAccepted: 0,
-    publishRefused: 0,
-    handOffFailed: 0,
-    subscribeRefused: 0,
+  const context: BrokerContext = {
+    ruleName,
+    onPublish: options.onPublish,
+    maxPayloadBytes: options.maxPayloadBytes ?? MAX_MESSAGE_BYTES,
+    connectTimeoutMs: options.connectTimeoutMs ?? 5000,
+    log: options.log ?? silentLog,
+    registry: options.registry,
+    stats: {
+      tlsRefused: 0,
+      connected: 0,
+      connectRefused: 0,
+      publishAccepted: 0,
+      publishRefused: 0,
+      handOffFailed: 0,
+      subscribeRefused: 0,
+      certificatesCreated: 0,
+    },
+    telemetryTopic: (thingName) => basicIngestTopic(ruleName, thingName),
   };
-  const telemetryTopic = (thingName: string): string => basicIngestTopic(ruleName, thingName);
+  const broker = await createBroker(context);
+  const { server, sockets } = createTlsServer(context, broker, { ca, cert, key });
+  server.listen(port, host);
+  await once(server, 'listening');
 
+  return {
+    port: (server.address() as AddressInfo).port,
+    host,
+    stats: context.stats,
+    telemetryTopic: context.telemetryTopic,
+    async close() {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => broker.close(() => resolve()));
+      await closed;
+    },
+  };
+}
+
+async function createBroker(context: BrokerContext): Promise<Aedes> {
+  const { stats, log } = context;
   const broker = await Aedes.createBroker({
-    connectTimeout: connectTimeoutMs,
+    connectTimeout: context.connectTimeoutMs,
     // Thing names may be up to 128 characters; aedes' default (23) is the MQTT 3.1 limit.
     maxClientsIdLength: 128,
-
-    authenticate(client, _username, _password, done) {
-      const thingName = certificateCommonName(client);
-      if (thingName !== undefined && client.id === thingName) {
-        done(null, true);
-        return;
-      }
-      stats.connectRefused++;
-      log.warn('local IoT broker: CONNECT refused, client id is not the certificate CN', { clientId: client.id, certificateCn: thingName });
-      const error = new Error(`client id '${client.id}' does not match the certificate (CN '${thingName ?? '-'}')`) as AuthenticateError;
-      // aedes declares the codes as an ambient const enum, which isolatedModules cannot reference.
-      error.returnCode = NOT_AUTHORIZED as AuthenticateError['returnCode'];
-      done(error, false);
+    authenticate: (client, _username, _password, done) => {
+      void connectRefusal(context, client).then(
+        (refusal) => {
+          if (refusal === undefined) return done(null, true);
+          stats.connectRefused++;
+          log.warn('local IoT broker: CONNECT refused', { clientId: client.id, reason: refusal });
+          const error = new Error(refusal) as AuthenticateError;
+          // aedes declares the codes as an ambient const enum, which isolatedModules cannot reference.
+          error.returnCode = NOT_AUTHORIZED as AuthenticateError['returnCode'];
+          done(error, false);
+        },
+        (error: unknown) => {
+          const failure = new Error(`certificate registry unavailable: ${String(error)}`) as AuthenticateError;
+          failure.returnCode = NOT_AUTHORIZED as AuthenticateError['returnCode'];
+          done(failure, false);
+        },
+      );
     },
-
-    authorizePublish(client, packet, callback) {
-      const refusal = client === null ? 'publishes without a client are not allowed' : publishRefusal(client, packet);
-      if (refusal !== undefined) {
-        stats.publishRefused++;
-        log.warn('local IoT broker: PUBLISH refused, disconnecting', { clientId: client?.id, topic: packet.topic, reason: refusal });
-        callback(new Error(refusal));
-        return;
-      }
-      const publish: LocalIotPublish = {
-        topic: packet.topic,
-        // Copied: the parser's buffer may be a slice of a larger, reused chunk.
-        payload: Buffer.from(packet.payload),
-        clientId: client!.id,
-        receivedAt: Date.now(),
-        qos: packet.qos as 0 | 1,
-      };
-      // aedes waits for this callback before it writes the PUBACK (QoS 1): ack = handed over.
-      Promise.resolve()
-        .then(() => onPublish(publish))
-        .then(
-          () => {
-            stats.publishAccepted++;
-            callback(null);
-          },
-          (error: unknown) => {
-            stats.handOffFailed++;
-            log.error('local IoT broker: onPublish failed, not acknowledging', {
-              clientId: publish.clientId,
-              topic: publish.topic,
-              error: String(error),
-            });
-            callback(error instanceof Error ? error : new Error(String(error)));
-          },
-        );
-    },
-
+    authorizePublish: (client, packet, callback) => authorizePublish(context, client, packet, callback),
     authorizeSubscribe(client, subscription, callback) {
-      // The device policy grants no iot:Subscribe: every filter is refused, not only those that
-      // could match Basic Ingest topics, so no filter syntax can reach another device's telemetry.
+      // The device policy grants iot:Subscribe on the CreateCertificateFromCsr response topics only:
+      // every other filter is refused, so no filter syntax can reach another device's telemetry.
+      if (context.registry && CSR_RESPONSE_TOPICS.includes(subscription.topic)) return callback(null, subscription);
       stats.subscribeRefused++;
-      log.warn('local IoT broker: SUBSCRIBE refused (the device policy allows no subscription)', { clientId: client.id, topic: subscription.topic });
+      log.warn('local IoT broker: SUBSCRIBE refused (not allowed by the device policy)', { clientId: client.id, topic: subscription.topic });
       // A null subscription makes aedes answer SUBACK 0x80 for this filter and keep the connection.
       callback(null, null);
     },
@@ -226,56 +275,131 @@ export async function startLocalIotBroker(options: LocalIotBrokerOptions): Promi
   broker.on('clientError', (client, error) =>
     log.debug('local IoT broker: client connection ended with an error', { clientId: client.id, error: error.message }),
   );
+  return broker;
+}
 
-  function publishRefusal(client: Client, packet: PublishPacket): string | undefined {
-    if (packet.topic !== telemetryTopic(client.id)) return `not authorized to publish to '${packet.topic}'`;
-    if (packet.qos === 2) return 'QoS 2 is not supported';
-    // Checked before aedes stores anything: it keeps a retained message only after this hook allowed it.
-    if (packet.retain) return 'not authorized to publish retained messages (no iot:RetainPublish)';
-    const size = typeof packet.payload === 'string' ? Buffer.byteLength(packet.payload) : packet.payload.length;
-    if (size > maxPayloadBytes) return `payload of ${size} bytes exceeds ${maxPayloadBytes}`;
-    return undefined;
+/** Client id = certificate CN (the thing), and with a registry: registered, ACTIVE, attached to that thing. */
+async function connectRefusal(context: BrokerContext, client: Client): Promise<string | undefined> {
+  const thingName = certificateCommonName(client);
+  if (thingName === undefined || client.id !== thingName) return `client id '${client.id}' does not match the certificate (CN '${thingName ?? '-'}')`;
+  const der = peerCertificateDer(client);
+  if (!context.registry || !der) return undefined;
+  return context.registry.connectRefusal(der, client.id);
+}
+
+function authorizePublish(context: BrokerContext, client: Client | null, packet: PublishPacket, callback: (error?: Error | null) => void): void {
+  const { stats, log } = context;
+  const refusal = client === null ? 'publishes without a client are not allowed' : publishRefusal(context, client, packet);
+  if (refusal !== undefined) {
+    stats.publishRefused++;
+    log.warn('local IoT broker: PUBLISH refused, disconnecting', { clientId: client?.id, topic: packet.topic, reason: refusal });
+    callback(new Error(refusal));
+    return;
   }
+  // Copied: the parser's buffer may be a slice of a larger, reused chunk.
+  const payload = Buffer.from(packet.payload);
+  if (packet.topic === CREATE_FROM_CSR_TOPIC) {
+    callback(null);
+    void answerCreateFromCsr(context, client!, payload);
+    return;
+  }
+  const der = peerCertificateDer(client!);
+  const certificateId = der ? createHash('sha256').update(der).digest('hex') : '';
+  const publish: LocalIotPublish = {
+    topic: packet.topic,
+    payload,
+    clientId: client!.id,
+    receivedAt: Date.now(),
+    qos: packet.qos as 0 | 1,
+    certificateId,
+  };
+  // aedes waits for this callback before it writes the PUBACK (QoS 1): ack = handed over.
+  Promise.resolve()
+    .then(() => context.onPublish(publish))
+    .then(
+      () => {
+        stats.publishAccepted++;
+        callback(null);
+      },
+      (error: unknown) => {
+        stats.handOffFailed++;
+        log.error('local IoT broker: onPublish failed, not acknowledging', {
+          clientId: publish.clientId,
+          topic: publish.topic,
+          error: String(error),
+        });
+        callback(error instanceof Error ? error : new Error(String(error)));
+      },
+    );
+}
 
+function publishRefusal(context: BrokerContext, client: Client, packet: PublishPacket): string | undefined {
+  // Its own telemetry and gateway event topics (IoT policy variable: the thing name), and the CSR API.
+  const event = gatewayEventFromTopic(packet.topic);
+  const allowed =
+    packet.topic === context.telemetryTopic(client.id) ||
+    (event !== undefined && packet.topic === gatewayEventTopic(context.ruleName, client.id, event.kind)) ||
+    (packet.topic === CREATE_FROM_CSR_TOPIC && context.registry !== undefined);
+  if (!allowed) return `not authorized to publish to '${packet.topic}'`;
+  if (packet.qos === 2) return 'QoS 2 is not supported';
+  // Checked before aedes stores anything: it keeps a retained message only after this hook allowed it.
+  if (packet.retain) return 'not authorized to publish retained messages (no iot:RetainPublish)';
+  const size = typeof packet.payload === 'string' ? Buffer.byteLength(packet.payload) : packet.payload.length;
+  if (size > context.maxPayloadBytes) return `payload of ${size} bytes exceeds ${context.maxPayloadBytes}`;
+  return undefined;
+}
+
+/** CreateCertificateFromCsr: signs (via the registry) and answers the requesting connection only. */
+async function answerCreateFromCsr(context: BrokerContext, client: Client, payload: Buffer): Promise<void> {
+  let topic = CREATE_FROM_CSR_ACCEPTED_TOPIC;
+  let answer: object;
+  try {
+    const request = JSON.parse(payload.toString('utf8')) as { certificateSigningRequest?: unknown };
+    if (typeof request.certificateSigningRequest !== 'string') throw new CsrError('certificateSigningRequest is missing');
+    answer = await context.registry!.createFromCsr(client.id, request.certificateSigningRequest);
+    context.stats.certificatesCreated++;
+  } catch (error) {
+    const invalid = error instanceof CsrError || error instanceof SyntaxError;
+    topic = CREATE_FROM_CSR_REJECTED_TOPIC;
+    answer = {
+      statusCode: invalid ? 400 : 500,
+      errorCode: invalid ? 'InvalidPayload' : 'InternalFailure',
+      errorMessage: String((error as Error).message ?? error),
+    };
+    context.log.warn('local IoT broker: CreateCertificateFromCsr rejected', { clientId: client.id, error: String(error) });
+  }
+  // IoT Core answers on the connection that asked, and only if it subscribed to the answer's topic.
+  // aedes' Client type declares neither `subscriptions` nor deliver0, its per-connection delivery (lib/client.js).
+  const connection = client as unknown as { subscriptions: Record<string, unknown>; deliver0(packet: object, done: () => void): void };
+  if (!(topic in connection.subscriptions)) return;
+  const packet = { cmd: 'publish', topic, payload: Buffer.from(JSON.stringify(answer)), qos: 0, retain: false, dup: false } as const;
+  connection.deliver0(packet, () => undefined);
+}
+
+function createTlsServer(
+  context: BrokerContext,
+  broker: Aedes,
+  files: { ca: Buffer; cert: Buffer; key: Buffer },
+): { server: tls.Server; sockets: Set<Socket> } {
   const sockets = new Set<Socket>();
-  const server = tls.createServer(
-    {
-      ca,
-      cert,
-      key,
-      requestCert: true,
-      rejectUnauthorized: true,
-      minVersion: 'TLSv1.2',
-    },
-    (socket) => {
-      broker.handle(socket);
-    },
-  );
+  const server = tls.createServer({ ...files, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2' }, (socket) => {
+    broker.handle(socket);
+  });
   server.on('connection', (socket: Socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
   });
   server.on('tlsClientError', (error, socket) => {
-    stats.tlsRefused++;
-    log.warn('local IoT broker: TLS handshake refused', { error: error.message, remote: socket.remoteAddress });
+    context.stats.tlsRefused++;
+    context.log.warn('local IoT broker: TLS handshake refused', { error: error.message, remote: socket.remoteAddress });
   });
+  return { server, sockets };
+}
 
-  server.listen(port, host);
-  await once(server, 'listening');
-  const actualPort = (server.address() as AddressInfo).port;
-
-  return {
-    port: actualPort,
-    host,
-    stats,
-    telemetryTopic,
-    async close() {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => broker.close(() => resolve()));
-      await closed;
-    },
-  };
+/** The DER of the client's verified certificate. */
+function peerCertificateDer(client: Client): Buffer | undefined {
+  const conn = client.conn;
+  return conn instanceof tls.TLSSocket ? conn.getPeerCertificate().raw : undefined;
 }
 
 /** The subject CN of the client's verified certificate, or undefined when there is none. */

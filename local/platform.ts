@@ -21,6 +21,7 @@ import { createDevCa, issueDeviceCert, issueServerCert, type DevCa, type IssuedC
 import { startDynamoDbLocal, type LocalDynamo } from './dynamodb-local.ts';
 import { LocalQueue, toRuleMessageBody, type LocalQueueMessage, type Poller } from './iot-bridge.ts';
 import { startLocalIotBroker, type LocalIotBroker } from './mqtt-broker.ts';
+import { gatewayEventFromTopic } from '../shared/telemetry.ts';
 import { startLocalS3, type LocalS3 } from './s3-server.ts';
 
 export const LOCAL_BUCKETS = { smtArchive: 'meterbridge-local-smt-archive', readyArchive: 'meterbridge-local-ready-archive' } as const;
@@ -136,7 +137,9 @@ export async function startLocalPlatform(options: PlatformOptions): Promise<Loca
         serverCertPath: server.certPath,
         serverKeyPath: server.keyPath,
         ruleName: LOCAL_RULE_NAME,
-        onPublish: (publish) => void iotQueue.send(toRuleMessageBody(publish)),
+        // Gateway events (rotation notices, status reports) belong to the fleet rule, not the telemetry queue;
+        // local mode has no fleet function (its broker has no certificate registry), so they end here.
+        onPublish: (publish) => void (gatewayEventFromTopic(publish.topic) ? undefined : iotQueue.send(toRuleMessageBody(publish))),
         log,
       });
     };

@@ -70,6 +70,46 @@ export function telemetryTopic(ruleName: string, thingName: string): string {
   return `${basicIngestTopicPrefix(ruleName)}/${thingName}/${TELEMETRY_LEVEL}`;
 }
 
+/**
+ * AWS IoT Core's CreateCertificateFromCsr MQTT API (fleet provisioning API, JSON payload format):
+ * the device publishes `{"certificateSigningRequest": "<PEM>"}` to the request topic and gets
+ * `{"certificateId", "certificatePem", "certificateOwnershipToken"}` on `/accepted` or
+ * `{"statusCode", "errorCode", "errorMessage"}` on `/rejected`, on its own connection only. The
+ * new certificate is PENDING_ACTIVATION and attached to nothing: the gateway fleet rule's
+ * rotation notice has the cloud activate and attach it (docs/gateway.md "Certificate rotation").
+ */
+export const CREATE_FROM_CSR_TOPIC = '$aws/certificates/create-from-csr/json';
+export const CREATE_FROM_CSR_ACCEPTED_TOPIC = `${CREATE_FROM_CSR_TOPIC}/accepted`;
+export const CREATE_FROM_CSR_REJECTED_TOPIC = `${CREATE_FROM_CSR_TOPIC}/rejected`;
+
+/**
+ * What a gateway tells the cloud about itself, beside telemetry, on the Basic Ingest topics of the
+ * fleet rule: `rotation` notices (activate the new certificate, retire the old one) and `status`
+ * reports (health). One rule, one function: both are small, rare and per gateway.
+ */
+export const GATEWAY_EVENT_KINDS = ['rotation', 'status'] as const;
+export type GatewayEventKind = (typeof GATEWAY_EVENT_KINDS)[number];
+
+/** The topic filter of the fleet rule (after IoT removed the Basic Ingest prefix). */
+export const GATEWAY_EVENTS_TOPIC_FILTER = `${GATEWAYS_LEVEL}/+/+`;
+
+/** The fleet rule's name beside a telemetry rule: `meterbridge_<stage>_telemetry` -> `meterbridge_<stage>_fleet`. */
+export function fleetRuleName(telemetryRuleName: string): string {
+  return `${telemetryRuleName.replace(/_telemetry$/, '')}_fleet`;
+}
+
+/** The Basic Ingest topic gateway `thingName` publishes its `kind` events to. */
+export function gatewayEventTopic(telemetryRuleName: string, thingName: string, kind: GatewayEventKind): string {
+  return `${basicIngestTopicPrefix(fleetRuleName(telemetryRuleName))}/${thingName}/${kind}`;
+}
+
+/** Thing name and kind of a gateway event topic, with or without the Basic Ingest prefix. */
+export function gatewayEventFromTopic(topic: string): { thingName: string; kind: GatewayEventKind } | undefined {
+  const [first, thingName, kind, ...more] = withoutBasicIngestPrefix(topic).split('/');
+  if (first !== GATEWAYS_LEVEL || more.length > 0 || !thingName || !THING_NAME_PATTERN.test(thingName)) return undefined;
+  return (GATEWAY_EVENT_KINDS as readonly string[]).includes(kind ?? '') ? { thingName, kind: kind as GatewayEventKind } : undefined;
+}
+
 /** The topic as the rule sees it: IoT strips `$aws/rules/<rule>/` before the rule runs. */
 export function withoutBasicIngestPrefix(topic: string): string {
   if (!topic.startsWith(BASIC_INGEST_PREFIX)) return topic;

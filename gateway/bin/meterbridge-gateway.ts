@@ -7,6 +7,7 @@
  *   simulate [--meters 10] [--port 1502]      simulated Modbus TCP meters, prints their `meters:` config
  *   serial-access --config gateway.yaml [--out <file>]   systemd drop-in granting the configured serial devices
  *   keygen --thing <name> --out <dir> [--owner <user>]  private key (0600) + CSR, born on the device
+ *   rotate --config gateway.yaml              ask the running agent to rotate its certificate now
  *   version                                   the agent's version (the package's, when bundled)
  *
  * Logs are JSON lines on stderr. Exit codes: 0 done, 1 failed, 2 usage or configuration error.
@@ -17,7 +18,8 @@ import { parseArgs } from 'node:util';
 import { stringify as toYaml } from 'yaml';
 import { consoleLog } from '../../shared/log.ts';
 import { faultInjectionFromEnv, startGatewayAgent, type GatewayStatus } from '../src/agent.ts';
-import { ConfigError, loadConfig } from '../src/config.ts';
+import { ConfigError, credentialsDirectory, loadConfig } from '../src/config.ts';
+import { ROTATE_NOW_FILE } from '../src/rotation.ts';
 import { startSimulatedMeters } from '../src/simulated-meter.ts';
 import { GATEWAY_VERSION } from '../src/version.ts';
 import { serialAccessDropIn } from '../src/serial.ts';
@@ -36,6 +38,8 @@ Commands:
   keygen --thing <name> --out <dir> [--owner <user>]
                                       make the device key (device.key.pem, 0600; never leaves this box)
                                       and a CSR (device.csr.pem) for: meterbridge device provision --csr
+  rotate --config <file>              ask the running agent to rotate its certificate now (new key,
+                                      CreateCertificateFromCsr over MQTT, swap, old one retired)
   version                             print the agent's version
 `;
 
@@ -157,6 +161,22 @@ function keygen(args: string[]): number {
   return 0;
 }
 
+/** Drops the rotate-now file the agent's rotation check picks up (rotation.checkEverySeconds). */
+function rotate(args: string[]): number {
+  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } }, strict: true });
+  if (!values.config) throw new UsageError('rotate needs --config <file>');
+  const config = loadConfig(values.config);
+  if (!config.rotation.enabled) throw new UsageError('rotation is disabled in this configuration (rotation.enabled: false)');
+  const directory = credentialsDirectory(config);
+  mkdirSync(directory, { recursive: true, mode: 0o700 });
+  writeFileSync(join(directory, ROTATE_NOW_FILE), `${new Date().toISOString()}\n`);
+  process.stdout.write(
+    `rotation requested (${join(directory, ROTATE_NOW_FILE)}); the agent starts it within ${config.rotation.checkEverySeconds} s: ` +
+      `watch "rotation:" in its log, or status --json (rotation.phase)\n`,
+  );
+  return 0;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
@@ -165,6 +185,7 @@ async function main(argv: string[]): Promise<number> {
     if (command === 'simulate') return await simulate(rest);
     if (command === 'serial-access') return serialAccess(rest);
     if (command === 'keygen') return keygen(rest);
+    if (command === 'rotate') return rotate(rest);
     if (command === 'version') {
       process.stdout.write(`${GATEWAY_VERSION}\n`);
       return 0;

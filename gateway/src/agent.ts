@@ -11,6 +11,11 @@ import { Poller, type PollerStats } from './poller.ts';
 import type { ClockSyncCheck } from './clock-sync.ts';
 import { Publisher, type PublisherFaultPoint, type PublisherStats } from './publisher.ts';
 import { Spool, type SpoolFaultPoint, type SpoolStats } from './spool.ts';
+import { CertificateRotator, type RotationStats } from './rotation.ts';
+import { Signal } from './signal.ts';
+import { GATEWAY_VERSION } from './version.ts';
+import type { StatusReport } from '../../shared/gateway-events.ts';
+import { gatewayEventTopic } from '../../shared/telemetry.ts';
 
 export type FaultPoint = SpoolFaultPoint | PublisherFaultPoint;
 export const FAULT_POINTS: readonly FaultPoint[] = ['append', 'outbox', 'publish', 'ack', 'state'];
@@ -26,10 +31,14 @@ export interface GatewayStatus {
   oldestUnsentReading: { meterId: string; channel: string; intervalStart: string } | null;
   poller: PollerStats;
   publisher: PublisherStats;
+  /** Certificate in use and rotation progress (absent when rotation is disabled). */
+  rotation?: RotationStats;
 }
 
 export interface GatewayAgent {
   status(): GatewayStatus;
+  /** Starts a certificate rotation at the next check, whatever the certificate's age (as `meterbridge-gateway rotate`). */
+  rotateNow(): void;
   /** Stops polling and publishing, persists the cursor and closes the spool. */
   stop(): Promise<void>;
 }
@@ -90,11 +99,16 @@ export async function startGatewayAgent(config: GatewayConfig, options: GatewayA
     tornRecordsDropped: opened.tornRecordsDropped,
   });
 
+  const stopping = new Signal();
+  const rotator = config.rotation.enabled
+    ? new CertificateRotator({ config, log, reconnect: () => publisher.reconnect(), sleep: (ms) => stopping.wait(ms) })
+    : undefined;
   const publisher = new Publisher({
     config,
     spool,
     clock,
     log,
+    ...(rotator ? { rotator } : {}),
     ...(options.random ? { random: options.random } : {}),
     ...(options.faultPoint ? { faultPoint: options.faultPoint } : {}),
     ...(options.persistDelayMs !== undefined ? { persistDelayMs: options.persistDelayMs } : {}),
@@ -121,6 +135,7 @@ export async function startGatewayAgent(config: GatewayConfig, options: GatewayA
         : null,
       poller: poller.stats(),
       publisher: publisher.stats(),
+      ...(rotator ? { rotation: rotator.stats() } : {}),
     };
   };
   const statusPath = join(config.spool.directory, 'status.json');
@@ -132,6 +147,49 @@ export async function startGatewayAgent(config: GatewayConfig, options: GatewayA
       log.warn('could not write status.json', { error: String(error) });
     }
   };
+  const stopTimers = startTimers(config, { status, writeStatus, log, clock, rotator, publisher });
+
+  publisher.start();
+  poller.start();
+  writeStatus();
+
+  let stopped: Promise<void> | undefined;
+  return {
+    status,
+    rotateNow() {
+      if (!rotator) throw new Error('certificate rotation is disabled (rotation.enabled: false)');
+      rotator.requestNow();
+      rotator.check(publisher.connection());
+    },
+    stop() {
+      stopped ??= (async () => {
+        stopTimers();
+        rotator?.stop();
+        stopping.notify();
+        await poller.stop();
+        await publisher.stop();
+        writeStatus();
+        spool.close();
+        log.info('gateway agent stopped', { spoolDepth: spool.stats().depth });
+      })();
+      return stopped;
+    },
+  };
+}
+
+/** The agent's periodic work: status.json and its log line, the rotation check, the status report to the cloud. Returns their stop. */
+function startTimers(
+  config: GatewayConfig,
+  parts: {
+    status: () => GatewayStatus;
+    writeStatus: () => void;
+    log: Log;
+    clock: AgentClock;
+    rotator: CertificateRotator | undefined;
+    publisher: Publisher;
+  },
+): () => void {
+  const { status, writeStatus, log, clock, rotator, publisher } = parts;
   const statusTimer = setInterval(() => {
     writeStatus();
     const s = status();
@@ -144,25 +202,42 @@ export async function startGatewayAgent(config: GatewayConfig, options: GatewayA
       droppedReadings: s.spool.droppedReadings,
     });
   }, config.statusEverySeconds * 1000);
-  statusTimer.unref();
+  const rotationTimer = setInterval(() => rotator?.check(publisher.connection()), config.rotation.checkEverySeconds * 1000);
+  const health = healthReporter(config, status, clock, (body) =>
+    publisher.publishEvent(gatewayEventTopic(config.iot.ruleName, config.thingName, 'status'), body),
+  );
+  const healthTimer = setInterval(() => void health(), config.health.reportEverySeconds * 1000);
+  const timers = [statusTimer, rotationTimer, healthTimer];
+  for (const timer of timers) timer.unref();
+  return () => timers.forEach((timer) => clearInterval(timer));
+}
 
-  publisher.start();
-  poller.start();
-  writeStatus();
-
-  let stopped: Promise<void> | undefined;
-  return {
-    status,
-    stop() {
-      stopped ??= (async () => {
-        clearInterval(statusTimer);
-        await poller.stop();
-        await publisher.stop();
-        writeStatus();
-        spool.close();
-        log.info('gateway agent stopped', { spoolDepth: spool.stats().depth });
-      })();
-      return stopped;
-    },
+/**
+ * The status report (shared/gateway-events.ts) sent every `health.reportEverySeconds` on the fleet
+ * rule's `status` topic; skipped while disconnected (the cloud sees silence, which is the news).
+ */
+function healthReporter(
+  config: GatewayConfig,
+  status: () => GatewayStatus,
+  clock: AgentClock,
+  publish: (body: string) => Promise<boolean>,
+): () => Promise<void> {
+  let readErrorsReported = 0;
+  return async () => {
+    const s = status();
+    if (!s.rotation || !s.publisher.connected) return;
+    const oldest = s.oldestUnsentReading ? Date.parse(s.oldestUnsentReading.intervalStart) : undefined;
+    const report: StatusReport = {
+      v: 1,
+      gatewayId: config.thingName,
+      sentAt: new Date().toISOString(),
+      version: GATEWAY_VERSION,
+      spoolDepth: s.spool.depth,
+      oldestUnsentSeconds: oldest === undefined ? 0 : Math.max(0, Math.round((clock.now() - oldest) / 1000)),
+      readErrors: Math.max(0, s.poller.readErrors - readErrorsReported),
+      clock: s.poller.clock,
+      certificate: { id: s.rotation.certificateId, notBefore: s.rotation.certificateNotBefore, notAfter: s.rotation.certificateNotAfter },
+    };
+    if (await publish(JSON.stringify(report))) readErrorsReported = s.poller.readErrors;
   };
 }

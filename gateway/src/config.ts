@@ -199,6 +199,35 @@ const configSchema = z
       .optional(),
     /** Seconds between status.json writes. */
     statusEverySeconds: z.number().min(0.1).max(3600).default(10),
+    /**
+     * Certificate rotation over MQTT (CreateCertificateFromCsr API; docs/gateway.md): a new key and
+     * certificate every `intervalDays`, kept in `directory` (default `<spool.directory>/credentials`,
+     * writable under the unit's StateDirectory) and swapped in with a reconnect.
+     */
+    rotation: z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        intervalDays: z.number().min(1).max(3650).default(90),
+        directory: z.string().min(1).optional(),
+        /** How often the certificate's age (and a forced rotation, `meterbridge-gateway rotate`) is checked. */
+        checkEverySeconds: z.number().min(0.1).max(86_400).default(3600),
+        /** Wait for the accepted/rejected answer. */
+        responseTimeoutSeconds: z.number().min(1).max(600).default(30),
+        /** Time the cloud gets to activate and attach the new certificate before the gateway switches to it. */
+        activationWaitSeconds: z.number().min(0).max(3600).default(10),
+        /** Failed connects with the new certificate before going back to the old one (and retrying later). */
+        maxConnectFailures: z.number().int().min(1).max(100).default(3),
+      })
+      .default({
+        enabled: true,
+        intervalDays: 90,
+        checkEverySeconds: 3600,
+        responseTimeoutSeconds: 30,
+        activationWaitSeconds: 10,
+        maxConnectFailures: 3,
+      }),
+    /** Status reports to the cloud (fleet rule, `status` topic): spool, read errors, certificate, clock, version. */
+    health: z.strictObject({ reportEverySeconds: z.number().min(0.1).max(86_400).default(300) }).default({ reportEverySeconds: 300 }),
     /** System clock synchronization (timedatectl NTPSynchronized): checked before polling and at most this often while running. */
     clock: z.strictObject({ checkEverySeconds: z.number().min(1).max(86_400).default(60) }).default({ checkEverySeconds: 60 }),
   })
@@ -317,6 +346,7 @@ export function parseConfig(input: unknown, options: { source?: string; baseDir?
     config.iot.keyFile = resolve(base, config.iot.keyFile);
     config.iot.caFile = resolve(base, config.iot.caFile);
     config.spool.directory = resolve(base, config.spool.directory);
+    if (config.rotation.directory !== undefined) config.rotation.directory = resolve(base, config.rotation.directory);
   }
   return config;
 }
@@ -354,4 +384,9 @@ export function assertTlsFilesReadable(config: GatewayConfig): void {
 /** The Basic Ingest topic this gateway publishes to. */
 export function telemetryTopic(config: Pick<GatewayConfig, 'thingName' | 'iot'>): string {
   return basicIngestTopic(config.iot.ruleName, config.thingName);
+}
+
+/** Where rotated credentials live: `rotation.directory`, or `<spool.directory>/credentials`. */
+export function credentialsDirectory(config: Pick<GatewayConfig, 'rotation' | 'spool'>): string {
+  return config.rotation.directory ?? resolve(config.spool.directory, 'credentials');
 }

@@ -21,6 +21,7 @@ import type { AgentClock } from './clock.ts';
 import { telemetryTopic, type GatewayConfig } from './config.ts';
 import { buildMessages } from './message-builder.ts';
 import { Pacer, RateMeter } from './pacer.ts';
+import { type CertificateRotator, type Credentials } from './rotation.ts';
 import { Signal } from './signal.ts';
 import type { Spool } from './spool.ts';
 
@@ -36,6 +37,8 @@ export interface PublisherOptions {
   faultPoint?: (point: PublisherFaultPoint) => void;
   /** Milliseconds between acknowledgement and the durable cursor write (coalesces fsyncs). @default 100 */
   persistDelayMs?: number;
+  /** Certificate rotation: the pair to connect with, told of every connect and connect failure. */
+  rotator?: CertificateRotator;
 }
 
 export interface PublisherStats {
@@ -64,6 +67,7 @@ export class Publisher {
   private readonly random: () => number;
   private readonly faultPoint: ((point: PublisherFaultPoint) => void) | undefined;
   private readonly persistDelayMs: number;
+  private readonly rotator: CertificateRotator | undefined;
   private readonly topic: string;
   private readonly signal = new Signal();
   private running = false;
@@ -98,6 +102,7 @@ export class Publisher {
     this.random = options.random ?? Math.random;
     this.faultPoint = options.faultPoint;
     this.persistDelayMs = options.persistDelayMs ?? 100;
+    this.rotator = options.rotator;
     this.topic = telemetryTopic(this.config);
     const { maxPublishesPerSecond, maxBytesPerSecond, rateWindowSeconds } = this.config.publish;
     this.pacer = new Pacer(maxPublishesPerSecond, maxBytesPerSecond, rateWindowSeconds * 1000);
@@ -112,6 +117,23 @@ export class Publisher {
   /** New readings are in the spool. */
   wake(): void {
     this.signal.notify();
+  }
+
+  /** Ends the connection; the publisher reconnects (with the rotator's current pair) after a short jittered wait. */
+  reconnect(): void {
+    this.client?.end(true);
+  }
+
+  /** Publishes a gateway event (QoS 1) if connected; false when not connected or not acknowledged. */
+  publishEvent(topic: string, body: string): Promise<boolean> {
+    const client = this.client;
+    if (!client?.connected) return Promise.resolve(false);
+    return new Promise((resolve) => client.publish(topic, body, { qos: 1 }, (error) => resolve(!error)));
+  }
+
+  /** The live connection, if any (the rotator's periodic check). */
+  connection(): MqttClient | undefined {
+    return this.client?.connected ? this.client : undefined;
   }
 
   stats(): PublisherStats {
@@ -131,12 +153,14 @@ export class Publisher {
     let failures = 0;
     while (this.running) {
       let client: MqttClient;
+      const credentials = this.credentials();
       try {
-        client = await this.connect();
+        client = await this.connect(credentials);
       } catch (error) {
         failures++;
         this.counters.connectFailures++;
         this.counters.lastError = String(error instanceof Error ? error.message : error);
+        this.rotator?.onConnectFailed(credentials, this.counters.lastError);
         const ceiling = Math.min(this.config.backoff.maxSeconds, this.config.backoff.initialSeconds * 2 ** (failures - 1));
         const delay = this.random() * ceiling * 1000; // full jitter
         this.log.warn('mqtt: connect failed, backing off', { attempt: failures, retryInMs: Math.round(delay), error: this.counters.lastError });
@@ -147,7 +171,13 @@ export class Publisher {
       failures = 0;
       this.counters.connects++;
       this.counters.connected = true;
-      this.log.info('mqtt: connected', { endpoint: this.config.iot.endpoint, port: this.config.iot.port, backlogReadings: this.spool.stats().depth });
+      this.log.info('mqtt: connected', {
+        endpoint: this.config.iot.endpoint,
+        port: this.config.iot.port,
+        backlogReadings: this.spool.stats().depth,
+        certificateId: credentials.certificateId,
+      });
+      this.rotator?.onConnected(client, credentials);
       try {
         await this.session(client, afterOutage);
       } finally {
@@ -166,7 +196,13 @@ export class Publisher {
     }
   }
 
-  private connect(): Promise<MqttClient> {
+  private credentials(): Credentials {
+    if (this.rotator) return this.rotator.credentials();
+    const { certFile, keyFile } = this.config.iot;
+    return { certFile, keyFile, certificateId: '' };
+  }
+
+  private connect(credentials: Credentials): Promise<MqttClient> {
     const { iot, thingName } = this.config;
     const options: IClientOptions & { minVersion: 'TLSv1.2' } = {
       // Passed through to tls.connect; IoT Core requires TLS 1.2 or later.
@@ -176,8 +212,9 @@ export class Publisher {
       protocol: 'mqtts',
       // SNI carries the ATS endpoint name; an IP address (a local broker) must not be sent as SNI.
       ...(isIP(iot.endpoint) === 0 ? { servername: iot.endpoint } : {}),
-      cert: readFileSync(iot.certFile),
-      key: readFileSync(iot.keyFile),
+      // Read at every connect: a rotation swaps the pair between two connections.
+      cert: readFileSync(credentials.certFile),
+      key: readFileSync(credentials.keyFile),
       ca: readFileSync(iot.caFile),
       rejectUnauthorized: true,
       clientId: thingName,

@@ -86,20 +86,7 @@ export async function startSimulatedRtuMeters(options: SimulatedRtuMetersOptions
     counters.requests++;
     const fault = faults.get(n);
     if (fault === 'silent') return;
-    const address = request.readUInt16BE(2);
-    const quantity = request.readUInt16BE(4);
-    let body: number[];
-    if (fault === 'exception') body = [unitId, fn | 0x80, 4];
-    else if (address + quantity > 2 || quantity < 1)
-      body = [unitId, fn | 0x80, 2]; // illegal data address
-    else {
-      const words = encodeRegister(simulatedEnergyWh(meter.index, Math.floor(clock.now() / stepMs) * stepMs), 'uint32', 'big').slice(
-        address,
-        address + quantity,
-      );
-      body = [unitId, fn, quantity * 2, ...words.flatMap((word) => [word >> 8, word & 0xff])];
-    }
-    const frame = rtuFrame(body);
+    const frame = rtuFrame(responseBody(request, fault, simulatedEnergyWh(meter.index, Math.floor(clock.now() / stepMs) * stepMs)));
     if (fault === 'bad-crc') frame[frame.length - 1]! ^= 0x5a;
     pending++;
     const timer = setTimeout(() => {
@@ -128,23 +115,7 @@ export async function startSimulatedRtuMeters(options: SimulatedRtuMetersOptions
 
   return {
     meters,
-    meterConfigs: (busId) =>
-      meters.map((meter) => ({
-        id: meter.meterId,
-        bus: busId,
-        unitId: meter.unitId,
-        registers: [
-          {
-            channel: SIMULATED_CHANNEL,
-            address: 0,
-            type: 'uint32' as const,
-            wordOrder: 'big' as const,
-            scale: 0.001,
-            unit: 'kWh' as const,
-            mode: 'delta' as const,
-          },
-        ],
-      })),
+    meterConfigs: (busId) => rtuMeterConfigs(meters, busId),
     intervalKwh: (n, startSec, intervalSeconds) => simulatedIntervalKwh(meters[n]!.index, startSec, intervalSeconds),
     setFault(n, fault) {
       if (fault) faults.set(n, fault);
@@ -164,6 +135,38 @@ export async function startSimulatedRtuMeters(options: SimulatedRtuMetersOptions
       line.close();
     },
   };
+}
+
+/** The answer's body (before the CRC) to a function 3/4 request: the uint32 energy register, an exception, or illegal address. */
+function responseBody(request: Buffer, fault: RtuFault | undefined, energyWh: number): number[] {
+  const unitId = request[0]!;
+  const fn = request[1]!;
+  const address = request.readUInt16BE(2);
+  const quantity = request.readUInt16BE(4);
+  if (fault === 'exception') return [unitId, fn | 0x80, 4];
+  if (address + quantity > 2 || quantity < 1) return [unitId, fn | 0x80, 2]; // illegal data address
+  const words = encodeRegister(energyWh, 'uint32', 'big').slice(address, address + quantity);
+  return [unitId, fn, quantity * 2, ...words.flatMap((word) => [word >> 8, word & 0xff])];
+}
+
+/** The `meters:` entries of the simulated meters on bus `busId`. */
+function rtuMeterConfigs(meters: ReadonlyArray<{ meterId: string; unitId: number }>, busId: string) {
+  return meters.map((meter) => ({
+    id: meter.meterId,
+    bus: busId,
+    unitId: meter.unitId,
+    registers: [
+      {
+        channel: SIMULATED_CHANNEL,
+        address: 0,
+        type: 'uint32' as const,
+        wordOrder: 'big' as const,
+        scale: 0.001,
+        unit: 'kWh' as const,
+        mode: 'delta' as const,
+      },
+    ],
+  }));
 }
 
 /** A `buses:` entry for a line with these settings. */

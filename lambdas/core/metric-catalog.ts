@@ -163,6 +163,64 @@ export const METRIC_CATALOG = {
       why: 'a clock 2 minutes ahead shifts interval starts and breaks mTLS handshakes (certificate not yet valid); time a message spent in the outbox only lowers the value, so a high Maximum is the clock, never the network; no data = no gateway messages (freshness covers silence)',
     },
   },
+  // Gateway fleet: rotation notices and status reports (lambdas/core/gateway-fleet.ts).
+  GatewayCertificateAgeDays: {
+    unit: 'None',
+    sources: ['iot'],
+    watch: 'alarm',
+    description:
+      "age in days of the certificate each gateway is connected with, from its status report (one datum per report; the Maximum is the fleet's most overdue gateway, named in the fleet function's log)",
+    alarm: {
+      statistic: 'Maximum',
+      threshold: 104,
+      periodMinutes: 60,
+      why: 'gateways rotate every 90 days (rotation.intervalDays); 14 days past that a gateway has failed to rotate for two weeks of retries and its certificate is heading for expiry; no data = no status reports (GatewaysReporting and freshness cover silence)',
+    },
+  },
+  RotationsRefused: {
+    unit: 'Count',
+    sources: ['iot'],
+    watch: 'alarm',
+    extraDimensions: ['Reason'],
+    description: 'rotation notices the fleet function refused (Reason: invalid, not-attached, refused), with the gateway and reason in its log',
+  },
+  CertificatesRotated: {
+    unit: 'Count',
+    sources: ['iot'],
+    watch: 'informational',
+    why: 'the normal outcome of a rotation; refusals and overdue certificates are what alarm',
+    extraDimensions: ['Step'],
+    description: 'rotation steps done (Step: activate = new certificate active and attached, retire = old one revoked and detached)',
+  },
+  GatewaysReporting: {
+    unit: 'Count',
+    sources: ['iot'],
+    watch: 'informational',
+    why: 'silence is covered by the freshness alarms on ReadingsStored; this counts status reports to show the fleet on the dashboard',
+    description: 'gateway status reports received (every gateway reports every health.reportEverySeconds)',
+  },
+  GatewaySpoolDepth: {
+    // A gauge, not a count: 'None' makes the dashboard plot its Maximum (Count metrics are summed).
+    unit: 'None',
+    sources: ['iot'],
+    watch: 'informational',
+    why: 'a deep spool with data still arriving is a drain in progress; readings not arriving alarm through freshness and SequenceGaps',
+    description: 'readings a gateway holds unacknowledged, per status report (dashboard: Maximum across the fleet)',
+  },
+  GatewayOldestUnsentSeconds: {
+    unit: 'Seconds',
+    sources: ['iot'],
+    watch: 'informational',
+    why: 'shown beside spool depth; a gateway that cannot deliver is silent and the freshness alarms fire',
+    description: 'age of the oldest reading a gateway has not delivered, per status report',
+  },
+  GatewayReadErrors: {
+    unit: 'Count',
+    sources: ['iot'],
+    watch: 'informational',
+    why: 'a meter read error is a field fault per meter; the gateway logs which meter, and missing intervals show in the data',
+    description: 'meter read errors a gateway counted since its previous status report',
+  },
   SequenceResets: {
     unit: 'Count',
     sources: ['iot'],

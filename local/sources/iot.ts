@@ -72,70 +72,11 @@ export async function iotSource(platform: LocalPlatform, options: IotSourceOptio
 
   const gateways: Gateway[] = [];
   let stopped = false;
-  const start = (gateway: Gateway) => {
-    const child = spawnGatewayAgent(gateway.configPath);
-    gateway.child = child;
-    gateway.exited = new Promise((resolve) => child.once('exit', () => resolve()));
-    let buffered = '';
-    child.stderr?.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString('utf8');
-      const lines = buffered.split('\n');
-      buffered = lines.pop() ?? '';
-      for (const line of lines) {
-        options.onLog?.(gateway.thingName, line);
-        if (!line.startsWith('{')) continue;
-        try {
-          const entry = JSON.parse(line) as { message?: string; intervalStart?: string; readings?: number };
-          if (entry.message === 'poll committed' && (entry.readings ?? 0) > 0 && entry.intervalStart)
-            gateway.committed.add(Date.parse(entry.intervalStart) / 1000);
-        } catch {
-          // not one of the agent's JSON lines
-        }
-      }
-    });
-    child.stdout?.resume();
-  };
+  const start = (gateway: Gateway) => startGateway(gateway, options.onLog);
 
   try {
     for (let g = 0; g < options.gateways; g += 1) {
-      const thingName = `gw-local-${String(g + 1).padStart(3, '0')}`;
-      const dir = join(options.stateDir, 'gateways', thingName);
-      const spoolDirectory = join(dir, 'spool');
-      // Fresh each run: a spool left from an earlier run would replay readings of its own clock.
-      await rm(dir, { recursive: true, force: true });
-      await mkdir(dir, { recursive: true });
-      const device = await platform.issueDevice(thingName);
-      const sim = await startSimulatedMeters({
-        count: options.metersPerGateway,
-        port: options.modbusBasePort + g,
-        clock,
-        stepSeconds: INTERVAL_SECONDS,
-        idPrefix: `${thingName}-m`,
-      });
-      const config: GatewayConfigInput = {
-        thingName,
-        iot: {
-          endpoint: '127.0.0.1',
-          port: brokerPort,
-          ruleName: LOCAL_RULE_NAME,
-          certFile: device.certPath,
-          keyFile: device.keyPath,
-          caFile: platform.ca.certPath,
-          protocolVersion: 4, // the local broker (aedes) speaks MQTT 3.1.1
-          connectTimeoutSeconds: 3,
-        },
-        meters: sim.meterConfigs(),
-        polling: { intervalSeconds: INTERVAL_SECONDS, timeoutMs: 1000 },
-        spool: { directory: spoolDirectory, maxBytes: '64MiB', segmentBytes: '1MiB' },
-        // Reconnect fast and drain soon after an outage: a demo, not a fleet.
-        backoff: { initialSeconds: 0.2, maxSeconds: 2 },
-        publish: { drainStartDelayMaxSeconds: 1 },
-        statusEverySeconds: 0.5,
-        demoClock: clockConfig,
-      };
-      const configPath = join(dir, 'gateway.yaml');
-      await writeFile(configPath, toYaml(config));
-      const gateway: Gateway = { thingName, configPath, spoolDirectory, sim, child: undefined, exited: undefined, committed: new Set() };
+      const gateway = await prepareGateway(platform, options, g, { clock, clockConfig, brokerPort });
       gateways.push(gateway);
       start(gateway);
     }
@@ -216,4 +157,78 @@ export async function iotSource(platform: LocalPlatform, options: IotSourceOptio
       for (const gateway of gateways) await gateway.sim.stop();
     },
   };
+}
+
+/** Runs the gateway's agent as a child process; its "poll committed" log lines say what was taken. */
+function startGateway(gateway: Gateway, onLog: IotSourceOptions['onLog']): void {
+  const child = spawnGatewayAgent(gateway.configPath);
+  gateway.child = child;
+  gateway.exited = new Promise((resolve) => child.once('exit', () => resolve()));
+  let buffered = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    buffered += chunk.toString('utf8');
+    const lines = buffered.split('\n');
+    buffered = lines.pop() ?? '';
+    for (const line of lines) {
+      onLog?.(gateway.thingName, line);
+      if (!line.startsWith('{')) continue;
+      try {
+        const entry = JSON.parse(line) as { message?: string; intervalStart?: string; readings?: number };
+        if (entry.message === 'poll committed' && (entry.readings ?? 0) > 0 && entry.intervalStart)
+          gateway.committed.add(Date.parse(entry.intervalStart) / 1000);
+      } catch {
+        // not one of the agent's JSON lines
+      }
+    }
+  });
+  child.stdout?.resume();
+}
+
+/** Gateway `g`: a fresh folder, its device certificate, its simulated meters and its configuration file. */
+async function prepareGateway(
+  platform: LocalPlatform,
+  options: IotSourceOptions,
+  g: number,
+  time: { clock: ReturnType<typeof demoClock>; clockConfig: NonNullable<GatewayConfigInput['demoClock']>; brokerPort: number },
+): Promise<Gateway> {
+  const { clock, clockConfig, brokerPort } = time;
+  const thingName = `gw-local-${String(g + 1).padStart(3, '0')}`;
+  const dir = join(options.stateDir, 'gateways', thingName);
+  const spoolDirectory = join(dir, 'spool');
+  // Fresh each run: a spool left from an earlier run would replay readings of its own clock.
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true });
+  const device = await platform.issueDevice(thingName);
+  const sim = await startSimulatedMeters({
+    count: options.metersPerGateway,
+    port: options.modbusBasePort + g,
+    clock,
+    stepSeconds: INTERVAL_SECONDS,
+    idPrefix: `${thingName}-m`,
+  });
+  const config: GatewayConfigInput = {
+    thingName,
+    iot: {
+      endpoint: '127.0.0.1',
+      port: brokerPort,
+      ruleName: LOCAL_RULE_NAME,
+      certFile: device.certPath,
+      keyFile: device.keyPath,
+      caFile: platform.ca.certPath,
+      protocolVersion: 4, // the local broker (aedes) speaks MQTT 3.1.1
+      connectTimeoutSeconds: 3,
+    },
+    meters: sim.meterConfigs(),
+    polling: { intervalSeconds: INTERVAL_SECONDS, timeoutMs: 1000 },
+    spool: { directory: spoolDirectory, maxBytes: '64MiB', segmentBytes: '1MiB' },
+    // Reconnect fast and drain soon after an outage: a demo, not a fleet.
+    backoff: { initialSeconds: 0.2, maxSeconds: 2 },
+    publish: { drainStartDelayMaxSeconds: 1 },
+    statusEverySeconds: 0.5,
+    demoClock: clockConfig,
+  };
+  const configPath = join(dir, 'gateway.yaml');
+  await writeFile(configPath, toYaml(config));
+  const gateway: Gateway = { thingName, configPath, spoolDirectory, sim, child: undefined, exited: undefined, committed: new Set() };
+  return gateway;
 }

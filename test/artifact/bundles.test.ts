@@ -19,6 +19,16 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
+import {
+  AttachPolicyCommand,
+  AttachThingPrincipalCommand,
+  CreateKeysAndCertificateCommand,
+  CreatePolicyCommand,
+  CreateThingCommand,
+  DescribeCertificateCommand,
+  ListThingPrincipalsCommand,
+  UpdateCertificateCommand,
+} from '@aws-sdk/client-iot';
 import { ReadingStore } from '../../lambdas/core/reading-store.ts';
 import { readMetricTotals } from '../../local/cloudwatch.ts';
 import { toSqsEvent } from '../../local/iot-bridge.ts';
@@ -421,6 +431,8 @@ async function runStage(stage: Stage): Promise<StageRun> {
       );
     } else if (/^QueryFunction/.test(fn.logicalId)) {
       readers.push(fn);
+    } else if (/^IotFleetFunction/.test(fn.logicalId)) {
+      await fleetScenario(fn, env, stage, invoke, check);
     } else {
       outcomes.push(`${fn.logicalId}: no scenario for this function; add one to test/artifact/bundles.test.ts`);
     }
@@ -479,6 +491,69 @@ async function smtFile(): Promise<SmtFile> {
 }
 
 /** Sum of a metric over every dimension set with the stage and source, read back from moto's CloudWatch. */
+/**
+ * The fleet function (rotation and status) on moto's IoT control plane: a thing with its old
+ * certificate ACTIVE and attached and a new one PENDING_ACTIVATION (as the CreateCertificateFromCsr
+ * MQTT API leaves it); the fleet rule's events activate the new one, report status, retire the old.
+ */
+async function fleetScenario(
+  fn: SynthesizedFunction,
+  env: Record<string, string>,
+  stage: Stage,
+  invoke: (fn: SynthesizedFunction, scenario: string, events: unknown[]) => Promise<BundleRun>,
+  check: (ok: boolean, message: string) => void,
+): Promise<void> {
+  const iot = standIns.clients.iot;
+  const thingName = `gw-art-${stage.name}`;
+  const policyName = env.GATEWAY_POLICY_NAME!;
+  await iot.send(new CreatePolicyCommand({ policyName, policyDocument: '{"Version":"2012-10-17","Statement":[]}' })).catch(() => undefined);
+  await iot.send(new CreateThingCommand({ thingName }));
+  const old = await iot.send(new CreateKeysAndCertificateCommand({ setAsActive: true }));
+  await iot.send(new AttachPolicyCommand({ policyName, target: old.certificateArn }));
+  await iot.send(new AttachThingPrincipalCommand({ thingName, principal: old.certificateArn }));
+  const next = await iot.send(new CreateKeysAndCertificateCommand({ setAsActive: false }));
+  await iot.send(new UpdateCertificateCommand({ certificateId: next.certificateId, newStatus: 'PENDING_ACTIVATION' }));
+  const event = (kind: string, principal: string, body: object) => ({
+    payload: Buffer.from(JSON.stringify({ v: 1, gatewayId: thingName, sentAt: new Date().toISOString(), ...body })).toString('base64'),
+    topic: `gateways/${thingName}/${kind}`,
+    principal,
+    receivedAt: Date.now(),
+  });
+  const status = {
+    version: '0.1.0',
+    spoolDepth: 12,
+    oldestUnsentSeconds: 60,
+    readErrors: 2,
+    clock: 'synchronized',
+    certificate: {
+      id: next.certificateId,
+      notBefore: new Date(Date.now() - 86_400_000).toISOString(),
+      notAfter: new Date(Date.now() + 86_400_000).toISOString(),
+    },
+  };
+  const run = await invoke(fn, 'fleet rule: activate, status, retire', [
+    event('rotation', old.certificateId!, { phase: 'activate', certificateId: next.certificateId }),
+    event('status', next.certificateId!, status),
+    event('rotation', next.certificateId!, { phase: 'retire', certificateId: old.certificateId }),
+  ]);
+  const actions = run.invocations.map((i) => JSON.stringify(i.value));
+  check(actions[0]?.includes('"activated"') === true && actions[2]?.includes('"retired"') === true, `fleet: outcomes ${actions.join(' ')}`);
+  const statusOf = async (certificateId: string) =>
+    (await iot.send(new DescribeCertificateCommand({ certificateId }))).certificateDescription?.status;
+  check((await statusOf(next.certificateId!)) === 'ACTIVE', `fleet: new certificate ${await statusOf(next.certificateId!)}`);
+  check((await statusOf(old.certificateId!)) === 'REVOKED', `fleet: old certificate ${await statusOf(old.certificateId!)}`);
+  const { principals = [] } = await iot.send(new ListThingPrincipalsCommand({ thingName }));
+  check(JSON.stringify(principals) === JSON.stringify([next.certificateArn]), `fleet: thing principals ${JSON.stringify(principals)}`);
+  check(
+    (await metricTotal('GatewaysReporting', stage.name, 'iot')) === 1,
+    `fleet: GatewaysReporting = ${await metricTotal('GatewaysReporting', stage.name, 'iot')}`,
+  );
+  check(
+    (await metricTotal('CertificatesRotated', stage.name, 'iot')) === 2,
+    `fleet: CertificatesRotated = ${await metricTotal('CertificatesRotated', stage.name, 'iot')}`,
+  );
+}
+
 async function metricTotal(name: string, stageName: string, source: string): Promise<number> {
   const totals = await readMetricTotals(standIns.clients.cloudwatch);
   return totals

@@ -21,6 +21,9 @@ import { LocalQueue, toRuleMessageBody, type Poller } from '../../local/iot-brid
 import { startLocalIotBroker, type LocalIotBroker } from '../../local/mqtt-broker.ts';
 import type { GatewayConfigInput } from '../../gateway/src/config.ts';
 import { startLocalCloudWatch, type LocalCloudWatch } from './cloudwatch.ts';
+import { handleGatewayEvent, type GatewayEventOutcome } from '../../lambdas/core/gateway-fleet.ts';
+import { createLocalIotRegistry, type LocalIotRegistry } from '../../local/iot-registry.ts';
+import { gatewayEventFromTopic, withoutBasicIngestPrefix } from '../../shared/telemetry.ts';
 import { freePort, startDynamoDbLocal, type LocalDynamo } from './dynamodb-local.ts';
 
 export const RULE = 'meterbridge_local_telemetry';
@@ -58,7 +61,21 @@ export interface GatewayHarness {
   /** Waits until the ingest queue is empty. */
   drained(): Promise<void>;
   readings(meterId: string, channel: string, from: Date, to: Date): Promise<Reading[]>;
+  /** With `registry: true`: IoT's certificate registry in moto (the broker checks it at CONNECT and signs CSRs). */
+  registry: LocalIotRegistry | undefined;
+  /** What the fleet function made of each gateway event (rotation notices, status reports), in arrival order. */
+  fleetOutcomes: GatewayEventOutcome[];
+  /** Every certificate id a publish came over, in arrival order (telemetry and events). */
+  publishedWith: string[];
   close(): Promise<void>;
+}
+
+export interface GatewayHarnessOptions {
+  /**
+   * IoT Core's registry (moto) behind the broker: devices must be registered, ACTIVE and attached
+   * to connect, the CreateCertificateFromCsr MQTT API works, and gateway events run the fleet core.
+   */
+  registry?: boolean;
 }
 
 export async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
@@ -69,7 +86,7 @@ export async function waitFor(condition: () => boolean | Promise<boolean>, timeo
   }
 }
 
-export async function startGatewayHarness(): Promise<GatewayHarness> {
+export async function startGatewayHarness(options: GatewayHarnessOptions = {}): Promise<GatewayHarness> {
   const dir = await mkdtemp(join(tmpdir(), 'meterbridge-gateway-'));
   let dynamo: LocalDynamo | undefined;
   let cloudwatch: LocalCloudWatch | undefined;
@@ -90,6 +107,11 @@ export async function startGatewayHarness(): Promise<GatewayHarness> {
     let ackDelayMs = 0;
     let unacknowledged = 0;
     const harnessState = { peakUnacknowledged: 0 };
+    const registry = options.registry ? await createLocalIotRegistry({ moto: cloudwatch.moto, ca, dir: join(dir, 'issued') }) : undefined;
+    if (registry) await registry.registerDevice(THING, device.certPath);
+    const fleetOutcomes: GatewayEventOutcome[] = [];
+    const publishedWith: string[] = [];
+    const fleetEvent = registry ? fleetRuleAction(registry, cloudwatch, fleetOutcomes) : undefined;
 
     poller = queue.startPolling(
       async (event) => {
@@ -120,7 +142,13 @@ export async function startGatewayHarness(): Promise<GatewayHarness> {
         serverCertPath: server.certPath,
         serverKeyPath: server.keyPath,
         ruleName: RULE,
+        ...(registry ? { registry } : {}),
         onPublish: async (publish) => {
+          publishedWith.push(publish.certificateId);
+          if (gatewayEventFromTopic(publish.topic)) {
+            fleetEvent?.(publish);
+            return;
+          }
           unacknowledged++;
           harnessState.peakUnacknowledged = Math.max(harnessState.peakUnacknowledged, unacknowledged);
           try {
@@ -183,9 +211,13 @@ export async function startGatewayHarness(): Promise<GatewayHarness> {
       },
       drained: () => queue.whenEmpty(),
       readings: (meterId, channel, from, to) => store.query({ meterId, channel, from, to }),
+      registry,
+      fleetOutcomes,
+      publishedWith,
       async close() {
         await poller?.stop();
         await broker?.close();
+        registry?.close();
         await Promise.all([dynamo?.stop(), cloudwatch?.stop()]);
         await rm(dir, { recursive: true, force: true });
       },
@@ -197,6 +229,29 @@ export async function startGatewayHarness(): Promise<GatewayHarness> {
     await rm(dir, { recursive: true, force: true });
     throw error;
   }
+}
+
+/** The fleet rule's Lambda action on the fleet core: invoked asynchronously (the PUBACK does not wait for it). */
+function fleetRuleAction(
+  registry: LocalIotRegistry,
+  cloudwatch: LocalCloudWatch,
+  outcomes: GatewayEventOutcome[],
+): (publish: { topic: string; payload: Buffer; certificateId: string; receivedAt: number }) => void {
+  return (publish) => {
+    const metrics = new Metrics({ client: cloudwatch.client(), log: silentLog });
+    const record = {
+      payload: publish.payload.toString('base64'),
+      topic: withoutBasicIngestPrefix(publish.topic),
+      principal: publish.certificateId,
+      receivedAt: publish.receivedAt,
+    };
+    void handleGatewayEvent(record, { iot: registry.iot, policyName: registry.policyName, metrics, log: silentLog })
+      .then(
+        (outcome) => outcomes.push(outcome),
+        (error: unknown) => outcomes.push({ kind: 'refused', reason: `threw: ${String(error)}` }),
+      )
+      .finally(() => metrics.flush());
+  };
 }
 
 /** A demo clock section starting `daysBack` days ago on an interval boundary, running `speedup` times real time. */

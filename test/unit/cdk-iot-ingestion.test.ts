@@ -103,33 +103,62 @@ describe('IotIngestion', () => {
       assert.deepEqual(connect.Condition, { Bool: { 'iot:Connection.Thing.IsAttached': 'true' } });
     });
 
-    it('lets a gateway publish only to its own Basic Ingest telemetry topic', () => {
+    it('lets a gateway publish only to its own Basic Ingest telemetry and event topics, and the CreateCertificateFromCsr request', () => {
       // GIVEN
       const publish = statementFor(gatewayPolicyStatements(template), 'iot:Publish');
 
       // WHEN
-      const arn = flattenArn(publish.Resource);
+      const arns = [publish.Resource].flat().map((resource) => flattenArn(resource));
 
       // THEN
-      assert.equal(
-        arn,
-        `arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:topic/$aws/rules/meterbridge_test_telemetry/gateways/${THING_NAME_VARIABLE}/telemetry`,
-      );
-      assert.ok(!arn.includes('*'), `no wildcard expected in ${arn}`);
+      const base = 'arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:topic/';
+      assert.deepEqual(arns, [
+        `${base}$aws/rules/meterbridge_test_telemetry/gateways/${THING_NAME_VARIABLE}/telemetry`,
+        `${base}$aws/rules/meterbridge_test_fleet/gateways/${THING_NAME_VARIABLE}/rotation`,
+        `${base}$aws/rules/meterbridge_test_fleet/gateways/${THING_NAME_VARIABLE}/status`,
+        `${base}$aws/certificates/create-from-csr/json`,
+      ]);
+      for (const arn of arns) assert.ok(!arn.includes('*'), `no wildcard expected in ${arn}`);
     });
 
     it('keeps the thing-name policy variable literal for IoT to resolve', () => {
       // Fn::Sub would have claimed `${iot:...}` as a reference of its own and failed the deploy.
       const document = JSON.stringify(resource(template, 'AWS::IoT::Policy').Properties.PolicyDocument);
 
-      assert.equal(document.split('${iot:Connection.Thing.ThingName}').length - 1, 2);
+      assert.equal(document.split('${iot:Connection.Thing.ThingName}').length - 1, 4);
       assert.ok(!document.includes('Fn::Sub'));
     });
 
-    it('allows nothing but Connect and Publish (no Subscribe or Receive)', () => {
-      const actions = gatewayPolicyStatements(template).flatMap((statement) => [statement.Action].flat());
+    it('allows Subscribe and Receive only on the two CreateCertificateFromCsr answers', () => {
+      const statements = gatewayPolicyStatements(template);
+      const actions = statements.flatMap((statement) => [statement.Action].flat());
+      assert.deepEqual(actions.sort(), ['iot:Connect', 'iot:Publish', 'iot:Receive', 'iot:Subscribe']);
+      const base = 'arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:';
+      const answers = ['$aws/certificates/create-from-csr/json/accepted', '$aws/certificates/create-from-csr/json/rejected'];
+      assert.deepEqual(
+        [statementFor(statements, 'iot:Subscribe').Resource].flat().map((r) => flattenArn(r)),
+        answers.map((topic) => `${base}topicfilter/${topic}`),
+      );
+      assert.deepEqual(
+        [statementFor(statements, 'iot:Receive').Resource].flat().map((r) => flattenArn(r)),
+        answers.map((topic) => `${base}topic/${topic}`),
+      );
+    });
+  });
 
-      assert.deepEqual(actions.sort(), ['iot:Connect', 'iot:Publish']);
+  describe('fleet rule (rotation notices, status reports)', () => {
+    it('hands each gateway event byte-exact with principal() to the fleet function', () => {
+      template.hasResourceProperties('AWS::IoT::TopicRule', {
+        RuleName: 'meterbridge_test_fleet',
+        TopicRulePayload: Match.objectLike({
+          Sql: "SELECT encode(*, 'base64') AS payload, topic() AS topic, principal() AS principal, timestamp() AS receivedAt FROM 'gateways/+/+'",
+          Actions: [{ Lambda: { FunctionArn: Match.anyValue() } }],
+        }),
+      });
+      template.hasResourceProperties('AWS::Lambda::Permission', { Principal: 'iot.amazonaws.com', Action: 'lambda:InvokeFunction' });
+      template.hasResourceProperties('AWS::Lambda::Function', {
+        Environment: Match.objectLike({ Variables: Match.objectLike({ GATEWAY_POLICY_NAME: 'meterbridge-test-gateway' }) }),
+      });
     });
   });
 
@@ -177,7 +206,7 @@ describe('IotIngestion', () => {
     });
 
     it('waits for the action roles and their policies before it starts sending', () => {
-      const rule = resource(template, 'AWS::IoT::TopicRule');
+      const rule = resource(template, 'AWS::IoT::TopicRule', { RuleName: 'meterbridge_test_telemetry' });
 
       for (const prefix of ['IotRuleActionRoleDefaultPolicy', 'IotRuleErrorActionRoleDefaultPolicy']) {
         assert.ok(
@@ -279,7 +308,9 @@ describe('IotIngestion', () => {
 
     it('hides a received message for six times the ingest function timeout', () => {
       // GIVEN
-      const fn = resource(template, 'AWS::Lambda::Function', { Environment: Match.anyValue() });
+      const fn = resource(template, 'AWS::Lambda::Function', {
+        Environment: Match.objectLike({ Variables: Match.objectLike({ DEAD_LETTER_QUEUE_URL: Match.anyValue() }) }),
+      });
       const queue = resource(template, 'AWS::SQS::Queue', queueProps);
 
       // WHEN

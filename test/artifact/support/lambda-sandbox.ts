@@ -56,6 +56,7 @@ export const RUNTIME_PROVIDED_ENV = [
   'AWS_ENDPOINT_URL_SQS',
   'AWS_ENDPOINT_URL_SECRETS_MANAGER',
   'AWS_ENDPOINT_URL_CLOUDWATCH',
+  'AWS_ENDPOINT_URL_IOT',
 ] as const;
 export type RuntimeVariable = (typeof RUNTIME_PROVIDED_ENV)[number];
 

@@ -79,6 +79,7 @@ export function deriveCalls(
 ): Derived {
   const arnBase = (svc: string) => `arn:aws:${svc}:${options.region}:${options.account}`;
   if (service === 's3') return deriveS3(method, url, headers, arnBase);
+  if (service === 'iot') return deriveIot(method, url, headers, body, arnBase);
   const prefix = IAM_PREFIX[service];
   if (prefix === undefined) throw new Error(`no IAM mapping for service ${service}`);
   const target = headers['x-amz-target'];
@@ -127,6 +128,42 @@ export function deriveCalls(
     }
     default:
       throw new Error(`no IAM mapping for service ${service}`);
+  }
+}
+
+/**
+ * IoT's control plane is REST: the operation is the method and path. The certificate actions act
+ * on the certificate (`cert/<id>`), the thing-principal ones on the thing; the two list calls made
+ * by certificate are mapped to `*` (the policy grants them on `*`: read-only lists).
+ */
+function deriveIot(method: string, url: URL, headers: IncomingMessage['headers'], body: Buffer, arnBase: (svc: string) => string): Derived {
+  const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
+  const cert = (id: string) => `${arnBase('iot')}:cert/${id}`;
+  const thing = (name: string) => `${arnBase('iot')}:thing/${name}`;
+  const call = (operation: string, resource: string) => [{ action: `iot:${operation}`, resource }];
+  const route = `${method} /${parts[0] ?? ''}${parts.length > 2 ? `/_/${parts[2]}` : parts.length > 1 ? '/_' : ''}`;
+  const target = () => String((JSON.parse(body.toString('utf8') || '{}') as { target?: unknown }).target ?? '');
+  switch (route) {
+    case 'GET /certificates/_':
+      return call('DescribeCertificate', cert(parts[1]!));
+    case 'PUT /certificates/_':
+      return call('UpdateCertificate', cert(parts[1]!));
+    case 'GET /principals/_': // /principals/things
+      return call('ListPrincipalThings', '*');
+    case 'POST /attached-policies/_':
+      return call('ListAttachedPolicies', '*');
+    case 'PUT /target-policies/_':
+      return call('AttachPolicy', target());
+    case 'POST /target-policies/_':
+      return call('DetachPolicy', target());
+    case 'GET /things/_/principals':
+      return call('ListThingPrincipals', thing(parts[1]!));
+    case 'PUT /things/_/principals':
+      return call('AttachThingPrincipal', thing(parts[1]!));
+    case 'DELETE /things/_/principals':
+      return call('DetachThingPrincipal', thing(parts[1]!));
+    default:
+      throw new Error(`iot ${method} ${url.pathname}: no IAM mapping (${String(headers['x-amzn-principal'] ?? '')})`);
   }
 }
 

@@ -5,6 +5,7 @@
  * declares is created under a test name, and `physical` resolves the template's Ref/Fn::GetAtt to
  * those names and ARNs (for the functions' environment and for the IAM policies alike).
  */
+import { IoTClient } from '@aws-sdk/client-iot';
 import { CreateTableCommand, DynamoDBClient, type CreateTableCommandInput } from '@aws-sdk/client-dynamodb';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, SQSClient } from '@aws-sdk/client-sqs';
@@ -31,7 +32,7 @@ export interface StandIns {
   s3: LocalS3;
   moto: Moto;
   /** Clients of the stand-ins themselves (not through the recorders), for setting up and reading outcomes. */
-  clients: { dynamodb: DynamoDBClient; sqs: SQSClient; secrets: SecretsManagerClient; cloudwatch: CloudWatchClient };
+  clients: { dynamodb: DynamoDBClient; sqs: SQSClient; secrets: SecretsManagerClient; cloudwatch: CloudWatchClient; iot: IoTClient };
   recorders: { dynamodb: Recorder; s3: Recorder; moto: Recorder };
   /** The endpoint variables a function's environment gets (the recorders' URLs). */
   endpoints: Partial<Record<RuntimeVariable, string>>;
@@ -67,6 +68,7 @@ export async function startStandIns(): Promise<StandIns> {
     sqs: new SQSClient(motoClient),
     secrets: new SecretsManagerClient(motoClient),
     cloudwatch: motoCloudWatchClient(moto),
+    iot: new IoTClient(motoClient),
   };
   return {
     dynamo,
@@ -80,6 +82,7 @@ export async function startStandIns(): Promise<StandIns> {
       AWS_ENDPOINT_URL_SQS: motoRecorder.url,
       AWS_ENDPOINT_URL_SECRETS_MANAGER: motoRecorder.url,
       AWS_ENDPOINT_URL_CLOUDWATCH: motoRecorder.url,
+      AWS_ENDPOINT_URL_IOT: motoRecorder.url,
     },
     policies,
     secretArns,
