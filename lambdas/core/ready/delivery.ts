@@ -189,6 +189,101 @@ export function looksLikeDelivery(json: unknown): boolean {
   return typeof json === 'object' && json !== null && !Array.isArray(json) && 'meters' in json;
 }
 
+type DeliveredMeter = Delivery['meters'][number];
+
+/**
+ * One delivered meter's registers, interval series and events as reading inputs (each with its
+ * path in the body for the refusal reasons); unknown registers and units land in `reasons`.
+ */
+function meterInputs(
+  m: DeliveredMeter,
+  mi: number,
+  into: {
+    base: Pick<ReadingInput, 'source' | 'originId' | 'revision'>;
+    reasons: string[];
+    inputs: Array<{ path: string; input: ReadingInput }>;
+    events: MeterEventRecord[];
+  },
+): void {
+  const { base, reasons, inputs, events } = into;
+  const registers: Record<string, RegisterSpec> = REGISTER_MAP[m.utility];
+  const lookup = (name: string, unitName: string, path: string): { spec: RegisterSpec; unit: Unit } | undefined => {
+    const registerSpec = Object.hasOwn(registers, name) ? registers[name] : undefined;
+    if (!registerSpec) {
+      reasons.push(`${path}.register: unknown ${m.utility} register ${preview(name)} (known: ${Object.keys(registers).join(', ')})`);
+      return undefined;
+    }
+    const canonical = UNIT_ALIASES[unitName] as Unit;
+    if (!registerSpec.units.includes(canonical)) {
+      reasons.push(`${path}.unit: ${preview(unitName)} does not measure ${m.utility} ${name} (expected one of ${registerSpec.units.join(', ')})`);
+      return undefined;
+    }
+    return { spec: registerSpec, unit: canonical };
+  };
+
+  m.registers?.forEach((r, ri) => {
+    const path = `meters.${mi}.registers.${ri}`;
+    const found = lookup(r.register, r.unit, path);
+    if (!found) return;
+    inputs.push({
+      path,
+      input: {
+        ...base,
+        kind: 'register',
+        meterId: m.meterId,
+        channel: found.spec.register,
+        value: r.value,
+        unit: found.unit,
+        quality: r.estimated ? 'estimated' : 'actual',
+        at: r.readAt,
+      },
+    });
+  });
+
+  m.intervals?.forEach((series, si) => {
+    const path = `meters.${mi}.intervals.${si}`;
+    const found = lookup(series.register, series.unit, path);
+    if (!found) return;
+    const start = Date.parse(series.start);
+    series.values.forEach((value, vi) => {
+      if (value === null) return;
+      const from = start + vi * series.intervalSeconds * 1000;
+      inputs.push({
+        path: `${path}.values.${vi}`,
+        input: {
+          ...base,
+          kind: 'interval',
+          meterId: m.meterId,
+          channel: found.spec.interval,
+          value,
+          unit: found.unit,
+          quality: series.estimated ? 'estimated' : 'actual',
+          start: new Date(from),
+          end: new Date(from + series.intervalSeconds * 1000),
+        },
+      });
+    });
+  });
+
+  m.events?.forEach((event, ei) => {
+    const active = event.active ?? true;
+    events.push({ meterId: m.meterId, code: event.code, active, at: event.at });
+    inputs.push({
+      path: `meters.${mi}.events.${ei}`,
+      input: {
+        ...base,
+        kind: 'register',
+        meterId: m.meterId,
+        channel: `event.${event.code}`,
+        value: active ? 1 : 0,
+        unit: 'count',
+        quality: 'actual',
+        at: event.at,
+      },
+    });
+  });
+}
+
 /**
  * Validates a parsed delivery and maps it to readings. All or nothing: any reason rejects it.
  * @param rawBody the bytes as received, hashed when the delivery carries no id.
@@ -210,84 +305,7 @@ export function mapDelivery(json: unknown, rawBody: Uint8Array, options: { now: 
   const events: MeterEventRecord[] = [];
   const base = { source: 'ready', originId, revision: 0 } as const;
 
-  delivery.meters.forEach((m, mi) => {
-    const registers: Record<string, RegisterSpec> = REGISTER_MAP[m.utility];
-    const lookup = (name: string, unitName: string, path: string): { spec: RegisterSpec; unit: Unit } | undefined => {
-      const registerSpec = Object.hasOwn(registers, name) ? registers[name] : undefined;
-      if (!registerSpec) {
-        reasons.push(`${path}.register: unknown ${m.utility} register ${preview(name)} (known: ${Object.keys(registers).join(', ')})`);
-        return undefined;
-      }
-      const canonical = UNIT_ALIASES[unitName] as Unit;
-      if (!registerSpec.units.includes(canonical)) {
-        reasons.push(`${path}.unit: ${preview(unitName)} does not measure ${m.utility} ${name} (expected one of ${registerSpec.units.join(', ')})`);
-        return undefined;
-      }
-      return { spec: registerSpec, unit: canonical };
-    };
-
-    m.registers?.forEach((r, ri) => {
-      const path = `meters.${mi}.registers.${ri}`;
-      const found = lookup(r.register, r.unit, path);
-      if (!found) return;
-      inputs.push({
-        path,
-        input: {
-          ...base,
-          kind: 'register',
-          meterId: m.meterId,
-          channel: found.spec.register,
-          value: r.value,
-          unit: found.unit,
-          quality: r.estimated ? 'estimated' : 'actual',
-          at: r.readAt,
-        },
-      });
-    });
-
-    m.intervals?.forEach((series, si) => {
-      const path = `meters.${mi}.intervals.${si}`;
-      const found = lookup(series.register, series.unit, path);
-      if (!found) return;
-      const start = Date.parse(series.start);
-      series.values.forEach((value, vi) => {
-        if (value === null) return;
-        const from = start + vi * series.intervalSeconds * 1000;
-        inputs.push({
-          path: `${path}.values.${vi}`,
-          input: {
-            ...base,
-            kind: 'interval',
-            meterId: m.meterId,
-            channel: found.spec.interval,
-            value,
-            unit: found.unit,
-            quality: series.estimated ? 'estimated' : 'actual',
-            start: new Date(from),
-            end: new Date(from + series.intervalSeconds * 1000),
-          },
-        });
-      });
-    });
-
-    m.events?.forEach((event, ei) => {
-      const active = event.active ?? true;
-      events.push({ meterId: m.meterId, code: event.code, active, at: event.at });
-      inputs.push({
-        path: `meters.${mi}.events.${ei}`,
-        input: {
-          ...base,
-          kind: 'register',
-          meterId: m.meterId,
-          channel: `event.${event.code}`,
-          value: active ? 1 : 0,
-          unit: 'count',
-          quality: 'actual',
-          at: event.at,
-        },
-      });
-    });
-  });
+  delivery.meters.forEach((meter, mi) => meterInputs(meter, mi, { base, reasons, inputs, events }));
 
   const readings: Reading[] = [];
   for (const { path, input } of inputs) {
