@@ -9,7 +9,7 @@ import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import type { PrivateKey } from 'openpgp';
 import { requiredEnv } from './core/env.ts';
 import { RawArchive } from './core/raw-archive.ts';
-import { loadPrivateKey } from './core/smt/decrypt.ts';
+import { loadPrivateKey } from './core/smt/pgp/decrypt.ts';
 import { archiveKeysOf } from './core/smt/s3-event.ts';
 import { processArchivedFile } from './core/smt/process.ts';
 import { pgpKeyFrom, readSecretJson } from './core/smt/secrets.ts';

@@ -11,8 +11,8 @@ import { chown, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
-import { localDayGrid } from '../lambdas/core/smt/local-day.ts';
-import { INTERVAL_CSV_HEADER } from '../lambdas/core/smt/interval-csv.ts';
+import { localDayGrid } from '../lambdas/core/smt/parse/local-day.ts';
+import { INTERVAL_CSV_HEADER } from '../lambdas/core/smt/parse/interval-csv.ts';
 import { SMT_TIME_ZONE } from '../lambdas/core/smt/model.ts';
 
 const run = promisify(execFile);

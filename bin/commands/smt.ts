@@ -17,7 +17,7 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { PrivateKey } from 'openpgp';
 import { RawArchive } from '../../lambdas/core/raw-archive.ts';
 import { readingToJson, validateReading } from '../../shared/reading.ts';
-import { DECRYPT_STALL_MS, decryptToFile, loadPrivateKey, SmtDecryptError } from '../../lambdas/core/smt/decrypt.ts';
+import { DECRYPT_STALL_MS, decryptToFile, loadPrivateKey, SmtDecryptError } from '../../lambdas/core/smt/pgp/decrypt.ts';
 import { SMT_TIME_ZONE, SmtLayoutError } from '../../lambdas/core/smt/model.ts';
 import { daysOf, processArchivedFile } from '../../lambdas/core/smt/process.ts';
 import { pgpKeyFrom, readSecretJson } from '../../lambdas/core/smt/secrets.ts';

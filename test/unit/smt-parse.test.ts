@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { fastDecimal } from '../../lambdas/core/smt/interval-csv.ts';
+import { fastDecimal } from '../../lambdas/core/smt/parse/interval-csv.ts';
 import { SmtLayoutError, type SmtDay } from '../../lambdas/core/smt/model.ts';
-import { parseSmtAll } from '../../lambdas/core/smt/parse.ts';
+import { parseSmtAll } from '../../lambdas/core/smt/parse/parse.ts';
 import { archiveKeysOf } from '../../lambdas/core/smt/s3-event.ts';
-import { sniffContent } from '../../lambdas/core/smt/decrypt.ts';
+import { sniffContent } from '../../lambdas/core/smt/pgp/decrypt.ts';
 import { smtCsv } from '../../local/smt-files.ts';
 
 const HEADER = 'ESIID,USAGE_DATE,REVISION_DATE,USAGE_START_TIME,USAGE_END_TIME,USAGE_KWH,ESTIMATED_ACTUAL,CONSUMPTION_SURPLUSGENERATION';

@@ -28,10 +28,10 @@ import type { RawArchive } from '../raw-archive.ts';
 import type { ReadingStore } from '../reading-store.ts';
 import { validateReading, type Reading } from '../../../shared/reading.ts';
 import { ARCHIVE_METADATA } from './archive-metadata.ts';
-import { clearParts } from './clear-content.ts';
-import { decryptToFile, SmtDecryptError } from './decrypt.ts';
+import { clearParts } from './parse/clear-content.ts';
+import { decryptToFile, SmtDecryptError } from './pgp/decrypt.ts';
 import { SMT_TIME_ZONE, SmtLayoutError, type ParseOptions, type SmtDay } from './model.ts';
-import { parseSmt } from './parse.ts';
+import { parseSmt } from './parse/parse.ts';
 
 export interface SmtProcessDependencies {
   archive: RawArchive;

@@ -8,7 +8,7 @@ import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { Transform, type Readable } from 'node:stream';
 import yauzl from 'yauzl';
-import { SmtLayoutError } from './model.ts';
+import { SmtLayoutError } from '../model.ts';
 
 export interface ClearPart {
   /** Entry name inside the ZIP, or undefined for a plain text file. */

@@ -9,7 +9,7 @@
 import { IntervalCsvParser, isIntervalCsvHeader } from './interval-csv.ts';
 import { lineBlocks, lineText } from './lines.ts';
 import { isLseRecord, LseParser } from './lse.ts';
-import { SmtLayoutError, type ParseOptions, type SmtDay } from './model.ts';
+import { SmtLayoutError, type ParseOptions, type SmtDay } from '../model.ts';
 
 export type SmtLayout = 'interval-csv' | 'lse';
 

@@ -15,10 +15,10 @@
  * not, is a missing interval (never zero). A second cut for the same ESIID and channel over an
  * overlapping span is refused: which of its values would be meant is anyone's guess.
  */
-import { CHANNELS, type Quality, type Unit } from '../../../shared/reading.ts';
-import { localDate, startOfLocalDay, utcOffsetMs } from '../time.ts';
+import { CHANNELS, type Quality, type Unit } from '../../../../shared/reading.ts';
+import { localDate, startOfLocalDay, utcOffsetMs } from '../../time.ts';
 import { localWallTimeToUtc } from './local-day.ts';
-import { SMT_TIME_ZONE, SmtLayoutError, type IntervalReading, type ParseOptions, type SmtDay } from './model.ts';
+import { SMT_TIME_ZONE, SmtLayoutError, type IntervalReading, type ParseOptions, type SmtDay } from '../model.ts';
 import { implausibleRevision, isCalendarDateTime, parseDecimal } from './values.ts';
 
 /** LSE channel numbers SMT uses. */

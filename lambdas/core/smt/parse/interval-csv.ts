@@ -25,10 +25,10 @@
  * - Errors decode the fields they quote, so messages are those of a text parser.
  * - A row with quotes is copied without them and read again (SMT writes none).
  */
-import { CHANNELS, type Quality } from '../../../shared/reading.ts';
+import { CHANNELS, type Quality } from '../../../../shared/reading.ts';
 import type { LineBlock } from './lines.ts';
 import { localDayGrid, localWallTimeToUtc, type LocalDayGrid } from './local-day.ts';
-import { SMT_TIME_ZONE, SmtLayoutError, type IntervalReading, type ParseOptions, type SmtDay } from './model.ts';
+import { SMT_TIME_ZONE, SmtLayoutError, type IntervalReading, type ParseOptions, type SmtDay } from '../model.ts';
 import { implausibleRevision, isCalendarDateTime, parseDecimal } from './values.ts';
 
 export const INTERVAL_CSV_HEADER = [
