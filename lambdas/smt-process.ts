@@ -22,6 +22,8 @@ const store = wiring.store();
 const secrets = new SecretsManagerClient({});
 const archive = new RawArchive({ client: new S3Client({}), bucket: requiredEnv('ARCHIVE_BUCKET') });
 const pgpSecretId = requiredEnv('SMT_PGP_SECRET');
+/** The stage's `smt.strictCsv` setting: refuse spreadsheet variants of the CSV reports (docs/smt.md). */
+const strict = process.env.SMT_STRICT_CSV === 'true';
 
 let keys: Promise<PrivateKey[]> | undefined;
 function loadKeys(): Promise<PrivateKey[]> {
@@ -40,7 +42,7 @@ export const handler = lambdaHandler<SQSEvent, SQSBatchResponse>(logger, wiring,
   for (const record of event.Records) {
     try {
       for (const key of archiveKeysOf(record.body)) {
-        const outcome = await processArchivedFile({ archive, ledger: wiring.ledger, store, metrics, log, keys: loadKeys }, key);
+        const outcome = await processArchivedFile({ archive, ledger: wiring.ledger, store, metrics, log, keys: loadKeys, strict }, key);
         log.info('SMT file outcome', { key, status: outcome.status, ...(outcome.status === 'failed' ? { reason: outcome.reason } : {}) });
       }
     } catch (error) {

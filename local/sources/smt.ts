@@ -144,20 +144,29 @@ function fetchStep(run: SmtRun, servers: LocalSmtServers): () => Promise<number>
 /** What must end up stored, from the clear files through the parser: the latest revision per interval. */
 class ExpectedSmtReadings {
   private readonly latest = new Map<string, { expected: ExpectedReading; revision: number }>();
+  /** Readings of the LSE files (their own days), named in the summary. */
+  private readonly lse = new Map<string, ExpectedReading>();
+  private lseFiles = 0;
 
-  async add(file: SmtFile): Promise<void> {
+  async add(file: SmtFile, format: 'csv' | 'lse'): Promise<void> {
+    if (format === 'lse') this.lseFiles += 1;
     for (const day of await parseSmtAll(createReadStream(file.csvPath), { originId: file.name })) {
       for (const reading of day.readings) {
         const key = `${reading.meterId}|${reading.channel}|${reading.start.getTime()}`;
         const previous = this.latest.get(key);
         if (!previous || previous.revision <= reading.revision)
           this.latest.set(key, { expected: readingToExpected(reading), revision: reading.revision });
+        if (format === 'lse') this.lse.set(key, readingToExpected(reading));
       }
     }
   }
 
   all(): ExpectedReading[] {
     return [...this.latest.values()].map((entry) => entry.expected);
+  }
+
+  parts(): Array<{ label: string; files: number; expected: ExpectedReading[] }> {
+    return this.lseFiles === 0 ? [] : [{ label: 'LSE files', files: this.lseFiles, expected: [...this.lse.values()] }];
   }
 }
 
@@ -167,7 +176,12 @@ type DropSpec = Omit<SmtFileOptions, 'dir' | 'keyring'>;
  * The delivery schedule: at once the DST days and yesterday with estimates; after the first fetch
  * the re-delivery of yesterday; then every `newFileEveryMs` a zipped earlier day in adhocusage.
  */
-function deliverySchedule(today: string): { first: [string, DropSpec]; second: [string, DropSpec]; later: (dayBack: number) => [string, DropSpec] } {
+function deliverySchedule(today: string): {
+  first: [string, DropSpec];
+  lse: [string, DropSpec];
+  second: [string, DropSpec];
+  later: (dayBack: number) => [string, DropSpec];
+} {
   const yesterday = addDays(today, -1);
   const dst = latestDstDays(today);
   return {
@@ -182,6 +196,18 @@ function deliverySchedule(today: string): { first: [string, DropSpec]; second: [
         flag: (_esiid, date, row) => (date === yesterday && row >= 72 && row < 88 ? 'E' : 'A'),
       },
     ],
+    // The day before yesterday in LSE (LodeStar Enhanced, both channels), as TDSPs also deliver it.
+    lse: [
+      'intervaldata',
+      {
+        esiids: ESIIDS,
+        days: [addDays(today, -2)],
+        channels: ['Consumption', 'Surplus Generation'],
+        revision: revisionOf(yesterday, 20),
+        format: 'lse',
+        name: `LSE_${today.replace(/-/g, '')}_${process.pid}.lse.asc`,
+      },
+    ],
     // SMT re-delivers yesterday: later REVISION_DATE, actual values where there were estimates.
     second: [
       'intervaldata',
@@ -193,7 +219,11 @@ function deliverySchedule(today: string): { first: [string, DropSpec]; second: [
         value: (esiid, date, row, channel) => (row >= 72 && row < 88 ? 0.5 + row / 1000 : defaultKwh(esiid, date, row, channel)),
       },
     ],
-    later: (dayBack) => ['adhocusage', { esiids: ESIIDS, days: [addDays(today, -dayBack)], revision: revisionOf(yesterday, 23), zip: true }],
+    // Earlier days: zipped CSVs in adhocusage and LSE files in intervaldata, in turn.
+    later: (dayBack) =>
+      dayBack % 2 === 1
+        ? ['adhocusage', { esiids: ESIIDS, days: [addDays(today, -dayBack)], revision: revisionOf(yesterday, 23), zip: true }]
+        : ['intervaldata', { esiids: ESIIDS, days: [addDays(today, -dayBack)], revision: revisionOf(yesterday, 23), format: 'lse' }],
   };
 }
 
@@ -219,7 +249,7 @@ export async function smtSource(platform: LocalPlatform, options: SmtSourceOptio
   const drop = async ([folder, spec]: [string, DropSpec]) => {
     const file = await writeSmtFile({ dir: join(root, folder), keyring, ...spec });
     await shareTree(root);
-    await expected.add(file);
+    await expected.add(file, spec.format ?? 'csv');
     written.push(file);
     onServer += 1;
   };
@@ -246,6 +276,8 @@ export async function smtSource(platform: LocalPlatform, options: SmtSourceOptio
       if (step === 0) {
         step = 1;
         await drop(schedule.second);
+        // After the first fetch, so the first run stays as short as before; quiesce's last fetch takes it at the latest.
+        await drop(schedule.lse);
       } else if (sinceNewFile >= (options.newFileEveryMs ?? 20_000)) {
         sinceNewFile = 0;
         dayBack += 1;
@@ -257,6 +289,7 @@ export async function smtSource(platform: LocalPlatform, options: SmtSourceOptio
   return {
     source: 'smt',
     expected: () => expected.all(),
+    parts: () => expected.parts(),
     backlog: () => onServer + processQueue.size,
     async quiesce() {
       running = false;

@@ -297,8 +297,10 @@ describe('SMT LSE', () => {
     assert.equal(day!.readings[0]!.quality, 'estimated');
   });
 
-  it('refuses unknown channels and units', async () => {
-    await assert.rejects(parse(lse(triples(100), '00000001,10443720004766435,7,20251102000000,20251102235959,Y,N')), /channel "7"/);
+  it('keeps channels other than 1 and 4 on their own channel (issue 18); refuses a non-numeric channel and unknown units', async () => {
+    const [other] = await parse(lse(triples(100), '00000001,10443720004766435,7,20251102000000,20251102235959,Y,N'));
+    assert.equal(other!.channel, 'lse.channel.7');
+    await assert.rejects(parse(lse(triples(100), '00000001,10443720004766435,X,20251102000000,20251102235959,Y,N')), /channel "X"/);
     await assert.rejects(parse(lse(triples(100)).replace(',KWH,', ',GALLONS,')), /unit of measure "GALLONS"/);
   });
 });
