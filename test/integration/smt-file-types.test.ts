@@ -209,6 +209,16 @@ describe('SMT file types by header', () => {
     }
   });
 
+  it('the process step refuses a bundle with more members than the cap as a whole (reason bundle), parsing none of them', async () => {
+    const members = Array.from({ length: 1001 }, (_, i) => ({ name: `part${i}.csv`, content: i === 0 ? smtCsv(SPEC) : 'x' }));
+    const { outcome, deps, key, stored } = await processFile({ members });
+    assert.equal(outcome.status === 'failed' ? outcome.reason : outcome.status, 'bundle');
+    assert.match(outcome.status === 'failed' ? outcome.message : '', /more than 1000 files/);
+    assert.equal(metricValue(deps.metrics, 'FilesFailed', 'bundle'), 1);
+    assert.equal((await stored('energy.active.import')).length, 0);
+    assert.ok(await archiveOf(h).head(key));
+  });
+
   it('the process step stores an LSE file from the generator exactly as its CSV twin', async () => {
     const spec = {
       esiids: [ESIID],
