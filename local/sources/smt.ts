@@ -261,6 +261,7 @@ export async function smtSource(platform: LocalPlatform, options: SmtSourceOptio
 
   const schedule = deliverySchedule(localDate(new Date(), LOCAL_BLOCK_TIME_ZONE));
   await drop(schedule.first);
+  await drop(schedule.lse);
 
   let running = true;
   const fetchEveryMs = options.fetchEveryMs ?? 5000;
@@ -276,8 +277,6 @@ export async function smtSource(platform: LocalPlatform, options: SmtSourceOptio
       if (step === 0) {
         step = 1;
         await drop(schedule.second);
-        // After the first fetch, so the first run stays as short as before; quiesce's last fetch takes it at the latest.
-        await drop(schedule.lse);
       } else if (sinceNewFile >= (options.newFileEveryMs ?? 20_000)) {
         sinceNewFile = 0;
         dayBack += 1;
