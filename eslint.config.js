@@ -8,27 +8,42 @@ import tseslint from 'typescript-eslint';
 const folder = (name) => [`**/${name}`, `**/${name}/**`];
 const restricted = (...groups) => ['error', { patterns: groups }];
 
+/** What deploys (lambdas/) never reaches local stand-ins, the CLI, tests, the gateway or the CDK app. */
+const deployedOnly = {
+  group: [
+    ...folder('local'),
+    ...folder('bin'),
+    ...folder('test'),
+    ...folder('gateway'),
+    ...folder('lib'),
+    'aws-cdk-lib',
+    'aws-cdk-lib/**',
+    'constructs',
+  ],
+  message: 'lambdas/ is what deploys: it may import only lambdas/ and shared/ (docs/design.md §2).',
+};
+
+/** An SMT stage (lambdas/core/smt/<stage>/) reaches the other stages only through the top level of smt/ (process.ts joins them). */
+const smtStage = (stage) => ({
+  files: [`lambdas/core/smt/${stage}/**/*.ts`],
+  rules: {
+    'no-restricted-imports': restricted(deployedOnly, {
+      group: ['transport', 'pgp', 'parse']
+        .filter((other) => other !== stage)
+        .flatMap((other) => [`../${other}/**`])
+        .concat(['../process.ts']),
+      message: `lambdas/core/smt/${stage}/ is one stage: it may use smt/'s shared constants (model.ts, archive-metadata.ts) but not another stage or process.ts.`,
+    }),
+  },
+});
+
 export const boundaries = [
   {
-    // What deploys: the handlers and their core never reach local stand-ins, the CLI, tests, the
-    // gateway or the CDK app.
     files: ['lambdas/**/*.ts'],
-    rules: {
-      'no-restricted-imports': restricted({
-        group: [
-          ...folder('local'),
-          ...folder('bin'),
-          ...folder('test'),
-          ...folder('gateway'),
-          ...folder('lib'),
-          'aws-cdk-lib',
-          'aws-cdk-lib/**',
-          'constructs',
-        ],
-        message: 'lambdas/ is what deploys: it may import only lambdas/ and shared/ (docs/design.md §2).',
-      }),
-    },
+    rules: { 'no-restricted-imports': restricted(deployedOnly) },
   },
+  // Later entries replace the rule for their files, so each stage restates deployedOnly.
+  ...['transport', 'pgp', 'parse'].map(smtStage),
   {
     // Shared by the cloud and the field agent: depends on nothing of either.
     files: ['shared/**/*.ts'],

@@ -8,7 +8,7 @@ import { createReadStream } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { decryptToFile, loadPrivateKey } from '../lambdas/core/smt/decrypt.ts';
+import { decryptToFile, loadPrivateKey } from '../lambdas/core/smt/pgp/decrypt.ts';
 import { daysOf } from '../lambdas/core/smt/process.ts';
 
 const [file, keyFile] = process.argv.slice(2);

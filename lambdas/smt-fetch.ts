@@ -7,10 +7,10 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { requiredEnv } from './core/env.ts';
 import { RawArchive } from './core/raw-archive.ts';
-import { runSmtFetch, type FetchReport } from './core/smt/fetch.ts';
-import { SmtFetchState } from './core/smt/fetch-state.ts';
+import { runSmtFetch, type FetchReport } from './core/smt/transport/fetch.ts';
+import { SmtFetchState } from './core/smt/transport/fetch-state.ts';
 import { ftpsOptionsFrom, readSecretJson, sftpOptionsFrom } from './core/smt/secrets.ts';
-import type { SmtTransport } from './core/smt/transport.ts';
+import type { SmtTransport } from './core/smt/transport/transport.ts';
 import { wiringFromEnv } from './core/wiring.ts';
 import { createLogger, lambdaHandler } from './observability.ts';
 
@@ -47,10 +47,10 @@ async function connect(): Promise<SmtTransport> {
   // Each transport is loaded only when this stage uses it: an FTPS stage never evaluates ssh2 (a
   // large CommonJS module with optional native add-ons), and an SFTP stage never loads basic-ftp.
   if (protocol === 'ftps') {
-    const { connectFtps } = await import('./core/smt/ftps.ts');
+    const { connectFtps } = await import('./core/smt/transport/ftps.ts');
     return connectFtps(ftpsOptionsFrom(secretId, json, server));
   }
-  const { connectSftp } = await import('./core/smt/sftp.ts');
+  const { connectSftp } = await import('./core/smt/transport/sftp.ts');
   return connectSftp(sftpOptionsFrom(secretId, json, server));
 }
 

@@ -9,7 +9,7 @@ import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import type { PrivateKey } from 'openpgp';
 import { requiredEnv } from './core/env.ts';
 import { RawArchive } from './core/raw-archive.ts';
-import { loadPrivateKey } from './core/smt/decrypt.ts';
+import { loadPrivateKey } from './core/smt/pgp/decrypt.ts';
 import { archiveKeysOf } from './core/smt/s3-event.ts';
 import { processArchivedFile } from './core/smt/process.ts';
 import { pgpKeyFrom, readSecretJson } from './core/smt/secrets.ts';
@@ -22,6 +22,8 @@ const store = wiring.store();
 const secrets = new SecretsManagerClient({});
 const archive = new RawArchive({ client: new S3Client({}), bucket: requiredEnv('ARCHIVE_BUCKET') });
 const pgpSecretId = requiredEnv('SMT_PGP_SECRET');
+/** The stage's `smt.strictCsv` setting: refuse spreadsheet variants of the CSV reports (docs/smt.md). */
+const strict = process.env.SMT_STRICT_CSV === 'true';
 
 let keys: Promise<PrivateKey[]> | undefined;
 function loadKeys(): Promise<PrivateKey[]> {
@@ -40,7 +42,7 @@ export const handler = lambdaHandler<SQSEvent, SQSBatchResponse>(logger, wiring,
   for (const record of event.Records) {
     try {
       for (const key of archiveKeysOf(record.body)) {
-        const outcome = await processArchivedFile({ archive, ledger: wiring.ledger, store, metrics, log, keys: loadKeys }, key);
+        const outcome = await processArchivedFile({ archive, ledger: wiring.ledger, store, metrics, log, keys: loadKeys, strict }, key);
         log.info('SMT file outcome', { key, status: outcome.status, ...(outcome.status === 'failed' ? { reason: outcome.reason } : {}) });
       }
     } catch (error) {

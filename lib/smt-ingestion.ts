@@ -228,6 +228,7 @@ export class SmtIngestion extends Construct {
         BLOCK_TIME_ZONE: settings.blockTimeZone,
         ARCHIVE_BUCKET: this.archiveBucket.bucketName,
         SMT_PGP_SECRET: smt.pgpSecretName,
+        SMT_STRICT_CSV: String(smt.strictCsv),
       },
     });
   }

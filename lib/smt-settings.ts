@@ -35,6 +35,11 @@ export interface SmtSettings {
   /** Days after which archived files move to Glacier Instant Retrieval (still readable at once). @default 90 */
   readonly archiveColdAfterDays: number;
   /**
+   * Refuse the spreadsheet variants of SMT's CSV reports (revisions without seconds, AM/PM, ISO
+   * dates) as `layout` instead of taking them. @default false: unambiguous variants are taken (docs/smt.md)
+   */
+  readonly strictCsv: boolean;
+  /**
    * Reserved concurrency of the fetch function. @default none: a fresh account's Lambda concurrency
    * quota is 10 and Lambda keeps 10 unreserved, so any reservation fails to deploy there. Not needed
    * for correctness: the ledger claims each file, a concurrent run skips what another holds.
@@ -61,6 +66,7 @@ const KNOWN = [
   'transportSecretName',
   'pgpSecretName',
   'archiveColdAfterDays',
+  'strictCsv',
   'fetchReservedConcurrency',
   'fixedEgressIp',
   'egressAvailabilityZones',
@@ -141,6 +147,8 @@ export function parseSmtSettings(value: unknown, key: string, stage: string): Sm
       `${JSON.stringify(fetchReservedConcurrency)} must be a whole number from 1 (leave it out in accounts whose concurrency quota is 10)`,
     );
   }
+  const strictCsv = raw.strictCsv ?? false;
+  if (typeof strictCsv !== 'boolean') throw new SmtSettingsError(`${key}.strictCsv`, 'must be true or false');
   const fixedEgressIp = raw.fixedEgressIp ?? false;
   if (typeof fixedEgressIp !== 'boolean') throw new SmtSettingsError(`${key}.fixedEgressIp`, 'must be true or false');
   const egressAvailabilityZones = raw.egressAvailabilityZones ?? 1;
@@ -160,6 +168,7 @@ export function parseSmtSettings(value: unknown, key: string, stage: string): Sm
     transportSecretName: secretName('transportSecretName', `meterbridge/${stage}/smt/transport`),
     pgpSecretName: secretName('pgpSecretName', `meterbridge/${stage}/smt/pgp`),
     archiveColdAfterDays,
+    strictCsv,
     ...(fetchReservedConcurrency !== undefined ? { fetchReservedConcurrency } : {}),
     fixedEgressIp,
     egressAvailabilityZones,

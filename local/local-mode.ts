@@ -29,6 +29,8 @@ export interface LocalSource {
   source: MetricSource;
   /** Everything the simulator produced so far that must end up stored (latest value per reading). */
   expected(): ExpectedReading[];
+  /** Subsets of expected() worth naming in the summary (e.g. SMT's LSE files), each checked on its own. */
+  parts?(): Array<{ label: string; files: number; expected: ExpectedReading[] }>;
   /** Input produced but not yet stored (spooled readings, files on the server, deliveries in flight). */
   backlog(): number;
   /** Stop producing new input; what was produced must still be delivered. */
@@ -208,6 +210,9 @@ async function summarize(
       );
     }
     if (report.outside.length > 10) summary.lines.push(`       outside: ... and ${report.outside.length - 10} more`);
+    const parts = await verifyParts(platform.store, source, tally);
+    summary.ok &&= parts.ok;
+    summary.lines.push(...parts.lines);
     for (const lost of report.lost.slice(0, 5))
       summary.lines.push(`       lost: ${lost.meterId} ${lost.channel} ${lost.at.toISOString()} = ${lost.value}`);
   }
@@ -299,4 +304,19 @@ export async function runLocalMode(options: LocalModeOptions): Promise<LocalMode
     await endOwnProcesses(options.stateDir, runId, err);
     releaseStateDir();
   }
+}
+
+/** The source's named subsets (e.g. SMT's LSE files), each checked on its own: every reading found. */
+async function verifyParts(store: LocalPlatform['store'], source: LocalSource, tally: SourceTally): Promise<{ ok: boolean; lines: string[] }> {
+  let ok = true;
+  const lines: string[] = [];
+  for (const part of source.parts?.() ?? []) {
+    const report = await verifySource(store, part.expected, { ...tally, stored: 0 });
+    const partOk = report.lost.length === 0 && report.expected > 0;
+    ok &&= partOk;
+    lines.push(
+      `       ${partOk ? 'ok  ' : 'FAIL'} ${part.label}: ${part.files} file(s), produced ${report.expected} readings, found ${report.found} stored, lost ${report.lost.length}`,
+    );
+  }
+  return { ok, lines };
 }

@@ -7,12 +7,12 @@
  */
 import { execFile } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
-import { chown, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { chown, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
-import { localDayGrid } from '../lambdas/core/smt/local-day.ts';
-import { INTERVAL_CSV_HEADER } from '../lambdas/core/smt/interval-csv.ts';
+import { localDayGrid } from '../lambdas/core/smt/parse/local-day.ts';
+import { INTERVAL_CSV_HEADER } from '../lambdas/core/smt/parse/interval-csv.ts';
 import { SMT_TIME_ZONE } from '../lambdas/core/smt/model.ts';
 
 const run = promisify(execFile);
@@ -130,15 +130,67 @@ export function* smtCsvLines(spec: SmtCsvSpec, timeZone = SMT_TIME_ZONE): Genera
   }
 }
 
+/** LSE channel numbers (ERCOT RMG App. G): 4 = load (Consumption), 1 = generation (Surplus Generation). */
+const LSE_CHANNEL = { Consumption: '4', 'Surplus Generation': '1' } as const;
+
+/** `YYYYMMDDHHMMSS` of a local date at midnight, or of the last second of that day. */
+const lseStamp = (date: string, endOfDay: boolean) => `${date.replace(/-/g, '')}${endOfDay ? '235959' : '000000'}`;
+
+/**
+ * The spec as an LSE file (LodeStar Enhanced, docs/smt.md): one cut per ESIID, channel and local
+ * day, DST flag Y (local prevailing time, so a cut holds the day's 92, 96 or 100 intervals), the
+ * revision as the 00000004 time stamp, 48 value/status/time triples per data record with the
+ * time field on the first triple of each record (the interval's start, as the parser checks).
+ */
+export function* smtLseLines(spec: SmtCsvSpec, timeZone = SMT_TIME_ZONE): Generator<string> {
+  const channels = spec.channels ?? ['Consumption'];
+  const value = spec.value ?? defaultKwh;
+  const flagOf = typeof spec.flag === 'function' ? spec.flag : () => (spec.flag as 'A' | 'E' | undefined) ?? 'A';
+  const [month, day, year, hour, minute, second] = spec.revision.split(/[/ :]/);
+  const revisionStamp = `${year}${month}${day}${hour}${minute}${second}`;
+  const wall = new Intl.DateTimeFormat('en-CA', {
+    timeZone,
+    hourCycle: 'h23',
+    year: 'numeric',
+    month: '2-digit',
+    day: '2-digit',
+    hour: '2-digit',
+    minute: '2-digit',
+    second: '2-digit',
+  });
+  const stampOf = (ms: number) => wall.format(ms).replace(/\D/g, '');
+  for (const esiid of spec.esiids) {
+    for (const channel of channels) {
+      for (const date of spec.days) {
+        const grid = localDayGrid(date, timeZone);
+        yield `00000001,${esiid},${LSE_CHANNEL[channel]},${lseStamp(date, false)},${lseStamp(date, true)},Y,N`;
+        yield `00000002,,,1,0,1,0,${grid.intervalSeconds},KWH,,,,`;
+        yield `00000004,${revisionStamp},SMT`;
+        let record = 10_000_001;
+        // Row numbers as the CSV counts them (the spring-forward day's phantom rows skipped), so both layouts carry the same values.
+        const rows = Array.from({ length: grid.rows }, (_, row) => row).filter((row) => !grid.phantomRows.has(row));
+        for (let first = 0; first < rows.length; first += 48) {
+          const triples = rows.slice(first, first + 48).map((row, i) => {
+            const kwh = value(esiid, date, row, channel);
+            const time = i === 0 ? stampOf(grid.startMs + (first + i) * grid.intervalSeconds * 1000) : '';
+            return `${kwh === undefined ? '' : kwh.toFixed(3)},${kwh === undefined ? '' : flagOf(esiid, date, row)},${time}`;
+          });
+          yield `${record++},${triples.join(',')}`;
+        }
+      }
+    }
+  }
+}
+
 export function smtCsv(spec: SmtCsvSpec): string {
   return `${[...smtCsvLines(spec)].join('\r\n')}\r\n`;
 }
 
 /** Streams the spec's CSV into a file (bounded memory at any size). */
-export async function writeSmtCsv(path: string, spec: SmtCsvSpec): Promise<number> {
+export async function writeSmtCsv(path: string, spec: SmtCsvSpec, format: 'csv' | 'lse' = 'csv'): Promise<number> {
   const out = createWriteStream(path);
   let buffer = '';
-  for (const line of smtCsvLines(spec)) {
+  for (const line of format === 'lse' ? smtLseLines(spec) : smtCsvLines(spec)) {
     buffer += `${line}\r\n`;
     if (buffer.length > 1 << 20) {
       if (!out.write(buffer)) await new Promise<void>((resolve) => out.once('drain', () => resolve()));
@@ -164,6 +216,12 @@ export interface SmtFileOptions extends SmtCsvSpec {
   compress?: boolean;
   /** Put the CSV inside a ZIP before encrypting. @default false */
   zip?: boolean;
+  /** Layout the spec is written in. @default 'csv' */
+  format?: 'csv' | 'lse';
+  /** Clear content written as is instead of the spec (other SMT reports, spreadsheet re-saves, hostile text). */
+  content?: string;
+  /** A ZIP bundle of these members (name, clear content) instead of the spec; `csvPath` is then the ZIP. */
+  members?: Array<{ name: string; content: string }>;
   /** File name. @default IntervalMeterUsage<timestamp>_<n>.CSV.<DUNS>.asc, as SMT names them */
   name?: string;
 }
@@ -188,10 +246,28 @@ export async function writeSmtFile(options: SmtFileOptions): Promise<SmtFile> {
     `IntervalMeterUsage${stamp}_${process.pid}_${sequence}.CSV.123456789.${options.keyring ? (options.armor === false ? 'pgp' : 'asc') : 'csv'}`;
   const path = join(options.dir, name);
   const work = await mkdtemp(join(tmpdir(), 'mb-smtfile-'));
-  const csvPath = join(work, `${name.replace(/\.(asc|pgp|csv)$/, '')}.csv`);
-  const csvSize = await writeSmtCsv(csvPath, options);
+  const csvPath = join(work, `${name.replace(/\.(asc|pgp|csv)$/, '')}.${options.members ? 'zip' : options.format === 'lse' ? 'lse' : 'csv'}`);
+  let csvSize: number;
+  if (options.members) {
+    const dir = join(work, 'members');
+    await mkdir(dir);
+    for (const member of options.members) await writeFile(join(dir, member.name), member.content);
+    await run('python3', [
+      '-c',
+      'import sys,zipfile,os; z=zipfile.ZipFile(sys.argv[1],"w",zipfile.ZIP_DEFLATED); [z.write(os.path.join(sys.argv[2], n), n) for n in sys.argv[3:]]; z.close()',
+      csvPath,
+      dir,
+      ...options.members.map((member) => member.name),
+    ]);
+    csvSize = (await stat(csvPath)).size;
+  } else if (options.content !== undefined) {
+    await writeFile(csvPath, options.content);
+    csvSize = Buffer.byteLength(options.content);
+  } else {
+    csvSize = await writeSmtCsv(csvPath, options, options.format);
+  }
   let payload = csvPath;
-  if (options.zip) {
+  if (options.zip && !options.members) {
     payload = join(work, 'payload.zip');
     await run('zip', ['-q', '-j', payload, csvPath]).catch(async () => {
       // No zip binary: python's zipfile is on every Debian image the tests run on.

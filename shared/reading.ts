@@ -62,6 +62,8 @@ export type Quality = (typeof QUALITIES)[number];
 export const CHANNELS = {
   activeEnergyImport: 'energy.active.import',
   activeEnergyExport: 'energy.active.export',
+  /** The active import register (meter index), read at an instant: SMT's daily register reads. */
+  activeEnergyImportRegister: 'energy.active.import.register',
   reactiveEnergyImport: 'energy.reactive.import',
   waterVolume: 'water.volume',
   waterFlow: 'water.flow',

@@ -16,10 +16,10 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { PrivateKey } from 'openpgp';
 import { RawArchive } from '../../lambdas/core/raw-archive.ts';
-import { readingToJson, validateReading } from '../../shared/reading.ts';
-import { DECRYPT_STALL_MS, decryptToFile, loadPrivateKey, SmtDecryptError } from '../../lambdas/core/smt/decrypt.ts';
-import { SMT_TIME_ZONE, SmtLayoutError } from '../../lambdas/core/smt/model.ts';
-import { daysOf, processArchivedFile } from '../../lambdas/core/smt/process.ts';
+import { readingToJson } from '../../shared/reading.ts';
+import { DECRYPT_STALL_MS, decryptToFile, loadPrivateKey, SmtDecryptError } from '../../lambdas/core/smt/pgp/decrypt.ts';
+import { readingsOf, SMT_TIME_ZONE } from '../../lambdas/core/smt/model.ts';
+import { checkParts, daysOf, PermanentFailure, processArchivedFile, type PartOutcome } from '../../lambdas/core/smt/process.ts';
 import { pgpKeyFrom, readSecretJson } from '../../lambdas/core/smt/secrets.ts';
 import { assertTimeZone } from '../../lambdas/core/time.ts';
 import { wireSource } from '../../lambdas/core/wiring.ts';
@@ -28,20 +28,26 @@ import { cliLog, EXIT_FAILED, EXIT_OK, parseCommandLine, UsageError, type CliCom
 const HELP = 'meterbridge smt --help';
 
 const USAGE = `Usage:
-  meterbridge smt parse <file> [--private-key <armored key file>] [--passphrase-env <VAR>]
+  meterbridge smt parse <file> [--private-key <armored key file>] [--passphrase-env <VAR>] [--strict]
   meterbridge smt replay <s3 key> --bucket <archive bucket> --readings-table <t> --ledger-table <t> [options]
 
 parse
   Decrypts <file> when it is PGP (armored or binary), unzips it when the clear content is a ZIP,
-  parses it (interval CSV or LSE) and prints one JSON object per reading per line:
+  parses it (interval CSV, LSE or daily register reads, recognised by the first line) and prints
+  one JSON object per reading per line:
     {"meterId","channel","kind","start","end","value","unit","quality","revision","source","originId"[,"status"]}
   (start/end ISO-8601 UTC; meterId without SMT's apostrophe; a blank interval prints nothing).
-  Nothing is printed unless the whole file passed its integrity and layout checks; a summary goes
-  to stderr. Exit 1 on a failed file.
+  Nothing of a part (the file, or one member of a ZIP bundle) is printed unless the whole part
+  passed its checks; each refused part is named on stderr with its reason (layout, unknown-type,
+  unsupported-type = monthly billing, invalid-reading) and the line and field. Exit 1 when nothing
+  could be taken.
 
   --private-key <file>     armored PGP private key (needed for encrypted files)
   --passphrase-env <VAR>   environment variable holding the key's passphrase
   --time-zone <zone>       zone of SMT's local times                    default ${SMT_TIME_ZONE}
+  --strict                 only SMT's own spellings: refuse a spreadsheet's re-save (M/D/YYYY H:MM
+                           revisions without seconds, AM/PM, ISO dates); by default they are taken
+                           when unambiguous, as the pipeline does
   --decrypt-stall-seconds <n>  refuse the file as corrupt when decryption makes no progress
                            for this long (some corrupted files make it hang) default ${DECRYPT_STALL_MS / 1000}
 
@@ -93,6 +99,7 @@ async function parse(args: string[], io: CliIo): Promise<number> {
     'private-key': { type: 'string' },
     'passphrase-env': { type: 'string' },
     'time-zone': { type: 'string', default: SMT_TIME_ZONE },
+    strict: { type: 'boolean' },
     'decrypt-stall-seconds': { type: 'string', default: String(DECRYPT_STALL_MS / 1000) },
     help: { type: 'boolean', short: 'h' },
   });
@@ -137,44 +144,42 @@ async function parse(args: string[], io: CliIo): Promise<number> {
       throw error;
     }
     const now = new Date();
-    const options = { originId: file, timeZone, now };
+    const options = { originId: file, timeZone, now, strict: values.strict === true };
     const maxUnzipped = 8 * 2 ** 30;
-    // Pass 1: everything must parse and validate before a single reading is printed.
-    let days = 0;
-    let readings = 0;
-    let missing = 0;
-    let layout = '';
+    // Pass 1: every part must parse and validate before a single reading of it is printed.
+    let parts: PartOutcome[];
     try {
-      for await (const batch of daysOf(clearPath, options, maxUnzipped)) {
-        for (const day of batch) {
-          days += 1;
-          layout = day.layout;
-          missing += day.missing;
-          for (const reading of day.readings) {
-            readings += 1;
-            const result = validateReading(reading, { now });
-            if (!result.ok) throw new SmtLayoutError(`${day.meterId} ${day.date} ${reading.start.toISOString()}: ${result.reasons.join('; ')}`);
-          }
-        }
-      }
+      parts = await checkParts(clearPath, options, maxUnzipped, now);
     } catch (error) {
-      if (error instanceof SmtLayoutError) {
-        io.err(`smt parse: ${file}: refused (layout): ${error.message}\n`);
+      if (error instanceof PermanentFailure) {
+        io.err(`smt parse: ${file}: refused (${error.reason}): ${error.message}\n`);
         return EXIT_FAILED;
       }
       throw error;
     }
-    // Pass 2: print.
-    for await (const batch of daysOf(clearPath, options, maxUnzipped)) {
+    const accepted = parts.filter((part) => part.reason === undefined);
+    for (const part of parts) {
+      if (part.reason !== undefined)
+        io.err(`smt parse: ${file}${part.entry === undefined ? '' : `#${part.entry}`}: refused (${part.reason}): ${part.message}\n`);
+    }
+    if (accepted.length === 0) return EXIT_FAILED;
+    // Pass 2: print the accepted parts.
+    const take = new Set(accepted.map((part) => part.entry));
+    for await (const batch of daysOf(clearPath, options, maxUnzipped, (entry) => take.has(entry))) {
       let text = '';
       for (const day of batch) {
-        for (const reading of day.readings) {
-          const status = day.unknownStatuses?.[reading.start.toISOString()];
+        for (const reading of readingsOf(day)) {
+          const status = reading.kind === 'interval' ? day.unknownStatuses?.[reading.start.toISOString()] : undefined;
           text += `${JSON.stringify(status === undefined ? readingToJson(reading) : { ...readingToJson(reading), status })}\n`;
         }
       }
       io.out(text);
     }
+    const sum = (field: 'days' | 'readings' | 'missing') => accepted.reduce((total, part) => total + part[field], 0);
+    const [days, readings, missing] = [sum('days'), sum('readings'), sum('missing')];
+    const layout = [...new Set(accepted.map((part) => part.layout).filter(Boolean))].join('+');
+    const refused = parts.length - accepted.length;
+    if (refused > 0) io.err(`smt parse: ${file}: ${accepted.length} of ${parts.length} part(s) taken, ${refused} refused (above)\n`);
     io.err(`smt parse: ${file}: ${kind}, ${layout || 'no data'}, ${days} day(s), ${readings} reading(s), ${missing} blank interval(s)\n`);
     return EXIT_OK;
   } finally {

@@ -279,7 +279,14 @@ export const METRIC_CATALOG = {
     extraDimensions: ['Reason'],
     watch: 'alarm',
     description:
-      'archived SMT files refused for good (Reason: wrong-key, integrity, corrupt, not-pgp, too-large, layout, invalid-reading, incomplete-archive); the original stays in the archive for `meterbridge smt replay`',
+      'archived SMT files, or members of a ZIP bundle, refused for good (Reason: wrong-key, integrity, corrupt, not-pgp, too-large, layout, unknown-type, bundle, invalid-reading, incomplete-archive); the original stays in the archive for `meterbridge smt replay`',
+  },
+  FilesUnsupported: {
+    unit: 'Count',
+    sources: ['smt'],
+    watch: 'informational',
+    why: 'monthly billing summaries are recognised and not stored by decision (docs/smt.md); the original stays in the archive',
+    description: 'SMT files or bundle members of a recognised type meterbridge does not store (reason unsupported-type)',
   },
   DecryptFailures: {
     unit: 'Count',

@@ -10,7 +10,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
-import { ArmorError, dearmor } from '../../lambdas/core/smt/armor.ts';
+import { ArmorError, dearmor } from '../../lambdas/core/smt/pgp/armor.ts';
 import { createGpgKeyring, writeSmtFile, type GpgKeyring } from '../../local/smt-files.ts';
 import { applyMutation, chunkingArbitrary, mutationArbitrary } from './smt-support.ts';
 import { fc, fuzz } from './support.ts';

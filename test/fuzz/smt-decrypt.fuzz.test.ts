@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import type { PrivateKey } from 'openpgp';
-import { decryptToFile, loadPrivateKey, SmtDecryptError } from '../../lambdas/core/smt/decrypt.ts';
+import { decryptToFile, loadPrivateKey, SmtDecryptError } from '../../lambdas/core/smt/pgp/decrypt.ts';
 import { createGpgKeyring, writeSmtFile, type GpgKeyring } from '../../local/smt-files.ts';
 import { encryptedDataOffset } from '../support/smt-mutations.ts';
 import { fc, fuzz } from './support.ts';

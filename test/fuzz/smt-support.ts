@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { validateReading } from '../../shared/reading.ts';
 import { SmtLayoutError, type SmtDay } from '../../lambdas/core/smt/model.ts';
-import { parseSmtAll } from '../../lambdas/core/smt/parse.ts';
+import { parseSmtAll } from '../../lambdas/core/smt/parse/parse.ts';
 import { fc, type Verdict } from './support.ts';
 
 /** Judged against a fixed clock, so a case means the same on every run. */

@@ -63,6 +63,8 @@ describe('local mode end to end', () => {
     // is superseded (or stale, when a retry reorders them), never stored again.
     const smt = summary.perSource.smt!;
     assert.ok(smt.superseded + smt.stale > 0, `the re-delivered SMT day superseded the first: ${text}`);
+    // LSE files went the whole way too (fetch, archive, GnuPG decrypt, parse, store): every one of their readings found.
+    assert.match(text, /ok {3}LSE files: [1-9]\d* file\(s\), produced ([1-9]\d*) readings, found \1 stored, lost 0/);
     // Each READY delivery was posted twice; the second was absorbed by the ledger.
     assert.ok(summary.perSource.ready!.resent > 0, `READY re-sends absorbed: ${text}`);
     assert.match(text, /Every simulated reading was stored exactly once/);

@@ -92,7 +92,7 @@ describe('meterbridge smt', () => {
     const key = `smt/intervaldata/${file.name}`;
     await archiveOf(h).put(key, readFileSync(file.path));
     const other = await createGpgKeyring('cv25519');
-    const { loadPrivateKey } = await import('../../lambdas/core/smt/decrypt.ts');
+    const { loadPrivateKey } = await import('../../lambdas/core/smt/pgp/decrypt.ts');
     const wrongKey = await loadPrivateKey({ armoredKey: other.armoredPrivateKey, passphrase: other.passphrase });
     await other.dispose();
     const failed = await processArchivedFile(processDeps(h, tables, { keys: async () => [wrongKey] }), key);

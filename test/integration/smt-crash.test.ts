@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { processArchivedFile } from '../../lambdas/core/smt/process.ts';
 import { ARCHIVE_METADATA } from '../../lambdas/core/smt/archive-metadata.ts';
-import { runSmtFetch } from '../../lambdas/core/smt/fetch.ts';
+import { runSmtFetch } from '../../lambdas/core/smt/transport/fetch.ts';
 import type { TableNames } from '../../lambdas/core/tables.ts';
 import { shareTree } from '../../local/smt-servers.ts';
 import { writeSmtFile } from '../../local/smt-files.ts';

@@ -14,7 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import { main } from '../../bin/meterbridge.ts';
 import type { CliIo } from '../../bin/commands/cli.ts';
 import type { PrivateKey } from 'openpgp';
-import { decryptToFile, loadPrivateKey, SmtDecryptError } from '../../lambdas/core/smt/decrypt.ts';
+import { decryptToFile, loadPrivateKey, SmtDecryptError } from '../../lambdas/core/smt/pgp/decrypt.ts';
 import { processArchivedFile } from '../../lambdas/core/smt/process.ts';
 import { createGpgKeyring, writeSmtFile, type GpgKeyring } from '../../local/smt-files.ts';
 import { withDeadline } from '../fuzz/support.ts';

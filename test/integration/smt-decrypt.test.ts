@@ -10,9 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { PrivateKey } from 'openpgp';
-import { decryptToFile, loadPrivateKey, SmtDecryptError } from '../../lambdas/core/smt/decrypt.ts';
+import { decryptToFile, loadPrivateKey, SmtDecryptError } from '../../lambdas/core/smt/pgp/decrypt.ts';
 import type { SmtDay } from '../../lambdas/core/smt/model.ts';
-import { parseSmtAll } from '../../lambdas/core/smt/parse.ts';
+import { parseSmtAll } from '../../lambdas/core/smt/parse/parse.ts';
 import { daysOf } from '../../lambdas/core/smt/process.ts';
 import { createGpgKeyring, disposeSmtFile, writeSmtFile, type GpgKeyring, type SmtFile } from '../../local/smt-files.ts';
 

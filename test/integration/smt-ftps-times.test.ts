@@ -8,7 +8,7 @@ import { chmodSync, mkdtempSync, rmSync, utimesSync, writeFileSync, mkdirSync } 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { connectFtps, FtpsListingError } from '../../lambdas/core/smt/ftps.ts';
+import { connectFtps, FtpsListingError } from '../../lambdas/core/smt/transport/ftps.ts';
 import { shareTree, startLocalSmtServers, type LocalSmtServers } from '../../local/smt-servers.ts';
 
 // Recent (LIST shows month, day and time) and old (LIST shows month, day and year), to the second.

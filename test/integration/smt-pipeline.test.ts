@@ -8,11 +8,11 @@ import { createReadStream, existsSync, readFileSync, rmSync, writeFileSync } fro
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { localDate } from '../../lambdas/core/time.ts';
-import { parseSmtAll } from '../../lambdas/core/smt/parse.ts';
+import { parseSmtAll } from '../../lambdas/core/smt/parse/parse.ts';
 import { processArchivedFile } from '../../lambdas/core/smt/process.ts';
-import { runSmtFetch } from '../../lambdas/core/smt/fetch.ts';
-import { connectFtps } from '../../lambdas/core/smt/ftps.ts';
-import { connectSftp } from '../../lambdas/core/smt/sftp.ts';
+import { runSmtFetch } from '../../lambdas/core/smt/transport/fetch.ts';
+import { connectFtps } from '../../lambdas/core/smt/transport/ftps.ts';
+import { connectSftp } from '../../lambdas/core/smt/transport/sftp.ts';
 import type { TableNames } from '../../lambdas/core/tables.ts';
 import { shareTree } from '../../local/smt-servers.ts';
 import { writeSmtFile, type SmtFile, type SmtFileOptions } from '../../local/smt-files.ts';

@@ -84,6 +84,12 @@ describe('SmtIngestion', () => {
     });
   });
 
+  it('passes the strictCsv setting to the process function (default: spreadsheet variants taken)', () => {
+    enabled.template.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: { Variables: Match.objectLike({ SMT_PGP_SECRET: 'meterbridge/test/smt/pgp', SMT_STRICT_CSV: 'false' }) },
+    });
+  });
+
   it('grants the fetch function put on smt/* only, and the process function get on smt/* only', () => {
     const policies = enabled.template.findResources('AWS::IAM::Policy');
     const statements = Object.values(policies).flatMap(

@@ -61,7 +61,7 @@ describe('import boundaries', () => {
       file: 'lib/probe.ts',
       forbidden: [
         '../lambdas/core/iot-ingest.ts',
-        '../lambdas/core/smt/fetch.ts',
+        '../lambdas/core/smt/transport/fetch.ts',
         '../shared/log.ts',
         '../local/platform.ts',
         '../bin/operator/device-provisioning.ts',

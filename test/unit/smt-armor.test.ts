@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as openpgp from 'openpgp';
-import { ArmorError, dearmor } from '../../lambdas/core/smt/armor.ts';
-import { decryptToFile, SmtDecryptError } from '../../lambdas/core/smt/decrypt.ts';
+import { ArmorError, dearmor } from '../../lambdas/core/smt/pgp/armor.ts';
+import { decryptToFile, SmtDecryptError } from '../../lambdas/core/smt/pgp/decrypt.ts';
 
 /** Deterministic pseudo-random chunk sizes, so that a failure can be replayed. */
 function sizes(seed: number, max: number): () => number {

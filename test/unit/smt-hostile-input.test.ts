@@ -7,9 +7,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { SmtLayoutError, type SmtDay } from '../../lambdas/core/smt/model.ts';
-import { parseSmtAll } from '../../lambdas/core/smt/parse.ts';
-import { MAX_LINE_BYTES } from '../../lambdas/core/smt/lines.ts';
-import { parseDecimal } from '../../lambdas/core/smt/values.ts';
+import { parseSmtAll } from '../../lambdas/core/smt/parse/parse.ts';
+import { MAX_LINE_BYTES } from '../../lambdas/core/smt/parse/lines.ts';
+import { parseDecimal } from '../../lambdas/core/smt/parse/values.ts';
 import { smtCsv } from '../../local/smt-files.ts';
 
 const NOW = new Date('2026-11-30T12:00:00Z');

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { fastDecimal } from '../../lambdas/core/smt/interval-csv.ts';
+import { fastDecimal } from '../../lambdas/core/smt/parse/interval-csv.ts';
 import { SmtLayoutError, type SmtDay } from '../../lambdas/core/smt/model.ts';
-import { parseSmtAll } from '../../lambdas/core/smt/parse.ts';
+import { parseSmtAll } from '../../lambdas/core/smt/parse/parse.ts';
 import { archiveKeysOf } from '../../lambdas/core/smt/s3-event.ts';
-import { sniffContent } from '../../lambdas/core/smt/decrypt.ts';
+import { sniffContent } from '../../lambdas/core/smt/pgp/decrypt.ts';
 import { smtCsv } from '../../local/smt-files.ts';
 
 const HEADER = 'ESIID,USAGE_DATE,REVISION_DATE,USAGE_START_TIME,USAGE_END_TIME,USAGE_KWH,ESTIMATED_ACTUAL,CONSUMPTION_SURPLUSGENERATION';
@@ -297,8 +297,10 @@ describe('SMT LSE', () => {
     assert.equal(day!.readings[0]!.quality, 'estimated');
   });
 
-  it('refuses unknown channels and units', async () => {
-    await assert.rejects(parse(lse(triples(100), '00000001,10443720004766435,7,20251102000000,20251102235959,Y,N')), /channel "7"/);
+  it('keeps channels other than 1 and 4 on their own channel (issue 18); refuses a non-numeric channel and unknown units', async () => {
+    const [other] = await parse(lse(triples(100), '00000001,10443720004766435,7,20251102000000,20251102235959,Y,N'));
+    assert.equal(other!.channel, 'lse.channel.7');
+    await assert.rejects(parse(lse(triples(100), '00000001,10443720004766435,X,20251102000000,20251102235959,Y,N')), /channel "X"/);
     await assert.rejects(parse(lse(triples(100)).replace(',KWH,', ',GALLONS,')), /unit of measure "GALLONS"/);
   });
 });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 import * as openpgp from 'openpgp';
-import { iteratedSaltedS2k, useStreamingS2k } from '../../lambdas/core/smt/s2k.ts';
+import { iteratedSaltedS2k, useStreamingS2k } from '../../lambdas/core/smt/pgp/s2k.ts';
 
 /** RFC 9580 §3.7.1.3 spelled out: the whole iterated input built in memory (small counts only). */
 function reference(hash: string, salt: Uint8Array, passphrase: string, count: number, numBytes: number): Buffer {

@@ -28,10 +28,10 @@ import type { RawArchive } from '../raw-archive.ts';
 import type { ReadingStore } from '../reading-store.ts';
 import { validateReading, type Reading } from '../../../shared/reading.ts';
 import { ARCHIVE_METADATA } from './archive-metadata.ts';
-import { clearParts } from './clear-content.ts';
-import { decryptToFile, SmtDecryptError } from './decrypt.ts';
-import { SMT_TIME_ZONE, SmtLayoutError, type ParseOptions, type SmtDay } from './model.ts';
-import { parseSmt } from './parse.ts';
+import { clearParts } from './parse/clear-content.ts';
+import { decryptToFile, SmtDecryptError } from './pgp/decrypt.ts';
+import { readingsOf, SMT_TIME_ZONE, SmtLayoutError, type ParseOptions, type SmtDay, type SmtLayout, type SmtRefusal } from './model.ts';
+import { parseSmt } from './parse/parse.ts';
 
 export interface SmtProcessDependencies {
   archive: RawArchive;
@@ -53,6 +53,8 @@ export interface SmtProcessDependencies {
   maxUnzippedBytes?: number;
   /** Zone of SMT's local times. @default America/Chicago */
   timeZone?: string;
+  /** Refuse the spreadsheet variants of the CSV reports (ParseOptions.strict). @default false */
+  strict?: boolean;
   /** Readings per store.write call (whole days are never split). @default 4000 */
   readingsPerWrite?: number;
   /** @default () => new Date() */
@@ -67,10 +69,23 @@ export interface ProcessOptions {
 }
 
 export type FailureReason =
-  'wrong-key' | 'integrity' | 'corrupt' | 'not-pgp' | 'too-large' | 'layout' | 'invalid-reading' | 'incomplete-archive' | 'missing';
+  'wrong-key' | 'integrity' | 'corrupt' | 'not-pgp' | 'too-large' | 'invalid-reading' | 'incomplete-archive' | 'missing' | SmtRefusal;
+
+/** What became of one part of a file: the file itself, or one member of a ZIP bundle. */
+export interface PartOutcome {
+  /** The ZIP entry's name; absent for a plain file. */
+  entry?: string;
+  layout?: SmtLayout;
+  /** Set when the part is refused (nothing of it is stored). */
+  reason?: FailureReason;
+  message?: string;
+  days: number;
+  readings: number;
+  missing: number;
+}
 
 export type ProcessOutcome =
-  | { status: 'processed'; key: string; unitId: string; counts: ProcessCounts }
+  | { status: 'processed'; key: string; unitId: string; counts: ProcessCounts; parts: PartOutcome[] }
   | { status: 'skipped'; key: string; unitId: string; why: 'completed' | 'failed' }
   | { status: 'failed'; key: string; unitId: string; reason: FailureReason; message: string };
 
@@ -93,7 +108,8 @@ export class SmtFileBusyError extends Error {
   }
 }
 
-class PermanentFailure extends Error {
+/** A file that can never succeed as it is: failed in the ledger with its reason, kept in the archive. */
+export class PermanentFailure extends Error {
   constructor(
     readonly reason: FailureReason,
     message: string,
@@ -122,17 +138,32 @@ export async function processArchivedFile(deps: SmtProcessDependencies, key: str
 
   const work = await mkdtemp(join(deps.tmpDir ?? tmpdir(), 'mb-smt-'));
   try {
-    const counts = await decryptParseStore(deps, key, head, unitId, join(work, 'clear'));
-    await deps.ledger.complete(claim, { ...counts }, { key });
+    const { counts, parts } = await decryptParseStore(deps, key, head, unitId, join(work, 'clear'));
+    const refused = parts.filter((part) => part.reason !== undefined);
+    await deps.ledger.complete(
+      claim,
+      { ...counts },
+      { key, ...(refused.length > 0 ? { refusedParts: refused.map(partSummary).join(' | ').slice(0, 2000) } : {}) },
+    );
     metrics.count('FilesProcessed');
     for (const status of WRITE_STATUSES) metrics.count(READING_STATUS_METRIC[status], counts[status]);
     metrics.count('IntervalsMissing', counts.missing);
-    log.info('SMT file processed', { key, unitId, ...counts });
-    return { status: 'processed', key, unitId, counts };
+    for (const part of refused) {
+      countRefusal(metrics, part.reason!);
+      log.error('SMT bundle member refused; the bundle stays in the archive', {
+        key,
+        unitId,
+        entry: part.entry,
+        reason: part.reason,
+        error: part.message,
+      });
+    }
+    log.info('SMT file processed', { key, unitId, ...counts, parts: parts.length, partsRefused: refused.length });
+    return { status: 'processed', key, unitId, counts, parts };
   } catch (error) {
     if (error instanceof PermanentFailure) {
       await deps.ledger.fail(claim, `${error.reason}: ${error.message}`);
-      metrics.count('FilesFailed', 1, { Reason: error.reason });
+      countRefusal(metrics, error.reason);
       log.error('SMT file failed; it stays in the archive for replay', { key, unitId, reason: error.reason, error: error.message });
       return { status: 'failed', key, unitId, reason: error.reason, message: error.message };
     }
@@ -149,7 +180,7 @@ async function decryptParseStore(
   head: { size: number; metadata: Record<string, string>; versionId?: string },
   unitId: string,
   clearPath: string,
-): Promise<ProcessCounts> {
+): Promise<{ counts: ProcessCounts; parts: PartOutcome[] }> {
   const remoteSize = head.metadata[ARCHIVE_METADATA.remoteSize];
   if (remoteSize !== undefined && Number(remoteSize) !== head.size) {
     throw new PermanentFailure('incomplete-archive', `the archive holds ${head.size} bytes but the server listed ${remoteSize}`);
@@ -177,36 +208,26 @@ async function decryptParseStore(
   const parseOptions = {
     originId: key,
     timeZone: deps.timeZone ?? SMT_TIME_ZONE,
+    strict: deps.strict === true,
     fallbackRevision: revisionFallback(head.metadata[ARCHIVE_METADATA.remoteModified]),
     now,
   };
   const maxUnzippedBytes = deps.maxUnzippedBytes ?? 8 * 2 ** 30;
 
-  // Pass 1: the whole file must parse and every reading must be valid before anything is stored.
-  let days = 0;
-  let readings = 0;
-  let missing = 0;
-  try {
-    for await (const batch of daysOf(clearPath, parseOptions, maxUnzippedBytes)) {
-      for (const day of batch) {
-        days += 1;
-        missing += day.missing;
-        for (const reading of day.readings) {
-          readings += 1;
-          const result = validateReading(reading, { now });
-          if (!result.ok) {
-            throw new PermanentFailure(
-              'invalid-reading',
-              `${day.meterId} ${day.channel} ${day.date} ${reading.start.toISOString()}: ${result.reasons.join('; ')}`,
-            );
-          }
-        }
-      }
-    }
-  } catch (error) {
-    if (error instanceof SmtLayoutError) throw new PermanentFailure('layout', error.message);
-    throw error;
+  // Pass 1: every part must parse and every reading must be valid before anything of it is stored.
+  const parts = await checkParts(clearPath, parseOptions, maxUnzippedBytes, now);
+  const accepted = parts.filter((part) => part.reason === undefined);
+  if (accepted.length === 0) {
+    // A plain file, or a bundle of which nothing can be taken: the file fails with the (first) part's reason.
+    const first = parts[0]!;
+    const where = first.entry === undefined ? '' : `ZIP entry ${first.entry}: `;
+    const more = parts.length > 1 ? ` (and ${parts.length - 1} more refused member(s): ${parts.slice(1).map(partSummary).join('; ')})` : '';
+    throw new PermanentFailure(first.reason!, `${where}${first.message}${more}`);
   }
+  const sum = (field: 'days' | 'readings' | 'missing') => accepted.reduce((total, part) => total + part[field], 0);
+  const days = sum('days');
+  const readings = sum('readings');
+  const missing = sum('missing');
   await deps.onStep?.('validated', key);
 
   // Pass 2: whole days, several per write call (the store writes one item per day block).
@@ -237,21 +258,92 @@ async function decryptParseStore(
     }
     pending = [];
   };
-  for await (const batch of daysOf(clearPath, parseOptions, maxUnzippedBytes)) {
+  const take = new Set(accepted.map((part) => part.entry));
+  for await (const batch of daysOf(clearPath, parseOptions, maxUnzippedBytes, (entry) => take.has(entry))) {
     for (const day of batch) {
-      if (pending.length + day.readings.length > perWrite) await flush();
-      for (const reading of day.readings) pending.push(reading);
+      const all = readingsOf(day);
+      if (pending.length + all.length > perWrite) await flush();
+      for (const reading of all) pending.push(reading);
     }
   }
   await flush();
   await deps.onStep?.('stored', key);
-  return counts;
+  return { counts, parts };
 }
 
-/** Days of every text part of the clear file (a ZIP's entries in order, or the file itself). */
-export async function* daysOf(clearPath: string, options: ParseOptions, maxUnzippedBytes: number): AsyncGenerator<SmtDay[]> {
+/** `unsupported-type` is a refusal by decision (informational); every other reason is a failure (alarmed). */
+function countRefusal(metrics: Metrics, reason: FailureReason): void {
+  if (reason === 'unsupported-type') metrics.count('FilesUnsupported');
+  else metrics.count('FilesFailed', 1, { Reason: reason });
+}
+
+function partSummary(part: PartOutcome): string {
+  return `${part.entry ?? '(file)'}: ${part.reason}: ${part.message}`;
+}
+
+class InvalidReading extends Error {}
+
+/**
+ * Pass 1 over every part of the clear file (the file, or each ZIP member): parses and validates
+ * it. A part that fails is refused on its own, with its reason; a bundle beyond its limits or a
+ * broken ZIP fails the whole file (thrown).
+ */
+export async function checkParts(clearPath: string, options: ParseOptions, maxUnzippedBytes: number, now: Date): Promise<PartOutcome[]> {
+  const outcomes: PartOutcome[] = [];
+  try {
+    for await (const part of clearParts(clearPath, { maxUnzippedBytes })) {
+      const outcome: PartOutcome = { ...(part.entry === undefined ? {} : { entry: part.entry }), days: 0, readings: 0, missing: 0 };
+      try {
+        for await (const batch of parseSmt(part.stream, partOptions(options, part.entry))) {
+          for (const day of batch) {
+            outcome.layout = day.layout;
+            outcome.days += 1;
+            outcome.missing += day.missing;
+            for (const reading of readingsOf(day)) {
+              outcome.readings += 1;
+              const result = validateReading(reading, { now });
+              if (!result.ok)
+                throw new InvalidReading(`${day.meterId} ${day.channel} ${day.date} ${readingTime(reading)}: ${result.reasons.join('; ')}`);
+            }
+          }
+        }
+      } catch (error) {
+        part.stream.destroy();
+        if (error instanceof InvalidReading) Object.assign(outcome, { reason: 'invalid-reading', message: error.message });
+        else if (error instanceof SmtLayoutError && error.reason !== 'bundle')
+          Object.assign(outcome, { reason: error.reason, message: error.message });
+        else throw error;
+      }
+      outcomes.push(outcome);
+    }
+  } catch (error) {
+    if (error instanceof SmtLayoutError) throw new PermanentFailure(error.reason, error.message);
+    throw error;
+  }
+  return outcomes;
+}
+
+function readingTime(reading: Reading): string {
+  return (reading.kind === 'interval' ? reading.start : reading.at).toISOString();
+}
+
+function partOptions(options: ParseOptions, entry: string | undefined): ParseOptions {
+  return { ...options, originId: entry ? `${options.originId}#${entry}` : options.originId };
+}
+
+/** Days of every text part of the clear file (a ZIP's entries in order, or the file itself), or of the parts `take` accepts. */
+export async function* daysOf(
+  clearPath: string,
+  options: ParseOptions,
+  maxUnzippedBytes: number,
+  take: (entry: string | undefined) => boolean = () => true,
+): AsyncGenerator<SmtDay[]> {
   for await (const part of clearParts(clearPath, { maxUnzippedBytes })) {
-    yield* parseSmt(part.stream, { ...options, originId: part.entry ? `${options.originId}#${part.entry}` : options.originId });
+    if (!take(part.entry)) {
+      part.stream.destroy();
+      continue;
+    }
+    yield* parseSmt(part.stream, partOptions(options, part.entry));
   }
 }
 

@@ -7,9 +7,9 @@
  *   PGP:             {"armoredKey" (armored private key), "passphrase"?}
  */
 import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import type { PgpKeyMaterial } from './decrypt.ts';
-import type { FtpsOptions } from './ftps.ts';
-import type { SftpOptions } from './sftp.ts';
+import type { PgpKeyMaterial } from './pgp/decrypt.ts';
+import type { FtpsOptions } from './transport/ftps.ts';
+import type { SftpOptions } from './transport/sftp.ts';
 
 export class SecretShapeError extends Error {
   constructor(secretId: string, problem: string) {

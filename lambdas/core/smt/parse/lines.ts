@@ -10,8 +10,8 @@
  * start is dropped. `\n` never occurs inside a multi-byte UTF-8 sequence, so decoding a line on its
  * own gives the text a whole-file decode would, wherever the chunks were cut.
  */
-import { asBuffer } from '../bytes.ts';
-import { SmtLayoutError } from './model.ts';
+import { asBuffer } from '../../bytes.ts';
+import { SmtLayoutError } from '../model.ts';
 
 /**
  * Longest line, in bytes without its `\n` (a `\r` and a byte-order mark count): an LSE data record

@@ -23,7 +23,7 @@ import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import * as openpgp from 'openpgp';
 import { ArmorError, dearmor } from './armor.ts';
-import { asBuffer } from '../bytes.ts';
+import { asBuffer } from '../../bytes.ts';
 import { useStreamingS2k } from './s2k.ts';
 
 export type DecryptFailureReason = 'not-pgp' | 'wrong-key' | 'integrity' | 'corrupt' | 'too-large';

@@ -8,7 +8,7 @@ import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { Transform, type Readable } from 'node:stream';
 import yauzl from 'yauzl';
-import { SmtLayoutError } from './model.ts';
+import { SmtLayoutError } from '../model.ts';
 
 export interface ClearPart {
   /** Entry name inside the ZIP, or undefined for a plain text file. */
@@ -27,8 +27,15 @@ export async function isZipFile(path: string): Promise<boolean> {
   }
 }
 
-/** The text parts of the clear file at `path`, in order. */
-export async function* clearParts(path: string, options: { maxUnzippedBytes: number }): AsyncGenerator<ClearPart> {
+/** Most members a bundle may hold: SMT's bundles hold a few reports; thousands of entries is a ZIP bomb's shape. */
+export const MAX_ZIP_ENTRIES = 1000;
+
+/**
+ * The text parts of the clear file at `path`, in order. A ZIP beyond its limits (members, declared
+ * or inflated size) is refused as a whole, reason `bundle`; a broken entry fails that part only.
+ */
+export async function* clearParts(path: string, options: { maxUnzippedBytes: number; maxEntries?: number }): AsyncGenerator<ClearPart> {
+  const maxEntries = options.maxEntries ?? MAX_ZIP_ENTRIES;
   if (!(await isZipFile(path))) {
     yield { stream: createReadStream(path, { highWaterMark: 1024 * 1024 }) };
     return;
@@ -44,7 +51,8 @@ export async function* clearParts(path: string, options: { maxUnzippedBytes: num
     await new Promise<void>((resolve, reject) => {
       zip.on('entry', (entry: yauzl.Entry) => {
         if (!entry.fileName.endsWith('/')) entries.push(entry);
-        zip.readEntry();
+        if (entries.length > maxEntries) reject(new SmtLayoutError(`the ZIP holds more than ${maxEntries} files`, undefined, 'bundle'));
+        else zip.readEntry();
       });
       zip.on('end', () => resolve());
       zip.on('error', (error: Error) => reject(new SmtLayoutError(`the clear content is a broken ZIP: ${error.message}`)));
@@ -53,7 +61,7 @@ export async function* clearParts(path: string, options: { maxUnzippedBytes: num
     if (entries.length === 0) throw new SmtLayoutError('the ZIP holds no files');
     const declared = entries.reduce((sum, entry) => sum + entry.uncompressedSize, 0);
     if (declared > options.maxUnzippedBytes) {
-      throw new SmtLayoutError(`the ZIP declares ${declared} bytes uncompressed; the limit is ${options.maxUnzippedBytes}`);
+      throw new SmtLayoutError(`the ZIP declares ${declared} bytes uncompressed; the limit is ${options.maxUnzippedBytes}`, undefined, 'bundle');
     }
     for (const entry of entries) {
       const raw = await new Promise<Readable>((resolve, reject) =>
@@ -64,11 +72,14 @@ export async function* clearParts(path: string, options: { maxUnzippedBytes: num
       const capped = new Transform({
         transform(chunk: Buffer, _encoding, callback) {
           total += chunk.length;
-          if (total > options.maxUnzippedBytes) callback(new SmtLayoutError(`the ZIP inflates beyond ${options.maxUnzippedBytes} bytes`));
+          if (total > options.maxUnzippedBytes)
+            callback(new SmtLayoutError(`the ZIP inflates beyond ${options.maxUnzippedBytes} bytes`, undefined, 'bundle'));
           else callback(null, chunk);
         },
       });
       raw.on('error', (error) => capped.destroy(new SmtLayoutError(`ZIP entry ${entry.fileName}: ${error.message}`)));
+      // A part refused half-way is abandoned by its reader: stop inflating it too.
+      capped.on('close', () => raw.destroy());
       yield { entry: entry.fileName, stream: raw.pipe(capped) };
     }
   } finally {

@@ -40,7 +40,7 @@
  * openpgp's objects are live), then decoded; plus reading 50 MB more input. Alone, dearmor
  * takes ~0.15 s for the file; interleaved with openpgp it costs about twice that.
  */
-import { asBuffer } from '../bytes.ts';
+import { asBuffer } from '../../bytes.ts';
 
 /** The armor is not a well-formed PGP MESSAGE block. decrypt.ts reports it as 'corrupt'. */
 export class ArmorError extends Error {

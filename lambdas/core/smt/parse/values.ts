@@ -13,7 +13,7 @@
  *   supersedes), so an implausible one poisons every later real revision: it may not lie before
  *   its usage day nor after now plus a small allowance for clock skew.
  */
-import { EARLIEST_PLAUSIBLE } from '../../../shared/reading.ts';
+import { EARLIEST_PLAUSIBLE } from '../../../../shared/reading.ts';
 
 const DECIMAL = /^-?(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?$/;
 

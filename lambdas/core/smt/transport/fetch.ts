@@ -16,13 +16,13 @@
  * stop before the invocation's time runs out; the next run continues where this one stopped.
  */
 import { PassThrough } from 'node:stream';
-import { ArchiveHeadForbidden, type RawArchive } from '../raw-archive.ts';
-import type { Claim, Ledger } from '../ledger.ts';
-import type { Log } from '../../../shared/log.ts';
-import type { Metrics } from '../metrics.ts';
+import { ArchiveHeadForbidden, type RawArchive } from '../../raw-archive.ts';
+import type { Claim, Ledger } from '../../ledger.ts';
+import type { Log } from '../../../../shared/log.ts';
+import type { Metrics } from '../../metrics.ts';
 import { TransportAuthError, type RemoteFile, type SmtTransport } from './transport.ts';
 import type { SmtFetchState } from './fetch-state.ts';
-import { ARCHIVE_METADATA } from './archive-metadata.ts';
+import { ARCHIVE_METADATA } from '../archive-metadata.ts';
 
 export interface SmtFetchDependencies {
   /** Opens a session to the SMT server (called once per run, only when needed). */

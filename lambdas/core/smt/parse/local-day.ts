@@ -7,7 +7,7 @@
  * the n-th row is the n-th interval. The spring-forward day comes as 96 rows whose 02:00-03:00
  * hour does not exist; those four rows must be blank and are skipped.
  */
-import { addDays, startOfLocalDay, utcOffsetMs } from '../time.ts';
+import { addDays, startOfLocalDay, utcOffsetMs } from '../../time.ts';
 
 export interface LocalDayGrid {
   date: string;

@@ -9,12 +9,13 @@
 import { IntervalCsvParser, isIntervalCsvHeader } from './interval-csv.ts';
 import { lineBlocks, lineText } from './lines.ts';
 import { isLseRecord, LseParser } from './lse.ts';
-import { SmtLayoutError, type ParseOptions, type SmtDay } from './model.ts';
+import { DailyReadsParser, isDailyReadsHeader, isMonthlyBillingHeader, looksLikeIntervalCsv } from './reports.ts';
+import { SmtLayoutError, type ParseOptions, type SmtDay } from '../model.ts';
 
-export type SmtLayout = 'interval-csv' | 'lse';
+export type { SmtLayout } from '../model.ts';
 
 export async function* parseSmt(source: AsyncIterable<Uint8Array | string>, options: ParseOptions): AsyncGenerator<SmtDay[]> {
-  let parser: IntervalCsvParser | LseParser | undefined;
+  let parser: IntervalCsvParser | LseParser | DailyReadsParser | undefined;
   let lineNumber = 0;
   for await (const block of lineBlocks(source)) {
     const days: SmtDay[] = [];
@@ -48,12 +49,24 @@ function append(days: SmtDay[], more: SmtDay[]): void {
   for (const day of more) days.push(day);
 }
 
-function detect(line: string, lineNumber: number, options: ParseOptions): IntervalCsvParser | LseParser {
+/**
+ * Every type SMT delivers is recognised by its first line: interval CSV, LSE, daily register reads;
+ * monthly billing is recognised and refused by decision (`unsupported-type`); a drifted interval
+ * header is a `layout` error; anything else is `unknown-type`.
+ */
+function detect(line: string, lineNumber: number, options: ParseOptions): IntervalCsvParser | LseParser | DailyReadsParser {
   if (isIntervalCsvHeader(line)) return new IntervalCsvParser(options);
   if (isLseRecord(line)) return new LseParser(options);
+  if (isDailyReadsHeader(line)) return new DailyReadsParser(options);
+  const seen = JSON.stringify(line.slice(0, 200));
+  if (isMonthlyBillingHeader(line))
+    throw new SmtLayoutError(`monthly billing summary (header ${seen}): not stored by decision (docs/smt.md)`, lineNumber, 'unsupported-type');
+  if (looksLikeIntervalCsv(line))
+    throw new SmtLayoutError(`unknown layout: first line ${seen} is a drifted interval CSV header; expected the exact header`, lineNumber);
   throw new SmtLayoutError(
-    `unknown layout: first line ${JSON.stringify(line.slice(0, 200))} is neither the interval CSV header nor an LSE 00000001 record`,
+    `unknown layout: first line ${seen} is none of interval CSV, LSE 00000001, daily register reads or monthly billing`,
     lineNumber,
+    'unknown-type',
   );
 }
 

@@ -25,10 +25,10 @@
  * - Errors decode the fields they quote, so messages are those of a text parser.
  * - A row with quotes is copied without them and read again (SMT writes none).
  */
-import { CHANNELS, type Quality } from '../../../shared/reading.ts';
+import { CHANNELS, type Quality } from '../../../../shared/reading.ts';
 import type { LineBlock } from './lines.ts';
 import { localDayGrid, localWallTimeToUtc, type LocalDayGrid } from './local-day.ts';
-import { SMT_TIME_ZONE, SmtLayoutError, type IntervalReading, type ParseOptions, type SmtDay } from './model.ts';
+import { SMT_TIME_ZONE, SmtLayoutError, type IntervalReading, type ParseOptions, type SmtDay } from '../model.ts';
 import { implausibleRevision, isCalendarDateTime, parseDecimal } from './values.ts';
 
 export const INTERVAL_CSV_HEADER = [
@@ -50,6 +50,14 @@ const CHANNEL_OF: Readonly<Record<string, string>> = {
 const ESIID = /^\d{17}$|^\d{22}$/;
 const DATE = /^(\d{1,2})\/(\d{1,2})\/(\d{4})$/;
 const REVISION = /^(\d{1,2})\/(\d{1,2})\/(\d{4}) (\d{1,2}):(\d{2}):(\d{2})$/;
+/**
+ * What a spreadsheet writes when it re-saves an export (lenient mode, the default): seconds
+ * dropped (`5/14/2025 6:22`), a 12-hour clock with AM/PM. Unambiguous, so taken; a two-digit
+ * year or a date in another order is not, and is refused naming the line and field.
+ */
+const REVISION_LENIENT = /^(\d{1,2})\/(\d{1,2})\/(\d{4})\s+(\d{1,2}):(\d{2})(?::(\d{2}))?(?:\s*([AaPp])[Mm])?$/;
+/** Spreadsheets set to ISO dates write `2025-05-14` (lenient mode). */
+const DATE_ISO = /^(\d{4})-(\d{2})-(\d{2})$/;
 
 /** True when `line` is the interval CSV header (case and surrounding blanks ignored). */
 export function isIntervalCsvHeader(line: string): boolean {
@@ -104,6 +112,7 @@ export class IntervalCsvParser {
   private readonly timeZone: string;
   private readonly originId: string;
   private readonly now: Date;
+  private readonly strict: boolean;
   private readonly open = new Map<string, Group>();
   private readonly emitted = new Set<string>();
   private readonly revisions = new Map<string, number>();
@@ -125,6 +134,7 @@ export class IntervalCsvParser {
     this.timeZone = options.timeZone ?? SMT_TIME_ZONE;
     this.originId = options.originId;
     this.now = options.now ?? new Date();
+    this.strict = options.strict === true;
   }
 
   /**
@@ -328,7 +338,13 @@ export class IntervalCsvParser {
     const c = this.commas;
     const esiidField = bytes.toString('utf8', start, c[0]).trim();
     const meterId = esiidField.startsWith("'") ? esiidField.slice(1) : esiidField;
-    if (!ESIID.test(meterId)) throw new SmtLayoutError(`ESIID ${JSON.stringify(esiidField)} is not 17 or 22 digits`, lineNumber);
+    if (!ESIID.test(meterId)) {
+      // A spreadsheet that took the ESIID for a number writes 1.04437E+16: the digits are lost, nothing to recover.
+      const hint = /e\+/i.test(meterId)
+        ? ' (a spreadsheet wrote it in scientific notation: its digits are lost; export the ESIID column as text)'
+        : '';
+      throw new SmtLayoutError(`ESIID ${JSON.stringify(esiidField)} is not 17 or 22 digits${hint}`, lineNumber);
+    }
     const channelField = bytes.toString('utf8', c[6]! + 1, end).trim();
     const channel = CHANNEL_OF[channelField.toLowerCase()];
     if (!channel)
@@ -441,31 +457,50 @@ export class IntervalCsvParser {
   private date(field: string, line: number): string {
     const cached = this.dates.get(field);
     if (cached) return cached;
-    const match = DATE.exec(field);
-    if (!match) throw new SmtLayoutError(`USAGE_DATE ${JSON.stringify(field)} is not MM/DD/YYYY`, line);
-    const [, month, day, year] = match as unknown as [string, string, string, string];
-    if (!isCalendarDateTime(Number(year), Number(month), Number(day)))
-      throw new SmtLayoutError(`USAGE_DATE ${JSON.stringify(field)} is not a calendar date from 2000 on`, line);
-    const iso = `${year}-${month.padStart(2, '0')}-${day.padStart(2, '0')}`;
+    const date = usageDateOf(field, line, this.strict);
     if (this.dates.size > 10_000) this.dates.clear();
-    this.dates.set(field, iso);
-    return iso;
+    this.dates.set(field, date);
+    return date;
   }
 
   private revision(field: string, line: number): number {
     const cached = this.revisions.get(field);
     if (cached !== undefined) return cached;
-    const match = REVISION.exec(field);
-    if (!match) throw new SmtLayoutError(`REVISION_DATE ${JSON.stringify(field)} is not MM/DD/YYYY HH:MM:SS`, line);
-    const [month, day, year, hour, minute, second] = match.slice(1).map(Number) as [number, number, number, number, number, number];
-    if (!isCalendarDateTime(year, month, day, hour, minute, second)) {
-      throw new SmtLayoutError(`REVISION_DATE ${JSON.stringify(field)} is not a valid date and time from 2000 on`, line);
-    }
-    const seconds = Math.floor(localWallTimeToUtc(year, month, day, hour, minute, second, this.timeZone) / 1000);
+    const seconds = revisionOf(field, line, this.timeZone, this.strict);
     if (this.revisions.size > 10_000) this.revisions.clear();
     this.revisions.set(field, seconds);
     return seconds;
   }
+}
+
+/** USAGE_DATE (`M/D/YYYY`; leniently also `YYYY-MM-DD`) as `YYYY-MM-DD`; shared by the CSV reports. */
+export function usageDateOf(field: string, line: number, strict = false): string {
+  const iso = strict ? null : DATE_ISO.exec(field);
+  const match = iso ? [iso[0], iso[2], iso[3], iso[1]] : DATE.exec(field);
+  if (!match) throw new SmtLayoutError(`USAGE_DATE ${JSON.stringify(field)} is not MM/DD/YYYY${strict ? '' : ' (nor YYYY-MM-DD)'}`, line);
+  const [, month, day, year] = match as unknown as [string, string, string, string];
+  if (!isCalendarDateTime(Number(year), Number(month), Number(day)))
+    throw new SmtLayoutError(`USAGE_DATE ${JSON.stringify(field)} is not a calendar date from 2000 on`, line);
+  return `${year}-${month.padStart(2, '0')}-${day.padStart(2, '0')}`;
+}
+
+/** REVISION_DATE (local time in `timeZone`) in epoch seconds; shared by the CSV reports. */
+export function revisionOf(field: string, line: number, timeZone: string, strict = false): number {
+  const match = (strict ? REVISION : REVISION_LENIENT).exec(field);
+  if (!match) {
+    const expected = strict ? 'MM/DD/YYYY HH:MM:SS' : 'M/D/YYYY H:MM[:SS] [AM|PM]';
+    throw new SmtLayoutError(`REVISION_DATE ${JSON.stringify(field)} is not ${expected}`, line);
+  }
+  const [month, day, year, clockHour, minute] = match.slice(1, 6).map(Number) as [number, number, number, number, number];
+  const second = match[6] === undefined ? 0 : Number(match[6]);
+  const meridiem = match[7]?.toLowerCase();
+  if (meridiem && !(clockHour >= 1 && clockHour <= 12))
+    throw new SmtLayoutError(`REVISION_DATE ${JSON.stringify(field)}: hour ${clockHour} on a 12-hour clock`, line);
+  const hour = meridiem === undefined ? clockHour : (clockHour % 12) + (meridiem === 'p' ? 12 : 0);
+  if (!isCalendarDateTime(year, month, day, hour, minute, second)) {
+    throw new SmtLayoutError(`REVISION_DATE ${JSON.stringify(field)} is not a valid date and time from 2000 on`, line);
+  }
+  return Math.floor(localWallTimeToUtc(year, month, day, hour, minute, second, timeZone) / 1000);
 }
 
 /** Whether bytes[at, at + length) equal expected[from, from + length). */

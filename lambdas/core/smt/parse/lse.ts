@@ -15,10 +15,10 @@
  * not, is a missing interval (never zero). A second cut for the same ESIID and channel over an
  * overlapping span is refused: which of its values would be meant is anyone's guess.
  */
-import { CHANNELS, type Quality, type Unit } from '../../../shared/reading.ts';
-import { localDate, startOfLocalDay, utcOffsetMs } from '../time.ts';
+import { CHANNELS, type Quality, type Unit } from '../../../../shared/reading.ts';
+import { localDate, startOfLocalDay, utcOffsetMs } from '../../time.ts';
 import { localWallTimeToUtc } from './local-day.ts';
-import { SMT_TIME_ZONE, SmtLayoutError, type IntervalReading, type ParseOptions, type SmtDay } from './model.ts';
+import { SMT_TIME_ZONE, SmtLayoutError, type IntervalReading, type ParseOptions, type SmtDay } from '../model.ts';
 import { implausibleRevision, isCalendarDateTime, parseDecimal } from './values.ts';
 
 /** LSE channel numbers SMT uses. */
@@ -42,12 +42,15 @@ interface Cut {
   channel: string;
   startMs: number;
   stopMs: number;
+  dstFlag: 'Y' | 'N';
   intervalSeconds?: number;
   unit?: Unit;
+  /** value -> (value * pulse multiplier + pulse offset) * meter multiplier + meter offset (00000002). */
+  scale: { pulseMultiplier: number; pulseOffset: number; meterMultiplier: number; meterOffset: number };
   revision?: number;
   /** The line of the 00000004 record the revision came from, for messages. */
   revisionLine?: number;
-  values: Array<{ value: string; status: string; line: number }>;
+  values: Array<{ value: string; status: string; time: string; line: number }>;
 }
 
 export class LseParser {
@@ -93,16 +96,20 @@ export class LseParser {
       const spi = /^\d{1,5}$/.test(seconds ?? '') ? Number(seconds) : Number.NaN;
       if (!Number.isInteger(spi) || spi <= 0 || 86_400 % spi !== 0)
         throw new SmtLayoutError(`seconds per interval ${JSON.stringify(seconds)} does not divide a day`, lineNumber);
-      for (const [name, value, neutral] of [
-        ['meter multiplier', meterMultiplier, 1],
-        ['meter offset', meterOffset, 0],
-        ['pulse multiplier', pulseMultiplier, 1],
-        ['pulse offset', pulseOffset, 0],
-      ] as const) {
-        if (value !== undefined && value !== '' && parseDecimal(value) !== neutral) {
-          throw new SmtLayoutError(`${name} ${value} is not supported (values are taken as delivered, in their unit of measure)`, lineNumber);
-        }
-      }
+      const factor = (name: string, text: string | undefined, blank: number) => {
+        if (text === undefined || text === '') return blank;
+        const value = parseDecimal(text);
+        if (value === undefined) throw new SmtLayoutError(`00000002 ${name} ${JSON.stringify(text)} is not a number`, lineNumber);
+        return value;
+      };
+      cut.scale = {
+        meterMultiplier: factor('meter multiplier', meterMultiplier, 1),
+        meterOffset: factor('meter offset', meterOffset, 0),
+        pulseMultiplier: factor('pulse multiplier', pulseMultiplier, 1),
+        pulseOffset: factor('pulse offset', pulseOffset, 0),
+      };
+      if (cut.scale.meterMultiplier === 0 || cut.scale.pulseMultiplier === 0)
+        throw new SmtLayoutError('00000002: a multiplier of 0 would store every interval as its offset', lineNumber);
       const unit = UNIT_OF[(unitOfMeasure ?? '').toUpperCase()];
       if (!unit)
         throw new SmtLayoutError(`unit of measure ${JSON.stringify(unitOfMeasure)} is not one of ${Object.keys(UNIT_OF).join(', ')}`, lineNumber);
@@ -122,7 +129,7 @@ export class LseParser {
     if (sortCode < '10000000') throw new SmtLayoutError(`unknown record type ${sortCode}`, lineNumber);
     if ((fields.length - 1) % 3 !== 0)
       throw new SmtLayoutError(`data record has ${fields.length - 1} fields; expected triples of value, status, time`, lineNumber);
-    for (let i = 1; i < fields.length; i += 3) cut.values.push({ value: fields[i]!, status: fields[i + 1]!, line: lineNumber });
+    for (let i = 1; i < fields.length; i += 3) cut.values.push({ value: fields[i]!, status: fields[i + 1]!, time: fields[i + 2]!, line: lineNumber });
     return [];
   }
 
@@ -138,8 +145,10 @@ export class LseParser {
     // A copy, not a slice of the record's line: the id outlives the line in every reading of the cut.
     const meterId = Buffer.from(esiidField.replace(/^'/, ''), 'utf8').toString('utf8');
     if (!/^\d{17}$|^\d{22}$/.test(meterId)) throw new SmtLayoutError(`ESIID ${JSON.stringify(esiidField)} is not 17 or 22 digits`, line);
-    const channel = CHANNEL_OF[channelField.replace(/^0+(?=\d)/, '')];
-    if (!channel) throw new SmtLayoutError(`channel ${JSON.stringify(channelField)} is neither 1 (generation) nor 4 (load)`, line);
+    const channelNumber = channelField.replace(/^0+(?=\d)/, '');
+    if (!/^\d{1,3}$/.test(channelNumber)) throw new SmtLayoutError(`channel ${JSON.stringify(channelField)} is not a channel number`, line);
+    // 1 and 4 are the energy channels every TDSP sends; any other number is kept on a channel of its own.
+    const channel = CHANNEL_OF[channelNumber] ?? `lse.channel.${channelNumber}`;
     if (dstFlag !== 'Y' && dstFlag !== 'N') throw new SmtLayoutError(`DST flag ${JSON.stringify(dstFlag)} must be Y or N`, line);
     const startMs = this.instant(start, dstFlag, line, 'start');
     let stopMs = this.instant(stop, dstFlag, line, 'stop');
@@ -155,7 +164,26 @@ export class LseParser {
       );
     spans.push({ startMs, stopMs, line });
     this.spans.set(`${meterId}|${channel}`, spans);
-    return { line, meterId, channel, startMs, stopMs, values: [] };
+    return {
+      line,
+      meterId,
+      channel,
+      startMs,
+      stopMs,
+      dstFlag,
+      values: [],
+      scale: { pulseMultiplier: 1, pulseOffset: 0, meterMultiplier: 1, meterOffset: 0 },
+    };
+  }
+
+  /** `YYYYMMDDHHMMSS` of an instant in the cut's basis: local prevailing time (Y) or local standard time (N). */
+  private stampOf(ms: number, dstFlag: 'Y' | 'N'): string {
+    const year = new Date(ms).getUTCFullYear();
+    const offset =
+      dstFlag === 'Y'
+        ? utcOffsetMs(ms, this.timeZone)
+        : Math.min(utcOffsetMs(Date.UTC(year, 0, 1), this.timeZone), utcOffsetMs(Date.UTC(year, 6, 1), this.timeZone));
+    return new Date(ms + offset).toISOString().replace(/\D/g, '').slice(0, 14);
   }
 
   /** YYYYMMDDHHMMSS in local prevailing time (flag Y) or local standard time all year (flag N). */
@@ -201,8 +229,17 @@ export class LseParser {
     }
 
     const days = new Map<string, SmtDay>();
-    cut.values.forEach(({ value, status, line }, index) => {
+    const { pulseMultiplier, pulseOffset, meterMultiplier, meterOffset } = cut.scale;
+    const scaled = pulseMultiplier !== 1 || pulseOffset !== 0 || meterMultiplier !== 1 || meterOffset !== 0;
+    cut.values.forEach(({ value, status, time, line }, index) => {
       const start = new Date(cut.startMs + index * stepMs);
+      // The optional time field names the interval's start in the cut's time basis: a record that
+      // disagrees with its position is a shifted file, refused rather than stored an interval off.
+      if (time !== '' && time !== this.stampOf(start.getTime(), cut.dstFlag))
+        throw new SmtLayoutError(
+          `interval ${index + 1} of the cut of ${cut.meterId}: time field ${time} is not its start ${this.stampOf(start.getTime(), cut.dstFlag)}`,
+          line,
+        );
       const date = localDate(start, this.timeZone);
       let day = days.get(date);
       if (!day) days.set(date, (day = { meterId: cut.meterId, channel: cut.channel, date, layout: 'lse', readings: [], missing: 0 }));
@@ -210,8 +247,9 @@ export class LseParser {
         day.missing += 1;
         return;
       }
-      const number = parseDecimal(value);
-      if (number === undefined) throw new SmtLayoutError(`interval value ${JSON.stringify(value)} is not a number`, line);
+      const raw = parseDecimal(value);
+      if (raw === undefined) throw new SmtLayoutError(`interval value ${JSON.stringify(value)} is not a number`, line);
+      const number = scaled ? roundTo12((raw * pulseMultiplier + pulseOffset) * meterMultiplier + meterOffset) : raw;
       const { quality, known } = qualityOf(status);
       if (!known) (day.unknownStatuses ??= {})[start.toISOString()] = status;
       const reading: IntervalReading = {
@@ -242,4 +280,9 @@ function qualityOf(status: string): { quality: Quality; known: boolean } {
   if (code === '' || code === 'A') return { quality: 'actual', known: true };
   if (code === 'E') return { quality: 'estimated', known: true };
   return { quality: 'estimated', known: false };
+}
+
+/** A scaled value without binary noise (0.1 * 3 = 0.30000000000000004): 12 significant digits are beyond any meter's. */
+function roundTo12(value: number): number {
+  return Number(value.toPrecision(12));
 }
