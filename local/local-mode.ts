@@ -7,10 +7,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { MetricSource } from '../lambdas/core/metric-catalog.ts';
+import type { Reading } from '../shared/reading.ts';
 import { endProcesses, findMarkedProcesses, isRunning, runMarker, RUN_MARKER_VARIABLE } from './leftovers.ts';
 import type { LocalPortName } from './defaults.ts';
 import { LOCAL_BLOCK_TIME_ZONE } from './defaults.ts';
 import { startLocalPlatform, type LocalPlatform } from './platform.ts';
+import { checkLakeAgainstStore, type LakeCheck } from './lake.ts';
 import { startQueryHttp } from './query-http.ts';
 import {
   formatProgress,
@@ -69,6 +71,10 @@ export interface LocalModeSummary {
   ok: boolean;
   elapsedMs: number;
   perSource: Record<string, { report: VerifyReport; drained: boolean } & SourceTally>;
+  /** The data lake (Parquet written by the readings feed) against the store; undefined when the feed did not catch up. */
+  lake?: LakeCheck;
+  /** Events the readings feed put on the local bus. */
+  feedEvents: number;
   lines: string[];
 }
 
@@ -215,7 +221,7 @@ export async function runLocalMode(options: LocalModeOptions): Promise<LocalMode
     await progress();
 
     const tallies = tallyMetrics(await platform.cloudwatch.totals(undefined, PROGRESS_METRICS));
-    const summary: LocalModeSummary = { ok: true, elapsedMs: Date.now() - started, perSource: {}, lines: [] };
+    const summary: LocalModeSummary = { ok: true, elapsedMs: Date.now() - started, perSource: {}, feedEvents: 0, lines: [] };
     summary.lines.push('', `Summary after ${Math.round(summary.elapsedMs / 1000)} s:`);
     for (const source of sources) {
       const tally = tallies[source.source];
@@ -240,6 +246,7 @@ export async function runLocalMode(options: LocalModeOptions): Promise<LocalMode
       for (const lost of report.lost.slice(0, 5))
         summary.lines.push(`       lost: ${lost.meterId} ${lost.channel} ${lost.at.toISOString()} = ${lost.value}`);
     }
+    summary.lines.push(...(await checkFeed(platform, summary, storedReadings, err)));
     if (platform.iotDeadLetters.length)
       summary.lines.push(
         `  IoT dead-letter queue: ${platform.iotDeadLetters.length} message(s), first reason: ${platform.iotDeadLetters[0]!.reason}`,
@@ -258,4 +265,34 @@ export async function runLocalMode(options: LocalModeOptions): Promise<LocalMode
     await endOwnProcesses(options.stateDir, runId, err);
     releaseStateDir();
   }
+}
+
+/** Waits for the readings feed to deliver what the store holds, then checks the lake against the store (summary lines). */
+async function checkFeed(
+  platform: LocalPlatform,
+  summary: LocalModeSummary,
+  storedReadings: () => Promise<Reading[]>,
+  err: (text: string) => void,
+): Promise<string[]> {
+  try {
+    await platform.feed.caughtUp(120_000);
+  } catch (error) {
+    summary.ok = false;
+    return [`  FAIL feed  ${error instanceof Error ? error.message : String(error)}`];
+  }
+  summary.feedEvents = platform.feed.stats().events;
+  const stored = await storedReadings();
+  const lake = await checkLakeAgainstStore(platform.lakeFiles(), stored);
+  summary.lake = lake;
+  summary.ok &&= lake.ok;
+  if (!lake.ok) err(`lake and store differ: ${JSON.stringify(lake.perSource)}\n`);
+  const sums = Object.entries(lake.perSource)
+    .map(
+      ([source, { store, lake: inLake }]) =>
+        `${source} ${inLake.count}/${store.count} readings, sum ${inLake.sum.toFixed(3)}/${store.sum.toFixed(3)}`,
+    )
+    .join('; ');
+  return [
+    `  ${lake.ok ? 'ok  ' : 'FAIL'} feed  ${summary.feedEvents} events on the bus; lake ${lake.rows} rows, latest revision per interval ${lake.latest} = store ${lake.storeReadings} readings (lake/store: ${sums})`,
+  ];
 }
