@@ -12,7 +12,27 @@ import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import type { LakeSink } from '../lambdas/core/feed/feed.ts';
 import type { Reading } from '../shared/reading.ts';
-import { LAKE_COLUMNS, LAKE_PARTITION_KEYS, LAKE_TABLE, LATEST_SQL, lakePartitionPrefix, type LakeRow } from '../lambdas/core/feed/lake-schema.ts';
+import {
+  LAKE_COLUMNS,
+  LAKE_PARTITION_KEYS,
+  LAKE_PREFIX,
+  LAKE_TABLE,
+  LATEST_SQL,
+  lakePartitionPrefix,
+  type LakeRow,
+} from '../lambdas/core/feed/lake-schema.ts';
+import { LOCAL_LAKE_BUCKET } from './defaults.ts';
+import { storedObjectFiles } from './s3-server.ts';
+
+/** Where s3rver keeps local mode's buckets under a state folder (the lake's Parquet files too). */
+export function localS3Directory(stateDir: string): string {
+  return join(stateDir, 's3');
+}
+
+/** The local lake's Parquet files under a state folder (readable after local mode stopped). */
+export function localLakeFiles(stateDir: string): string[] {
+  return storedObjectFiles(localS3Directory(stateDir), LOCAL_LAKE_BUCKET, LAKE_PREFIX);
+}
 
 const quote = (text: string) => `'${text.replace(/'/g, "''")}'`;
 

@@ -10,7 +10,6 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CreateEventBusCommand, EventBridgeClient, ResourceAlreadyExistsException } from '@aws-sdk/client-eventbridge';
 import { EventBridgeSink } from '../lambdas/core/feed/aws-sinks.ts';
-import { LAKE_PREFIX } from '../lambdas/core/feed/lake-schema.ts';
 import { ingestBatch } from '../lambdas/core/iot-ingest.ts';
 import { Metrics } from '../lambdas/core/metrics.ts';
 import type { Ledger } from '../lambdas/core/ledger.ts';
@@ -21,30 +20,29 @@ import { SequenceTracker } from '../lambdas/core/sequence-tracker.ts';
 import { wireSource, withInvocationMetrics, type SourceWiring } from '../lambdas/core/wiring.ts';
 import { createLocalTables } from './tables.ts';
 import { startLocalCloudWatch, type LocalCloudWatch } from './cloudwatch.ts';
-import { LOCAL_BLOCK_TIME_ZONE, LOCAL_EVENT_BUS, LOCAL_PORTS, LOCAL_RULE_NAME, LOCAL_STAGE, LOCAL_TABLES, type LocalPortName } from './defaults.ts';
+import {
+  LOCAL_BLOCK_TIME_ZONE,
+  LOCAL_EVENT_BUS,
+  LOCAL_LAKE_BUCKET,
+  LOCAL_PORTS,
+  LOCAL_RULE_NAME,
+  LOCAL_STAGE,
+  LOCAL_TABLES,
+  type LocalPortName,
+} from './defaults.ts';
 import { createDevCa, issueDeviceCert, issueServerCert, type DevCa, type IssuedCert } from './dev-ca.ts';
 import { startDynamoDbLocal, type LocalDynamo } from './dynamodb-local.ts';
 import { LocalQueue, toRuleMessageBody, type LocalQueueMessage, type Poller } from './iot-bridge.ts';
 import { startLocalIotBroker, type LocalIotBroker } from './mqtt-broker.ts';
-import { LocalParquetLake } from './lake.ts';
+import { LocalParquetLake, localLakeFiles, localS3Directory } from './lake.ts';
 import { startLocalFeed, type LocalFeed } from './readings-feed.ts';
-import { startLocalS3, storedObjectFiles, type LocalS3 } from './s3-server.ts';
+import { startLocalS3, type LocalS3 } from './s3-server.ts';
 
 export const LOCAL_BUCKETS = {
   smtArchive: 'meterbridge-local-smt-archive',
   readyArchive: 'meterbridge-local-ready-archive',
-  lake: 'meterbridge-local-lake',
+  lake: LOCAL_LAKE_BUCKET,
 } as const;
-
-/** Where s3rver keeps the local buckets' objects under a state folder (the lake's Parquet files too). */
-export function localS3Directory(stateDir: string): string {
-  return join(stateDir, 's3');
-}
-
-/** The local lake's Parquet files under a state folder (readable after local mode stopped). */
-export function localLakeFiles(stateDir: string): string[] {
-  return storedObjectFiles(localS3Directory(stateDir), LOCAL_BUCKETS.lake, LAKE_PREFIX);
-}
 
 export interface PlatformOptions {
   ports: Record<LocalPortName, number>;
