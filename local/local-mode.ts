@@ -278,7 +278,8 @@ async function checkFeed(
     await platform.feed.caughtUp(120_000);
   } catch (error) {
     summary.ok = false;
-    return [`  FAIL feed  ${error instanceof Error ? error.message : String(error)}`];
+    const { lastError, ...stats } = platform.feed.stats();
+    return [`  FAIL feed  ${error instanceof Error ? error.message : String(error)} (${JSON.stringify(stats)}; last error: ${lastError ?? 'none'})`];
   }
   summary.feedEvents = platform.feed.stats().events;
   const stored = await storedReadings();

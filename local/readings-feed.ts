@@ -39,6 +39,8 @@ export interface LocalFeedStats {
   events: number;
   rows: number;
   failedBatches: number;
+  /** The last delivery or stream error, for a summary that says why the feed is behind. */
+  lastError?: string;
 }
 
 export interface LocalFeed {
@@ -123,7 +125,14 @@ export async function startLocalFeed(options: LocalFeedOptions): Promise<LocalFe
     const records = (answer.Records ?? []).map(toLambdaRecord);
     if (records.length > 0) {
       const metrics = options.metrics?.();
-      const result = await feedBatch(records, { events: options.events, lake: options.lake, metrics, log: options.log });
+      const log = {
+        ...options.log,
+        error: (message: string, extra?: Record<string, unknown>) => {
+          stats.lastError = `${message} ${JSON.stringify(extra ?? {}).slice(0, 400)}`;
+          options.log.error(message, extra);
+        },
+      };
+      const result = await feedBatch(records, { events: options.events, lake: options.lake, metrics, log });
       await metrics?.flush();
       const failed = result.batchItemFailures[0]?.itemIdentifier;
       const delivered =
@@ -140,6 +149,7 @@ export async function startLocalFeed(options: LocalFeedOptions): Promise<LocalFe
       if (failed !== undefined) {
         // Like Lambda: read again from the failed record, after a pause.
         stats.failedBatches += 1;
+        stats.lastError = `batch from ${failed} not delivered (see FeedFailures)`;
         state.iterator = undefined;
         await sleep(options.retryMs ?? 1000);
         return true;
@@ -161,8 +171,12 @@ export async function startLocalFeed(options: LocalFeedOptions): Promise<LocalFe
           if (await pollShard(state)) busy = true;
         }
       } catch (error) {
+        // An expired or trimmed iterator must not fail forever: start again after the last record delivered.
         options.log.warn('local feed: reading the stream failed; trying again', { error: String(error) });
+        stats.lastError = String(error);
+        for (const state of shards.values()) state.iterator = undefined;
         busy = true;
+        await sleep(options.retryMs ?? 1000);
       }
       passes += 1;
       quietPasses = busy ? 0 : quietPasses + 1;
