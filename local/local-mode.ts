@@ -12,7 +12,7 @@ import { endProcesses, findMarkedProcesses, isRunning, runMarker, RUN_MARKER_VAR
 import type { LocalPortName } from './defaults.ts';
 import { LOCAL_BLOCK_TIME_ZONE } from './defaults.ts';
 import { startLocalPlatform, type LocalPlatform } from './platform.ts';
-import { checkLakeAgainstStore, type LakeCheck } from './lake.ts';
+import { checkLakeAgainstStore, localLakeFiles, type LakeCheck } from './lake.ts';
 import { startQueryHttp } from './query-http.ts';
 import {
   formatProgress,
@@ -246,7 +246,7 @@ export async function runLocalMode(options: LocalModeOptions): Promise<LocalMode
       for (const lost of report.lost.slice(0, 5))
         summary.lines.push(`       lost: ${lost.meterId} ${lost.channel} ${lost.at.toISOString()} = ${lost.value}`);
     }
-    summary.lines.push(...(await checkFeed(platform, summary, storedReadings, err)));
+    summary.lines.push(...(await checkFeed(platform, summary, storedReadings, options.stateDir, err)));
     if (platform.iotDeadLetters.length)
       summary.lines.push(
         `  IoT dead-letter queue: ${platform.iotDeadLetters.length} message(s), first reason: ${platform.iotDeadLetters[0]!.reason}`,
@@ -272,6 +272,7 @@ async function checkFeed(
   platform: LocalPlatform,
   summary: LocalModeSummary,
   storedReadings: () => Promise<Reading[]>,
+  stateDir: string,
   err: (text: string) => void,
 ): Promise<string[]> {
   try {
@@ -283,7 +284,7 @@ async function checkFeed(
   }
   summary.feedEvents = platform.feed.stats().events;
   const stored = await storedReadings();
-  const lake = await checkLakeAgainstStore(platform.lakeFiles(), stored);
+  const lake = await checkLakeAgainstStore(localLakeFiles(stateDir), stored);
   summary.lake = lake;
   summary.ok &&= lake.ok;
   if (!lake.ok) err(`lake and store differ: ${JSON.stringify(lake.perSource)}\n`);

@@ -34,7 +34,7 @@ import { createDevCa, issueDeviceCert, issueServerCert, type DevCa, type IssuedC
 import { startDynamoDbLocal, type LocalDynamo } from './dynamodb-local.ts';
 import { LocalQueue, toRuleMessageBody, type LocalQueueMessage, type Poller } from './iot-bridge.ts';
 import { startLocalIotBroker, type LocalIotBroker } from './mqtt-broker.ts';
-import { LocalParquetLake, localLakeFiles, localS3Directory } from './lake.ts';
+import { LocalParquetLake, localS3Directory } from './lake.ts';
 import { startLocalFeed, type LocalFeed } from './readings-feed.ts';
 import { startLocalS3, type LocalS3 } from './s3-server.ts';
 
@@ -76,8 +76,6 @@ export interface LocalPlatform {
   wiringFor(source: MetricSource): SourceWiring;
   /** The readings feed on DynamoDB Local's stream: events on moto's bus LOCAL_EVENT_BUS, Parquet into the lake bucket. */
   feed: LocalFeed;
-  /** The lake's Parquet files so far. */
-  lakeFiles(): string[];
   stop(): Promise<void>;
 }
 
@@ -100,11 +98,7 @@ export async function startLocalPlatform(options: PlatformOptions): Promise<Loca
     await createLocalTables(dynamo.client, LOCAL_TABLES);
     const cloudwatch = await startLocalCloudWatch({ port: options.ports.cloudwatch });
     started.push(cloudwatch);
-    // Fresh each run, like DynamoDB Local's in-memory tables: buckets left by an earlier run (one that
-    // ended uncleanly keeps them) would make creating them fail, and their objects belong to that run.
-    const s3Directory = localS3Directory(options.stateDir);
-    await rm(s3Directory, { recursive: true, force: true });
-    const s3 = await startLocalS3({ port: options.ports.s3, buckets: Object.values(LOCAL_BUCKETS), directory: s3Directory });
+    const s3 = await startPlatformS3(options.stateDir, options.ports.s3);
     started.push(s3);
 
     const ca = await createDevCa(certDir);
@@ -120,8 +114,7 @@ export async function startLocalPlatform(options: PlatformOptions): Promise<Loca
         stage: LOCAL_STAGE,
         log,
       });
-    const feed = await startPlatformFeed(dynamo, s3, cloudwatch, log);
-    started.push(feed);
+    const feed = await startPlatformFeed(dynamo, s3, cloudwatch, log, started);
     const iot = wiringFor('iot');
     const store = iot.store();
     const ledger = iot.ledger;
@@ -189,7 +182,6 @@ export async function startLocalPlatform(options: PlatformOptions): Promise<Loca
       iotDeadLetters,
       wiringFor,
       feed,
-      lakeFiles: () => localLakeFiles(options.stateDir),
       stop: stopAll,
     };
   } catch (error) {
@@ -199,7 +191,13 @@ export async function startLocalPlatform(options: PlatformOptions): Promise<Loca
 }
 
 /** The feed as the stack runs it, on the local stand-ins: the bus on moto, Parquet into s3rver, metrics to moto's CloudWatch. */
-async function startPlatformFeed(dynamo: LocalDynamo, s3: LocalS3, cloudwatch: LocalCloudWatch, log: Log): Promise<LocalFeed> {
+async function startPlatformFeed(
+  dynamo: LocalDynamo,
+  s3: LocalS3,
+  cloudwatch: LocalCloudWatch,
+  log: Log,
+  started: { stop(): Promise<void> }[],
+): Promise<LocalFeed> {
   const { moto } = cloudwatch;
   const events = new EventBridgeClient({ endpoint: moto.endpoint, region: moto.region, credentials: moto.credentials });
   try {
@@ -216,11 +214,21 @@ async function startPlatformFeed(dynamo: LocalDynamo, s3: LocalS3, cloudwatch: L
     metrics: () => new Metrics({ client: cloudwatch.client(), defaultDimensions: { Stage: LOCAL_STAGE }, log }),
     log,
   });
-  return {
+  const platformFeed = {
     ...feed,
     async stop() {
       await feed.stop();
       events.destroy();
     },
   };
+  started.push(platformFeed);
+  return platformFeed;
+}
+
+async function startPlatformS3(stateDir: string, port: number): Promise<LocalS3> {
+  // Fresh each run, like DynamoDB Local's in-memory tables: buckets left by an earlier run (one that
+  // ended uncleanly keeps them) would make creating them fail, and their objects belong to that run.
+  const s3Directory = localS3Directory(stateDir);
+  await rm(s3Directory, { recursive: true, force: true });
+  return startLocalS3({ port, buckets: Object.values(LOCAL_BUCKETS), directory: s3Directory });
 }

@@ -123,37 +123,11 @@ export async function startLocalFeed(options: LocalFeedOptions): Promise<LocalFe
     }
     const answer = await streams.send(new GetRecordsCommand({ ShardIterator: state.iterator, Limit: 100 }));
     const records = (answer.Records ?? []).map(toLambdaRecord);
-    if (records.length > 0) {
-      const metrics = options.metrics?.();
-      const log = {
-        ...options.log,
-        error: (message: string, extra?: Record<string, unknown>) => {
-          stats.lastError = `${message} ${JSON.stringify(extra ?? {}).slice(0, 400)}`;
-          options.log.error(message, extra);
-        },
-      };
-      const result = await feedBatch(records, { events: options.events, lake: options.lake, metrics, log });
-      await metrics?.flush();
-      const failed = result.batchItemFailures[0]?.itemIdentifier;
-      const delivered =
-        failed === undefined
-          ? records
-          : records.slice(
-              0,
-              records.findIndex((r) => r.dynamodb?.SequenceNumber === failed),
-            );
-      stats.records += delivered.length;
-      stats.events += result.events;
-      stats.rows += result.rows;
-      if (delivered.length > 0) state.done = delivered[delivered.length - 1]!.dynamodb?.SequenceNumber;
-      if (failed !== undefined) {
-        // Like Lambda: read again from the failed record, after a pause.
-        stats.failedBatches += 1;
-        stats.lastError = `batch from ${failed} not delivered (see FeedFailures)`;
-        state.iterator = undefined;
-        await sleep(options.retryMs ?? 1000);
-        return true;
-      }
+    if (records.length > 0 && !(await deliverBatch(records, state, options, stats))) {
+      // Like Lambda: read again from the failed record, after a pause.
+      state.iterator = undefined;
+      await sleep(options.retryMs ?? 1000);
+      return true;
     }
     state.iterator = answer.NextShardIterator;
     if (!state.iterator) state.closed = true;
@@ -201,6 +175,36 @@ export async function startLocalFeed(options: LocalFeedOptions): Promise<LocalFe
       streams.destroy();
     },
   };
+}
+
+/** Hands one batch to the feed core; false when it must be read again from the failed record. */
+async function deliverBatch(records: BlockStreamRecord[], state: ShardState, options: LocalFeedOptions, stats: LocalFeedStats): Promise<boolean> {
+  const metrics = options.metrics?.();
+  const log = {
+    ...options.log,
+    error: (message: string, extra?: Record<string, unknown>) => {
+      stats.lastError = `${message} ${JSON.stringify(extra ?? {}).slice(0, 400)}`;
+      options.log.error(message, extra);
+    },
+  };
+  const result = await feedBatch(records, { events: options.events, lake: options.lake, metrics, log });
+  await metrics?.flush();
+  const failed = result.batchItemFailures[0]?.itemIdentifier;
+  const delivered =
+    failed === undefined
+      ? records
+      : records.slice(
+          0,
+          records.findIndex((r) => r.dynamodb?.SequenceNumber === failed),
+        );
+  stats.records += delivered.length;
+  stats.events += result.events;
+  stats.rows += result.rows;
+  if (delivered.length > 0) state.done = delivered[delivered.length - 1]!.dynamodb?.SequenceNumber;
+  if (failed === undefined) return true;
+  stats.failedBatches += 1;
+  stats.lastError ??= `batch from ${failed} not delivered (see FeedFailures)`;
+  return false;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -174,7 +174,9 @@ describe('readings feed over DynamoDB Local streams', () => {
       }
     },
   );
+});
 
+describe('readings feed delivery', () => {
   it(
     'delivers again with the same dedupe keys when the stream is read twice (at least once), and loses nothing when EventBridge refuses for a while',
     { timeout: 180_000 },
