@@ -87,6 +87,7 @@ export const boundaries = [
           '!**/lambdas/core/work-units.ts',
           '!**/lambdas/core/ready/api-gateway.ts',
           '!**/lambdas/core/query/api.ts',
+          '!**/lambdas/core/feed/lake-schema.ts',
           '!**/lambdas/core/ready/handshake.ts',
           '!**/shared/telemetry.ts',
         ],

@@ -22,6 +22,12 @@ export const PRICES = {
   s3GbMonth: 0.023,
   s3Put: 0.005e-3,
   apiGatewayRequest: 3.5e-6,
+  // Readings out (docs/readings-feed.md), list prices read on the same date.
+  eventBridgeEvent: 1.0e-6,
+  firehoseIngestGb: 0.029,
+  firehoseFormatConversionGb: 0.018,
+  firehoseDynamicPartitioningGb: 0.02,
+  athenaScannedTb: 5,
 } as const;
 
 export const READINGS_PER_METER_YEAR = 96 * 365;
@@ -141,7 +147,41 @@ export function costModel(input: CostInputs): SourceCost[] {
     { item: 'CloudWatch PutMetricData (1 per delivery)', perMillion: (M / perDelivery) * PRICES.putMetricDataRequest },
     { item: 'DynamoDB storage, 12 months', perMillion: M * dynamoStorage },
   ]);
-  return [iot, smt, ready];
+  return [iot, smt, ready, feedCost()];
+}
+
+/**
+ * The readings feed and the lake, on top of whichever source stored the readings: hourly blocks
+ * of 4 readings per block write (the dearer case: whole days put 96 readings in one event).
+ * Lambda's GetRecords on a DynamoDB stream is free; Firehose bills each record rounded up to 5 KB.
+ */
+function feedCost(): SourceCost {
+  const M = 1e6;
+  const readingsPerBlockWrite = 4;
+  const recordsPerBatch = 100;
+  const batchSeconds = 0.2; // one PutEvents per 10 block writes, one PutRecordBatch, assumed 20 ms each
+  const billedGb = (M * 5 * 1024) / GB;
+  const rowBytes = 300;
+  const parquetBytesPerReading = 40;
+  const invocations = M / readingsPerBlockWrite / recordsPerBatch;
+  return total(
+    'Readings feed + lake',
+    `per stored reading, on top of its source: block writes of ${readingsPerBlockWrite} readings, stream batches of ${recordsPerBatch}`,
+    [
+      { item: 'DynamoDB Streams reads (free when Lambda reads them)', perMillion: 0 },
+      {
+        item: 'Lambda feed (256 MB; requests + GB-seconds)',
+        perMillion: invocations * (PRICES.lambdaRequest + 0.25 * batchSeconds * PRICES.lambdaGbSecond),
+      },
+      { item: 'EventBridge custom events (1 per block write)', perMillion: (M / readingsPerBlockWrite) * PRICES.eventBridgeEvent },
+      { item: 'Firehose ingestion (1 record per reading, billed as 5 KB)', perMillion: billedGb * PRICES.firehoseIngestGb },
+      { item: 'Firehose Parquet conversion (same billed GB)', perMillion: billedGb * PRICES.firehoseFormatConversionGb },
+      { item: 'Firehose dynamic partitioning (~300 B per row)', perMillion: ((M * rowBytes) / GB) * PRICES.firehoseDynamicPartitioningGb },
+      { item: 'S3 lake, 12 months Standard (~40 B per reading in Parquet)', perMillion: M * storageYear(parquetBytesPerReading, PRICES.s3GbMonth) },
+      { item: 'Athena, one full scan of the million readings', perMillion: ((M * parquetBytesPerReading) / 1024 ** 4) * PRICES.athenaScannedTb },
+      { item: 'CloudWatch PutMetricData (1 per batch)', perMillion: invocations * PRICES.putMetricDataRequest },
+    ],
+  );
 }
 
 const money = (value: number) => (value >= 1 ? value.toFixed(2) : value >= 0.01 ? value.toFixed(3) : value.toPrecision(2));

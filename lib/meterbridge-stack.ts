@@ -9,6 +9,8 @@ import { AlarmTopic } from './alarm-topic.ts';
 import { IotIngestion } from './iot-ingestion.ts';
 import { Operations } from './operations.ts';
 import { QueryApi } from './query-api.ts';
+import { ReadingsFeed } from './readings-feed.ts';
+import { ReadingsLake } from './readings-lake.ts';
 import { ReadyIngestion } from './ready-ingestion.ts';
 import { SmtIngestion } from './smt-ingestion.ts';
 import type { StageSettings } from './settings.ts';
@@ -33,6 +35,10 @@ export class MeterbridgeStack extends Stack {
   public readonly operations: Operations;
   /** Readings out: meters, channels and readings as JSON, CSV or Green Button (IAM-authorized REST). */
   public readonly queryApi: QueryApi;
+  /** Readings out: the Parquet data lake (S3, Glue, Athena) fed from the readings table's stream. */
+  public readonly lake: ReadingsLake;
+  /** Readings out: one EventBridge event per block write that changed data, and the lake's rows. */
+  public readonly feed: ReadingsFeed;
 
   constructor(scope: Construct, id: string, props: MeterbridgeStackProps) {
     super(scope, id, props);
@@ -52,6 +58,8 @@ export class MeterbridgeStack extends Stack {
     this.ready = new ReadyIngestion(this, 'Ready', { settings, storage: this.storage, alarms: this.alarms });
     this.smt = new SmtIngestion(this, 'Smt', { settings, storage: this.storage });
     this.queryApi = new QueryApi(this, 'Query', { settings, storage: this.storage });
+    this.lake = new ReadingsLake(this, 'Lake', { settings });
+    this.feed = new ReadingsFeed(this, 'Feed', { settings, storage: this.storage, lake: this.lake, alarms: this.alarms });
 
     // After every ingestion path: each one's `monitoring` goes in this list (one line per path).
     this.operations = new Operations(this, 'Operations', {
@@ -64,8 +72,18 @@ export class MeterbridgeStack extends Stack {
         // Watched only when switched on: a disabled pull would hold its freshness alarms in ALARM.
         ...(this.smt.smtSettings.enabled ? [this.smt.monitoring] : []),
       ],
+      stageAlarms: this.feed.monitoring,
     });
 
+    this.addOutputs();
+
+    // Cost allocation and "which stage is this?" in the console, on every taggable resource.
+    Tags.of(this).add('Project', 'meterbridge');
+    Tags.of(this).add('Stage', settings.stage);
+  }
+
+  /** What an operator needs after `cdk deploy`: table, topic, rule, API, bus, lake and bucket names. */
+  private addOutputs(): void {
     new CfnOutput(this, 'ReadingsTableName', {
       description: 'DynamoDB table of interval blocks of readings',
       value: this.storage.readingsTable.tableName,
@@ -104,6 +122,19 @@ export class MeterbridgeStack extends Stack {
       value: this.queryApi.url,
     });
 
+    new CfnOutput(this, 'ReadingsEventBusName', {
+      description: 'EventBridge bus with one "Readings changed" event per block write that changed data (docs/readings-feed.md)',
+      value: this.feed.bus.eventBusName,
+    });
+    new CfnOutput(this, 'ReadingsLakeBucketName', {
+      description: 'S3 bucket of the readings lake (Parquet under readings/day=<day>/source=<source>/)',
+      value: this.lake.bucket.bucketName,
+    });
+    new CfnOutput(this, 'ReadingsLakeAthena', {
+      description: 'Athena workgroup and Glue database.table of the readings lake',
+      value: `${this.lake.workGroupName} ${this.lake.databaseName}.${this.lake.tableName}`,
+    });
+
     new CfnOutput(this, 'SmtArchiveBucketName', {
       description: 'S3 bucket holding every SMT file as fetched (smt/<folder>/<name>); `meterbridge smt replay <key> --bucket <this>`',
       value: this.smt.archiveBucket.bucketName,
@@ -134,9 +165,5 @@ export class MeterbridgeStack extends Stack {
       description: 'S3 bucket holding every READY callback byte-exact (ready/<data|status>/YYYY/MM/DD/)',
       value: this.ready.archiveBucket.bucketName,
     });
-
-    // Cost allocation and "which stage is this?" in the console, on every taggable resource.
-    Tags.of(this).add('Project', 'meterbridge');
-    Tags.of(this).add('Stage', settings.stage);
   }
 }

@@ -7,7 +7,7 @@
 import { Construct } from 'constructs';
 import type { MetricSource } from '../lambdas/core/metric-catalog.ts';
 import type { AlarmTopic } from './alarm-topic.ts';
-import type { IngestionMonitoring } from './monitoring.ts';
+import type { IngestionMonitoring, MonitoredAlarm } from './monitoring.ts';
 import { OperationsAlarms, type OperationsAlarm } from './operations/alarms.ts';
 import { OperationsDashboard } from './operations/dashboard.ts';
 import type { StageSettings } from './settings.ts';
@@ -24,6 +24,8 @@ export interface OperationsProps {
   readonly alarmTopic: AlarmTopic;
   /** One entry per ingestion path in the stack (each construct's `monitoring`), each source once. */
   readonly ingestion: readonly IngestionMonitoring[];
+  /** Alarms of stage-wide parts that are no ingestion path (the readings feed's DLQ), named `meterbridge-<stage>-...`. */
+  readonly stageAlarms?: readonly MonitoredAlarm[];
 }
 
 export class Operations extends Construct {

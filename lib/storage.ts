@@ -9,7 +9,7 @@ import { RemovalPolicy } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
-import { LEDGER_KEYS, LEDGER_TTL_ATTRIBUTE, READINGS_KEYS } from '../lambdas/core/tables.ts';
+import { LEDGER_KEYS, LEDGER_TTL_ATTRIBUTE, READINGS_KEYS, READINGS_STREAM_VIEW } from '../lambdas/core/tables.ts';
 
 export interface ReadingStorageProps {
   /**
@@ -52,6 +52,8 @@ export class ReadingStorage extends Construct {
       ...common,
       partitionKey: { name: READINGS_KEYS.partitionKey, type: dynamodb.AttributeType.STRING },
       sortKey: { name: READINGS_KEYS.sortKey, type: dynamodb.AttributeType.STRING },
+      // Both images of every block write feed the readings feed and the lake (lib/readings-feed.ts).
+      stream: dynamodb.StreamViewType[READINGS_STREAM_VIEW],
     });
 
     this.ledgerTable = new dynamodb.Table(this, 'Ledger', {

@@ -21,6 +21,10 @@ export type LocalPortName = keyof typeof LOCAL_PORTS;
 export const LOCAL_TABLES = { readings: 'meterbridge-local-readings', ledger: 'meterbridge-local-ledger' } as const;
 
 export const LOCAL_STAGE = 'local';
+/** The readings feed's EventBridge bus on moto (the stack's is meterbridge-<stage>-readings). */
+export const LOCAL_EVENT_BUS = 'meterbridge-local-readings';
+/** The local data lake's bucket in s3rver (Parquet under readings/day=<day>/source=<source>/). */
+export const LOCAL_LAKE_BUCKET = 'meterbridge-local-lake';
 export const LOCAL_RULE_NAME = 'meterbridge_local_telemetry';
 export const LOCAL_BLOCK_TIME_ZONE = 'America/Chicago';
 /** Generated certificates, keys and spools go here (git-ignored). */

@@ -12,6 +12,7 @@ import { endProcesses, findMarkedProcesses, isRunning, runMarker, RUN_MARKER_VAR
 import type { LocalPortName } from './defaults.ts';
 import { LOCAL_BLOCK_TIME_ZONE } from './defaults.ts';
 import { startLocalPlatform, type LocalPlatform } from './platform.ts';
+import { checkLakeAgainstStore, localLakeFiles, type LakeCheck } from './lake.ts';
 import { startQueryHttp } from './query-http.ts';
 import {
   formatProgress,
@@ -72,6 +73,10 @@ export interface LocalModeSummary {
   ok: boolean;
   elapsedMs: number;
   perSource: Record<string, { report: VerifyReport; drained: boolean } & SourceTally>;
+  /** The data lake (Parquet written by the readings feed) against the store; undefined when the feed did not catch up. */
+  lake?: LakeCheck;
+  /** Events the readings feed put on the local bus. */
+  feedEvents: number;
   lines: string[];
 }
 
@@ -186,9 +191,10 @@ async function summarize(
   drained: Map<LocalSource, boolean>,
   elapsedMs: number,
   storedReadings: () => Promise<Reading[]>,
+  { stateDir, err }: { stateDir: string; err: (text: string) => void },
 ): Promise<LocalModeSummary> {
   const tallies = tallyMetrics(await platform.cloudwatch.totals(undefined, PROGRESS_METRICS));
-  const summary: LocalModeSummary = { ok: true, elapsedMs, perSource: {}, lines: [] };
+  const summary: LocalModeSummary = { ok: true, elapsedMs, perSource: {}, feedEvents: 0, lines: [] };
   summary.lines.push('', `Summary after ${Math.round(summary.elapsedMs / 1000)} s:`);
   for (const source of sources) {
     const tally = tallies[source.source];
@@ -216,6 +222,7 @@ async function summarize(
     for (const lost of report.lost.slice(0, 5))
       summary.lines.push(`       lost: ${lost.meterId} ${lost.channel} ${lost.at.toISOString()} = ${lost.value}`);
   }
+  summary.lines.push(...(await checkFeed(platform, summary, storedReadings, stateDir, err)));
   if (platform.iotDeadLetters.length)
     summary.lines.push(`  IoT dead-letter queue: ${platform.iotDeadLetters.length} message(s), first reason: ${platform.iotDeadLetters[0]!.reason}`);
   summary.lines.push(
@@ -293,7 +300,7 @@ export async function runLocalMode(options: LocalModeOptions): Promise<LocalMode
     const drained = await drainSources(sources, platform, options.drainTimeoutMs ?? 90_000);
     await progress();
 
-    const summary = await summarize(sources, platform, drained, Date.now() - started, storedReadings);
+    const summary = await summarize(sources, platform, drained, Date.now() - started, storedReadings, { stateDir: options.stateDir, err });
     out(summary.lines.join('\n'));
     return summary;
   } finally {
@@ -319,4 +326,36 @@ async function verifyParts(store: LocalPlatform['store'], source: LocalSource, t
     );
   }
   return { ok, lines };
+}
+
+/** Waits for the readings feed to deliver what the store holds, then checks the lake against the store (summary lines). */
+async function checkFeed(
+  platform: LocalPlatform,
+  summary: LocalModeSummary,
+  storedReadings: () => Promise<Reading[]>,
+  stateDir: string,
+  err: (text: string) => void,
+): Promise<string[]> {
+  try {
+    await platform.feed.caughtUp(120_000);
+  } catch (error) {
+    summary.ok = false;
+    const { lastError, ...stats } = platform.feed.stats();
+    return [`  FAIL feed  ${error instanceof Error ? error.message : String(error)} (${JSON.stringify(stats)}; last error: ${lastError ?? 'none'})`];
+  }
+  summary.feedEvents = platform.feed.stats().events;
+  const stored = await storedReadings();
+  const lake = await checkLakeAgainstStore(localLakeFiles(stateDir), stored);
+  summary.lake = lake;
+  summary.ok &&= lake.ok;
+  if (!lake.ok) err(`lake and store differ: ${JSON.stringify(lake.perSource)}\n`);
+  const sums = Object.entries(lake.perSource)
+    .map(
+      ([source, { store, lake: inLake }]) =>
+        `${source} ${inLake.count}/${store.count} readings, sum ${inLake.sum.toFixed(3)}/${store.sum.toFixed(3)}`,
+    )
+    .join('; ');
+  return [
+    `  ${lake.ok ? 'ok  ' : 'FAIL'} feed  ${summary.feedEvents} events on the bus; lake ${lake.rows} rows, latest revision per interval ${lake.latest} = store ${lake.storeReadings} readings (lake/store: ${sums})`,
+  ];
 }

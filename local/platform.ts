@@ -2,12 +2,16 @@
  * The AWS side of local mode on loopback: DynamoDB Local (tables as in the stack), moto's server
  * as CloudWatch (the metrics sink, read back for the progress lines), s3rver for the archive buckets, and the IoT path (the
  * mTLS broker standing in for IoT Core, the topic rule's SQS body, a LocalQueue with the ingest
- * Lambda's settings feeding the real ingest core). The source simulators (gateways, SMT servers,
+ * Lambda's settings feeding the real ingest core), and the readings feed on DynamoDB Local's stream
+ * (events to moto's EventBridge, Parquet lake files into s3rver: local/readings-feed.ts). The source simulators (gateways, SMT servers,
  * READY sender) run on top of it; see bin/commands/local.ts.
  */
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { CreateEventBusCommand, EventBridgeClient, ResourceAlreadyExistsException } from '@aws-sdk/client-eventbridge';
+import { EventBridgeSink } from '../lambdas/core/feed/aws-sinks.ts';
 import { ingestBatch } from '../lambdas/core/iot-ingest.ts';
+import { Metrics } from '../lambdas/core/metrics.ts';
 import type { Ledger } from '../lambdas/core/ledger.ts';
 import { silentLog, type Log } from '../shared/log.ts';
 import type { MetricSource } from '../lambdas/core/metric-catalog.ts';
@@ -16,15 +20,30 @@ import { SequenceTracker } from '../lambdas/core/sequence-tracker.ts';
 import { wireSource, withInvocationMetrics, type SourceWiring } from '../lambdas/core/wiring.ts';
 import { createLocalTables } from './tables.ts';
 import { startLocalCloudWatch, type LocalCloudWatch } from './cloudwatch.ts';
-import { LOCAL_BLOCK_TIME_ZONE, LOCAL_PORTS, LOCAL_RULE_NAME, LOCAL_STAGE, LOCAL_TABLES, type LocalPortName } from './defaults.ts';
+import {
+  LOCAL_BLOCK_TIME_ZONE,
+  LOCAL_EVENT_BUS,
+  LOCAL_LAKE_BUCKET,
+  LOCAL_PORTS,
+  LOCAL_RULE_NAME,
+  LOCAL_STAGE,
+  LOCAL_TABLES,
+  type LocalPortName,
+} from './defaults.ts';
 import { createDevCa, issueDeviceCert, issueServerCert, type DevCa, type IssuedCert } from './dev-ca.ts';
 import { startDynamoDbLocal, type LocalDynamo } from './dynamodb-local.ts';
 import { LocalQueue, toRuleMessageBody, type LocalQueueMessage, type Poller } from './iot-bridge.ts';
 import { startLocalIotBroker, type LocalIotBroker } from './mqtt-broker.ts';
 import { gatewayEventFromTopic } from '../shared/telemetry.ts';
+import { LocalParquetLake, localS3Directory } from './lake.ts';
+import { startLocalFeed, type LocalFeed } from './readings-feed.ts';
 import { startLocalS3, type LocalS3 } from './s3-server.ts';
 
-export const LOCAL_BUCKETS = { smtArchive: 'meterbridge-local-smt-archive', readyArchive: 'meterbridge-local-ready-archive' } as const;
+export const LOCAL_BUCKETS = {
+  smtArchive: 'meterbridge-local-smt-archive',
+  readyArchive: 'meterbridge-local-ready-archive',
+  lake: LOCAL_LAKE_BUCKET,
+} as const;
 
 export interface PlatformOptions {
   ports: Record<LocalPortName, number>;
@@ -56,6 +75,8 @@ export interface LocalPlatform {
   iotDeadLetters: { reason: string; body: string }[];
   /** The wiring of `source` on the local stand-ins (DynamoDB Local, the local metrics sink), as the Lambda entries build it. */
   wiringFor(source: MetricSource): SourceWiring;
+  /** The readings feed on DynamoDB Local's stream: events on moto's bus LOCAL_EVENT_BUS, Parquet into the lake bucket. */
+  feed: LocalFeed;
   stop(): Promise<void>;
 }
 
@@ -78,11 +99,7 @@ export async function startLocalPlatform(options: PlatformOptions): Promise<Loca
     await createLocalTables(dynamo.client, LOCAL_TABLES);
     const cloudwatch = await startLocalCloudWatch({ port: options.ports.cloudwatch });
     started.push(cloudwatch);
-    // Fresh each run, like DynamoDB Local's in-memory tables: buckets left by an earlier run (one that
-    // ended uncleanly keeps them) would make creating them fail, and their objects belong to that run.
-    const s3Directory = join(options.stateDir, 's3');
-    await rm(s3Directory, { recursive: true, force: true });
-    const s3 = await startLocalS3({ port: options.ports.s3, buckets: Object.values(LOCAL_BUCKETS), directory: s3Directory });
+    const s3 = await startPlatformS3(options.stateDir, options.ports.s3);
     started.push(s3);
 
     const ca = await createDevCa(certDir);
@@ -98,6 +115,7 @@ export async function startLocalPlatform(options: PlatformOptions): Promise<Loca
         stage: LOCAL_STAGE,
         log,
       });
+    const feed = await startPlatformFeed(dynamo, s3, cloudwatch, log, started);
     const iot = wiringFor('iot');
     const store = iot.store();
     const ledger = iot.ledger;
@@ -166,10 +184,54 @@ export async function startLocalPlatform(options: PlatformOptions): Promise<Loca
       iotQueue,
       iotDeadLetters,
       wiringFor,
+      feed,
       stop: stopAll,
     };
   } catch (error) {
     await stopAll();
     throw error;
   }
+}
+
+/** The feed as the stack runs it, on the local stand-ins: the bus on moto, Parquet into s3rver, metrics to moto's CloudWatch. */
+async function startPlatformFeed(
+  dynamo: LocalDynamo,
+  s3: LocalS3,
+  cloudwatch: LocalCloudWatch,
+  log: Log,
+  started: { stop(): Promise<void> }[],
+): Promise<LocalFeed> {
+  const { moto } = cloudwatch;
+  const events = new EventBridgeClient({ endpoint: moto.endpoint, region: moto.region, credentials: moto.credentials });
+  try {
+    await events.send(new CreateEventBusCommand({ Name: LOCAL_EVENT_BUS }));
+  } catch (error) {
+    if (!(error instanceof ResourceAlreadyExistsException)) throw error;
+  }
+  const feed = await startLocalFeed({
+    endpoint: dynamo.endpoint,
+    dynamodb: dynamo.client,
+    tableName: LOCAL_TABLES.readings,
+    events: new EventBridgeSink(events, LOCAL_EVENT_BUS),
+    lake: new LocalParquetLake(s3.client, LOCAL_BUCKETS.lake),
+    metrics: () => new Metrics({ client: cloudwatch.client(), defaultDimensions: { Stage: LOCAL_STAGE }, log }),
+    log,
+  });
+  const platformFeed = {
+    ...feed,
+    async stop() {
+      await feed.stop();
+      events.destroy();
+    },
+  };
+  started.push(platformFeed);
+  return platformFeed;
+}
+
+async function startPlatformS3(stateDir: string, port: number): Promise<LocalS3> {
+  // Fresh each run, like DynamoDB Local's in-memory tables: buckets left by an earlier run (one that
+  // ended uncleanly keeps them) would make creating them fail, and their objects belong to that run.
+  const s3Directory = localS3Directory(stateDir);
+  await rm(s3Directory, { recursive: true, force: true });
+  return startLocalS3({ port, buckets: Object.values(LOCAL_BUCKETS), directory: s3Directory });
 }

@@ -4,7 +4,7 @@
  * bucket notification would, so local mode can drive the same "archive -> process" step.
  */
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import S3rver from 's3rver';
@@ -102,4 +102,18 @@ export function toS3NotificationBody(event: ObjectCreated, eventTime = new Date(
       },
     ],
   });
+}
+
+/**
+ * The files s3rver keeps the objects of `bucket` under `prefix` in (inside `directory`, its
+ * storage folder): `<bucket>/<key>._S3rver_object`. For readers of a stopped local mode's objects,
+ * e.g. `meterbridge readings sql` over the lake's Parquet files.
+ */
+export function storedObjectFiles(directory: string, bucket: string, prefix = ''): string[] {
+  const root = join(directory, bucket);
+  if (!existsSync(root)) return [];
+  return (readdirSync(root, { recursive: true }) as string[])
+    .filter((file) => file.endsWith('._S3rver_object') && file.startsWith(prefix))
+    .map((file) => join(root, file))
+    .sort();
 }

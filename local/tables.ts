@@ -3,7 +3,7 @@
  * CDK constructs use (lambdas/core/tables.ts), so the two cannot drift.
  */
 import { CreateTableCommand, ResourceInUseException, UpdateTimeToLiveCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { LEDGER_KEYS, LEDGER_TTL_ATTRIBUTE, READINGS_KEYS, type TableNames } from '../lambdas/core/tables.ts';
+import { LEDGER_KEYS, LEDGER_TTL_ATTRIBUTE, READINGS_KEYS, READINGS_STREAM_VIEW, type TableNames } from '../lambdas/core/tables.ts';
 
 /** Creates both tables on a local endpoint (on-demand); existing tables are left as they are. */
 export async function createLocalTables(client: DynamoDBClient, names: TableNames): Promise<void> {
@@ -25,6 +25,8 @@ export async function createLocalTables(client: DynamoDBClient, names: TableName
       { AttributeName: READINGS_KEYS.partitionKey, KeyType: 'HASH' },
       { AttributeName: READINGS_KEYS.sortKey, KeyType: 'RANGE' },
     ],
+    // DynamoDB Local keeps a real stream: local mode's feed reads it (local/readings-feed.ts).
+    StreamSpecification: { StreamEnabled: true, StreamViewType: READINGS_STREAM_VIEW },
   });
   await create({
     TableName: names.ledger,

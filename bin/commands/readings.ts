@@ -1,5 +1,7 @@
 /**
  * `meterbridge readings query`: stored readings of one meter, as JSON lines, CSV or Green Button.
+ * `meterbridge readings sql "<query>"`: SQL over the local data lake's Parquet files with DuckDB,
+ * the stand-in for Athena (local/lake.ts), with the readings as the table `readings`.
  *
  * By default it reads the store of a running local mode (`npm start`); with `--table` a deployed
  * table (bin/operator/store-target.ts). The work is the query core (lambdas/core/query/), the same
@@ -10,6 +12,9 @@ import { readingsEspi } from '../../lambdas/core/query/espi.ts';
 import { csvRow, CSV_HEADER, FORMATS, type Format } from '../../lambdas/core/query/formats.ts';
 import { API_LIMITS, QueryError, ReadingsQuery, type QueryLimits } from '../../lambdas/core/query/readings-query.ts';
 import { openStoreTarget, parseInstant, STORE_TARGET_OPTIONS, STORE_TARGET_USAGE } from '../operator/store-target.ts';
+import { resolve } from 'node:path';
+import { LOCAL_STATE_DIR } from '../../local/defaults.ts';
+import { formatTable, localLakeFiles, queryLake, type SqlResult } from '../../local/lake.ts';
 import { EXIT_FAILED, EXIT_OK, UsageError, parseCommandLine, type CliCommand, type CliIo } from './cli.ts';
 
 const HELP = 'meterbridge readings --help';
@@ -25,6 +30,7 @@ export const CLI_LIMITS: QueryLimits = {
 
 const USAGE = `Usage:
   meterbridge readings query --meter <id> [options]
+  meterbridge readings sql "<query>" [--state-dir <dir>] [--format table|csv|json]
 
 Prints the stored readings of one meter, oldest first within each channel, on every channel the
 meter catalog knows for it (see meterbridge meters list). A summary goes to stderr. Exit 1 when
@@ -42,6 +48,16 @@ the store cannot be read.
                         espi: a Green Button (NAESB ESPI) Atom feed                default json
 ${STORE_TARGET_USAGE}
   -h, --help            this text
+
+sql runs SQL with DuckDB (the local stand-in for Athena) over the data lake local mode writes:
+every changed reading as Parquet under <state-dir>/s3/, readable after local mode stopped.
+  readings              every row: meter_id, channel, kind, interval_start, interval_end, value,
+                        unit, quality, revision, origin_id, block_version, ingested_at, day, source
+                        (superseded revisions stay; a retried delivery can repeat a row)
+  readings_latest       the latest revision per interval (what the store holds)
+  e.g. meterbridge readings sql "SELECT source, count(*), sum(value) FROM readings_latest GROUP BY source"
+  --state-dir <dir>     local mode's state folder                     default ${LOCAL_STATE_DIR}/
+  --format <f>          table, csv (header, then rows) or json (one object per line)  default table
 `;
 
 export const command: CliCommand = {
@@ -52,7 +68,8 @@ export const command: CliCommand = {
       io.out(USAGE);
       return EXIT_OK;
     }
-    if (subcommand !== 'query') throw new UsageError(`unknown readings subcommand ${JSON.stringify(subcommand)} (expected query)`, HELP);
+    if (subcommand === 'sql') return sql(rest, io);
+    if (subcommand !== 'query') throw new UsageError(`unknown readings subcommand ${JSON.stringify(subcommand)} (expected query or sql)`, HELP);
     return query(rest, io);
   },
 };
@@ -114,4 +131,41 @@ async function query(args: string[], io: CliIo): Promise<number> {
   } finally {
     target.close();
   }
+}
+
+const SQL_FORMATS = ['table', 'csv', 'json'] as const;
+
+async function sql(args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseCommandLine(args, HELP, {
+    'state-dir': { type: 'string', default: LOCAL_STATE_DIR },
+    format: { type: 'string', default: 'table' },
+    help: { type: 'boolean', short: 'h' },
+  });
+  if (values.help) {
+    io.out(USAGE);
+    return EXIT_OK;
+  }
+  if (positionals.length !== 1) throw new UsageError('sql needs one query, in quotes', HELP);
+  const format = values.format as (typeof SQL_FORMATS)[number];
+  if (!SQL_FORMATS.includes(format)) throw new UsageError(`--format must be one of ${SQL_FORMATS.join(', ')}`, HELP);
+  const stateDir = resolve(values['state-dir']);
+  const files = localLakeFiles(stateDir);
+  let result: SqlResult;
+  try {
+    result = await queryLake(files, positionals[0]!);
+  } catch (error) {
+    io.err(`meterbridge readings sql: ${error instanceof Error ? error.message : String(error)}\n`);
+    return EXIT_FAILED;
+  }
+  if (format === 'table') io.out(`${formatTable(result)}\n`);
+  if (format === 'csv') io.out(`${[result.columns, ...result.rows].map((row) => row.map(csvCell).join(',')).join('\r\n')}\r\n`);
+  if (format === 'json')
+    for (const row of result.rows) io.out(`${JSON.stringify(Object.fromEntries(result.columns.map((name, index) => [name, row[index]])))}\n`);
+  io.err(`${result.rows.length} row(s) from ${files.length} Parquet file(s) of the lake under ${stateDir}\n`);
+  return EXIT_OK;
+}
+
+function csvCell(value: unknown): string {
+  const text = value === null || value === undefined ? '' : String(value);
+  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }

@@ -404,6 +404,35 @@ export const METRIC_CATALOG = {
     description:
       'state gauge, one datum per status callback: 0 when the subscription reports active, 1 when it reports anything else (pending, suspended, failed, deleted)',
   },
+  // Readings out: the feed from the readings table's stream (lambdas/core/feed/), Source = the block write's source.
+  FeedEventsPublished: {
+    unit: 'Count',
+    sources: ALL,
+    watch: 'informational',
+    why: 'volume only: one per block write that changed data; failures are alarmed as FeedFailures',
+    description: 'events put on the readings EventBridge bus (one per block write that changed data)',
+  },
+  FeedRowsDelivered: {
+    unit: 'Count',
+    sources: ALL,
+    watch: 'informational',
+    why: 'volume only: one per changed reading; failures are alarmed as FeedFailures',
+    description: 'changed readings sent to the data lake (Firehose -> Parquet in S3)',
+  },
+  FeedFailures: {
+    unit: 'Count',
+    sources: ALL,
+    extraDimensions: ['Step'],
+    watch: 'alarm',
+    description:
+      'block writes the feed could not deliver (Step: events = EventBridge, lake = Firehose); the stream batch is retried, bisected, and finally parked in the feed DLQ',
+    alarm: {
+      threshold: 1,
+      evaluationPeriods: 3,
+      datapointsToAlarm: 2,
+      why: 'a retried blip heals itself (the stream retries the batch); failures in 2 of 3 five-minute periods mean EventBridge or Firehose keeps refusing, and consumers fall behind (what is finally given up shows on the feed DLQ alarm)',
+    },
+  },
   MeterEvents: {
     unit: 'Count',
     sources: ['ready'],

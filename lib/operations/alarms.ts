@@ -14,7 +14,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import type { MetricAlarmSpec, MetricName, MetricSource } from '../../lambdas/core/metric-catalog.ts';
 import type { AlarmTopic } from '../alarm-topic.ts';
-import type { IngestionMonitoring } from '../monitoring.ts';
+import type { IngestionMonitoring, MonitoredAlarm } from '../monitoring.ts';
 import { DEFAULT_QUEUE_AGE_MINUTES, type StageSettings } from '../settings.ts';
 import type { ReadingStorage } from '../storage.ts';
 import { catalogSpec, customAlarmMetric, FIVE_MINUTES, insightsSum, kebab, metricsOfSource } from './metric-refs.ts';
@@ -56,13 +56,19 @@ export interface OperationsAlarmsProps {
   readonly storage: ReadingStorage;
   readonly alarmTopic: AlarmTopic;
   readonly ingestion: readonly IngestionMonitoring[];
+  /**
+   * Alarms of stage-wide parts that are no ingestion path (the readings feed), made by their own
+   * constructs with a literal name `meterbridge-<stage>-...`: they join the composite, the status
+   * widget and the runbook check like the paths' own alarms.
+   */
+  readonly stageAlarms?: readonly MonitoredAlarm[];
 }
 
 export class OperationsAlarms extends Construct {
   /** Every metric alarm, in creation order (per source, then the tables). */
   public readonly alarms: OperationsAlarm[] = [];
   /** Alarms the ingestion paths made themselves (`monitoring.alarms`); the composite watches them too. */
-  public readonly pathAlarms: Array<{ name: string; why: string; source: MetricSource; alarm: cloudwatch.Alarm }> = [];
+  public readonly pathAlarms: Array<{ name: string; why: string; source?: MetricSource; alarm: cloudwatch.Alarm }> = [];
   /** ANY of `alarms` and `pathAlarms` in ALARM. */
   public readonly pipelineUnhealthy: cloudwatch.CompositeAlarm;
   public readonly pipelineUnhealthyName: string;
@@ -95,6 +101,13 @@ export class OperationsAlarms extends Construct {
         }
         this.pathAlarms.push({ name, why, source: path.source, alarm });
       }
+    }
+    for (const { alarm, why } of props.stageAlarms ?? []) {
+      const name = (alarm.node.defaultChild as cloudwatch.CfnAlarm).alarmName;
+      if (typeof name !== 'string' || !name.startsWith(`meterbridge-${this.settings.stage}-`)) {
+        throw new Error(`Operations: stage alarm ${alarm.node.path} needs a literal name meterbridge-${this.settings.stage}-...`);
+      }
+      this.pathAlarms.push({ name, why, alarm });
     }
     this.addTableAlarms('readings', props.storage.readingsTable);
     this.addTableAlarms('ledger', props.storage.ledgerTable);

@@ -17,8 +17,20 @@ import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
-import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
+import { DescribeTableCommand } from '@aws-sdk/client-dynamodb';
+import {
+  DescribeStreamCommand,
+  DynamoDBStreamsClient,
+  GetRecordsCommand,
+  GetShardIteratorCommand,
+  type _Record as StreamsRecord,
+} from '@aws-sdk/client-dynamodb-streams';
+import { PutRuleCommand, PutTargetsCommand } from '@aws-sdk/client-eventbridge';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import { CreateQueueCommand, GetQueueAttributesCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
+import { FEED_EVENT_SOURCE } from '../../lambdas/core/feed/feed.ts';
+import { scanStoredReadings } from '../../local/progress.ts';
+import { toLambdaRecord } from '../../local/readings-feed.ts';
 import {
   AttachPolicyCommand,
   AttachThingPrincipalCommand,
@@ -269,6 +281,8 @@ async function runStage(stage: Stage): Promise<StageRun> {
 
   // Readers run after the writers, so they have something to read.
   const readers: SynthesizedFunction[] = [];
+  // The readings feed runs last, over the stream of everything the writers stored.
+  const feeds: SynthesizedFunction[] = [];
   for (const fn of assembly.functions) {
     if (CDK_PROVIDED.some((pattern) => pattern.test(fn.logicalId))) continue;
     const env = resolveCfn(fn.environment, provisioned.physical) as Record<string, string>;
@@ -433,6 +447,8 @@ async function runStage(stage: Stage): Promise<StageRun> {
       readers.push(fn);
     } else if (/^IotFleetFunction/.test(fn.logicalId)) {
       await fleetScenario(fn, env, stage, invoke, check);
+    } else if (/^FeedFunction/.test(fn.logicalId)) {
+      feeds.push(fn);
     } else {
       outcomes.push(`${fn.logicalId}: no scenario for this function; add one to test/artifact/bundles.test.ts`);
     }
@@ -468,6 +484,8 @@ async function runStage(stage: Stage): Promise<StageRun> {
     );
   }
 
+  for (const fn of feeds) await feedScenario(fn, assembly, provisioned, invoke, check, stage.name);
+
   const calls = [...standIns.recorders.dynamodb.calls, ...standIns.recorders.s3.calls, ...standIns.recorders.moto.calls];
   const unmapped = [...standIns.recorders.dynamodb.unmapped, ...standIns.recorders.s3.unmapped, ...standIns.recorders.moto.unmapped];
   await rm(outdir, { recursive: true, force: true });
@@ -480,6 +498,94 @@ async function runStage(stage: Stage): Promise<StageRun> {
     statements: new Map([...statements].filter(([id]) => runs.some((r) => r.fn.logicalId === id))),
     outcomes,
   };
+}
+
+/**
+ * The feed bundle over the real stream of the readings table (DynamoDB Local), as the event source
+ * mapping hands it over: one event per block write on moto's bus (a rule sends them to a queue we
+ * read), one row per stored reading through moto's Firehose into moto's S3 (JSON: moto does not
+ * convert to Parquet), FeedEventsPublished read back from CloudWatch.
+ */
+async function feedScenario(
+  fn: SynthesizedFunction,
+  assembly: Assembly,
+  provisioned: Provisioned,
+  invoke: (fn: SynthesizedFunction, scenario: string, events: unknown[]) => Promise<BundleRun>,
+  check: (ok: boolean, message: string) => void,
+  stageName: string,
+): Promise<void> {
+  const idOf = (type: string) => Object.entries(assembly.template.Resources).find(([, r]) => r.Type === type)?.[0];
+  const tableName = [...provisioned.names].find(([id]) => /^StorageReadings/.test(id))?.[1];
+  const busName = provisioned.physical.ref(idOf('AWS::Events::EventBus')!)!;
+  const firehoseBucket = provisioned.physical.getAtt(idOf('AWS::KinesisFirehose::DeliveryStream')!, 'MotoBucket')!;
+  const queue = await standIns.clients.sqs.send(new CreateQueueCommand({ QueueName: `feed-subscriber-${randomUUID().slice(0, 8)}` }));
+  const queueArn = (await standIns.clients.sqs.send(new GetQueueAttributesCommand({ QueueUrl: queue.QueueUrl!, AttributeNames: ['QueueArn'] })))
+    .Attributes!.QueueArn!;
+  const rule = `feed-subscriber-${stageName}`;
+  await standIns.clients.events.send(
+    new PutRuleCommand({ Name: rule, EventBusName: busName, EventPattern: JSON.stringify({ source: [FEED_EVENT_SOURCE] }) }),
+  );
+  await standIns.clients.events.send(new PutTargetsCommand({ Rule: rule, EventBusName: busName, Targets: [{ Id: 'queue', Arn: queueArn }] }));
+
+  // The records the mapping would deliver: the table's stream from its start.
+  const streams = new DynamoDBStreamsClient({
+    endpoint: standIns.dynamo.endpoint,
+    region: REGION,
+    credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+  });
+  const streamArn = (await standIns.clients.dynamodb.send(new DescribeTableCommand({ TableName: tableName! }))).Table!.LatestStreamArn!;
+  const records: StreamsRecord[] = [];
+  for (const shard of (await streams.send(new DescribeStreamCommand({ StreamArn: streamArn }))).StreamDescription?.Shards ?? []) {
+    let iterator = (
+      await streams.send(new GetShardIteratorCommand({ StreamArn: streamArn, ShardId: shard.ShardId!, ShardIteratorType: 'TRIM_HORIZON' }))
+    ).ShardIterator;
+    while (iterator) {
+      const page = await streams.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: 1000 }));
+      records.push(...(page.Records ?? []));
+      if ((page.Records ?? []).length === 0) break;
+      iterator = page.NextShardIterator;
+    }
+  }
+  streams.destroy();
+  const blockWrites = records.filter((r) => r.eventName !== 'REMOVE' && !(r.dynamodb?.Keys?.pk?.S ?? '#').startsWith('#')).length;
+  const event = {
+    Records: records.map((record) => ({
+      ...toLambdaRecord(record),
+      eventSource: 'aws:dynamodb',
+      awsRegion: REGION,
+      eventSourceARN: streamArn,
+      eventVersion: '1.1',
+    })),
+  };
+  const run = await invoke(fn, 'DynamoDB stream batch of every block write', [event]);
+  const answer = run.invocations[0]?.value as { batchItemFailures?: unknown[] } | undefined;
+  check(JSON.stringify(answer) === JSON.stringify({ batchItemFailures: [] }), `feed: batch answer ${JSON.stringify(answer)}`);
+
+  const received: string[] = [];
+  for (let round = 0; round < 20 && received.length < blockWrites; round++) {
+    const page = await standIns.clients.sqs.send(
+      new ReceiveMessageCommand({ QueueUrl: queue.QueueUrl!, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }),
+    );
+    received.push(...(page.Messages ?? []).map((m) => m.Body ?? ''));
+  }
+  const details = received.map((body) => (JSON.parse(body) as { detail: { dedupeKey: string; intervalsChanged: number } }).detail);
+  check(blockWrites > 0 && details.length === blockWrites, `feed: ${details.length} events for ${blockWrites} block writes in the stream`);
+  const stored = await scanStoredReadings(standIns.clients.dynamodb, tableName!);
+  check(
+    details.reduce((sum, d) => sum + d.intervalsChanged, 0) === stored.length,
+    `feed: events name ${details.reduce((sum, d) => sum + d.intervalsChanged, 0)} changed readings, the store holds ${stored.length}`,
+  );
+  const objects = await standIns.clients.motoS3.send(new ListObjectsV2Command({ Bucket: firehoseBucket }));
+  let rows = 0;
+  for (const object of objects.Contents ?? []) {
+    const body = await standIns.clients.motoS3.send(new GetObjectCommand({ Bucket: firehoseBucket, Key: object.Key! }));
+    rows += (await body.Body!.transformToString()).split('\n').filter((line) => line.trim() !== '').length;
+  }
+  check(rows === stored.length, `feed: ${rows} lake rows through Firehose, the store holds ${stored.length} readings`);
+  const published = (await readMetricTotals(standIns.clients.cloudwatch))
+    .filter((t) => t.name === 'FeedEventsPublished' && t.dimensions.Stage === stageName)
+    .reduce((sum, t) => sum + t.sum, 0);
+  check(published === blockWrites, `feed: FeedEventsPublished = ${published} of ${blockWrites}`);
 }
 
 /** One day (2026-11-23) of one ESIID, encrypted to the test keyring, dropped into the served intervaldata folder. */

@@ -64,7 +64,15 @@ function jsonBody(body: Buffer, encoding: string | undefined): Record<string, un
 }
 
 /** IAM service prefix by SigV4 signing name. */
-const IAM_PREFIX: Record<string, string> = { monitoring: 'cloudwatch', dynamodb: 'dynamodb', s3: 's3', sqs: 'sqs', secretsmanager: 'secretsmanager' };
+const IAM_PREFIX: Record<string, string> = {
+  monitoring: 'cloudwatch',
+  dynamodb: 'dynamodb',
+  s3: 's3',
+  sqs: 'sqs',
+  secretsmanager: 'secretsmanager',
+  events: 'events',
+  firehose: 'firehose',
+};
 
 type Derived = Array<Omit<AwsCall, 'context'> & { context?: Record<string, string> }>;
 
@@ -120,6 +128,17 @@ export function deriveCalls(
       if (typeof queueUrl !== 'string') throw new Error(`sqs ${operation}: no QueueUrl`);
       const [account, name] = new URL(queueUrl).pathname.split('/').filter(Boolean).slice(-2);
       return [{ action, resource: `arn:aws:sqs:${options.region}:${account}:${name}` }];
+    }
+    case 'events': {
+      if (operation !== 'PutEvents') throw new Error(`events ${operation}: no resource mapping`);
+      // IAM checks PutEvents per entry, on the bus it names (a name or an ARN; the default bus without one).
+      const buses = new Set((input.Entries as Array<{ EventBusName?: string }>).map((entry) => entry.EventBusName ?? 'default'));
+      return [...buses].map((bus) => ({ action, resource: bus.startsWith('arn:') ? bus : `${arnBase('events')}:event-bus/${bus}` }));
+    }
+    case 'firehose': {
+      const name = input.DeliveryStreamName;
+      if (typeof name !== 'string') throw new Error(`firehose ${operation}: no DeliveryStreamName`);
+      return [{ action, resource: `${arnBase('firehose')}:deliverystream/${name}` }];
     }
     case 'secretsmanager': {
       const id = input.SecretId;

@@ -10,6 +10,9 @@ import { CreateTableCommand, DynamoDBClient, type CreateTableCommandInput } from
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { CreateEventBusCommand, EventBridgeClient } from '@aws-sdk/client-eventbridge';
+import { CreateDeliveryStreamCommand, FirehoseClient } from '@aws-sdk/client-firehose';
+import { CreateBucketCommand as CreateMotoBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import type { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { motoCloudWatchClient } from '../../../local/cloudwatch.ts';
 import { randomUUID } from 'node:crypto';
@@ -32,7 +35,17 @@ export interface StandIns {
   s3: LocalS3;
   moto: Moto;
   /** Clients of the stand-ins themselves (not through the recorders), for setting up and reading outcomes. */
-  clients: { dynamodb: DynamoDBClient; sqs: SQSClient; secrets: SecretsManagerClient; cloudwatch: CloudWatchClient; iot: IoTClient };
+  clients: {
+    dynamodb: DynamoDBClient;
+    sqs: SQSClient;
+    secrets: SecretsManagerClient;
+    cloudwatch: CloudWatchClient;
+    events: EventBridgeClient;
+    firehose: FirehoseClient;
+    /** moto's own S3, where moto's Firehose delivers (s3rver is the S3 the functions use). */
+    motoS3: S3Client;
+    iot: IoTClient;
+  };
   recorders: { dynamodb: Recorder; s3: Recorder; moto: Recorder };
   /** The endpoint variables a function's environment gets (the recorders' URLs). */
   endpoints: Partial<Record<RuntimeVariable, string>>;
@@ -69,6 +82,9 @@ export async function startStandIns(): Promise<StandIns> {
     secrets: new SecretsManagerClient(motoClient),
     cloudwatch: motoCloudWatchClient(moto),
     iot: new IoTClient(motoClient),
+    events: new EventBridgeClient(motoClient),
+    firehose: new FirehoseClient(motoClient),
+    motoS3: new S3Client({ ...motoClient, forcePathStyle: true }),
   };
   return {
     dynamo,
@@ -83,6 +99,8 @@ export async function startStandIns(): Promise<StandIns> {
       AWS_ENDPOINT_URL_SECRETS_MANAGER: motoRecorder.url,
       AWS_ENDPOINT_URL_CLOUDWATCH: motoRecorder.url,
       AWS_ENDPOINT_URL_IOT: motoRecorder.url,
+      AWS_ENDPOINT_URL_EVENTBRIDGE: motoRecorder.url,
+      AWS_ENDPOINT_URL_FIREHOSE: motoRecorder.url,
     },
     policies,
     secretArns,
@@ -124,6 +142,9 @@ export async function provision(
           KeySchema: p.KeySchema as CreateTableCommandInput['KeySchema'],
           AttributeDefinitions: p.AttributeDefinitions as CreateTableCommandInput['AttributeDefinitions'],
           BillingMode: 'PAY_PER_REQUEST',
+          ...(p.StreamSpecification
+            ? { StreamSpecification: { StreamEnabled: true, ...(p.StreamSpecification as { StreamViewType: 'NEW_AND_OLD_IMAGES' }) } }
+            : {}),
           ...(p.GlobalSecondaryIndexes
             ? {
                 GlobalSecondaryIndexes: (p.GlobalSecondaryIndexes as Array<Record<string, unknown>>).map(({ IndexName, KeySchema, Projection }) => ({
@@ -134,9 +155,10 @@ export async function provision(
               }
             : {}),
         };
-        await standIns.clients.dynamodb.send(new CreateTableCommand(input));
+        const created = await standIns.clients.dynamodb.send(new CreateTableCommand(input));
         names.set(id, name);
-        attrs.set(id, { Arn: `arn:aws:dynamodb:${REGION}:${ACCOUNT}:table/${name}` });
+        const streamArn = created.TableDescription?.LatestStreamArn;
+        attrs.set(id, { Arn: `arn:aws:dynamodb:${REGION}:${ACCOUNT}:table/${name}`, ...(streamArn ? { StreamArn: streamArn } : {}) });
         break;
       }
       case 'AWS::S3::Bucket': {
@@ -167,6 +189,34 @@ export async function provision(
         names.set(id, created.ARN!);
         standIns.secretArns.set(`art-${suffix}-${id}`, created.ARN!);
         attrs.set(id, { Id: created.ARN! });
+        break;
+      }
+      case 'AWS::Events::EventBus': {
+        const name = typeof p.Name === 'string' ? p.Name : `art-${suffix}-${id}`;
+        const created = await standIns.clients.events.send(new CreateEventBusCommand({ Name: name }));
+        names.set(id, name);
+        attrs.set(id, { Arn: created.EventBusArn!, Name: name });
+        break;
+      }
+      case 'AWS::KinesisFirehose::DeliveryStream': {
+        // moto's Firehose delivers JSON to moto's S3 (no format conversion or dynamic partitioning): the rows as sent.
+        const name = typeof p.DeliveryStreamName === 'string' ? p.DeliveryStreamName : `art-${suffix}-${id}`;
+        const bucket = `art-${suffix}-firehose`;
+        await standIns.clients.motoS3.send(new CreateMotoBucketCommand({ Bucket: bucket }));
+        const created = await standIns.clients.firehose.send(
+          new CreateDeliveryStreamCommand({
+            DeliveryStreamName: name,
+            DeliveryStreamType: 'DirectPut',
+            ExtendedS3DestinationConfiguration: {
+              BucketARN: `arn:aws:s3:::${bucket}`,
+              RoleARN: `arn:aws:iam::${ACCOUNT}:role/firehose-${suffix}`,
+              Prefix: 'readings/',
+              BufferingHints: { IntervalInSeconds: 60, SizeInMBs: 1 },
+            },
+          }),
+        );
+        names.set(id, name);
+        attrs.set(id, { Arn: created.DeliveryStreamARN!, MotoBucket: bucket });
         break;
       }
       case 'AWS::Logs::LogGroup': {
