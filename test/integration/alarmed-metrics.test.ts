@@ -13,6 +13,8 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { mockClient } from 'aws-sdk-client-mock';
 import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { IoTClient } from '@aws-sdk/client-iot';
+import { handleGatewayEvent, type FleetDeps } from '../../lambdas/core/gateway-fleet.ts';
 import { ingestBatch, SqsRejectSink, type IotIngestDependencies } from '../../lambdas/core/iot-ingest.ts';
 import { Ledger } from '../../lambdas/core/ledger.ts';
 import { METRIC_CATALOG, type MetricSpec } from '../../lambdas/core/metric-catalog.ts';
@@ -132,6 +134,59 @@ describe('alarmed metrics, provoked and read back from CloudWatch (moto)', () =>
     }
     assert.equal(await standIns.cloudwatch.sum('WebhookErrors', { name: 'Step', value: 'archive' }), 1);
     assert.equal(await standIns.cloudwatch.sum('WebhookErrors', { name: 'Source', value: 'ready' }), 1);
+  });
+
+  /** The fleet function's core with its metrics on moto; the IoT client is never reached by these events. */
+  const fleet = async (topic: string, payload: unknown) => {
+    const metrics = new Metrics({ client: standIns.cloudwatch.client(), defaultDimensions: { Stage: 'test', Source: 'iot' }, log: silentLog });
+    const deps: FleetDeps = {
+      // Unreachable endpoint: a status report or a malformed notice must not touch the IoT control plane.
+      iot: new IoTClient({
+        region: 'us-east-1',
+        endpoint: 'http://127.0.0.1:9',
+        credentials: { accessKeyId: 'x', secretAccessKey: 'x' },
+        maxAttempts: 1,
+      }),
+      policyName: 'meterbridge-test-gateway',
+      metrics,
+      log: silentLog,
+    };
+    const record = { payload: Buffer.from(JSON.stringify(payload)).toString('base64'), topic, principal: 'a'.repeat(64), receivedAt: NOW.getTime() };
+    const outcome = await handleGatewayEvent(record, deps);
+    await metrics.flush();
+    return outcome;
+  };
+
+  it('GatewayCertificateAgeDays: a status report from a gateway whose certificate is 120 days old reports its age (alarm at 104)', async () => {
+    await standIns.cloudwatch.reset();
+    const notBefore = new Date(NOW.getTime() - 120 * 86_400_000).toISOString();
+    const outcome = await fleet('gateways/gw-age-1/status', {
+      v: 1,
+      gatewayId: 'gw-age-1',
+      sentAt: NOW.toISOString(),
+      version: '0.1.0',
+      spoolDepth: 3,
+      oldestUnsentSeconds: 12,
+      readErrors: 0,
+      clock: 'synchronized',
+      certificate: { id: 'b'.repeat(64), notBefore, notAfter: new Date(NOW.getTime() + 245 * 86_400_000).toISOString() },
+    });
+    assert.equal(outcome.kind, 'status');
+    assert.equal(await standIns.cloudwatch.sum('GatewayCertificateAgeDays', iot), 120);
+    assert.equal(await standIns.cloudwatch.sum('GatewaysReporting', iot), 1);
+  });
+
+  it('RotationsRefused: a rotation notice that does not name the gateway of its topic is refused and counted', async () => {
+    await standIns.cloudwatch.reset();
+    const outcome = await fleet('gateways/gw-rot-1/rotation', {
+      v: 1,
+      gatewayId: 'gw-someone-else',
+      sentAt: NOW.toISOString(),
+      phase: 'activate',
+      certificateId: 'c'.repeat(64),
+    });
+    assert.equal(outcome.kind, 'refused');
+    assert.equal(await standIns.cloudwatch.sum('RotationsRefused', { name: 'Reason', value: 'invalid' }), 1);
   });
 
   it('every alarmed metric of the catalog is read back from CloudWatch by an integration test (or listed as not yet)', () => {

@@ -12,7 +12,9 @@ import { locate } from '../../lambdas/core/interval-block.ts';
 import { EventBridgeSink } from '../../lambdas/core/feed/aws-sinks.ts';
 import type { FeedEvent, FeedEventSink } from '../../lambdas/core/feed/feed.ts';
 import { LAKE_PREFIX } from '../../lambdas/core/feed/lake-schema.ts';
+import { Metrics } from '../../lambdas/core/metrics.ts';
 import { ReadingStore, type WriteReport } from '../../lambdas/core/reading-store.ts';
+import { startLocalCloudWatch } from '../../local/cloudwatch.ts';
 import { LocalParquetLake, queryLake } from '../../local/lake.ts';
 import { startLocalFeed } from '../../local/readings-feed.ts';
 import { startLocalS3, storedObjectFiles, type LocalS3 } from '../../local/s3-server.ts';
@@ -192,6 +194,7 @@ describe('readings feed delivery', () => {
           await real.publish(events);
         },
       };
+      const cloudwatch = await startLocalCloudWatch({ moto });
       let expected = 0;
       for (const delivery of deliveries()) expected += changingBlockWrites(await store.write(delivery));
 
@@ -203,6 +206,7 @@ describe('readings feed delivery', () => {
         events: flaky,
         log: silentLog,
         retryMs: 200,
+        metrics: () => new Metrics({ client: cloudwatch.client(), defaultDimensions: { Stage: 'feed-test' }, log: silentLog }),
       });
       await first.caughtUp(90_000);
       const stats = first.stats();
@@ -229,10 +233,14 @@ describe('readings feed delivery', () => {
 
       // THEN the refused batches were retried (nothing skipped), and the replay repeats exactly the same keys
       assert.ok(stats.failedBatches >= 1, `failed batches ${stats.failedBatches}`);
+      // The alarmed FeedFailures counted the refused chunks (read back from CloudWatch), and every event went out once.
+      assert.ok((await cloudwatch.sum('FeedFailures', { name: 'Step', value: 'events' })) >= 3, 'FeedFailures read back');
+      assert.equal(await cloudwatch.sum('FeedEventsPublished'), expected);
       assert.equal(once.length, expected);
       assert.equal(keys.size, expected);
       assert.equal(twice.length, 2 * expected);
       assert.deepEqual(new Set(twice.map((e) => e.detail.dedupeKey)), keys, 'a consumer deduplicating on dedupeKey sees each write once');
+      await cloudwatch.stop();
     },
   );
 });
