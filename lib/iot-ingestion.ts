@@ -11,7 +11,7 @@
  * queue that SQS's native redrive replays as a whole.
  */
 import { fileURLToPath } from 'node:url';
-import { Aws, Duration, Stack, Validations } from 'aws-cdk-lib';
+import { Aws, Duration, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as iot from 'aws-cdk-lib/aws-iot';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
@@ -171,7 +171,11 @@ export class IotIngestion extends Construct {
       'Certificates and things are created per gateway after deploy (provisioning, rotation), so their ARNs cannot be listed; ' +
       'the function acts only on the certificates of the thing whose attached certificate sent the notice (lambdas/core/gateway-rotation.ts).';
     const nag = (resource: string) => `AwsSolutions-IAM5[Resource::${resource}]`;
-    const partitioned = (type: string) => `arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:${type}/*`;
+    // cdk-nag names the ARN as synthesized: tokens as <AWS::…>, a region or account the stage pins as its literal value.
+    const stack = Stack.of(this);
+    const shown = (value: string, token: string) => (Token.isUnresolved(value) ? token : value);
+    const partitioned = (type: string) =>
+      `arn:${shown(stack.partition, '<AWS::Partition>')}:iot:${shown(stack.region, '<AWS::Region>')}:${shown(stack.account, '<AWS::AccountId>')}:${type}/*`;
     Validations.of(rotation).acknowledge(
       { id: nag(partitioned('cert')), reason: why },
       { id: nag(partitioned('thing')), reason: why },

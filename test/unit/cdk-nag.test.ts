@@ -51,6 +51,19 @@ describe('AwsSolutions checks', () => {
     assert.deepEqual(describeViolations(report), []);
   });
 
+  it('find nothing unacknowledged in the stack pinned to an account and region (as `cdk synth` resolves them from the environment)', () => {
+    // The CLI hands the app CDK_DEFAULT_REGION (us-east-1 when nothing is configured), so ARNs carry a literal region.
+    const app = new App();
+    const stack = new MeterbridgeStack(app, 'Meterbridge-pinned', {
+      settings: testSettings({ alarmEmail: 'ops@example.com' }),
+      env: { account: '123456789012', region: 'us-east-1' },
+    });
+
+    const report = new AwsSolutionsChecks().validateScope(stack);
+
+    assert.deepEqual(describeViolations(report), []);
+  });
+
   it('find nothing unacknowledged in the stack with SMT on a fixed egress IP (VPC, NAT gateways, Elastic IPs), and output the addresses', () => {
     const app = new App();
     const stack = new MeterbridgeStack(app, 'Meterbridge-egress', {
