@@ -14,6 +14,7 @@ import { promisify } from 'node:util';
 import { localDayGrid } from '../lambdas/core/smt/parse/local-day.ts';
 import { INTERVAL_CSV_HEADER } from '../lambdas/core/smt/parse/interval-csv.ts';
 import { SMT_TIME_ZONE } from '../lambdas/core/smt/model.ts';
+import { utcOffsetMs } from '../lambdas/core/time.ts';
 
 const run = promisify(execFile);
 
@@ -148,17 +149,8 @@ export function* smtLseLines(spec: SmtCsvSpec, timeZone = SMT_TIME_ZONE): Genera
   const flagOf = typeof spec.flag === 'function' ? spec.flag : () => (spec.flag as 'A' | 'E' | undefined) ?? 'A';
   const [month, day, year, hour, minute, second] = spec.revision.split(/[/ :]/);
   const revisionStamp = `${year}${month}${day}${hour}${minute}${second}`;
-  const wall = new Intl.DateTimeFormat('en-CA', {
-    timeZone,
-    hourCycle: 'h23',
-    year: 'numeric',
-    month: '2-digit',
-    day: '2-digit',
-    hour: '2-digit',
-    minute: '2-digit',
-    second: '2-digit',
-  });
-  const stampOf = (ms: number) => wall.format(ms).replace(/\D/g, '');
+  // The wall-clock time in the zone as YYYYMMDDHHMMSS, from the store's own zone arithmetic.
+  const stampOf = (ms: number) => new Date(ms + utcOffsetMs(ms, timeZone)).toISOString().slice(0, 19).replace(/\D/g, '');
   for (const esiid of spec.esiids) {
     for (const channel of channels) {
       for (const date of spec.days) {
