@@ -43,6 +43,42 @@ export function parseCommandLine<T extends Options>(args: string[], help: string
   }
 }
 
+const HELP_WORDS = new Set(['--help', '-h', 'help']);
+
+/**
+ * The subcommand a command line starts with, and the arguments after it: `help` for -h, --help or
+ * `help` (the command prints its usage); a UsageError when it is missing or not one of `known`.
+ */
+export function subcommandOf<S extends string>(
+  args: string[],
+  command: string,
+  known: readonly S[],
+  help: string,
+): { subcommand: S | 'help'; rest: string[] } {
+  const [first, ...rest] = args;
+  const expected = `${known.slice(0, -1).join(', ')}${known.length > 1 ? ' or ' : ''}${known.at(-1) ?? ''}`;
+  if (first === undefined) throw new UsageError(`missing subcommand: ${expected}`, help);
+  if (HELP_WORDS.has(first)) return { subcommand: 'help', rest };
+  if (!(known as readonly string[]).includes(first))
+    throw new UsageError(`unknown ${command} subcommand ${JSON.stringify(first)} (expected ${expected})`, help);
+  return { subcommand: first as S, rest };
+}
+
+/**
+ * parseCommandLine with every command's -h/--help and a check of the number of positionals
+ * (`what` names them in the error). `undefined` when help was asked: the caller prints its usage.
+ */
+export function parseSubcommandLine<T extends Options>(args: string[], help: string, options: T, positionals: { count: number; what: string }) {
+  const parsed = parseCommandLine(args, help, { ...options, help: { type: 'boolean', short: 'h' } });
+  // Inside this generic function parseArgs' value type is not resolved yet; `help` is the option added above.
+  if ((parsed.values as { help?: boolean }).help) return undefined;
+  if (parsed.positionals.length !== positionals.count) {
+    const got = parsed.positionals.length > 0 ? `, got: ${parsed.positionals.join(' ')}` : '';
+    throw new UsageError(`${positionals.what}${got}`, help);
+  }
+  return parsed;
+}
+
 /** Progress and warnings to stderr as plain lines; stdout keeps only the result. */
 export function cliLog(io: CliIo): Log {
   const line = (level: string) => (message: string, extra?: Record<string, unknown>) => {

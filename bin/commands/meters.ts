@@ -8,7 +8,7 @@ import { QueryError, ReadingsQuery } from '../../lambdas/core/query/readings-que
 import { SOURCES, type Source } from '../../shared/reading.ts';
 import { openStoreTarget, parseInstant, STORE_TARGET_OPTIONS, STORE_TARGET_USAGE } from '../operator/store-target.ts';
 import { CLI_LIMITS } from './readings.ts';
-import { EXIT_FAILED, EXIT_OK, UsageError, parseCommandLine, type CliCommand } from './cli.ts';
+import { EXIT_FAILED, EXIT_OK, UsageError, parseSubcommandLine, subcommandOf, type CliCommand } from './cli.ts';
 
 const HELP = 'meterbridge meters --help';
 
@@ -29,26 +29,21 @@ ${STORE_TARGET_USAGE}
 
 export const command: CliCommand = {
   async run(args, io) {
-    const [subcommand, ...rest] = args;
-    if (subcommand === undefined) throw new UsageError('missing subcommand: list or show', HELP);
-    if (subcommand === '--help' || subcommand === '-h' || subcommand === 'help') {
+    const { subcommand, rest } = subcommandOf(args, 'meters', ['list', 'show'], HELP);
+    const parsed =
+      subcommand === 'help'
+        ? undefined
+        : parseSubcommandLine(
+            rest,
+            HELP,
+            { source: { type: 'string' }, since: { type: 'string' }, meter: { type: 'string' }, ...STORE_TARGET_OPTIONS },
+            { count: 0, what: `${subcommand} takes no positional arguments` },
+          );
+    if (!parsed) {
       io.out(USAGE);
       return EXIT_OK;
     }
-    if (subcommand !== 'list' && subcommand !== 'show')
-      throw new UsageError(`unknown meters subcommand ${JSON.stringify(subcommand)} (expected list or show)`, HELP);
-    const { values, positionals } = parseCommandLine(rest, HELP, {
-      source: { type: 'string' },
-      since: { type: 'string' },
-      meter: { type: 'string' },
-      ...STORE_TARGET_OPTIONS,
-      help: { type: 'boolean', short: 'h' },
-    });
-    if (values.help) {
-      io.out(USAGE);
-      return EXIT_OK;
-    }
-    if (positionals.length > 0) throw new UsageError(`unexpected argument ${positionals[0]}`, HELP);
+    const { values } = parsed;
     if (values.source !== undefined && !SOURCES.includes(values.source as Source))
       throw new UsageError(`--source must be one of ${SOURCES.join(', ')}`, HELP);
     if (subcommand === 'show' && !values.meter) throw new UsageError('show needs --meter <id>', HELP);

@@ -15,7 +15,7 @@ import { openStoreTarget, parseInstant, STORE_TARGET_OPTIONS, STORE_TARGET_USAGE
 import { resolve } from 'node:path';
 import { LOCAL_STATE_DIR } from '../../local/defaults.ts';
 import { formatTable, localLakeFiles, queryLake, type SqlResult } from '../../local/lake.ts';
-import { EXIT_FAILED, EXIT_OK, UsageError, parseCommandLine, type CliCommand, type CliIo } from './cli.ts';
+import { EXIT_FAILED, EXIT_OK, UsageError, parseSubcommandLine, subcommandOf, type CliCommand, type CliIo } from './cli.ts';
 
 const HELP = 'meterbridge readings --help';
 const DAY_MS = 86_400_000;
@@ -62,33 +62,35 @@ every changed reading as Parquet under <state-dir>/s3/, readable after local mod
 
 export const command: CliCommand = {
   async run(args, io) {
-    const [subcommand, ...rest] = args;
-    if (subcommand === undefined) throw new UsageError('missing subcommand: query', HELP);
-    if (subcommand === '--help' || subcommand === '-h' || subcommand === 'help') {
+    const { subcommand, rest } = subcommandOf(args, 'readings', ['query', 'sql'], HELP);
+    if (subcommand === 'help') {
       io.out(USAGE);
       return EXIT_OK;
     }
     if (subcommand === 'sql') return sql(rest, io);
-    if (subcommand !== 'query') throw new UsageError(`unknown readings subcommand ${JSON.stringify(subcommand)} (expected query or sql)`, HELP);
     return query(rest, io);
   },
 };
 
 async function query(args: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseCommandLine(args, HELP, {
-    meter: { type: 'string' },
-    channel: { type: 'string' },
-    from: { type: 'string' },
-    to: { type: 'string' },
-    format: { type: 'string', default: 'json' },
-    ...STORE_TARGET_OPTIONS,
-    help: { type: 'boolean', short: 'h' },
-  });
-  if (values.help) {
+  const parsed = parseSubcommandLine(
+    args,
+    HELP,
+    {
+      meter: { type: 'string' },
+      channel: { type: 'string' },
+      from: { type: 'string' },
+      to: { type: 'string' },
+      format: { type: 'string', default: 'json' },
+      ...STORE_TARGET_OPTIONS,
+    },
+    { count: 0, what: 'query takes no positional arguments' },
+  );
+  if (!parsed) {
     io.out(USAGE);
     return EXIT_OK;
   }
-  if (positionals.length > 0) throw new UsageError(`unexpected argument ${positionals[0]}`, HELP);
+  const { values } = parsed;
   if (!values.meter) throw new UsageError('query needs --meter <id>', HELP);
   const format = values.format as Format;
   if (!FORMATS.includes(format)) throw new UsageError(`--format must be one of ${FORMATS.join(', ')}`, HELP);
@@ -136,16 +138,17 @@ async function query(args: string[], io: CliIo): Promise<number> {
 const SQL_FORMATS = ['table', 'csv', 'json'] as const;
 
 async function sql(args: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseCommandLine(args, HELP, {
-    'state-dir': { type: 'string', default: LOCAL_STATE_DIR },
-    format: { type: 'string', default: 'table' },
-    help: { type: 'boolean', short: 'h' },
-  });
-  if (values.help) {
+  const parsed = parseSubcommandLine(
+    args,
+    HELP,
+    { 'state-dir': { type: 'string', default: LOCAL_STATE_DIR }, format: { type: 'string', default: 'table' } },
+    { count: 1, what: 'sql needs one query, in quotes' },
+  );
+  if (!parsed) {
     io.out(USAGE);
     return EXIT_OK;
   }
-  if (positionals.length !== 1) throw new UsageError('sql needs one query, in quotes', HELP);
+  const { values, positionals } = parsed;
   const format = values.format as (typeof SQL_FORMATS)[number];
   if (!SQL_FORMATS.includes(format)) throw new UsageError(`--format must be one of ${SQL_FORMATS.join(', ')}`, HELP);
   const stateDir = resolve(values['state-dir']);

@@ -11,7 +11,7 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { azureAdTokenUrl, TokenProvider } from '../operator/ready-oauth.ts';
 import { SecretsManagerCredentials } from '../../lambdas/core/ready/secret.ts';
 import { DEFAULT_READY_API, ReadySubscriptionClient } from '../operator/ready-subscriptions.ts';
-import { EXIT_OK, UsageError, cliLog, parseCommandLine, type CliCommand, type CliIo } from './cli.ts';
+import { EXIT_OK, UsageError, cliLog, parseSubcommandLine, subcommandOf, type CliCommand, type CliIo } from './cli.ts';
 
 const HELP = 'meterbridge ready --help';
 
@@ -61,23 +61,20 @@ const OPTIONS = {
   region: { type: 'string' },
   // Hidden: Secrets Manager endpoint (tests).
   'endpoint-url': { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
 } as const;
 
 type CommonValues = { 'secret-id'?: string; 'api-url'?: string; 'token-url'?: string; scope?: string; region?: string; 'endpoint-url'?: string };
 
 export const command: CliCommand = {
   async run(args, io) {
-    const [subcommand, ...rest] = args;
-    if (subcommand === undefined) throw new UsageError('missing subcommand: subscribe, list or unsubscribe', HELP);
-    if (subcommand === '--help' || subcommand === '-h' || subcommand === 'help') {
+    const { subcommand, rest } = subcommandOf(args, 'ready', ['subscribe', 'list', 'unsubscribe'], HELP);
+    if (subcommand === 'help') {
       io.out(USAGE);
       return EXIT_OK;
     }
     if (subcommand === 'subscribe') return subscribe(rest, io);
     if (subcommand === 'list') return list(rest, io);
-    if (subcommand === 'unsubscribe') return unsubscribe(rest, io);
-    throw new UsageError(`unknown ready subcommand ${JSON.stringify(subcommand)} (expected subscribe, list or unsubscribe)`, HELP);
+    return unsubscribe(rest, io);
   },
 };
 
@@ -131,17 +128,17 @@ function requireUrl(value: string | undefined, flag: string): string {
 }
 
 async function subscribe(args: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseCommandLine(args, HELP, {
-    ...OPTIONS,
-    'webhook-uri': { type: 'string' },
-    'status-uri': { type: 'string' },
-    resource: { type: 'string', default: 'meterReadings' },
-  });
-  if (values.help) {
+  const parsed = parseSubcommandLine(
+    args,
+    HELP,
+    { ...OPTIONS, 'webhook-uri': { type: 'string' }, 'status-uri': { type: 'string' }, resource: { type: 'string', default: 'meterReadings' } },
+    { count: 0, what: 'subscribe takes no positional arguments' },
+  );
+  if (!parsed) {
     io.out(USAGE);
     return EXIT_OK;
   }
-  if (positionals.length > 0) throw new UsageError(`subscribe takes no positional arguments, got: ${positionals.join(' ')}`, HELP);
+  const { values } = parsed;
   const webhookUri = requireUrl(values['webhook-uri'], '--webhook-uri');
   const statusUri = requireUrl(values['status-uri'], '--status-uri');
   const client = await readyClient(values, io);
@@ -153,11 +150,17 @@ async function subscribe(args: string[], io: CliIo): Promise<number> {
 }
 
 async function list(args: string[], io: CliIo): Promise<number> {
-  const { values } = parseCommandLine(args, HELP, { ...OPTIONS, json: { type: 'boolean', default: false } });
-  if (values.help) {
+  const parsed = parseSubcommandLine(
+    args,
+    HELP,
+    { ...OPTIONS, json: { type: 'boolean', default: false } },
+    { count: 0, what: 'list takes no positional arguments' },
+  );
+  if (!parsed) {
     io.out(USAGE);
     return EXIT_OK;
   }
+  const { values } = parsed;
   const subscriptions = await (await readyClient(values, io)).list();
   if (values.json) {
     io.out(`${JSON.stringify(subscriptions, null, 2)}\n`);
@@ -173,12 +176,12 @@ async function list(args: string[], io: CliIo): Promise<number> {
 }
 
 async function unsubscribe(args: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseCommandLine(args, HELP, OPTIONS);
-  if (values.help) {
+  const parsed = parseSubcommandLine(args, HELP, OPTIONS, { count: 1, what: 'unsubscribe needs exactly one subscription id' });
+  if (!parsed) {
     io.out(USAGE);
     return EXIT_OK;
   }
-  if (positionals.length !== 1) throw new UsageError('unsubscribe needs exactly one subscription id', HELP);
+  const { values, positionals } = parsed;
   const id = positionals[0] as string;
   await (await readyClient(values, io)).unsubscribe(id);
   io.out(`unsubscribed ${id}\n`);

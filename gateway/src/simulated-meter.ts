@@ -19,6 +19,14 @@ import { encodeRegister } from './modbus.ts';
 export const UNITS_PER_SERVER = 247;
 export const SIMULATED_CHANNEL = 'energy.active.import';
 
+/**
+ * The `registers:` entry of every simulated meter, TCP or RTU: the register map above, read as a
+ * cumulative kWh index whose deltas are the interval readings.
+ */
+export const SIMULATED_REGISTERS = [
+  { channel: SIMULATED_CHANNEL, address: 0, type: 'uint32', wordOrder: 'big', scale: 0.001, unit: 'kWh', mode: 'delta' },
+] satisfies NonNullable<GatewayConfigInput['meters']>[number]['registers'];
+
 export type MeterFault = 'timeout' | 'exception';
 
 export interface SimulatedMeter {
@@ -152,17 +160,7 @@ export async function startSimulatedMeters(options: SimulatedMetersOptions): Pro
         host: meter.host,
         port: meter.port,
         unitId: meter.unitId,
-        registers: [
-          {
-            channel: SIMULATED_CHANNEL,
-            address: 0,
-            type: 'uint32' as const,
-            wordOrder: 'big' as const,
-            scale: 0.001,
-            unit: 'kWh' as const,
-            mode: 'delta' as const,
-          },
-        ],
+        registers: SIMULATED_REGISTERS,
       })),
     energyWh: simulatedEnergyWh,
     intervalKwh: simulatedIntervalKwh,

@@ -14,7 +14,7 @@ import type { BusConfig, GatewayConfigInput } from './config.ts';
 import { encodeRegister } from './modbus.ts';
 import { crcOk, rtuFrame } from './modbus-rtu.ts';
 import { SerialLine, type LineSettings } from './serial.ts';
-import { SIMULATED_CHANNEL, simulatedEnergyWh, simulatedIntervalKwh } from './simulated-meter.ts';
+import { SIMULATED_REGISTERS, simulatedEnergyWh, simulatedIntervalKwh } from './simulated-meter.ts';
 
 export type RtuFault = 'silent' | 'bad-crc' | 'exception';
 
@@ -155,17 +155,7 @@ function rtuMeterConfigs(meters: ReadonlyArray<{ meterId: string; unitId: number
     id: meter.meterId,
     bus: busId,
     unitId: meter.unitId,
-    registers: [
-      {
-        channel: SIMULATED_CHANNEL,
-        address: 0,
-        type: 'uint32' as const,
-        wordOrder: 'big' as const,
-        scale: 0.001,
-        unit: 'kWh' as const,
-        mode: 'delta' as const,
-      },
-    ],
+    registers: SIMULATED_REGISTERS,
   }));
 }
 
