@@ -42,10 +42,12 @@ export interface LedgerRecord {
   reason?: string;
   /** Free-form facts about the unit (file size, key in the archive, ...). */
   detail?: Record<string, string | number>;
+  /** Completed with some parts refused (an SMT bundle's members): a replay takes it again. */
+  partial?: boolean;
 }
 
 export type ClaimResult =
-  | { status: 'claimed'; claim: Claim; attempt: number; retakenFrom?: 'expired' | 'failed' }
+  | { status: 'claimed'; claim: Claim; attempt: number; retakenFrom?: 'expired' | 'failed' | 'partial' }
   | { status: 'completed'; record: LedgerRecord }
   | { status: 'in_progress'; record: LedgerRecord }
   | { status: 'failed'; record: LedgerRecord };
@@ -78,7 +80,11 @@ export interface LedgerOptions {
 export interface ClaimOptions {
   /** Facts to keep on the record. */
   detail?: Record<string, string | number>;
-  /** Re-take a unit that failed (an operator's replay). @default false */
+  /**
+   * Re-take a unit that failed, or that completed with some parts refused (an operator's replay:
+   * what was taken before is written again as duplicates, the refused parts get a second chance).
+   * @default false
+   */
   retakeFailed?: boolean;
 }
 
@@ -117,6 +123,7 @@ export class Ledger {
       '#attempts': 'attempts',
       '#reason': 'reason',
       '#detail': 'detail',
+      '#partial': 'partial',
     };
     const values: Record<string, AttributeValue> = {
       ':inProgress': { S: 'in_progress' },
@@ -135,8 +142,10 @@ export class Ledger {
     }
     let condition = 'attribute_not_exists(pk) OR (#status = :inProgress AND #lock < :now)';
     if (options.retakeFailed) {
-      condition += ' OR #status = :failed';
+      condition += ' OR #status = :failed OR (#status = :completed AND #partial = :true)';
       values[':failed'] = { S: 'failed' };
+      values[':completed'] = { S: 'completed' };
+      values[':true'] = { BOOL: true };
     }
     try {
       const response = await this.client.send(
@@ -158,7 +167,7 @@ export class Ledger {
         status: 'claimed',
         claim: { unitId, kind, token },
         attempt: (previous?.attempts ?? 0) + 1,
-        retakenFrom: previous ? (previous.status === 'failed' ? 'failed' : 'expired') : undefined,
+        retakenFrom: previous ? retakenFrom(previous) : undefined,
       };
     } catch (error) {
       if (!(error instanceof ConditionalCheckFailedException) || !error.Item) throw error;
@@ -167,17 +176,31 @@ export class Ledger {
     }
   }
 
-  /** Marks a claimed unit done. Throws LedgerLockLostError if someone else holds it now. */
-  async complete(claim: Claim, counts: Record<string, number>, detail?: Record<string, string | number>): Promise<void> {
+  /**
+   * Marks a claimed unit done; `partial` when some of its parts were refused (a replay re-takes
+   * it). Throws LedgerLockLostError if someone else holds it now.
+   */
+  async complete(
+    claim: Claim,
+    counts: Record<string, number>,
+    detail?: Record<string, string | number>,
+    options: { partial?: boolean } = {},
+  ): Promise<void> {
     const values: Record<string, AttributeValue> = { ':completed': { S: 'completed' }, ':counts': { M: marshall(counts) } };
     let extra = '';
     if (detail) {
       extra = ', #detail = :detail';
       values[':detail'] = { M: marshall(detail) };
     }
-    await this.finish(claim, `SET #status = :completed, completedAt = :now, #counts = :counts${extra} REMOVE #lock`, values, {
+    if (options.partial) {
+      extra += ', #partial = :true';
+      values[':true'] = { BOOL: true };
+    }
+    const remove = options.partial ? '#lock' : '#lock, #partial';
+    await this.finish(claim, `SET #status = :completed, completedAt = :now, #counts = :counts${extra} REMOVE ${remove}`, values, {
       '#counts': 'counts',
       '#detail': 'detail',
+      '#partial': 'partial',
     });
   }
 
@@ -262,5 +285,11 @@ function toRecord(item: Record<string, AttributeValue>): LedgerRecord {
     counts: raw.counts,
     reason: raw.reason,
     detail: raw.detail,
+    ...(raw.partial === true ? { partial: true } : {}),
   };
+}
+
+function retakenFrom(previous: LedgerRecord): 'expired' | 'failed' | 'partial' {
+  if (previous.status === 'failed') return 'failed';
+  return previous.status === 'completed' ? 'partial' : 'expired';
 }

@@ -196,6 +196,60 @@ describe('SMT file types by header', () => {
     assert.ok(await archiveOf(h).head(key), 'the bundle stays in the archive');
   });
 
+  it('a replay takes the refused members of a bundle again and writes the members taken before as duplicates, never twice', async () => {
+    // The pipeline runs strict: the spreadsheet member is refused (layout), the daily reads are stored.
+    const tables = await h.dynamo.freshTables();
+    const strictFile = await writeSmtFile({
+      dir: h.work,
+      keyring: h.keyring,
+      ...SPEC,
+      members: [
+        { name: 'IntervalMeterUsage.csv', content: SPREADSHEET },
+        { name: 'DailyMeterUsage.csv', content: DAILY },
+      ],
+    });
+    const strictKey = `smt/intervaldata/${strictFile.name}`;
+    await archiveOf(h).put(strictKey, readFileSync(strictFile.path));
+    const strictDeps = processDeps(h, tables, { strict: true });
+    const first = await processArchivedFile(strictDeps, strictKey);
+    assert.equal(first.status, 'processed', JSON.stringify(first));
+    if (first.status !== 'processed') return;
+    assert.deepEqual(
+      first.parts.map((part) => part.reason ?? 'stored'),
+      ['layout', 'stored'],
+    );
+    const ledger = ledgerOf(h, tables);
+    assert.equal((await ledger.get('smt-file', first.unitId))?.partial, true);
+    const intervals = () =>
+      storeOf(h, tables).query({
+        meterId: ESIID,
+        channel: 'energy.active.import',
+        from: new Date('2025-11-03T00:00:00Z'),
+        to: new Date('2025-11-05T00:00:00Z'),
+      });
+    assert.equal((await intervals()).length, 0);
+
+    // A re-delivery (not a replay) still skips it: completed is completed.
+    assert.deepEqual(await processArchivedFile(strictDeps, strictKey).then((o) => o.status), 'skipped');
+    // The operator relaxes the setting and replays: the refused member is stored, the daily reads are duplicates.
+    const replayDeps = processDeps(h, tables);
+    const replayed = await processArchivedFile(replayDeps, strictKey, { replay: true });
+    assert.equal(replayed.status, 'processed', JSON.stringify(replayed));
+    if (replayed.status !== 'processed') return;
+    assert.deepEqual(
+      replayed.parts.map((part) => part.reason ?? 'stored'),
+      ['stored', 'stored'],
+    );
+    assert.equal(replayed.counts.stored, 96);
+    assert.equal(replayed.counts.duplicate, 2, 'the daily reads stored the first time are duplicates, not written again');
+    assert.equal((await intervals()).length, 96);
+    const record = await ledger.get('smt-file', replayed.unitId);
+    assert.equal(record?.status, 'completed');
+    assert.equal(record?.partial, undefined, 'whole now: a further replay skips it');
+    assert.equal(record?.detail?.refusedParts, undefined);
+    assert.equal((await processArchivedFile(replayDeps, strictKey, { replay: true })).status, 'skipped');
+  });
+
   it('the process step refuses a billing file as unsupported-type and an unknown one as unknown-type, stores nothing, keeps both', async () => {
     for (const [content, reason, metric] of [
       [BILLING, 'unsupported-type', 'FilesUnsupported'],

@@ -144,6 +144,7 @@ export async function processArchivedFile(deps: SmtProcessDependencies, key: str
       claim,
       { ...counts },
       { key, ...(refused.length > 0 ? { refusedParts: refused.map(partSummary).join(' | ').slice(0, 2000) } : {}) },
+      { partial: refused.length > 0 },
     );
     metrics.count('FilesProcessed');
     for (const status of WRITE_STATUSES) metrics.count(READING_STATUS_METRIC[status], counts[status]);
