@@ -10,7 +10,6 @@
  *            "archiveColdAfterDays": 90, "fixedEgressIp": true, "egressAvailabilityZones": 1,
  *            "missingDaysSchedule": "cron(0 15 * * ? *)", "missingDaysWindow": 7 }
  */
-import { DEFAULT_MISSING_WINDOW_DAYS } from '../lambdas/core/smt/esiid-days.ts';
 import { isRecord } from './settings-values.ts';
 
 export interface SmtSettings {
@@ -61,7 +60,8 @@ export interface SmtSettings {
   readonly missingDaysSchedule: string;
   /**
    * Days before the newest delivered day within which an ESIID counts as still delivering: one
-   * silent for longer is taken as gone (moved out), not missing. @default 7 (DEFAULT_MISSING_WINDOW_DAYS)
+   * silent for longer is taken as gone (moved out), not missing. @default 7 (the CLI's DEFAULT_MISSING_WINDOW_DAYS,
+   * lambdas/core/smt/esiid-days.ts, which lib/ may not import; test/unit/cdk-settings.test.ts ties the two)
    */
   readonly missingDaysWindow: number;
 }
@@ -134,7 +134,10 @@ export function parseSmtSettings(value: unknown, key: string, stage: string): Sm
   const scheduleOf = (name: string, fallback: string): string => {
     const v = raw[name] ?? fallback;
     if (typeof v !== 'string' || !SCHEDULE.test(v)) {
-      throw new SmtSettingsError(`${key}.${name}`, `${JSON.stringify(v)} is not an EventBridge schedule expression (rate(15 minutes), cron(0/15 * * * ? *))`);
+      throw new SmtSettingsError(
+        `${key}.${name}`,
+        `${JSON.stringify(v)} is not an EventBridge schedule expression (rate(15 minutes), cron(0/15 * * * ? *))`,
+      );
     }
     return v;
   };
@@ -153,7 +156,7 @@ export function parseSmtSettings(value: unknown, key: string, stage: string): Sm
     return v;
   };
   const archiveColdAfterDays = days('archiveColdAfterDays', 90);
-  const missingDaysWindow = days('missingDaysWindow', DEFAULT_MISSING_WINDOW_DAYS);
+  const missingDaysWindow = days('missingDaysWindow', 7);
   const fetchReservedConcurrency = raw.fetchReservedConcurrency;
   if (
     fetchReservedConcurrency !== undefined &&

@@ -143,7 +143,10 @@ export interface MissingDaysReport {
  */
 export function findMissingDays(entries: readonly EsiidLastDay[], windowDays: number): MissingDaysReport {
   if (!Number.isInteger(windowDays) || windowDays < 1) throw new Error(`window of ${windowDays} days must be a whole number from 1`);
-  const newestDay = entries.reduce<string | undefined>((newest, entry) => (newest === undefined || entry.lastDay > newest ? entry.lastDay : newest), undefined);
+  const newestDay = entries.reduce<string | undefined>(
+    (newest, entry) => (newest === undefined || entry.lastDay > newest ? entry.lastDay : newest),
+    undefined,
+  );
   if (newestDay === undefined) return { windowDays, reporting: 0, missing: [], silentLonger: 0 };
   const oldest = addDays(newestDay, -windowDays);
   const missing = entries
