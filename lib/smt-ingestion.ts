@@ -4,6 +4,7 @@
  *   EventBridge schedule ─▶ fetch λ ─FTPS/SFTP─▶ SMT server (list, get, delete after archiving)
  *                             └─▶ S3 raw archive (versioned, encrypted, access-logged, lifecycle)
  *                                   └─ object created ─▶ queue (+ DLQ) ─▶ process λ ─▶ store, ledger
+ *   daily schedule ─▶ missing-days λ ─▶ reads each ESIID's newest day ─▶ SmtMissingEsiidDays (lib/smt-missing-days.ts)
  *
  * The archive sits between the two steps so every file SMT sent is kept byte for byte before
  * anything interprets it: a wrong key, a drifted layout or a bug costs a replay, never data.
@@ -26,6 +27,7 @@ import type { IngestionMonitoring } from './monitoring.ts';
 import { executionRoleOf, MeterbridgeFunction } from './meterbridge-function.ts';
 import type { StageSettings } from './settings.ts';
 import type { SmtSettings } from './smt-settings.ts';
+import { SmtMissingDays } from './smt-missing-days.ts';
 import type { ReadingStorage } from './storage.ts';
 
 const FETCH_ENTRY = fileURLToPath(new URL('../lambdas/smt-fetch.ts', import.meta.url));
@@ -80,6 +82,8 @@ export class SmtIngestion extends Construct {
   public readonly smtSettings: SmtSettings;
   /** The VPC, NAT gateway(s) and Elastic IP(s) the fetch function leaves through (smt.fixedEgressIp). */
   public readonly egress?: FixedEgress;
+  /** The daily check for ESIIDs SMT stopped delivering. */
+  public readonly missingDays: SmtMissingDays;
 
   /** What the operations construct watches on this path. */
   public get monitoring(): IngestionMonitoring {
@@ -88,6 +92,7 @@ export class SmtIngestion extends Construct {
       functions: [
         { label: 'fetch', fn: this.fetchFunction },
         { label: 'process', fn: this.processFunction },
+        { label: 'missing-days', fn: this.missingDays.function },
       ],
       queues: [{ label: 'files', queue: this.queue, deadLetterQueue: this.deadLetterQueue }],
       // SMT publishes daily files (the previous day, usually by early morning); a day and a half
@@ -137,6 +142,8 @@ export class SmtIngestion extends Construct {
       enabled: smt.enabled,
       targets: [new targets.LambdaFunction(this.fetchFunction, { retryAttempts: 0 })],
     });
+
+    this.missingDays = new SmtMissingDays(this, 'MissingDays', { settings, storage, smt });
   }
 
   // --- archive ------------------------------------------------------------------------------

@@ -7,7 +7,8 @@
  *            "folders": ["intervaldata", "adhocusage"], "afterArchive": "delete",
  *            "schedule": "rate(15 minutes)",
  *            "transportSecretName": "meterbridge/prod/smt/transport", "pgpSecretName": "meterbridge/prod/smt/pgp",
- *            "archiveColdAfterDays": 90, "fixedEgressIp": true, "egressAvailabilityZones": 1 }
+ *            "archiveColdAfterDays": 90, "fixedEgressIp": true, "egressAvailabilityZones": 1,
+ *            "missingDaysSchedule": "cron(0 15 * * ? *)", "missingDaysWindow": 7 }
  */
 import { isRecord } from './settings-values.ts';
 
@@ -52,6 +53,17 @@ export interface SmtSettings {
   readonly fixedEgressIp: boolean;
   /** NAT gateways (one per AZ, one Elastic IP each) when fixedEgressIp is on: 2 survives an AZ outage. @default 1 */
   readonly egressAvailabilityZones: 1 | 2;
+  /**
+   * EventBridge schedule of the daily missing-days check (lib/smt-missing-days.ts), after SMT's
+   * usual delivery of the previous day (early morning, Central time). @default 'cron(0 15 * * ? *)' (15:00 UTC)
+   */
+  readonly missingDaysSchedule: string;
+  /**
+   * Days before the newest delivered day within which an ESIID counts as still delivering: one
+   * silent for longer is taken as gone (moved out), not missing. @default 7 (the CLI's DEFAULT_MISSING_WINDOW_DAYS,
+   * lambdas/core/smt/esiid-days.ts, which lib/ may not import; test/unit/cdk-settings.test.ts ties the two)
+   */
+  readonly missingDaysWindow: number;
 }
 
 const KNOWN = [
@@ -70,6 +82,8 @@ const KNOWN = [
   'fetchReservedConcurrency',
   'fixedEgressIp',
   'egressAvailabilityZones',
+  'missingDaysSchedule',
+  'missingDaysWindow',
 ] as const;
 
 const HOST = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
@@ -117,13 +131,18 @@ export function parseSmtSettings(value: unknown, key: string, stage: string): Sm
   const afterArchive = raw.afterArchive ?? 'delete';
   if (afterArchive !== 'delete' && afterArchive !== 'keep')
     throw new SmtSettingsError(`${key}.afterArchive`, `${JSON.stringify(afterArchive)} must be "delete" or "keep"`);
-  const schedule = raw.schedule ?? 'rate(15 minutes)';
-  if (typeof schedule !== 'string' || !SCHEDULE.test(schedule)) {
-    throw new SmtSettingsError(
-      `${key}.schedule`,
-      `${JSON.stringify(schedule)} is not an EventBridge schedule expression (rate(15 minutes), cron(0/15 * * * ? *))`,
-    );
-  }
+  const scheduleOf = (name: string, fallback: string): string => {
+    const v = raw[name] ?? fallback;
+    if (typeof v !== 'string' || !SCHEDULE.test(v)) {
+      throw new SmtSettingsError(
+        `${key}.${name}`,
+        `${JSON.stringify(v)} is not an EventBridge schedule expression (rate(15 minutes), cron(0/15 * * * ? *))`,
+      );
+    }
+    return v;
+  };
+  const schedule = scheduleOf('schedule', 'rate(15 minutes)');
+  const missingDaysSchedule = scheduleOf('missingDaysSchedule', 'cron(0 15 * * ? *)');
   const secretName = (name: string, fallback: string): string => {
     const v = raw[name] ?? fallback;
     if (typeof v !== 'string' || !SECRET_NAME.test(v))
@@ -137,6 +156,7 @@ export function parseSmtSettings(value: unknown, key: string, stage: string): Sm
     return v;
   };
   const archiveColdAfterDays = days('archiveColdAfterDays', 90);
+  const missingDaysWindow = days('missingDaysWindow', 7);
   const fetchReservedConcurrency = raw.fetchReservedConcurrency;
   if (
     fetchReservedConcurrency !== undefined &&
@@ -172,5 +192,7 @@ export function parseSmtSettings(value: unknown, key: string, stage: string): Sm
     ...(fetchReservedConcurrency !== undefined ? { fetchReservedConcurrency } : {}),
     fixedEgressIp,
     egressAvailabilityZones,
+    missingDaysSchedule,
+    missingDaysWindow,
   };
 }

@@ -5,6 +5,7 @@
  * step, and prints one JSON reading per line, only after the whole file passed its integrity and
  * layout checks: a failing file prints no reading at all and exits 1.
  * `replay` runs the process step on an archived file (e.g. one that failed for a wrong key).
+ * `missing` lists the ESIIDs SMT stopped delivering, with the daily check's own core function.
  */
 import { createReadStream } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -20,9 +21,11 @@ import { readingToJson } from '../../shared/reading.ts';
 import { DECRYPT_STALL_MS, decryptToFile, loadPrivateKey, SmtDecryptError } from '../../lambdas/core/smt/pgp/decrypt.ts';
 import { readingsOf, SMT_TIME_ZONE } from '../../lambdas/core/smt/model.ts';
 import { checkParts, daysOf, PermanentFailure, processArchivedFile, type PartOutcome } from '../../lambdas/core/smt/process.ts';
+import { checkMissingDays, DEFAULT_MISSING_WINDOW_DAYS, EsiidDays } from '../../lambdas/core/smt/esiid-days.ts';
 import { pgpKeyFrom, readSecretJson } from '../../lambdas/core/smt/secrets.ts';
 import { assertTimeZone } from '../../lambdas/core/time.ts';
 import { wireSource } from '../../lambdas/core/wiring.ts';
+import { openStoreTarget, STORE_TARGET_OPTIONS, STORE_TARGET_USAGE } from '../operator/store-target.ts';
 import { cliLog, EXIT_FAILED, EXIT_OK, parseCommandLine, UsageError, type CliCommand, type CliIo } from './cli.ts';
 
 const HELP = 'meterbridge smt --help';
@@ -30,6 +33,7 @@ const HELP = 'meterbridge smt --help';
 const USAGE = `Usage:
   meterbridge smt parse <file> [--private-key <armored key file>] [--passphrase-env <VAR>] [--strict]
   meterbridge smt replay <s3 key> --bucket <archive bucket> --readings-table <t> --ledger-table <t> [options]
+  meterbridge smt missing [--days <n>] [store options]
 
 parse
   Decrypts <file> when it is PGP (armored or binary), unzips it when the clear content is a ZIP,
@@ -69,6 +73,16 @@ replay
   --s3-endpoint <url>        S3 endpoint (local mode's s3rver)
   --dynamodb-endpoint <url>  DynamoDB endpoint (DynamoDB Local)
 
+missing
+  The ESIIDs SMT delivered within the <n> days before the newest day it delivered for any ESIID,
+  but not for that newest day: one JSON object per line, oldest last day first,
+    {"esiid","lastDay","newestDay"}
+  and a summary on stderr. The same check as the daily scheduled function (SmtMissingEsiidDays);
+  ask SMT to re-send these ESIIDs' days. Reads a running local mode by default.
+
+  --days <n>            the window in days (the stage's smt.missingDaysWindow)  default ${DEFAULT_MISSING_WINDOW_DAYS}
+${STORE_TARGET_USAGE}
+
 common
   -h, --help                 this text
 `;
@@ -76,14 +90,15 @@ common
 export const command: CliCommand = {
   async run(args, io) {
     const [subcommand, ...rest] = args;
-    if (subcommand === undefined) throw new UsageError('missing subcommand: parse or replay', HELP);
+    if (subcommand === undefined) throw new UsageError('missing subcommand: parse, replay or missing', HELP);
     if (subcommand === '--help' || subcommand === '-h' || subcommand === 'help') {
       io.out(USAGE);
       return EXIT_OK;
     }
     if (subcommand === 'parse') return parse(rest, io);
     if (subcommand === 'replay') return replay(rest, io);
-    throw new UsageError(`unknown smt subcommand ${JSON.stringify(subcommand)} (expected parse or replay)`, HELP);
+    if (subcommand === 'missing') return missing(rest, io);
+    throw new UsageError(`unknown smt subcommand ${JSON.stringify(subcommand)} (expected parse, replay or missing)`, HELP);
   },
 };
 
@@ -258,5 +273,38 @@ async function replay(args: string[], io: CliIo): Promise<number> {
   } finally {
     s3.destroy();
     dynamodb.destroy();
+  }
+}
+
+async function missing(args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseCommandLine(args, HELP, {
+    days: { type: 'string', default: String(DEFAULT_MISSING_WINDOW_DAYS) },
+    ...STORE_TARGET_OPTIONS,
+    help: { type: 'boolean', short: 'h' },
+  });
+  if (values.help) {
+    io.out(USAGE);
+    return EXIT_OK;
+  }
+  if (positionals.length > 0) throw new UsageError(`unexpected argument ${positionals[0]}`, HELP);
+  const windowDays = Number(values.days);
+  if (!Number.isInteger(windowDays) || windowDays < 1 || windowDays > 3650)
+    throw new UsageError(`--days ${JSON.stringify(values.days)} must be a whole number of days from 1 to 3650`, HELP);
+  const target = openStoreTarget(values, io.env, HELP);
+  try {
+    const report = await checkMissingDays({ days: EsiidDays.of(target.store), windowDays });
+    for (const entry of report.missing) io.out(`${JSON.stringify({ esiid: entry.esiid, lastDay: entry.lastDay, newestDay: report.newestDay })}\n`);
+    io.err(
+      report.newestDay === undefined
+        ? `no SMT day recorded in ${target.tableName}\n`
+        : `${report.missing.length} ESIID(s) missing ${report.newestDay} (delivered within the ${windowDays} days before it); ` +
+            `${report.reporting} delivered it; ${report.silentLonger} silent for longer (not listed)\n`,
+    );
+    return EXIT_OK;
+  } catch (error) {
+    io.err(`meterbridge smt missing: ${target.explain(error)}\n`);
+    return EXIT_FAILED;
+  } finally {
+    target.close();
   }
 }

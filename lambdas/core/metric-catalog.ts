@@ -327,6 +327,20 @@ export const METRIC_CATALOG = {
       why: 'SMT delivers daily files; 36 hours without one is a missed delivery, and no data at all means the fetch step is not running',
     },
   },
+  SmtMissingEsiidDays: {
+    unit: 'Count',
+    sources: ['smt'],
+    watch: 'alarm',
+    description:
+      'ESIIDs SMT delivered within the last smt.missingDaysWindow days but not for the newest day it delivered for others (the daily missing-days check, lambdas/core/smt/esiid-days.ts); the check function logs them with their last day, `meterbridge smt missing` lists them',
+    alarm: {
+      statistic: 'Maximum',
+      threshold: 1,
+      periodMinutes: 60,
+      missingData: 'ignore',
+      why: 'one datum a day (the scheduled check); any ESIID missing the day others got is a day to request from SMT before it deletes files after 10 days, so the alarm holds until the next check finds none (no data keeps the state; a check that fails alarms as its lambda errors)',
+    },
+  },
 
   // Ingestion path 3: Kamstrup READY webhooks (data and status callbacks, verification handshake).
   DeliveriesReceived: {

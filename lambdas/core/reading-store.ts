@@ -97,8 +97,9 @@ export class StoreContentionError extends Error {
 }
 
 export class ReadingStore {
-  private readonly client: DynamoDBClient;
-  private readonly tableName: string;
+  /** The table's client and name: side items kept in the same table (lambdas/core/smt/esiid-days.ts) use them. */
+  readonly client: DynamoDBClient;
+  readonly tableName: string;
   /** The zone whose local days cut blocks (see ReadingStoreOptions.blockTimeZone). */
   readonly blockTimeZone: string;
   private readonly concurrency: number;

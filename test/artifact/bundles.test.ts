@@ -42,6 +42,7 @@ import {
   UpdateCertificateCommand,
 } from '@aws-sdk/client-iot';
 import { ReadingStore } from '../../lambdas/core/reading-store.ts';
+import { EsiidDays } from '../../lambdas/core/smt/esiid-days.ts';
 import { readMetricTotals } from '../../local/cloudwatch.ts';
 import { toSqsEvent } from '../../local/iot-bridge.ts';
 import { buildReadyDelivery, toApiGatewayEvent } from '../../local/ready-http.ts';
@@ -283,6 +284,8 @@ async function runStage(stage: Stage): Promise<StageRun> {
   const readers: SynthesizedFunction[] = [];
   // The readings feed runs last, over the stream of everything the writers stored.
   const feeds: SynthesizedFunction[] = [];
+  // The SMT missing-days check runs after the process step noted its ESIID's day.
+  const smtChecks: SynthesizedFunction[] = [];
   for (const fn of assembly.functions) {
     if (CDK_PROVIDED.some((pattern) => pattern.test(fn.logicalId))) continue;
     const env = resolveCfn(fn.environment, provisioned.physical) as Record<string, string>;
@@ -449,6 +452,8 @@ async function runStage(stage: Stage): Promise<StageRun> {
       await fleetScenario(fn, env, stage, invoke, check);
     } else if (/^FeedFunction/.test(fn.logicalId)) {
       feeds.push(fn);
+    } else if (/^SmtMissingDaysFunction/.test(fn.logicalId)) {
+      smtChecks.push(fn);
     } else {
       outcomes.push(`${fn.logicalId}: no scenario for this function; add one to test/artifact/bundles.test.ts`);
     }
@@ -484,6 +489,7 @@ async function runStage(stage: Stage): Promise<StageRun> {
     );
   }
 
+  for (const fn of smtChecks) await smtMissingDaysScenario(fn, provisioned, invoke, check, stage.name);
   for (const fn of feeds) await feedScenario(fn, assembly, provisioned, invoke, check, stage.name);
 
   const calls = [...standIns.recorders.dynamodb.calls, ...standIns.recorders.s3.calls, ...standIns.recorders.moto.calls];
@@ -594,6 +600,43 @@ async function smtFile(): Promise<SmtFile> {
   const file = await writeSmtFile({ dir, keyring, esiids: [ESIID], days: ['2026-11-23'], revision: '11/24/2026 06:00:00' });
   await shareTree(dir);
   return file;
+}
+
+/**
+ * The daily SMT missing-days check after the process scenario stored ESIID's 2026-11-23: a second
+ * ESIID last delivered 2026-11-21 (noted as the process step notes it) is missing the newest day.
+ */
+async function smtMissingDaysScenario(
+  fn: SynthesizedFunction,
+  provisioned: Provisioned,
+  invoke: (fn: SynthesizedFunction, scenario: string, events: unknown[]) => Promise<BundleRun>,
+  check: (ok: boolean, message: string) => void,
+  stageName: string,
+): Promise<void> {
+  const env = resolveCfn(fn.environment, provisioned.physical) as Record<string, string>;
+  const stopped = '10443720000000099';
+  await new EsiidDays(standIns.clients.dynamodb, env.READINGS_TABLE!).note(new Map([[stopped, '2026-11-21']]));
+  const run = await invoke(fn, 'daily schedule', [
+    {
+      version: '0',
+      id: randomUUID(),
+      'detail-type': 'Scheduled Event',
+      source: 'aws.events',
+      account: ACCOUNT,
+      time: new Date().toISOString(),
+      region: REGION,
+      resources: [],
+      detail: {},
+    },
+  ]);
+  const outcome = run.invocations[0]?.value;
+  check(
+    JSON.stringify(outcome) === JSON.stringify({ newestDay: '2026-11-23', missing: 1, reporting: 1 }),
+    `smt missing days: outcome ${JSON.stringify(outcome)}`,
+  );
+  check(run.stdout.includes(`${stopped} last 2026-11-21`), `smt missing days: the log does not name ${stopped}: ${run.stdout.slice(-800)}`);
+  const total = await metricTotal('SmtMissingEsiidDays', stageName, 'smt');
+  check(total === 1, `smt missing days: SmtMissingEsiidDays read back from CloudWatch = ${total}`);
 }
 
 /** Sum of a metric over every dimension set with the stage and source, read back from moto's CloudWatch. */

@@ -5,6 +5,7 @@ import { Match, Template } from 'aws-cdk-lib/assertions';
 import { SmtIngestion } from '../../lib/smt-ingestion.ts';
 import { parseSmtSettings, SmtSettingsError } from '../../lib/smt-settings.ts';
 import { ReadingStorage } from '../../lib/storage.ts';
+import { DEFAULT_MISSING_WINDOW_DAYS } from '../../lambdas/core/smt/esiid-days.ts';
 import { testSettings } from '../fixtures/stage-settings.ts';
 
 function smtStack(smt: Record<string, unknown> = {}): { template: Template; smt: SmtIngestion } {
@@ -182,17 +183,85 @@ describe('SmtIngestion', () => {
     template.hasResourceProperties('AWS::Events::Rule', { State: 'DISABLED' });
   });
 
-  it('exposes monitoring with both functions and the file queue', () => {
+  it('exposes monitoring with its functions (the missing-days check included) and the file queue', () => {
     const monitoring = enabled.smt.monitoring;
     assert.equal(monitoring.source, 'smt');
     assert.deepEqual(
       monitoring.functions.map((f) => f.label),
-      ['fetch', 'process'],
+      ['fetch', 'process', 'missing-days'],
     );
     assert.deepEqual(
       monitoring.queues.map((q) => q.label),
       ['files'],
     );
+  });
+});
+
+describe('SMT missing-days check', () => {
+  const checkFunction = (template: Template) => {
+    const [id, fn] = Object.entries(template.findResources('AWS::Lambda::Function')).find(([logicalId]) =>
+      /^SmtMissingDaysFunction/.test(logicalId),
+    )!;
+    return { id, fn: fn as { Properties: { Role: { 'Fn::GetAtt': [string, string] }; Environment: { Variables: Record<string, unknown> } } } };
+  };
+
+  it('runs daily on smt.missingDaysSchedule (default after SMT delivery), enabled with smt.enabled, with the window it is given', () => {
+    const { template } = smtStack({ enabled: true, host: 'sftp.example.com', missingDaysWindow: 5 });
+    const { id, fn } = checkFunction(template);
+    template.hasResourceProperties('AWS::Events::Rule', {
+      ScheduleExpression: 'cron(0 15 * * ? *)',
+      State: 'ENABLED',
+      Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [id, 'Arn'] } })],
+    });
+    assert.equal(fn.Properties.Environment.Variables.SMT_MISSING_WINDOW_DAYS, '5');
+    assert.ok(fn.Properties.Environment.Variables.READINGS_TABLE);
+    const off = smtStack({ missingDaysSchedule: 'cron(30 16 * * ? *)' }).template;
+    off.hasResourceProperties('AWS::Events::Rule', {
+      ScheduleExpression: 'cron(30 16 * * ? *)',
+      State: 'DISABLED',
+      Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [checkFunction(off).id, 'Arn'] } })],
+    });
+  });
+
+  it('may only Query the readings table and put metrics (no writes, no ledger)', () => {
+    const { template } = smtStack({ enabled: true, host: 'sftp.example.com' });
+    const role = checkFunction(template).fn.Properties.Role['Fn::GetAtt'][0];
+    type Statement = { Action: string | string[]; Resource: unknown };
+    const statements = Object.values(template.findResources('AWS::IAM::Policy'))
+      .filter((policy) => JSON.stringify(policy.Properties.Roles).includes(role))
+      .flatMap((policy) => policy.Properties.PolicyDocument.Statement as Statement[]);
+    assert.deepEqual(statements.flatMap((s) => [s.Action].flat()).sort(), [
+      'cloudwatch:PutMetricData',
+      'dynamodb:Query',
+      'logs:CreateLogStream',
+      'logs:PutLogEvents',
+    ]);
+    const readingsTable = Object.keys(template.findResources('AWS::DynamoDB::Table')).find((id) => /Readings/.test(id))!;
+    const query = statements.find((s) => s.Action === 'dynamodb:Query')!;
+    assert.deepEqual(query.Resource, { 'Fn::GetAtt': [readingsTable, 'Arn'] });
+  });
+
+  it('alarms on SmtMissingEsiidDays >= 1 (Maximum, hourly, missing data keeps the state), or the threshold the stage sets', async () => {
+    const { MeterbridgeStack } = await import('../../lib/meterbridge-stack.ts');
+    const build = (alarms: Record<string, unknown>) =>
+      Template.fromStack(
+        new MeterbridgeStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'Meterbridge-test', {
+          settings: testSettings({ smt: { enabled: true, host: 'sftp.example.invalid' }, ...alarms }),
+        }),
+      );
+    const expected = (threshold: number) => ({
+      AlarmName: 'meterbridge-test-smt-smt-missing-esiid-days',
+      MetricName: 'SmtMissingEsiidDays',
+      Namespace: 'Meterbridge',
+      Statistic: 'Maximum',
+      Period: 3600,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      Threshold: threshold,
+      TreatMissingData: 'ignore',
+      Dimensions: Match.arrayWith([{ Name: 'Source', Value: 'smt' }]),
+    });
+    build({}).hasResourceProperties('AWS::CloudWatch::Alarm', expected(1));
+    build({ alarms: { metricThresholds: { SmtMissingEsiidDays: 20 } } }).hasResourceProperties('AWS::CloudWatch::Alarm', expected(20));
   });
 });
 
@@ -204,6 +273,8 @@ describe('parseSmtSettings', () => {
       [false, 'sftp', 22, 'delete', 'meterbridge/prod/smt/transport'],
     );
     assert.deepEqual([smt.fetchReservedConcurrency, smt.fixedEgressIp, smt.egressAvailabilityZones], [undefined, false, 1]);
+    // The CLI's default window (lib/ may not import it) is the stage's default.
+    assert.deepEqual([smt.missingDaysSchedule, smt.missingDaysWindow], ['cron(0 15 * * ? *)', DEFAULT_MISSING_WINDOW_DAYS]);
   });
 
   for (const [raw, key] of [
@@ -219,6 +290,9 @@ describe('parseSmtSettings', () => {
     [{ egressAvailabilityZones: 2 }, 'k.egressAvailabilityZones'],
     [{ hots: 'x' }, 'k.hots'],
     [{ archiveColdAfterDays: 0 }, 'k.archiveColdAfterDays'],
+    [{ missingDaysSchedule: 'daily' }, 'k.missingDaysSchedule'],
+    [{ missingDaysWindow: 0 }, 'k.missingDaysWindow'],
+    [{ missingDaysWindow: 2.5 }, 'k.missingDaysWindow'],
   ] as const) {
     it(`refuses ${JSON.stringify(raw)} naming ${key}`, () => {
       assert.throws(

@@ -8,6 +8,7 @@
  *   pass 1: parse everything, validate every reading  a layout error stores nothing
  *   pass 2: parse again, write day by day             idempotent: a crash and a re-run store
  *                                                     duplicates, never two copies
+ *   note each ESIID's newest day delivered            for the missing-days check (smt/esiid-days.ts)
  *   complete with counts
  *
  * A file that can never succeed (wrong key, tampered, corrupt — a decryption that stalls included —,
@@ -28,6 +29,7 @@ import type { RawArchive } from '../raw-archive.ts';
 import type { ReadingStore } from '../reading-store.ts';
 import { validateReading, type Reading } from '../../../shared/reading.ts';
 import { ARCHIVE_METADATA } from './archive-metadata.ts';
+import { EsiidDays } from './esiid-days.ts';
 import { clearParts } from './parse/clear-content.ts';
 import { decryptToFile, SmtDecryptError } from './pgp/decrypt.ts';
 import { readingsOf, SMT_TIME_ZONE, SmtLayoutError, type ParseOptions, type SmtDay, type SmtLayout, type SmtRefusal } from './model.ts';
@@ -260,14 +262,19 @@ async function decryptParseStore(
     pending = [];
   };
   const take = new Set(accepted.map((part) => part.entry));
+  // ESIID -> newest day this file delivered readings for (a blank day is not a delivery).
+  const newestDays = new Map<string, string>();
   for await (const batch of daysOf(clearPath, parseOptions, maxUnzippedBytes, (entry) => take.has(entry))) {
     for (const day of batch) {
       const all = readingsOf(day);
+      if (all.length > 0 && (newestDays.get(day.meterId) ?? '') < day.date) newestDays.set(day.meterId, day.date);
       if (pending.length + all.length > perWrite) await flush();
       for (const reading of all) pending.push(reading);
     }
   }
   await flush();
+  // After the readings, so a day is never noted as delivered before it is stored.
+  await EsiidDays.of(deps.store).note(newestDays);
   await deps.onStep?.('stored', key);
   return { counts, parts };
 }
