@@ -105,7 +105,9 @@ describe('ReadingStore, packed blocks on DynamoDB Local', () => {
       [...expected.values()].sort((a, b) => key(a) - key(b)),
     );
   });
+});
 
+describe('ReadingStore, packed blocks under races and old items on DynamoDB Local', () => {
   it('loses and doubles nothing when 24 writers race on one packed block', async () => {
     const { store } = await freshStore(200);
     const base = day(DAY, 48, { revision: 10, originId: 'file-a' });
