@@ -1,13 +1,13 @@
 /**
- * Would a denser block encoding bring a 96-interval kWh day under 1 KB (1 write unit), and what
- * would it cost the write rules? Item sizes by DynamoDB's billing formula (lambdas/core/item-size.ts)
- * of the same day in today's layout (one list attribute per slot, interval-block.ts) and in a
- * packed layout (values as scaled integers in one binary attribute, presence and estimate flags
- * as bitmaps, revision and origin once per run), and the requests and write units each scenario
- * takes under the guards each layout can express. docs/performance.md draws the conclusion.
+ * The size of a 96-interval kWh day block in the store's two forms, by DynamoDB's billing formula
+ * (lambdas/core/item-size.ts): one list attribute per slot (small writes into an unpacked block)
+ * and the packed form whole-block writes produce (interval-block.ts packBlock: values as scaled
+ * int32 in one binary attribute, presence and estimate bitmaps, revision and origin once per run).
+ * The requests and write units per scenario are measured by bench/store.bench.ts on DynamoDB Local;
+ * docs/performance.md has the before/after.
  */
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
-import { encodeSlot, locate, originHash, originOf } from '../lambdas/core/interval-block.ts';
+import { encodeSlot, locate, originHash, originOf, PACKED, packBlock } from '../lambdas/core/interval-block.ts';
 import { itemSizeBytes, writeUnitsFor } from '../lambdas/core/item-size.ts';
 import { toReading, type Reading } from '../shared/reading.ts';
 
@@ -32,7 +32,7 @@ function day(meterId: string): Reading[] {
   );
 }
 
-/** The block item as today's layout stores it after one whole-day write. */
+/** The block item in the per-slot form (how every block was stored before the packed form). */
 function todaysItem(readings: Reading[]): Record<string, AttributeValue> {
   const { key, blockStart } = locate(readings[0]!, ZONE);
   const item: Record<string, AttributeValue> = {
@@ -49,14 +49,14 @@ function todaysItem(readings: Reading[]): Record<string, AttributeValue> {
   return item;
 }
 
-/**
- * The same day packed: `v` the values as int32 scaled by 10^`x` (kWh to the Wh), `p` and `e`
- * bitmaps of present and estimated slots, one run [first slot, revision, origin] in `r`.
- */
+/** The same day as the store packs it when written whole (interval-block.ts packBlock). */
 function packedItem(readings: Reading[]): Record<string, AttributeValue> {
   const { key, blockStart } = locate(readings[0]!, ZONE);
-  const values = Buffer.alloc(readings.length * 4);
-  readings.forEach((reading, i) => values.writeInt32BE(Math.round(reading.value * 1000), i * 4));
+  const slots = new Map(
+    readings.map((r) => [locate(r, ZONE).slot, { value: r.value, revision: r.revision, quality: r.quality, origin: originOf(r) }] as const),
+  );
+  const packed = packBlock(slots, 900);
+  if (!packed) throw new Error('the bench day does not pack exactly');
   return {
     pk: { S: key.pk },
     sk: { S: key.sk },
@@ -65,11 +65,7 @@ function packedItem(readings: Reading[]): Record<string, AttributeValue> {
     d: { N: '900' },
     ver: { N: '1' },
     ua: { N: '1764000000' },
-    x: { N: '3' },
-    v: { B: values },
-    p: { B: Buffer.alloc(12, 0xff) },
-    e: { B: Buffer.alloc(12) },
-    r: { L: [{ L: [{ N: '0' }, { N: String(readings[0]!.revision) }, { S: originOf(readings[0]!) }] }] },
+    [PACKED]: { B: packed },
   };
 }
 
@@ -87,21 +83,13 @@ export function encodingFigures(): EncodingFigures {
   return { todayBytes, packedBytes, todayUnits: writeUnitsFor(todayBytes), packedUnits: writeUnitsFor(packedBytes) };
 }
 
+/** The encoding's sizes; the store's requests and write units per scenario are measured in the store section (bench/store.bench.ts). */
 export function encodingLines(store: { wholeDay: number; hourly: number; single: number }): string[] {
   const f = encodingFigures();
-  // A packed block has no per-slot attributes, so no write can be guarded slot by slot: a write to
-  // an existing block learns it from a failed "new block" condition (billed by the returned item's
-  // size) and writes on its version. Whole days stay one request when new.
-  const fmt = (n: number) => n.toFixed(3);
+  const fmt = (n: number) => n.toFixed(4);
   return [
-    `A 96-interval kWh day (ESIID meter id, SMT file origin) by DynamoDB's size formula: today's layout ${f.todayBytes} B (${f.todayUnits} WU per whole-day write), packed ${f.packedBytes} B (${f.packedUnits} WU).`,
-    '',
-    '| scenario | today: requests / WU per reading (measured above) | packed: requests / WU per reading (by rule) |',
-    '| --- | ---: | ---: |',
-    `| whole-day delivery, new day | 0.010 / ${fmt(store.wholeDay)} | 0.010 / ${fmt(f.packedUnits / 96)} |`,
-    `| same day re-pulled (duplicates) | 0.010 / ${fmt(store.wholeDay)} | 0.010 / ${fmt(f.packedUnits / 96)} |`,
-    `| day re-delivered, later revision | 0.021 / ${fmt(store.wholeDay * 2)} | 0.021 / ${fmt((2 * f.packedUnits) / 96)} |`,
-    `| four readings per write into an existing block (hourly) | 0.250 / ${fmt(store.hourly)} | 0.500 / ${fmt((2 * 1) / 4)} |`,
-    `| one reading per write into an existing block | 1.000 / ${fmt(store.single)} | 2.000 / ${fmt(2)} |`,
+    `A 96-interval kWh day (ESIID meter id, SMT file origin) by DynamoDB's size formula: per-slot form ${f.todayBytes} B (${f.todayUnits} WU per whole-day write), packed form ${f.packedBytes} B (${f.packedUnits} WU).`,
+    `The store writes whole days packed and small writes into unpacked blocks per slot (docs/performance.md): measured above, whole-day delivery ${fmt(store.wholeDay)} WU per reading ` +
+      `(floor 1/96 = 0.0104), four readings per write ${fmt(store.hourly)}, one reading per write ${fmt(store.single)}.`,
   ];
 }

@@ -70,6 +70,12 @@ export async function runStoreBench(options: { meters?: number } = {}): Promise<
     const revised = Array.from({ length: meters }, (_, m) => meterDay(m, 1_773_200_000));
     figures.push(await measure('(a) day re-delivered, later revision (supersedes)', revised, dayStore, 16));
 
+    // Late corrections into days delivered whole (re-read hours): into a packed block each takes the
+    // version path (a failed condition, then the write), into a per-slot one a single request.
+    const corrections: IntervalReading[][] = [];
+    for (let h = 0; h < 24; h += 6) for (let m = 0; m < meters; m++) corrections.push(meterDay(m, 1_773_300_000).slice(h * 4, h * 4 + 4));
+    figures.push(await measure('(d) four readings per write into whole days (corrections)', corrections, dayStore, 16));
+
     const singleTables = await dynamo.freshTables();
     const singleStore = new ReadingStore({ client: dynamo.client, tableName: singleTables.readings, blockTimeZone: 'America/Chicago' });
     const singleMeters = Math.max(10, Math.floor(meters / 4));

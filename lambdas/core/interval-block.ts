@@ -14,6 +14,10 @@
  *        list [value, revision, origin hash] with a fourth element 1 when estimated. A list,
  *        not a map: names would cost 4 bytes a reading and push a 96-interval day past 3 KB.
  *   o_<hash> = the origin ("<source>:<originId>") the hash stands for, written once per origin
+ *   p  = the packed form (packBlock): every reading of the block in one binary attribute, values
+ *        as scaled int32, revision and origin once per run. A block holds either `p` or slot
+ *        attributes, never both: whole-block writes (a new day, a write guarded on the version)
+ *        pack it when every value fits exactly; small writes into an unpacked block stay per slot.
  *
  * A block holds one unit and one interval length, like an ESPI IntervalBlock: a reading in
  * another unit or resolution for the same meter, channel and day is reported as a conflict.
@@ -218,7 +222,7 @@ export function encodeSlot(reading: Reading): AttributeValue {
   return { L: slot };
 }
 
-/** A block item as read back (ALL_OLD on a failed condition, UPDATED_OLD, or a Query). */
+/** A block item as read back (ALL_OLD on a failed condition, UPDATED_OLD, a Query, or a Streams image). */
 export interface DecodedBlock extends BlockShape {
   pk: string;
   sk: string;
@@ -226,14 +230,40 @@ export interface DecodedBlock extends BlockShape {
   version: number;
   updatedAt?: number;
   slots: Map<string, StoredValue>;
+  /** Whether the block is in the packed form (attribute `p`) rather than one attribute per slot. */
+  packed: boolean;
+  /** The `o_<hash>` attributes the item holds (per-slot form). */
+  originNames: string[];
 }
 
 export function decodeBlock(item: Record<string, AttributeValue>): DecodedBlock {
   const unit = item.u?.S as Unit | undefined;
   const durationSeconds = item.d?.N === undefined ? undefined : Number(item.d.N);
+  const packed = item[PACKED]?.B;
+  const originNames: string[] = [];
+  const slots = packed === undefined ? slotsOf(item, unit, durationSeconds, originNames) : unpackBlock(bytesOf(packed), unit!, durationSeconds!);
+  return {
+    pk: item.pk?.S ?? '',
+    sk: item.sk?.S ?? '',
+    blockStart: Number(item.bs?.N ?? NaN),
+    unit,
+    durationSeconds,
+    version: Number(item.ver?.N ?? 0),
+    updatedAt: item.ua?.N === undefined ? undefined : Number(item.ua.N),
+    slots,
+    packed: packed !== undefined,
+    originNames,
+  };
+}
+
+/** The per-slot form's readings; collects the names of its origin attributes into `originNames`. */
+function slotsOf(item: Record<string, AttributeValue>, unit: Unit | undefined, durationSeconds: number | undefined, originNames: string[]) {
   const origins = new Map<string, string>();
   for (const [name, value] of Object.entries(item)) {
-    if (name.startsWith('o_') && value.S !== undefined) origins.set(name.slice(2), value.S);
+    if (name.startsWith('o_') && value.S !== undefined) {
+      origins.set(name.slice(2), value.S);
+      originNames.push(name);
+    }
   }
   const slots = new Map<string, StoredValue>();
   for (const [name, value] of Object.entries(item)) {
@@ -249,16 +279,142 @@ export function decodeBlock(item: Record<string, AttributeValue>): DecodedBlock 
       origin: hash === undefined ? undefined : origins.get(hash),
     });
   }
-  return {
-    pk: item.pk?.S ?? '',
-    sk: item.sk?.S ?? '',
-    blockStart: Number(item.bs?.N ?? NaN),
-    unit,
-    durationSeconds,
-    version: Number(item.ver?.N ?? 0),
-    updatedAt: item.ua?.N === undefined ? undefined : Number(item.ua.N),
-    slots,
-  };
+  return slots;
+}
+
+/** A binary attribute's bytes: a Uint8Array from the SDK, a base64 string in a Lambda event's Streams image. */
+function bytesOf(value: Uint8Array | string): Buffer {
+  return typeof value === 'string' ? Buffer.from(value, 'base64') : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+}
+
+/*
+ * The packed form, attribute `p` (binary, big-endian), for interval blocks whose slots lie on the
+ * grid of their interval length (slot offset = index × d):
+ *
+ *   u8 format (1) · u8 scale x · u16 grid length n · presence bitmap ⌈n/8⌉ B · estimated bitmap ⌈n/8⌉ B
+ *   int32 value × 10^x per present slot, in grid order
+ *   u8 origin count · per origin: u16 byte length + UTF-8 "<source>:<originId>"
+ *   u16 run count · per run: u16 first present slot (ordinal) · float64 revision · u8 origin index (255: none)
+ *
+ * A run is consecutive present slots sharing revision and origin: a whole-day delivery is one.
+ * x is the smallest scale (0-9) at which every value is an int32 that divides back to exactly the
+ * same number; when there is none (a value with more decimals, or beyond ±2^31 at that scale), or
+ * the block is a register block or off its grid, the block stays in the per-slot form: packing
+ * never rounds a value.
+ */
+export const PACKED = 'p';
+const PACKED_FORMAT = 1;
+const MAX_SCALE = 9;
+const INT32_MAX = 2 ** 31 - 1;
+const NO_ORIGIN = 255;
+const U16_MAX = 0xffff;
+
+/** What the packed form keeps of a reading. */
+export type PackableValue = Pick<StoredValue, 'value' | 'revision' | 'quality' | 'origin'>;
+
+/** The smallest x with every value = round(value × 10^x) / 10^x exactly, within int32; undefined when none. */
+function scaleFor(values: readonly number[]): number | undefined {
+  for (let x = 0; x <= MAX_SCALE; x++) {
+    const factor = 10 ** x;
+    const exact = values.every((value) => {
+      const scaled = Math.round(value * factor);
+      return Math.abs(scaled) <= INT32_MAX && scaled / factor === value;
+    });
+    if (exact) return x;
+  }
+  return undefined;
+}
+
+interface Run {
+  start: number;
+  revision: number;
+  origin: number;
+}
+
+/** The packed form of a block's readings (slot name → value), or undefined when it cannot hold them exactly. */
+export function packBlock(slots: ReadonlyMap<string, PackableValue>, durationSeconds: number): Buffer | undefined {
+  if (!(durationSeconds > 0) || slots.size === 0) return undefined;
+  const present: Array<[number, PackableValue]> = [];
+  for (const [slot, stored] of slots) {
+    const offset = Number(slot.slice(1));
+    if (!(offset >= 0) || offset % durationSeconds !== 0) return undefined;
+    present.push([offset / durationSeconds, stored]);
+  }
+  present.sort((a, b) => a[0] - b[0]);
+  const gridLength = present[present.length - 1]![0] + 1;
+  const scale = scaleFor(present.map(([, stored]) => stored.value));
+  if (gridLength > U16_MAX || scale === undefined) return undefined;
+
+  const origins = new Map<string, number>();
+  const runs: Run[] = [];
+  for (const [ordinal, [, stored]] of present.entries()) {
+    let origin = stored.origin === undefined ? NO_ORIGIN : origins.get(stored.origin);
+    if (origin === undefined) origins.set(stored.origin!, (origin = origins.size));
+    const last = runs[runs.length - 1];
+    if (!last || last.revision !== stored.revision || last.origin !== origin) runs.push({ start: ordinal, revision: stored.revision, origin });
+  }
+  const originBytes = [...origins.keys()].map((origin) => Buffer.from(origin, 'utf8'));
+  if (origins.size > NO_ORIGIN || originBytes.some((bytes) => bytes.length > U16_MAX)) return undefined;
+
+  const bitmapBytes = Math.ceil(gridLength / 8);
+  const size = 4 + 2 * bitmapBytes + 4 * present.length + 1 + originBytes.reduce((sum, bytes) => sum + 2 + bytes.length, 0) + 2 + 11 * runs.length;
+  const packed = Buffer.alloc(size);
+  packed.writeUInt8(PACKED_FORMAT, 0);
+  packed.writeUInt8(scale, 1);
+  packed.writeUInt16BE(gridLength, 2);
+  let at = 4 + 2 * bitmapBytes;
+  const factor = 10 ** scale;
+  for (const [index, stored] of present) {
+    packed[4 + (index >> 3)]! |= 1 << (index & 7);
+    if (stored.quality === 'estimated') packed[4 + bitmapBytes + (index >> 3)]! |= 1 << (index & 7);
+    at = packed.writeInt32BE(Math.round(stored.value * factor), at);
+  }
+  at = packed.writeUInt8(originBytes.length, at);
+  for (const bytes of originBytes) {
+    at = packed.writeUInt16BE(bytes.length, at);
+    at += bytes.copy(packed, at);
+  }
+  at = packed.writeUInt16BE(runs.length, at);
+  for (const run of runs) at = packed.writeUInt8(run.origin, packed.writeDoubleBE(run.revision, packed.writeUInt16BE(run.start, at)));
+  return packed;
+}
+
+/** The readings of a packed block, keyed by slot name like the per-slot form. */
+function unpackBlock(packed: Buffer, unit: Unit, durationSeconds: number): Map<string, StoredValue> {
+  if (packed[0] !== PACKED_FORMAT) throw new Error(`packed block format ${packed[0]} is not one this code reads`);
+  const factor = 10 ** packed[1]!;
+  const gridLength = packed.readUInt16BE(2);
+  const bitmapBytes = Math.ceil(gridLength / 8);
+  const isSet = (bitmap: number, index: number) => (packed[bitmap + (index >> 3)]! & (1 << (index & 7))) !== 0;
+  const indexes: number[] = [];
+  for (let index = 0; index < gridLength; index++) if (isSet(4, index)) indexes.push(index);
+  const valuesAt = 4 + 2 * bitmapBytes;
+  let at = valuesAt + 4 * indexes.length;
+  const origins: string[] = [];
+  for (let count = packed.readUInt8(at++); count > 0; count--) {
+    const length = packed.readUInt16BE(at);
+    origins.push(packed.toString('utf8', at + 2, at + 2 + length));
+    at += 2 + length;
+  }
+  const runs: Run[] = [];
+  for (let count = packed.readUInt16BE(at), next = at + 2; count > 0; count--, next += 11) {
+    runs.push({ start: packed.readUInt16BE(next), revision: packed.readDoubleBE(next + 2), origin: packed.readUInt8(next + 10) });
+  }
+  const slots = new Map<string, StoredValue>();
+  let run = 0;
+  indexes.forEach((index, ordinal) => {
+    while (run + 1 < runs.length && runs[run + 1]!.start <= ordinal) run += 1;
+    const { revision, origin } = runs[run]!;
+    slots.set(`s${index * durationSeconds}`, {
+      value: packed.readInt32BE(valuesAt + 4 * ordinal) / factor,
+      revision,
+      quality: isSet(4 + bitmapBytes, index) ? 'estimated' : 'actual',
+      unit,
+      durationSeconds,
+      origin: origin === NO_ORIGIN ? undefined : origins[origin],
+    });
+  });
+  return slots;
 }
 
 export function isSlotName(name: string): boolean {
@@ -288,6 +444,16 @@ export function initialGuard(writes: PendingWrite[]): Guard {
   return writes.length <= MAX_SLOT_GUARDS ? { kind: 'slots' } : { kind: 'new-block' };
 }
 
+/**
+ * The form a write leaves the block in. `slots` (the default) sets one attribute per reading;
+ * `packed` sets `p` to the whole block (packBlock). Either may remove the other form's attributes:
+ * only a write that holds the whole block (new, or guarded on the version of an image it read) does.
+ */
+export type BlockForm = { kind: 'slots'; remove?: string[] } | { kind: 'packed'; bytes: Uint8Array; remove: string[] };
+
+/** Attributes one write may remove (each a placeholder in a 4 KB expression); a block with more stays per slot. */
+const MAX_REMOVED = 400;
+
 export interface UpdateRequestParts {
   UpdateExpression: string;
   ConditionExpression: string;
@@ -296,7 +462,12 @@ export interface UpdateRequestParts {
 }
 
 /** Builds one UpdateItem for a set of readings in the same block (slots must be distinct). */
-export function buildBlockUpdate(writes: PendingWrite[], guard: Guard, context: { blockStart: number; now: number }): UpdateRequestParts {
+export function buildBlockUpdate(
+  writes: PendingWrite[],
+  guard: Guard,
+  context: { blockStart: number; now: number },
+  form: BlockForm = { kind: 'slots' },
+): UpdateRequestParts {
   // Rounds share one unit and interval length (roundsOfDistinctSlots), so the first reading speaks for all.
   const shapeOf = writes[0]!.reading;
   const names: Record<string, string> = { '#bs': 'bs', '#u': 'u', '#d': 'd', '#ver': 'ver', '#ua': 'ua' };
@@ -309,17 +480,14 @@ export function buildBlockUpdate(writes: PendingWrite[], guard: Guard, context: 
   };
   const sets = ['#bs = if_not_exists(#bs, :bs)', '#u = if_not_exists(#u, :u)', '#d = if_not_exists(#d, :d)', '#ua = :ua'];
 
-  const origins = new Map<string, string>();
-  writes.forEach(({ reading, slot }, index) => {
-    sets.push(`${slot} = :s${index}`);
-    values[`:s${index}`] = encodeSlot(reading);
-    const origin = originOf(reading);
-    origins.set(originHash(origin), origin);
-  });
-  [...origins].forEach(([hash, origin], index) => {
-    names[`#o${index}`] = `o_${hash}`;
-    values[`:o${index}`] = { S: origin };
-    sets.push(`#o${index} = if_not_exists(#o${index}, :o${index})`);
+  if (form.kind === 'packed') {
+    names['#p'] = PACKED;
+    values[':p'] = { B: form.bytes };
+    sets.push('#p = :p');
+  } else setSlots(writes, sets, names, values);
+  const removes = (form.remove ?? []).map((name, index) => {
+    names[`#x${index}`] = name;
+    return `#x${index}`;
   });
 
   const conditions = ['(attribute_not_exists(#u) OR #u = :u)', '(attribute_not_exists(#d) OR #d = :d)'];
@@ -329,6 +497,9 @@ export function buildBlockUpdate(writes: PendingWrite[], guard: Guard, context: 
     values[':ver'] = { N: String(guard.version) };
   }
   if (guard.kind === 'slots') {
+    // A packed block cannot be compared slot by slot: the write fails and takes the version path.
+    names['#p'] = PACKED;
+    conditions.push('attribute_not_exists(#p)');
     const revisionPlaceholders = new Map<number, string>();
     for (const { reading, slot } of writes) {
       let placeholder = revisionPlaceholders.get(reading.revision);
@@ -346,7 +517,7 @@ export function buildBlockUpdate(writes: PendingWrite[], guard: Guard, context: 
   }
 
   const parts = {
-    UpdateExpression: `SET ${sets.join(', ')} ADD #ver :one`,
+    UpdateExpression: `SET ${sets.join(', ')}${removes.length > 0 ? ` REMOVE ${removes.join(', ')}` : ''} ADD #ver :one`,
     ConditionExpression: conditions.join(' AND '),
     ExpressionAttributeNames: names,
     ExpressionAttributeValues: values,
@@ -355,6 +526,67 @@ export function buildBlockUpdate(writes: PendingWrite[], guard: Guard, context: 
   // per placeholder) cost more than the rest of a 96-slot request's encoding, so it stays as a
   // safety net on small requests only.
   return writes.length <= MAX_SLOT_GUARDS ? withoutUnusedPlaceholders(parts) : parts;
+}
+
+/** Sets one attribute per reading, and each origin's attribute once. */
+function setSlots(writes: PendingWrite[], sets: string[], names: Record<string, string>, values: Record<string, AttributeValue>): void {
+  const origins = new Map<string, string>();
+  writes.forEach(({ reading, slot }, index) => {
+    sets.push(`${slot} = :s${index}`);
+    values[`:s${index}`] = encodeSlot(reading);
+    const origin = originOf(reading);
+    origins.set(originHash(origin), origin);
+  });
+  [...origins].forEach(([hash, origin], index) => {
+    names[`#o${index}`] = `o_${hash}`;
+    values[`:o${index}`] = { S: origin };
+    sets.push(`#o${index} = if_not_exists(#o${index}, :o${index})`);
+  });
+}
+
+/**
+ * The request for one attempt at writing `pending` into a block. A whole-block write packs the
+ * block when every value fits exactly (packBlock): a new block from a large write (`wholeBlock`:
+ * more readings than per-slot guards), or a write guarded on the version of the `image` it was
+ * classified against, when the write is whole-block or the block is already packed. Such a write
+ * holds the whole block, so it can rewrite it: the packed form replaces the slot attributes, and a
+ * packed block whose merged readings no longer pack exactly is written back slot by slot (never
+ * rounded). Any other write sets its slots as before.
+ */
+export function planBlockWrite(
+  pending: PendingWrite[],
+  guard: Guard,
+  image: DecodedBlock | undefined,
+  context: { blockStart: number; now: number; wholeBlock: boolean },
+): UpdateRequestParts {
+  const durationSeconds = durationOf(pending[0]!.reading);
+  if (guard.kind === 'new-block' && context.wholeBlock) {
+    const bytes = packBlock(new Map(pending.map(({ reading, slot }) => [slot, packableOf(reading)])), durationSeconds);
+    if (bytes) return buildBlockUpdate(pending, guard, context, { kind: 'packed', bytes, remove: [] });
+  }
+  if (guard.kind === 'version' && image && (image.packed || context.wholeBlock)) {
+    const merged = new Map<string, PackableValue>(image.slots);
+    for (const { reading, slot } of pending) merged.set(slot, packableOf(reading));
+    const bytes = packBlock(merged, durationSeconds);
+    const remove = image.packed ? [] : [...image.slots.keys(), ...image.originNames];
+    if (bytes && remove.length <= MAX_REMOVED) return buildBlockUpdate(pending, guard, context, { kind: 'packed', bytes, remove });
+    if (image.packed) return buildBlockUpdate(unpacked(pending, image), guard, context, { kind: 'slots', remove: [PACKED] });
+  }
+  return buildBlockUpdate(pending, guard, context);
+}
+
+function packableOf(reading: Reading): PackableValue {
+  return { value: reading.value, revision: reading.revision, quality: reading.quality, origin: originOf(reading) };
+}
+
+/** Every reading of a packed block with `pending` written over it, as per-slot writes. */
+function unpacked(pending: PendingWrite[], image: DecodedBlock): PendingWrite[] {
+  const { meterId, channel } = pending[0]!.reading;
+  const written = new Set(pending.map(({ slot }) => slot));
+  const kept = [...image.slots]
+    .filter(([slot]) => !written.has(slot))
+    .map(([slot, stored]) => ({ slot, reading: slotToReading(meterId, channel, image, slot, stored) }));
+  return [...kept, ...pending];
 }
 
 /**

@@ -10,11 +10,16 @@
  *   A: UpdateItem(slot absent or older)      -> succeeds: stored
  *   B: UpdateItem(slot absent or older)      -> condition fails, ALL_OLD shows A's slot
  *   B: same revision, same value             -> duplicate (nothing written)
+ *
+ * Whole-block writes (a new day, a write on the version) store the block packed when its values
+ * fit exactly (interval-block.ts packBlock): a 96-interval kWh day is then one write unit instead
+ * of three. A small write's per-slot condition also requires the block not to be packed, so a
+ * small write into a packed block fails, is classified against the returned image like any
+ * other, and rewrites the block on its version: the same rules, one request more.
  */
 import { ConditionalCheckFailedException, QueryCommand, UpdateItemCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { mapWithConcurrency } from '../../shared/concurrency.ts';
 import {
-  buildBlockUpdate,
   classify,
   decodeBlock,
   durationOf,
@@ -22,12 +27,14 @@ import {
   locate,
   originOf,
   partitionKey,
+  planBlockWrite,
   roundsOfDistinctSlots,
   shapeMismatch,
   slotToReading,
   WRITE_STATUSES,
   type BlockKey,
   type BlockShape,
+  type DecodedBlock,
   type Guard,
   type PendingWrite,
   type StoredValue,
@@ -190,11 +197,14 @@ export class ReadingStore {
     const outcomes = new Map<number, WriteOutcome>();
     let pending = round;
     let guard: Guard = initialGuard(pending);
+    const wholeBlock = guard.kind === 'new-block';
+    /** The block as the last failed condition returned it: exactly what a version-guarded write replaces. */
+    let image: DecodedBlock | undefined;
     let requests = 0;
     let writeUnits = 0;
 
     for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
-      const parts = buildBlockUpdate(pending, guard, { blockStart, now: Math.floor(this.clock().getTime() / 1000) });
+      const parts = planBlockWrite(pending, guard, image, { blockStart, now: Math.floor(this.clock().getTime() / 1000), wholeBlock });
       requests += 1;
       try {
         const response = await this.client.send(
@@ -208,7 +218,8 @@ export class ReadingStore {
           }),
         );
         writeUnits += response.ConsumedCapacity?.CapacityUnits ?? 0;
-        const before = decodeBlock(response.Attributes ?? {});
+        // On the version the block was the image classified against; a new block held nothing.
+        const before = guard.kind === 'version' && image ? image : decodeBlock(response.Attributes ?? {});
         for (const write of pending) {
           const replaced = before.slots.get(write.slot);
           outcomes.set(
@@ -224,9 +235,10 @@ export class ReadingStore {
         if (!item) {
           // The block vanished between attempts (deleted by an operator): write it afresh.
           guard = { kind: 'new-block' };
+          image = undefined;
           continue;
         }
-        const block = decodeBlock(item);
+        const block = (image = decodeBlock(item));
         const stillToWrite: typeof pending = [];
         for (const write of pending) {
           const existing = block.slots.get(write.slot);
