@@ -634,7 +634,9 @@ async function smtMissingDaysScenario(
     JSON.stringify(outcome) === JSON.stringify({ newestDay: '2026-11-23', missing: 1, reporting: 1 }),
     `smt missing days: outcome ${JSON.stringify(outcome)}`,
   );
-  check(run.stdout.includes(`${stopped} last 2026-11-21`), `smt missing days: the log does not name ${stopped}: ${run.stdout.slice(-800)}`);
+  // Warnings go to stderr, as on Lambda (both streams land in the function's log group).
+  const logged = run.stdout + run.stderr;
+  check(logged.includes(`${stopped} last 2026-11-21`), `smt missing days: the log does not name ${stopped}: ${logged.slice(-800)}`);
   const total = await metricTotal('SmtMissingEsiidDays', stageName, 'smt');
   check(total === 1, `smt missing days: SmtMissingEsiidDays read back from CloudWatch = ${total}`);
 }
