@@ -8,7 +8,8 @@
  *
  * BENCH_ASSEMBLY=<cdk.out> reuses a synthesized assembly (synth takes a minute); BENCH_FLOOR_SCALE
  * (default 1) scales the events for quick iteration; BENCH_CPU_PROF=<dir> writes a --cpu-prof
- * profile of each worker there; BENCH_FLOOR_ONLY=<prefix> runs only the sources whose "source shape" starts with it.
+ * profile of each worker there; BENCH_FLOOR_ONLY=<prefix> runs only the sources whose "source shape" starts with it;
+ * BENCH_FLOOR_SIDE=handler|floor measures (and profiles) that side alone, to see where its own time goes.
  */
 import { spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
@@ -176,6 +177,7 @@ async function runWorker(run: SourceRun, taskDir: string, endpoint: string, work
       rounds: run.rounds,
       warmup: 1,
       table: 'bench-floor',
+      ...(process.env.BENCH_FLOOR_SIDE ? { only: process.env.BENCH_FLOOR_SIDE } : {}),
     }),
   );
   const endpoints = {
