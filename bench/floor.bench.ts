@@ -8,7 +8,9 @@
  *
  * BENCH_ASSEMBLY=<cdk.out> reuses a synthesized assembly (synth takes a minute); BENCH_FLOOR_SCALE
  * (default 1) scales the events for quick iteration; BENCH_CPU_PROF=<dir> writes a --cpu-prof
- * profile of each worker there; BENCH_FLOOR_ONLY=<prefix> runs only the sources whose "source shape" starts with it.
+ * profile of each worker there; BENCH_FLOOR_ONLY=<prefix> runs only the sources whose "source shape" starts with it;
+ * BENCH_FLOOR_SIDE=handler|floor measures (and profiles) that side alone, to see where its own time goes;
+ * BENCH_FLOOR_SHAPE=slots also measures a floor writing each block in the store's per-slot layout (what the encoding costs).
  */
 import { spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
@@ -35,6 +37,8 @@ export interface FloorFigure {
   readings: number;
   handlerMicrosPerReading: number;
   floorMicrosPerReading: number;
+  /** With BENCH_FLOOR_SHAPE=slots: the floor writing each block in the store's per-slot layout, same events, same process. */
+  slotsFloorMicrosPerReading?: number;
   /** The goal, as a multiple of the floor. */
   goal: number;
 }
@@ -176,6 +180,8 @@ async function runWorker(run: SourceRun, taskDir: string, endpoint: string, work
       rounds: run.rounds,
       warmup: 1,
       table: 'bench-floor',
+      ...(process.env.BENCH_FLOOR_SIDE ? { only: process.env.BENCH_FLOOR_SIDE } : {}),
+      ...(process.env.BENCH_FLOOR_SHAPE ? { floorShape: process.env.BENCH_FLOOR_SHAPE } : {}),
     }),
   );
   const endpoints = {
@@ -203,13 +209,19 @@ async function runWorker(run: SourceRun, taskDir: string, endpoint: string, work
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
   if (code !== 0) throw new Error(`floor worker for ${run.source} (${run.shape}) exited with ${code}: ${stderr.slice(-2000)}`);
-  const result = JSON.parse(await readFile(resultFile, 'utf8')) as { handlerMicros: number; floorMicros: number; readings: number };
+  const result = JSON.parse(await readFile(resultFile, 'utf8')) as {
+    handlerMicros: number;
+    floorMicros: number;
+    slotsFloorMicros: number;
+    readings: number;
+  };
   return {
     source: run.source,
     shape: run.shape,
     readings: result.readings,
     handlerMicrosPerReading: result.handlerMicros / result.readings,
     floorMicrosPerReading: result.floorMicros / result.readings,
+    ...(process.env.BENCH_FLOOR_SHAPE === 'slots' ? { slotsFloorMicrosPerReading: result.slotsFloorMicros / result.readings } : {}),
     goal: run.goal,
   };
 }

@@ -230,6 +230,14 @@ function checkTimeline(reading: Reading, options: ValidationOptions): string[] {
   return reasons;
 }
 
+/**
+ * Where a reading is, as refusals name it: meter, channel and identity instant. Built only for a
+ * reading that is refused (an ISO string per reading checked cost more than the checks).
+ */
+export function whereOf(reading: Reading): string {
+  return `${reading.meterId} ${reading.channel} ${identityInstant(reading).toISOString()}`;
+}
+
 /** At most this many problems of one unit of work are named; the rest are counted. */
 const MAX_UNIT_PROBLEMS = 5;
 
@@ -241,10 +249,17 @@ const MAX_UNIT_PROBLEMS = 5;
  */
 export function unitOfWorkProblems(readings: readonly Reading[]): string[] {
   const series = new Map<string, Reading[]>();
+  // Readings of one series come in runs (a block's values): one lookup per run.
+  let previousOfRun: Reading | undefined;
+  let list: Reading[] = [];
   for (const reading of readings) {
-    const key = `${reading.meterId}\u0000${reading.channel}`;
-    let list = series.get(key);
-    if (!list) series.set(key, (list = []));
+    if (previousOfRun === undefined || previousOfRun.meterId !== reading.meterId || previousOfRun.channel !== reading.channel) {
+      const key = `${reading.meterId}\u0000${reading.channel}`;
+      const known = series.get(key);
+      if (known) list = known;
+      else series.set(key, (list = []));
+      previousOfRun = reading;
+    }
     list.push(reading);
   }
   const problems: string[] = [];
@@ -259,12 +274,11 @@ export function unitOfWorkProblems(readings: readonly Reading[]): string[] {
     let previous: Reading | undefined;
     for (const reading of list) {
       const at = identityInstant(reading).getTime();
-      const where = `${reading.meterId} ${reading.channel} ${identityInstant(reading).toISOString()}`;
       if (previous !== undefined && identityInstant(previous).getTime() === at) {
-        report(`${where}: the same reading twice (values ${previous.value} and ${reading.value})`);
+        report(`${whereOf(reading)}: the same reading twice (values ${previous.value} and ${reading.value})`);
       } else if (at < coveredUntil) {
         report(
-          `${where}: lies inside an earlier interval of the same meter and channel (which ends ${new Date(coveredUntil).toISOString()}); overlapping intervals would count twice`,
+          `${whereOf(reading)}: lies inside an earlier interval of the same meter and channel (which ends ${new Date(coveredUntil).toISOString()}); overlapping intervals would count twice`,
         );
       }
       if (reading.kind === 'interval') coveredUntil = Math.max(coveredUntil, reading.end.getTime());

@@ -225,16 +225,23 @@ export function decodeTelemetry(payload: Uint8Array, options: DecodeOptions): De
     }
     const first = Date.parse(block.start);
     const stepMs = block.intervalSeconds * 1000;
+    // The end of one interval is the start of the next: one Date for both (readings are never mutated).
+    let previousEnd: Date | undefined;
     block.values.forEach((value, i) => {
-      if (value === null) return; // a missing interval: nothing to store
-      const start = new Date(first + i * stepMs);
+      if (value === null) {
+        previousEnd = undefined;
+        return; // a missing interval: nothing to store
+      }
+      const start = previousEnd ?? new Date(first + i * stepMs);
+      const end = new Date(start.getTime() + stepMs);
+      previousEnd = end;
       candidates.push(
         blockValue({
           kind: 'interval',
           meterId: block.meterId,
           channel: block.channel,
           start,
-          end: new Date(start.getTime() + stepMs),
+          end,
           value,
           unit: block.unit,
           quality: block.quality?.[i] ?? 'actual',

@@ -28,7 +28,7 @@
 import { createHash } from 'node:crypto';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import { withoutUnusedPlaceholders } from './expressions.ts';
-import { identityInstant, type Quality, type Reading, type Source, type Unit } from '../../shared/reading.ts';
+import { identityInstant, whereOf, type Quality, type Reading, type Source, type Unit } from '../../shared/reading.ts';
 import { addDays, localDate, startOfLocalDay, utcOffsetMs } from './time.ts';
 
 export interface BlockKey {
@@ -62,10 +62,10 @@ function localDayOf(instantMs: number, blockTimeZone: string): { day: string; st
   let days = knownDays.get(blockTimeZone);
   if (!days) knownDays.set(blockTimeZone, (days = new Map()));
   // Days keyed by the UTC day their start falls in, and the one before: a local day starts within 14 h of UTC midnight.
+  // Checked one by one, not as an array of the three: this runs twice for every reading stored.
   const utcDay = Math.floor(instantMs / DAY_MS);
-  for (const candidate of [days.get(utcDay), days.get(utcDay - 1), days.get(utcDay + 1)]) {
-    if (candidate && instantMs >= candidate.startMs && instantMs < candidate.endMs) return candidate;
-  }
+  const known = knownDayAt(days, utcDay, instantMs) ?? knownDayAt(days, utcDay - 1, instantMs) ?? knownDayAt(days, utcDay + 1, instantMs);
+  if (known) return known;
   const day = localDate(new Date(instantMs), blockTimeZone);
   const startMs = startOfLocalDay(day, blockTimeZone).getTime();
   const endMs = startMs + DAY_MS;
@@ -79,13 +79,25 @@ function localDayOf(instantMs: number, blockTimeZone: string): { day: string; st
   return { day, startMs };
 }
 
+function knownDayAt(days: Map<number, LocalDay>, utcDay: number, instantMs: number): LocalDay | undefined {
+  const candidate = days.get(utcDay);
+  return candidate && instantMs >= candidate.startMs && instantMs < candidate.endMs ? candidate : undefined;
+}
+
 /** The block a reading belongs to and its slot in it. Depends on the identity only. */
 export function locate(reading: Reading, blockTimeZone: string): { key: BlockKey; blockStart: number; slot: string } {
   const instantMs = identityInstant(reading).getTime();
   const { day, startMs } = localDayOf(instantMs, blockTimeZone);
   const blockStart = startMs / 1000;
   const offset = instantMs / 1000 - blockStart;
-  return { key: { pk: partitionKey(reading.meterId, reading.channel), sk: day }, blockStart, slot: `s${offset}` };
+  return { key: { pk: seriesKey(reading.meterId, reading.channel), sk: day }, blockStart, slot: `s${offset}` };
+}
+
+/** partitionKey of the last series located, kept: a block's readings share theirs, and locate runs twice a reading. */
+let lastSeries = { meterId: '', channel: '', pk: partitionKey('', '') };
+function seriesKey(meterId: string, channel: string): string {
+  if (meterId !== lastSeries.meterId || channel !== lastSeries.channel) lastSeries = { meterId, channel, pk: partitionKey(meterId, channel) };
+  return lastSeries.pk;
 }
 
 /**
@@ -105,9 +117,9 @@ export function gridProblems(readings: readonly Reading[], blockTimeZone: string
   };
   const shapes = new Map<string, Reading>();
   const dayEnds = new Map<string, number>();
+  let run: { pk: string; sk: string; first: Reading; shape: BlockShape } | undefined;
   for (const reading of readings) {
     const { key, slot } = locate(reading, blockTimeZone);
-    const where = `${reading.meterId} ${reading.channel} ${identityInstant(reading).toISOString()}`;
     if (reading.kind === 'interval') {
       const duration = durationOf(reading);
       const offset = Number(slot.slice(1));
@@ -115,18 +127,22 @@ export function gridProblems(readings: readonly Reading[], blockTimeZone: string
       if (dayEnd === undefined) dayEnds.set(key.sk, (dayEnd = startOfLocalDay(addDays(key.sk, 1), blockTimeZone).getTime()));
       if (offset % duration !== 0) {
         report(
-          `${where}: a ${duration} s interval ${offset % duration} s off its day's grid (intervals start a whole number of intervals after local midnight in ${blockTimeZone}); it would overlap its neighbours`,
+          `${whereOf(reading)}: a ${duration} s interval ${offset % duration} s off its day's grid (intervals start a whole number of intervals after local midnight in ${blockTimeZone}); it would overlap its neighbours`,
         );
       } else if (reading.end.getTime() > dayEnd) {
-        report(`${where}: the ${duration} s interval runs past the end of its day ${key.sk} in ${blockTimeZone}`);
+        report(`${whereOf(reading)}: the ${duration} s interval runs past the end of its day ${key.sk} in ${blockTimeZone}`);
       }
     }
-    const id = `${key.pk}\u0000${key.sk}`;
-    const first = shapes.get(id);
-    if (first === undefined) shapes.set(id, reading);
-    else {
-      const mismatch = shapeMismatch(reading, { unit: first.unit, durationSeconds: durationOf(first) });
-      if (mismatch !== undefined) report(`${where}: ${mismatch} in the same message (day ${key.sk})`);
+    // A block's readings come in runs (a block message's values): its first reading is looked up once per run.
+    if (run === undefined || run.pk !== key.pk || run.sk !== key.sk) {
+      const id = `${key.pk}\u0000${key.sk}`;
+      let first = shapes.get(id);
+      if (first === undefined) shapes.set(id, (first = reading));
+      run = { pk: key.pk, sk: key.sk, first, shape: { unit: first.unit, durationSeconds: durationOf(first) } };
+    }
+    if (reading !== run.first) {
+      const mismatch = shapeMismatch(reading, run.shape);
+      if (mismatch !== undefined) report(`${whereOf(reading)}: ${mismatch} in the same message (day ${key.sk})`);
     }
   }
   if (more > 0) problems.push(`and ${more} more`);

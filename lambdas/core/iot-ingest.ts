@@ -24,6 +24,14 @@ import { METRIC_CATALOG, READING_STATUS_METRIC } from './metric-catalog.ts';
 /** Skew at which a message's gateway is named in the log (the alarm's threshold: the metric has no gateway dimension). */
 const GATEWAY_CLOCK_AHEAD_WARN_SECONDS = METRIC_CATALOG.GatewayClockSkew.alarm.threshold;
 
+/**
+ * Messages of a batch processed at once. Each message writes up to the store's concurrency (16)
+ * blocks at once, so this bounds the batch's requests in flight: 3 x 16 = 48, within the SDK's
+ * pool of 50 sockets per client. At 10 (160 in flight) the requests past 50 only queued in the
+ * pool, and a batch of day blocks cost ~1.4x the CPU it costs at 1 or 3 (docs/performance.md).
+ */
+export const DEFAULT_MESSAGE_CONCURRENCY = 3;
+
 /** Where messages that can never succeed go, with the reason, for an operator to inspect or redrive. */
 export interface RejectSink {
   reject(body: string, reason: string): Promise<void>;
@@ -59,7 +67,7 @@ export interface IotIngestDependencies {
   log: Log;
   /** @default () => new Date() */
   clock?: () => Date;
-  /** Messages processed at once within a batch. @default 10 */
+  /** Messages processed at once within a batch. @default DEFAULT_MESSAGE_CONCURRENCY */
   concurrency?: number;
 }
 
@@ -107,7 +115,7 @@ export function parseEnvelope(body: string): Envelope | { error: string } {
 export async function ingestBatch(event: SQSEvent, deps: IotIngestDependencies): Promise<SQSBatchResponse & { outcomes: MessageOutcome[] }> {
   // One record's surprise must not fail its neighbours: it alone is retried (and dead-lettered
   // by SQS after maxReceiveCount), the rest of the batch is done.
-  const outcomes = await mapWithConcurrency(event.Records, deps.concurrency ?? 10, (record) =>
+  const outcomes = await mapWithConcurrency(event.Records, deps.concurrency ?? DEFAULT_MESSAGE_CONCURRENCY, (record) =>
     ingestRecord(record, deps).catch((error: unknown): MessageOutcome => {
       deps.log.error('message failed unexpectedly; it will be retried', { messageId: record.messageId, error: preview(String(error), 500) });
       deps.metrics.count('IngestErrors');

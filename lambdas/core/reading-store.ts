@@ -128,13 +128,18 @@ export class ReadingStore {
 
   /** Writes validated readings; one conditional write per block touched (more only on races or repeats). */
   async write(readings: readonly Reading[]): Promise<WriteReport> {
-    const blocks = new Map<string, { key: BlockKey; blockStart: number; writes: Array<PendingWrite & { index: number }> }>();
+    type Block = { key: BlockKey; blockStart: number; writes: Array<PendingWrite & { index: number }> };
+    const blocks = new Map<string, Block>();
+    // A block's readings come in runs (a block message's values, a file's day): one lookup per run.
+    let run: Block | undefined;
     readings.forEach((reading, index) => {
       const { key, blockStart, slot } = locate(reading, this.blockTimeZone);
-      const id = `${key.pk}\u0000${key.sk}`;
-      let block = blocks.get(id);
-      if (!block) blocks.set(id, (block = { key, blockStart, writes: [] }));
-      block.writes.push({ reading, slot, index });
+      if (run === undefined || run.key.pk !== key.pk || run.key.sk !== key.sk) {
+        const id = `${key.pk}\u0000${key.sk}`;
+        run = blocks.get(id);
+        if (!run) blocks.set(id, (run = { key, blockStart, writes: [] }));
+      }
+      run.writes.push({ reading, slot, index });
     });
 
     const outcomes = new Array<WriteOutcome>(readings.length);
