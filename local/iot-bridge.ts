@@ -8,9 +8,15 @@
  *   SELECT encode(*, 'base64') AS payload, topic() AS topic, timestamp() AS receivedAt
  *   FROM 'gateways/+/telemetry'
  * with an SQS action, so the ingest handler receives the same bodies locally and in AWS.
+ *
+ * Gateway events (rotation notices, status reports) take the fleet rule instead (lib/gateway-fleet.ts:
+ * the same SQL plus `principal()`, a Lambda action): fleetRuleAction hands them to the fleet
+ * function's core, as its Lambda entry does.
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import { handleGatewayEvent, type FleetDeps, type GatewayEventOutcome, type GatewayEventRecord } from '../lambdas/core/gateway-fleet.ts';
+import type { Metrics } from '../lambdas/core/metrics.ts';
 import { withoutBasicIngestPrefix } from '../shared/telemetry.ts';
 
 /** The part of an accepted publish the rule uses (a `LocalIotPublish` fits). */
@@ -363,4 +369,36 @@ function failedIds(response: SQSBatchResponse | undefined | null, event: SQSEven
     failed.add(failure.itemIdentifier);
   }
   return failed;
+}
+
+/** The event the fleet rule's SQL makes of a publish (`principal()` = the id of the certificate it came over). */
+export function toFleetRuleRecord(publish: RulePublish & { certificateId: string }): GatewayEventRecord {
+  return {
+    payload: publish.payload.toString('base64'),
+    topic: withoutBasicIngestPrefix(publish.topic),
+    principal: publish.certificateId,
+    receivedAt: publish.receivedAt,
+  };
+}
+
+/**
+ * The fleet rule's Lambda action on the fleet core (lambdas/core/gateway-fleet.ts), one invocation
+ * per event with a metrics buffer of its own flushed at the end (as the Lambda's middleware does).
+ * Invoked asynchronously, as IoT does: the PUBACK does not wait for it.
+ */
+export function fleetRuleAction(
+  deps: Omit<FleetDeps, 'metrics'> & { metrics(): Metrics; onOutcome?(outcome: GatewayEventOutcome): void },
+): (publish: RulePublish & { certificateId: string }) => void {
+  return (publish) => {
+    const metrics = deps.metrics();
+    void handleGatewayEvent(toFleetRuleRecord(publish), { iot: deps.iot, policyName: deps.policyName, log: deps.log, metrics })
+      .then(
+        (outcome) => deps.onOutcome?.(outcome),
+        (error: unknown) => {
+          deps.log.error('fleet function failed', { topic: publish.topic, error: String(error) });
+          deps.onOutcome?.({ kind: 'refused', reason: `threw: ${String(error)}` });
+        },
+      )
+      .finally(() => metrics.flush());
+  };
 }

@@ -38,9 +38,17 @@ export interface LocalSource {
   quiesce(): Promise<void>;
   /** True once everything produced has been handed to the pipeline and processed. */
   drained(): Promise<boolean>;
+  /** Outcomes besides the readings, checked before the stop while the platform runs (e.g. a forced certificate rotation). */
+  checks?(): Promise<SourceCheck[]>;
   /** Lines telling an outside client how to join (mosquitto_pub, curl); printed at start. */
   joinHints(): string[];
   stop(): Promise<void>;
+}
+
+/** One outcome a source checks for the summary: its verdict and its summary lines. */
+export interface SourceCheck {
+  ok: boolean;
+  lines: string[];
 }
 
 export type SourceFactory = (platform: LocalPlatform) => Promise<LocalSource>;
@@ -219,6 +227,10 @@ async function summarize(
     const parts = await verifyParts(platform.store, source, tally);
     summary.ok &&= parts.ok;
     summary.lines.push(...parts.lines);
+    for (const check of (await source.checks?.()) ?? []) {
+      summary.ok &&= check.ok;
+      summary.lines.push(...check.lines);
+    }
     for (const lost of report.lost.slice(0, 5))
       summary.lines.push(`       lost: ${lost.meterId} ${lost.channel} ${lost.at.toISOString()} = ${lost.value}`);
   }
@@ -226,7 +238,9 @@ async function summarize(
   if (platform.iotDeadLetters.length)
     summary.lines.push(`  IoT dead-letter queue: ${platform.iotDeadLetters.length} message(s), first reason: ${platform.iotDeadLetters[0]!.reason}`);
   summary.lines.push(
-    summary.ok ? 'Every simulated reading was stored exactly once.' : 'Some simulated readings were lost, doubled or not drained (see above).',
+    summary.ok
+      ? 'Every simulated reading was stored exactly once.'
+      : 'Some simulated readings were lost, doubled or not drained, or a check failed (see above).',
     '',
   );
   return summary;

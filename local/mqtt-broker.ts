@@ -54,6 +54,7 @@ import { once } from 'node:events';
 import type { AddressInfo, Socket } from 'node:net';
 import tls from 'node:tls';
 import { Aedes, type AuthenticateError, type Client, type PublishPacket } from 'aedes';
+import { connect } from 'mqtt';
 import { CsrError } from '../shared/csr.ts';
 import { silentLog, type Log } from '../shared/log.ts';
 import {
@@ -409,4 +410,45 @@ function certificateCommonName(client: Client): string | undefined {
   const cn = conn.getPeerCertificate().subject?.CN;
   // A certificate with several CN attributes is ambiguous: treat it as having none.
   return typeof cn === 'string' ? cn : undefined;
+}
+
+/**
+ * One CONNECT with a certificate and key, as a device makes it: 'connected' on a CONNACK that
+ * accepts, or the refusal as the client saw it (CONNACK return code, TLS or socket error). The
+ * connection is closed again at once. Local mode's summary and the tests ask it whether a retired
+ * certificate is really refused.
+ */
+export async function tryConnect(options: {
+  port: number;
+  caPath: string;
+  certPath: string;
+  keyPath: string;
+  clientId: string;
+  timeoutMs?: number;
+}): Promise<{ connected: true } | { connected: false; error: string }> {
+  const [ca, cert, key] = await Promise.all([readFile(options.caPath), readFile(options.certPath), readFile(options.keyPath)]);
+  return new Promise((resolve) => {
+    const client = connect({
+      host: '127.0.0.1',
+      port: options.port,
+      protocol: 'mqtts',
+      ca,
+      cert,
+      key,
+      clientId: options.clientId,
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+      connectTimeout: options.timeoutMs ?? 10_000,
+    });
+    let settled = false;
+    const done = (outcome: { connected: true } | { connected: false; error: string }) => {
+      if (settled) return;
+      settled = true;
+      client.end(true);
+      resolve(outcome);
+    };
+    client.once('connect', () => done({ connected: true }));
+    client.once('error', (error) => done({ connected: false, error: error.message }));
+    client.once('close', () => done({ connected: false, error: 'connection closed before a CONNACK' }));
+  });
 }

@@ -2,7 +2,8 @@
  * The AWS side of local mode on loopback: DynamoDB Local (tables as in the stack), moto's server
  * as CloudWatch (the metrics sink, read back for the progress lines), s3rver for the archive buckets, and the IoT path (the
  * mTLS broker standing in for IoT Core, the topic rule's SQS body, a LocalQueue with the ingest
- * Lambda's settings feeding the real ingest core), and the readings feed on DynamoDB Local's stream
+ * Lambda's settings feeding the real ingest core; IoT's certificate registry in moto, checked at
+ * CONNECT, and the fleet rule's gateway events on the fleet function's core), and the readings feed on DynamoDB Local's stream
  * (events to moto's EventBridge, Parquet lake files into s3rver: local/readings-feed.ts). The source simulators (gateways, SMT servers,
  * READY sender) run on top of it; see bin/commands/local.ts.
  */
@@ -32,7 +33,9 @@ import {
 } from './defaults.ts';
 import { createDevCa, issueDeviceCert, issueServerCert, type DevCa, type IssuedCert } from './dev-ca.ts';
 import { startDynamoDbLocal, type LocalDynamo } from './dynamodb-local.ts';
-import { LocalQueue, toRuleMessageBody, type LocalQueueMessage, type Poller } from './iot-bridge.ts';
+import { fleetRuleAction, LocalQueue, toRuleMessageBody, type LocalQueueMessage, type Poller } from './iot-bridge.ts';
+import { createLocalIotRegistry, type LocalIotRegistry } from './iot-registry.ts';
+import type { GatewayEventOutcome } from '../lambdas/core/gateway-fleet.ts';
 import { startLocalIotBroker, type LocalIotBroker } from './mqtt-broker.ts';
 import { gatewayEventFromTopic } from '../shared/telemetry.ts';
 import { LocalParquetLake, localS3Directory } from './lake.ts';
@@ -61,8 +64,12 @@ export interface LocalPlatform {
   tables: typeof LOCAL_TABLES;
   /** The dev CA and the broker's server certificate (devices trust `ca.certPath`). */
   ca: DevCa;
-  /** Issues (or re-issues) a device certificate for a thing under the state folder. */
-  issueDevice(thingName: string): Promise<IssuedCert>;
+  /** Issues (or re-issues) a device certificate for a thing under the state folder and registers it ACTIVE, attached to the thing. */
+  issueDevice(thingName: string): Promise<IssuedCert & { certificateId: string }>;
+  /** IoT Core's certificate registry in moto: the broker checks it at CONNECT; the fleet core rotates through it. */
+  registry: LocalIotRegistry;
+  /** What the fleet function made of each gateway event (rotation notices, status reports), in arrival order. */
+  fleetOutcomes: GatewayEventOutcome[];
   /** The IoT Core stand-in; undefined while an injected outage has it down. */
   broker(): LocalIotBroker | undefined;
   /** Stops the broker (an outage): devices lose their connection and must buffer. */
@@ -146,26 +153,16 @@ export async function startLocalPlatform(options: PlatformOptions): Promise<Loca
     );
     started.push({ stop: () => poller.stop() });
 
-    let broker: LocalIotBroker | undefined;
-    const startBroker = async () => {
-      if (broker) return;
-      broker = await startLocalIotBroker({
-        port: options.ports.mqtt,
-        caCertPath: ca.certPath,
-        serverCertPath: server.certPath,
-        serverKeyPath: server.keyPath,
-        ruleName: LOCAL_RULE_NAME,
-        // Gateway events (rotation notices, status reports) belong to the fleet rule, not the telemetry queue;
-        // local mode has no fleet function (its broker has no certificate registry), so they end here.
-        onPublish: (publish) => void (gatewayEventFromTopic(publish.topic) ? undefined : iotQueue.send(toRuleMessageBody(publish))),
-        log,
-      });
-    };
-    const stopBroker = async () => {
-      const closing = broker;
-      broker = undefined;
-      await closing?.close();
-    };
+    const { registry, fleetOutcomes, fleetEvent } = await startPlatformRegistry(cloudwatch, ca, certDir, iot, log, started);
+    const { broker, startBroker, stopBroker } = platformBroker({
+      port: options.ports.mqtt,
+      ca,
+      server,
+      registry,
+      log,
+      // Gateway events (rotation notices, status reports) take the fleet rule, telemetry the ingest queue.
+      onPublish: (publish) => void (gatewayEventFromTopic(publish.topic) ? fleetEvent(publish) : iotQueue.send(toRuleMessageBody(publish))),
+    });
     await startBroker();
     started.push({ stop: stopBroker });
 
@@ -177,8 +174,14 @@ export async function startLocalPlatform(options: PlatformOptions): Promise<Loca
       ledger,
       tables: LOCAL_TABLES,
       ca,
-      issueDevice: (thingName) => issueDeviceCert(ca, join(certDir, 'devices'), thingName),
-      broker: () => broker,
+      async issueDevice(thingName) {
+        const issued = await issueDeviceCert(ca, join(certDir, 'devices'), thingName);
+        const { certificateId } = await registry.registerDevice(thingName, issued.certPath);
+        return { ...issued, certificateId };
+      },
+      registry,
+      fleetOutcomes,
+      broker,
       stopBroker,
       startBroker,
       iotQueue,
@@ -191,6 +194,66 @@ export async function startLocalPlatform(options: PlatformOptions): Promise<Loca
     await stopAll();
     throw error;
   }
+}
+
+/** IoT Core's registry in moto (already running as the metrics sink): CONNECT checks it, and the fleet rule's function (the Lambda's core) rotates through it. */
+async function startPlatformRegistry(
+  cloudwatch: LocalCloudWatch,
+  ca: DevCa,
+  certDir: string,
+  iot: SourceWiring,
+  log: Log,
+  started: { stop(): Promise<void> }[],
+): Promise<{ registry: LocalIotRegistry; fleetOutcomes: GatewayEventOutcome[]; fleetEvent: ReturnType<typeof fleetRuleAction> }> {
+  const registry = await createLocalIotRegistry({
+    moto: cloudwatch.moto,
+    ca,
+    dir: join(certDir, 'issued'),
+    policyName: `meterbridge-${LOCAL_STAGE}-gateway`,
+  });
+  started.push({ stop: async () => registry.close() });
+  const fleetOutcomes: GatewayEventOutcome[] = [];
+  const fleetEvent = fleetRuleAction({
+    iot: registry.iot,
+    policyName: registry.policyName,
+    metrics: () => iot.metrics(),
+    log,
+    onOutcome: (outcome) => void fleetOutcomes.push(outcome),
+  });
+  return { registry, fleetOutcomes, fleetEvent };
+}
+
+/** The IoT Core stand-in, stoppable and restartable on the same port with the same certificates (outages). */
+function platformBroker(options: {
+  port: number;
+  ca: DevCa;
+  server: IssuedCert;
+  registry: LocalIotRegistry;
+  log: Log;
+  onPublish: Parameters<typeof startLocalIotBroker>[0]['onPublish'];
+}): { broker(): LocalIotBroker | undefined; startBroker(): Promise<void>; stopBroker(): Promise<void> } {
+  let broker: LocalIotBroker | undefined;
+  return {
+    broker: () => broker,
+    async startBroker() {
+      if (broker) return;
+      broker = await startLocalIotBroker({
+        port: options.port,
+        caCertPath: options.ca.certPath,
+        serverCertPath: options.server.certPath,
+        serverKeyPath: options.server.keyPath,
+        ruleName: LOCAL_RULE_NAME,
+        registry: options.registry,
+        onPublish: options.onPublish,
+        log: options.log,
+      });
+    },
+    async stopBroker() {
+      const closing = broker;
+      broker = undefined;
+      await closing?.close();
+    },
+  };
 }
 
 /** The feed as the stack runs it, on the local stand-ins: the bus on moto, Parquet into s3rver, metrics to moto's CloudWatch. */

@@ -1,14 +1,16 @@
 /**
- * `meterbridge device provision|revoke`: gateway certificates on AWS IoT Core.
+ * `meterbridge device provision|revoke|rotate|retire`: gateway certificates on AWS IoT Core.
  *
  * The private key is generated on the machine that runs this (ideally the gateway itself) and
  * never leaves it; IoT Core only sees a CSR. The work is in bin/operator/device-provisioning.ts;
- * this module parses the command line, creates the IoT client and prints the outcome.
+ * rotate and retire are in bin/operator/device-rotation.ts. This module parses the command line,
+ * creates the IoT client and prints the outcome.
  */
 import { readFileSync } from 'node:fs';
 import { IoTClient } from '@aws-sdk/client-iot';
 import { assertThingName, provisionDevice, provisionDeviceFromCsr, revokeDevice } from '../operator/device-provisioning.ts';
-import { EXIT_OK, UsageError, cliLog, parseCommandLine, type CliCommand, type CliIo } from './cli.ts';
+import { retireDeviceCertificate, thingCertificates } from '../operator/device-rotation.ts';
+import { EXIT_FAILED, EXIT_OK, UsageError, cliLog, parseCommandLine, type CliCommand, type CliIo } from './cli.ts';
 
 const HELP = 'meterbridge device --help';
 
@@ -18,6 +20,8 @@ const STAGE_NAME = /^[A-Za-z][A-Za-z0-9-]{0,63}$/;
 const USAGE = `Usage:
   meterbridge device provision <thingName> --out <dir> [--csr <file>] [options]
   meterbridge device revoke <thingName> [--delete-thing] [options]
+  meterbridge device rotate <thingName> [options]
+  meterbridge device retire <certificateId> [--force] [options]
 
 provision
   Generates an EC P-256 private key in <dir> (it never leaves this machine), has IoT Core sign a
@@ -44,6 +48,23 @@ revoke
 
   --delete-thing        also delete the thing
 
+rotate
+  A rotation starts on the gateway, not here: the new key is born on the device, and the agent
+  listens to nothing but the answers to its own certificate requests. Shows the thing's
+  certificates (status, age, expiry) and how to start the rotation on the gateway
+  (meterbridge-gateway rotate) and check it. The agent also rotates by itself every
+  rotation.intervalDays (90); the fleet function then revokes the old certificate.
+
+  --interval-days <n>   age from which a certificate is shown as due         default 90
+
+retire
+  Retires one certificate as the fleet function does after a rotation: REVOKED, its policies and
+  things detached. For an old certificate left attached (its retire notice never arrived).
+  Refuses the only ACTIVE certificate of a thing (the gateway would be cut off) unless --force.
+  Safe to run again.
+
+  --force               retire it even if it is the thing's only ACTIVE certificate
+
 common
   --region <region>     AWS region                                     default $AWS_REGION
   -h, --help            this text
@@ -66,7 +87,9 @@ export const command: CliCommand = {
     }
     if (subcommand === 'provision') return provision(rest, io);
     if (subcommand === 'revoke') return revoke(rest, io);
-    throw new UsageError(`unknown device subcommand ${JSON.stringify(subcommand)} (expected provision or revoke)`, HELP);
+    if (subcommand === 'rotate') return rotate(rest, io);
+    if (subcommand === 'retire') return retire(rest, io);
+    throw new UsageError(`unknown device subcommand ${JSON.stringify(subcommand)} (expected provision, revoke, rotate or retire)`, HELP);
   },
 };
 
@@ -157,6 +180,75 @@ async function revoke(args: string[], io: CliIo): Promise<number> {
     for (const principal of report.detachedOtherPrincipals) lines.push(`detached ${principal} (not a certificate: not revoked)`);
     if (report.thingDeleted) lines.push(`deleted thing ${thingName}`);
     io.out(`${lines.join('\n')}\n`);
+    return EXIT_OK;
+  } finally {
+    iot.destroy();
+  }
+}
+
+async function rotate(args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseCommandLine(args, HELP, { ...COMMON_OPTIONS, 'interval-days': { type: 'string', default: '90' } });
+  if (values.help) {
+    io.out(USAGE);
+    return EXIT_OK;
+  }
+  const thingName = onePositional(positionals, 'rotate');
+  const intervalDays = Number(values['interval-days']);
+  if (!Number.isFinite(intervalDays) || intervalDays < 1) throw new UsageError('--interval-days must be a number of days >= 1', HELP);
+  const iot = iotClient(values, io);
+  try {
+    const certificates = await thingCertificates(iot, thingName);
+    if (!certificates) {
+      io.err(`thing ${thingName} does not exist\n`);
+      return EXIT_FAILED;
+    }
+    const day = (date: Date | undefined) => date?.toISOString().slice(0, 10) ?? '-';
+    const lines = [`certificates of ${thingName} (oldest first):`];
+    if (certificates.length === 0) lines.push('  none attached: provision the gateway again (meterbridge device provision)');
+    for (const c of certificates) {
+      const due = c.status === 'ACTIVE' && (c.ageDays ?? 0) >= intervalDays ? '  DUE for rotation' : '';
+      lines.push(
+        `  ${c.certificateId}  ${c.status.padEnd(18)} since ${day(c.notBefore)} (${c.ageDays ?? '?'} days), expires ${day(c.notAfter)}${due}`,
+      );
+    }
+    lines.push(
+      '',
+      `To rotate now, on the gateway ${thingName}:`,
+      '  sudo meterbridge-gateway rotate --config /etc/meterbridge-gateway/gateway.yaml',
+      'The agent starts within rotation.checkEverySeconds (log "rotation:", or meterbridge-gateway status --json: rotation.phase).',
+      'It gets a certificate for a new key over MQTT; the fleet function activates it and revokes the old one.',
+      `Then this command shows one ACTIVE certificate. An old one still attached after that: meterbridge device retire <certificateId>.`,
+      '',
+    );
+    io.out(lines.join('\n'));
+    return EXIT_OK;
+  } finally {
+    iot.destroy();
+  }
+}
+
+async function retire(args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseCommandLine(args, HELP, { ...COMMON_OPTIONS, force: { type: 'boolean', default: false } });
+  if (values.help) {
+    io.out(USAGE);
+    return EXIT_OK;
+  }
+  if (positionals.length !== 1) throw new UsageError(`retire takes one certificate id, got ${positionals.length}`, HELP);
+  const iot = iotClient(values, io);
+  try {
+    const report = await retireDeviceCertificate({ iot, certificateId: positionals[0]!, force: values.force, log: cliLog(io) });
+    if (report.alreadyRetired) {
+      io.out(`certificate ${report.certificateId} is already REVOKED and attached to nothing: nothing to do\n`);
+      return EXIT_OK;
+    }
+    const from = [
+      ...(report.things.length ? [`thing ${report.things.join(', ')}`] : []),
+      ...(report.policies.length ? [`policy ${report.policies.join(', ')}`] : []),
+    ];
+    io.out(
+      `retired certificate ${report.certificateId}: ${report.previousStatus} -> REVOKED` +
+        `${from.length ? `; detached from ${from.join(' and ')}` : '; it was attached to nothing'}\n`,
+    );
     return EXIT_OK;
   } finally {
     iot.destroy();

@@ -5,13 +5,15 @@
  */
 import { resolve } from 'node:path';
 import { LOCAL_PORTS, LOCAL_STATE_DIR, type LocalPortName } from '../../local/defaults.ts';
-import { runLocalMode, type SourceFactory } from '../../local/local-mode.ts';
+import { runLocalMode, type LocalModeOptions, type SourceFactory } from '../../local/local-mode.ts';
 import { iotSource, type IotSource } from '../../local/sources/iot.ts';
 import { readySource } from '../../local/sources/ready.ts';
 import { smtSource } from '../../local/sources/smt.ts';
 import { EXIT_FAILED, EXIT_OK, UsageError, parseCommandLine, type CliCommand } from './cli.ts';
 
 const HELP = 'meterbridge local --help';
+/** When local mode forces its one certificate rotation (docs/local-mode.md "Certificate rotation"). */
+const DEFAULT_ROTATE_AT = '15s';
 const SOURCES = ['iot', 'smt', 'ready'] as const;
 
 const USAGE = `Usage:
@@ -32,6 +34,9 @@ lost or stored twice. Without --duration it runs until Ctrl-C, then drains and s
   --duration <time>       run this long, then drain, check and exit (e.g. 60, 90s, 2m)
   --broker-outage <time>  take the IoT broker down for this long, 10 s after the start
   --kill-gateway <time>   SIGKILL the first gateway this long after the start, restart it 1 s later
+  --rotate-gateway <time|off>  force a certificate rotation of the first gateway this long after
+                          the start (new key, certificate over MQTT, old one revoked); the
+                          summary checks it                                   default ${DEFAULT_ROTATE_AT}
   --sources <list>        which sources to run                  default iot,smt,ready
   --state-dir <dir>       generated certificates, spools, SMT files, S3 data   default ${LOCAL_STATE_DIR}/
   --port <name>=<n>       override a port (repeatable); names and defaults:
@@ -49,6 +54,7 @@ export const command: CliCommand = {
       duration: { type: 'string' },
       'broker-outage': { type: 'string' },
       'kill-gateway': { type: 'string' },
+      'rotate-gateway': { type: 'string' },
       sources: { type: 'string', default: SOURCES.join(',') },
       'state-dir': { type: 'string', default: LOCAL_STATE_DIR },
       port: { type: 'string', multiple: true, default: [] },
@@ -64,6 +70,8 @@ export const command: CliCommand = {
     const durationMs = values.duration === undefined ? undefined : parseDuration(values.duration, '--duration');
     const outageMs = values['broker-outage'] === undefined ? undefined : parseDuration(values['broker-outage'], '--broker-outage');
     const killAtMs = values['kill-gateway'] === undefined ? undefined : parseDuration(values['kill-gateway'], '--kill-gateway');
+    const rotateAt = values['rotate-gateway'] ?? DEFAULT_ROTATE_AT;
+    const rotateAtMs = rotateAt === 'off' ? undefined : parseDuration(rotateAt, '--rotate-gateway');
     const ports = { ...LOCAL_PORTS } as Record<LocalPortName, number>;
     for (const override of values.port) {
       const match = /^([a-z0-9]+)=(\d{1,5})$/.exec(override);
@@ -87,6 +95,13 @@ export const command: CliCommand = {
         async (platform) => (iot = await iotSource(platform, { gateways, metersPerGateway: meters, stateDir, modbusBasePort: ports.modbus })),
       );
     if (killAtMs !== undefined && !chosen.includes('iot')) throw new UsageError('--kill-gateway needs the iot source', HELP);
+    if (values['rotate-gateway'] !== undefined && values['rotate-gateway'] !== 'off' && !chosen.includes('iot'))
+      throw new UsageError('--rotate-gateway needs the iot source', HELP);
+    const schedule: NonNullable<LocalModeOptions['schedule']> = [];
+    if (killAtMs !== undefined)
+      schedule.push({ atMs: killAtMs, label: 'SIGKILL gateway 1 (restart in 1 s)', run: async () => iot?.killGateway(0, 1000) });
+    if (rotateAtMs !== undefined && chosen.includes('iot'))
+      schedule.push({ atMs: rotateAtMs, label: 'certificate rotation of gateway 1 forced', run: async () => iot?.rotateGateway(0) });
     if (chosen.includes('smt')) factories.push((platform) => smtSource(platform, { stateDir, ftpsPort: ports.ftps, sftpPort: ports.sftp }));
     if (chosen.includes('ready')) factories.push((platform) => readySource(platform, { port: ports.ready, meters: meters * gateways }));
 
@@ -104,9 +119,7 @@ export const command: CliCommand = {
         sources: factories,
         ...(durationMs !== undefined ? { durationMs } : {}),
         ...(outageMs !== undefined ? { brokerOutage: { afterMs: 10_000, forMs: outageMs } } : {}),
-        ...(killAtMs !== undefined
-          ? { schedule: [{ atMs: killAtMs, label: 'SIGKILL gateway 1 (restart in 1 s)', run: async () => iot?.killGateway(0, 1000) }] }
-          : {}),
+        schedule,
         signal: abort.signal,
         out: io.out,
         err: io.err,

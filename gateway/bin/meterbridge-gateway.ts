@@ -18,8 +18,8 @@ import { parseArgs } from 'node:util';
 import { stringify as toYaml } from 'yaml';
 import { consoleLog } from '../../shared/log.ts';
 import { faultInjectionFromEnv, startGatewayAgent, type GatewayStatus } from '../src/agent.ts';
-import { ConfigError, credentialsDirectory, loadConfig } from '../src/config.ts';
-import { ROTATE_NOW_FILE } from '../src/rotation.ts';
+import { ConfigError, loadConfig } from '../src/config.ts';
+import { requestRotation } from '../src/rotation.ts';
 import { startSimulatedMeters } from '../src/simulated-meter.ts';
 import { GATEWAY_VERSION } from '../src/version.ts';
 import { serialAccessDropIn } from '../src/serial.ts';
@@ -167,11 +167,9 @@ function rotate(args: string[]): number {
   if (!values.config) throw new UsageError('rotate needs --config <file>');
   const config = loadConfig(values.config);
   if (!config.rotation.enabled) throw new UsageError('rotation is disabled in this configuration (rotation.enabled: false)');
-  const directory = credentialsDirectory(config);
-  mkdirSync(directory, { recursive: true, mode: 0o700 });
-  writeFileSync(join(directory, ROTATE_NOW_FILE), `${new Date().toISOString()}\n`);
+  const file = requestRotation(config);
   process.stdout.write(
-    `rotation requested (${join(directory, ROTATE_NOW_FILE)}); the agent starts it within ${config.rotation.checkEverySeconds} s: ` +
+    `rotation requested (${file}); the agent starts it within ${config.rotation.checkEverySeconds} s: ` +
       `watch "rotation:" in its log, or status --json (rotation.phase)\n`,
   );
   return 0;

@@ -64,6 +64,19 @@ export const ROTATE_NOW_FILE = 'rotate-now';
 const MAX_ROLLBACKS = 5;
 const DAY_MS = 86_400_000;
 
+/**
+ * Asks a running agent for a rotation whatever its certificate's age: drops the rotate-now file into
+ * its credentials folder, which the rotation check (every `rotation.checkEverySeconds`) picks up and
+ * removes once the rotation is complete. What `meterbridge-gateway rotate` and local mode do. Returns the file.
+ */
+export function requestRotation(config: Pick<GatewayConfig, 'rotation' | 'spool'>): string {
+  const directory = credentialsDirectory(config);
+  mkdirSync(directory, { recursive: true, mode: 0o700 });
+  const file = join(directory, ROTATE_NOW_FILE);
+  writeFileSync(file, `${new Date().toISOString()}\n`);
+  return file;
+}
+
 export function certificateIdOfFile(certFile: string): string {
   return createHash('sha256')
     .update(new X509Certificate(readFileSync(certFile)).raw)
@@ -125,7 +138,7 @@ export class CertificateRotator {
 
   /** Asks for a rotation at the next step, whatever the certificate's age. */
   requestNow(): void {
-    writeFileSync(join(this.directory, ROTATE_NOW_FILE), `${new Date().toISOString()}\n`);
+    requestRotation(this.options.config);
   }
 
   stats(): RotationStats {

@@ -104,19 +104,29 @@ async function retire(
     if (description?.status === 'REVOKED') return { ok: true, action: 'already-done', certificateId };
     return { ok: false, certificateId, reason: `certificate ${certificateId} is not attached to thing ${from.thingName}` };
   }
-  await retireCertificate(deps.iot, from.thingName, certificateId, arn, deps.log);
+  await retireCertificate(deps.iot, [from.thingName], certificateId, arn, deps.log);
   return { ok: true, action: 'retired', certificateId };
 }
 
-/** REVOKED first (useless from then on even if a detach fails), then every policy and the thing detached. Also the CLI's `device retire`. */
+/**
+ * REVOKED first (useless from then on even if a detach fails), then every policy and the things
+ * detached. Also the CLI's `device retire` (which finds the things itself; possibly none).
+ */
 export async function retireCertificate(
   iot: IoTClient,
-  thingName: string,
+  thingNames: readonly string[],
   certificateId: string,
   arn: string,
   log: Log,
 ): Promise<{ policies: string[] }> {
   await iot.send(new UpdateCertificateCommand({ certificateId, newStatus: 'REVOKED' }));
+  const detached = await detachCertificate(iot, thingNames, arn);
+  log.info('rotation: old certificate revoked and detached', { thingNames, certificateId, policies: detached.policies });
+  return detached;
+}
+
+/** Every policy of the certificate, then the things, detached (the second half of a retire; alone for one already REVOKED). */
+export async function detachCertificate(iot: IoTClient, thingNames: readonly string[], arn: string): Promise<{ policies: string[] }> {
   const policies: string[] = [];
   let marker: string | undefined;
   do {
@@ -125,8 +135,7 @@ export async function retireCertificate(
     marker = page.nextMarker;
   } while (marker);
   for (const policyName of policies) await iot.send(new DetachPolicyCommand({ policyName, target: arn }));
-  await iot.send(new DetachThingPrincipalCommand({ thingName, principal: arn }));
-  log.info('rotation: old certificate revoked and detached', { thingName, certificateId, policies });
+  for (const thingName of thingNames) await iot.send(new DetachThingPrincipalCommand({ thingName, principal: arn }));
   return { policies };
 }
 

@@ -6,7 +6,9 @@
  *
  * What was taken is known from each agent's own log line "poll committed" (written after the
  * spool's fsync): every committed interval of every meter must end up stored with the value the
- * simulated meter measured. A gateway can be SIGKILLed and restarted (`killGateway`).
+ * simulated meter measured. A gateway can be SIGKILLed and restarted (`killGateway`), and made to
+ * rotate its certificate (`rotateGateway`, ./iot-rotation.ts): its certificates are registered in
+ * IoT's registry (moto) like every other, and the summary checks the rotation's outcome there.
  */
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -15,6 +17,7 @@ import { join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import {
   demoClock,
+  loadConfig,
   spawnGatewayAgent,
   startSimulatedMeters,
   SIMULATED_CHANNEL,
@@ -27,6 +30,8 @@ import type { ExpectedReading } from '../progress.ts';
 import { queryEndpointFlag, type LocalPlatform } from '../platform.ts';
 import { LOCAL_RULE_NAME } from '../defaults.ts';
 import { telemetryTopic } from '../../shared/telemetry.ts';
+import { requestRotation } from '../../gateway/src/rotation.ts';
+import { checkForcedRotation, type ForcedRotation } from './iot-rotation.ts';
 
 export interface IotSourceOptions {
   gateways: number;
@@ -45,6 +50,10 @@ export interface IotSourceOptions {
 export interface IotSource extends LocalSource {
   /** SIGKILLs gateway `index` (0-based) and starts it again after `restartAfterMs`. */
   killGateway(index: number, restartAfterMs?: number): Promise<void>;
+  /** Asks gateway `index` (0-based) for a certificate rotation now, as `meterbridge-gateway rotate` does. */
+  rotateGateway(index: number): Promise<void>;
+  /** The rotations asked for so far, with the certificate each gateway now connects with. */
+  rotations(): ForcedRotation[];
 }
 
 const INTERVAL_SECONDS = 900;
@@ -58,6 +67,10 @@ interface Gateway {
   exited: Promise<void> | undefined;
   /** Interval starts (epoch s) committed with readings, across restarts. */
   committed: Set<number>;
+  /** The certificate it was provisioned with (registered ACTIVE at the start). */
+  provisioned: { certificateId: string; certPath: string; keyPath: string };
+  /** When local mode asked it to rotate (at most once a run). */
+  rotationRequestedAt: Date | undefined;
 }
 
 export async function iotSource(platform: LocalPlatform, options: IotSourceOptions): Promise<IotSource> {
@@ -88,14 +101,6 @@ export async function iotSource(platform: LocalPlatform, options: IotSourceOptio
     throw error;
   }
 
-  const statusOf = (gateway: Gateway): GatewayStatus | undefined => {
-    try {
-      return JSON.parse(readFileSync(join(gateway.spoolDirectory, 'status.json'), 'utf8')) as GatewayStatus;
-    } catch {
-      return undefined; // not written yet, or being replaced
-    }
-  };
-
   const stopChild = async (gateway: Gateway, signal: NodeJS.Signals) => {
     const { child, exited } = gateway;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
@@ -107,6 +112,7 @@ export async function iotSource(platform: LocalPlatform, options: IotSourceOptio
   // gateway's client id would take over that gateway's MQTT session.
   const outsideThing = 'local-cli';
   const outside = await platform.issueDevice(outsideThing);
+  const rotations = (): ForcedRotation[] => gateways.flatMap(forcedRotation);
   return {
     source: 'iot',
     expected() {
@@ -133,7 +139,7 @@ export async function iotSource(platform: LocalPlatform, options: IotSourceOptio
     async drained() {
       return gateways.every((gateway) => {
         const status = statusOf(gateway);
-        return status !== undefined && status.spool.depth === 0 && gateway.child?.exitCode === null;
+        return status !== undefined && status.spool.depth === 0 && gateway.child?.exitCode === null && rotated(gateway);
       });
     },
     joinHints: () => [
@@ -151,12 +157,44 @@ export async function iotSource(platform: LocalPlatform, options: IotSourceOptio
       await new Promise((resolve) => setTimeout(resolve, restartAfterMs));
       if (!stopped) start(gateway);
     },
+    async rotateGateway(index) {
+      const gateway = gateways[index];
+      if (!gateway) throw new Error(`no gateway ${index}`);
+      if (gateway.rotationRequestedAt) throw new Error(`${gateway.thingName} was already asked to rotate in this run`);
+      requestRotation(loadConfig(gateway.configPath));
+      gateway.rotationRequestedAt = new Date();
+    },
+    rotations,
+    async checks() {
+      return Promise.all(rotations().map((rotation) => checkForcedRotation(platform, rotation)));
+    },
     async stop() {
       stopped = true;
       for (const gateway of gateways) await stopChild(gateway, 'SIGTERM');
       for (const gateway of gateways) await gateway.sim.stop();
     },
   };
+}
+
+function statusOf(gateway: Gateway): GatewayStatus | undefined {
+  try {
+    return JSON.parse(readFileSync(join(gateway.spoolDirectory, 'status.json'), 'utf8')) as GatewayStatus;
+  } catch {
+    return undefined; // not written yet, or being replaced
+  }
+}
+
+function forcedRotation(gateway: Gateway): ForcedRotation[] {
+  if (!gateway.rotationRequestedAt) return [];
+  const newCertificateId = statusOf(gateway)?.rotation?.certificateId;
+  return [{ thingName: gateway.thingName, requestedAt: gateway.rotationRequestedAt, old: gateway.provisioned, newCertificateId }];
+}
+
+/** A rotation asked for is part of what must be done before the end: the agent is done and connects with its new certificate. */
+function rotated(gateway: Gateway): boolean {
+  if (!gateway.rotationRequestedAt) return true;
+  const rotation = statusOf(gateway)?.rotation;
+  return rotation !== undefined && rotation.phase === 'idle' && rotation.certificateId !== gateway.provisioned.certificateId;
 }
 
 /** Runs the gateway's agent as a child process; its "poll committed" log lines say what was taken. */
@@ -225,10 +263,23 @@ async function prepareGateway(
     backoff: { initialSeconds: 0.2, maxSeconds: 2 },
     publish: { drainStartDelayMaxSeconds: 1 },
     statusEverySeconds: 0.5,
+    // A forced rotation (rotateGateway) starts within a second and switches a second after the activate notice.
+    rotation: { checkEverySeconds: 1, activationWaitSeconds: 1 },
+    health: { reportEverySeconds: 5 },
     demoClock: clockConfig,
   };
   const configPath = join(dir, 'gateway.yaml');
   await writeFile(configPath, toYaml(config));
-  const gateway: Gateway = { thingName, configPath, spoolDirectory, sim, child: undefined, exited: undefined, committed: new Set() };
+  const gateway: Gateway = {
+    thingName,
+    configPath,
+    spoolDirectory,
+    sim,
+    child: undefined,
+    exited: undefined,
+    committed: new Set(),
+    provisioned: { certificateId: device.certificateId, certPath: device.certPath, keyPath: device.keyPath },
+    rotationRequestedAt: undefined,
+  };
   return gateway;
 }

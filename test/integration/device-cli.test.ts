@@ -279,9 +279,9 @@ describe('meterbridge CLI', () => {
     assert.match(unknown.stderr, /unknown command "frobnicate" \(commands: device, local, meters, readings, ready, smt\)/);
     assert.equal(unknown.stdout, '');
 
-    const sub = await cli(['device', 'rotate', 'gw-1']);
+    const sub = await cli(['device', 'renew', 'gw-1']);
     assert.equal(sub.code, 2);
-    assert.match(sub.stderr, /unknown device subcommand "rotate"/);
+    assert.match(sub.stderr, /unknown device subcommand "renew"/);
 
     const option = await cli(['device', 'provision', 'gw-1', '--out', join(work, 'x'), '--colour', 'red']);
     assert.equal(option.code, 2);

@@ -17,13 +17,13 @@ import { ReadingStore } from '../../lambdas/core/reading-store.ts';
 import type { Reading } from '../../shared/reading.ts';
 import { SequenceTracker } from '../../lambdas/core/sequence-tracker.ts';
 import { createDevCa, issueDeviceCert, issueServerCert, type DevCa, type IssuedCert } from '../../local/dev-ca.ts';
-import { LocalQueue, toRuleMessageBody, type Poller } from '../../local/iot-bridge.ts';
+import { fleetRuleAction, LocalQueue, toRuleMessageBody, type Poller } from '../../local/iot-bridge.ts';
 import { startLocalIotBroker, type LocalIotBroker } from '../../local/mqtt-broker.ts';
 import type { GatewayConfigInput } from '../../gateway/src/config.ts';
 import { startLocalCloudWatch, type LocalCloudWatch } from './cloudwatch.ts';
-import { handleGatewayEvent, type GatewayEventOutcome } from '../../lambdas/core/gateway-fleet.ts';
+import type { GatewayEventOutcome } from '../../lambdas/core/gateway-fleet.ts';
 import { createLocalIotRegistry, type LocalIotRegistry } from '../../local/iot-registry.ts';
-import { gatewayEventFromTopic, withoutBasicIngestPrefix } from '../../shared/telemetry.ts';
+import { gatewayEventFromTopic } from '../../shared/telemetry.ts';
 import { freePort, startDynamoDbLocal, type LocalDynamo } from './dynamodb-local.ts';
 
 export const RULE = 'meterbridge_local_telemetry';
@@ -111,7 +111,15 @@ export async function startGatewayHarness(options: GatewayHarnessOptions = {}): 
     if (registry) await registry.registerDevice(THING, device.certPath);
     const fleetOutcomes: GatewayEventOutcome[] = [];
     const publishedWith: string[] = [];
-    const fleetEvent = registry ? fleetRuleAction(registry, cloudwatch, fleetOutcomes) : undefined;
+    const fleetEvent = registry
+      ? fleetRuleAction({
+          iot: registry.iot,
+          policyName: registry.policyName,
+          metrics: () => new Metrics({ client: cloudwatch!.client(), log: silentLog }),
+          log: silentLog,
+          onOutcome: (outcome) => fleetOutcomes.push(outcome),
+        })
+      : undefined;
 
     poller = queue.startPolling(
       async (event) => {
@@ -229,29 +237,6 @@ export async function startGatewayHarness(options: GatewayHarnessOptions = {}): 
     await rm(dir, { recursive: true, force: true });
     throw error;
   }
-}
-
-/** The fleet rule's Lambda action on the fleet core: invoked asynchronously (the PUBACK does not wait for it). */
-function fleetRuleAction(
-  registry: LocalIotRegistry,
-  cloudwatch: LocalCloudWatch,
-  outcomes: GatewayEventOutcome[],
-): (publish: { topic: string; payload: Buffer; certificateId: string; receivedAt: number }) => void {
-  return (publish) => {
-    const metrics = new Metrics({ client: cloudwatch.client(), log: silentLog });
-    const record = {
-      payload: publish.payload.toString('base64'),
-      topic: withoutBasicIngestPrefix(publish.topic),
-      principal: publish.certificateId,
-      receivedAt: publish.receivedAt,
-    };
-    void handleGatewayEvent(record, { iot: registry.iot, policyName: registry.policyName, metrics, log: silentLog })
-      .then(
-        (outcome) => outcomes.push(outcome),
-        (error: unknown) => outcomes.push({ kind: 'refused', reason: `threw: ${String(error)}` }),
-      )
-      .finally(() => metrics.flush());
-  };
 }
 
 /** A demo clock section starting `daysBack` days ago on an interval boundary, running `speedup` times real time. */
