@@ -24,6 +24,7 @@ import {
 } from '../../gateway/src/index.ts';
 import type { LocalSource } from '../local-mode.ts';
 import type { ExpectedReading } from '../progress.ts';
+import { originOf, type LatencyOrigin } from '../latency.ts';
 import { queryEndpointFlag, type LocalPlatform } from '../platform.ts';
 import { LOCAL_RULE_NAME } from '../defaults.ts';
 import { telemetryTopic } from '../../shared/telemetry.ts';
@@ -38,6 +39,11 @@ export interface IotSourceOptions {
   speedup?: number;
   /** Meter time starts this many days back. @default 14 */
   daysBack?: number;
+  /**
+   * The agents' `publish.holdSeconds` (meter time): how long a reading may wait to be published with
+   * later ones in one block. @default the agent's own default (3600: hourly blocks)
+   */
+  holdSeconds?: number;
   /** Where gateways' own log lines go. @default dropped */
   onLog?: (thingName: string, line: string) => void;
 }
@@ -56,8 +62,8 @@ interface Gateway {
   sim: SimulatedMeters;
   child: ChildProcess | undefined;
   exited: Promise<void> | undefined;
-  /** Interval starts (epoch s) committed with readings, across restarts. */
-  committed: Set<number>;
+  /** Interval starts (epoch s) committed with readings, across restarts, each with its commit time (epoch ms, the agent's log stamp). */
+  committed: Map<number, number>;
 }
 
 export async function iotSource(platform: LocalPlatform, options: IotSourceOptions): Promise<IotSource> {
@@ -112,7 +118,7 @@ export async function iotSource(platform: LocalPlatform, options: IotSourceOptio
     expected() {
       const expected: ExpectedReading[] = [];
       for (const gateway of gateways) {
-        for (const start of gateway.committed) {
+        for (const start of gateway.committed.keys()) {
           gateway.sim.meters.forEach((meter, index) => {
             expected.push({
               meterId: meter.meterId,
@@ -125,6 +131,7 @@ export async function iotSource(platform: LocalPlatform, options: IotSourceOptio
       }
       return expected;
     },
+    origins: () => pollOrigins(gateways),
     backlog: () => gateways.reduce((sum, gateway) => sum + (statusOf(gateway)?.spool.depth ?? 0), 0),
     async quiesce() {
       // The meters stop answering: nothing new is taken, the agents go on draining their spools.
@@ -159,6 +166,20 @@ export async function iotSource(platform: LocalPlatform, options: IotSourceOptio
   };
 }
 
+/** Every committed reading with its poll's time: the agent's "poll committed" stamp (after the spool's fsync). */
+function pollOrigins(gateways: readonly Gateway[]): LatencyOrigin[] {
+  const origins: LatencyOrigin[] = [];
+  for (const gateway of gateways) {
+    for (const [start, at] of gateway.committed) {
+      gateway.sim.meters.forEach((meter, index) => {
+        const value = gateway.sim.intervalKwh(index, start, INTERVAL_SECONDS);
+        origins.push(originOf({ meterId: meter.meterId, channel: SIMULATED_CHANNEL, at: new Date(start * 1000), value }, at));
+      });
+    }
+  }
+  return origins;
+}
+
 /** Runs the gateway's agent as a child process; its "poll committed" log lines say what was taken. */
 function startGateway(gateway: Gateway, onLog: IotSourceOptions['onLog']): void {
   const child = spawnGatewayAgent(gateway.configPath);
@@ -173,9 +194,12 @@ function startGateway(gateway: Gateway, onLog: IotSourceOptions['onLog']): void 
       onLog?.(gateway.thingName, line);
       if (!line.startsWith('{')) continue;
       try {
-        const entry = JSON.parse(line) as { message?: string; intervalStart?: string; readings?: number };
-        if (entry.message === 'poll committed' && (entry.readings ?? 0) > 0 && entry.intervalStart)
-          gateway.committed.add(Date.parse(entry.intervalStart) / 1000);
+        const entry = JSON.parse(line) as { message?: string; intervalStart?: string; readings?: number; timestamp?: string };
+        if (entry.message === 'poll committed' && (entry.readings ?? 0) > 0 && entry.intervalStart) {
+          const start = Date.parse(entry.intervalStart) / 1000;
+          // The agent logs in real time (its demo clock only moves the meters' time).
+          if (!gateway.committed.has(start)) gateway.committed.set(start, entry.timestamp ? Date.parse(entry.timestamp) : Date.now());
+        }
       } catch {
         // not one of the agent's JSON lines
       }
@@ -223,12 +247,12 @@ async function prepareGateway(
     spool: { directory: spoolDirectory, maxBytes: '64MiB', segmentBytes: '1MiB' },
     // Reconnect fast and drain soon after an outage: a demo, not a fleet.
     backoff: { initialSeconds: 0.2, maxSeconds: 2 },
-    publish: { drainStartDelayMaxSeconds: 1 },
+    publish: { drainStartDelayMaxSeconds: 1, ...(options.holdSeconds === undefined ? {} : { holdSeconds: options.holdSeconds }) },
     statusEverySeconds: 0.5,
     demoClock: clockConfig,
   };
   const configPath = join(dir, 'gateway.yaml');
   await writeFile(configPath, toYaml(config));
-  const gateway: Gateway = { thingName, configPath, spoolDirectory, sim, child: undefined, exited: undefined, committed: new Set() };
+  const gateway: Gateway = { thingName, configPath, spoolDirectory, sim, child: undefined, exited: undefined, committed: new Map() };
   return gateway;
 }
