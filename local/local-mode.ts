@@ -70,6 +70,12 @@ export interface LocalModeOptions {
   sources: SourceFactory[];
   /** Run this long, then drain, verify and return; run until `signal` aborts when not given. */
   durationMs?: number;
+  /**
+   * Count `durationMs` from when the sources are up instead of from the call: a loaded machine can
+   * take most of a short run to start, and the scheduled outage would then never happen (the
+   * latency bench needs its backlog). @default false
+   */
+  durationAfterStartup?: boolean;
   brokerOutage?: OutagePlan;
   /** Extra actions at given times (e.g. SIGKILL of a gateway in the end-to-end test). */
   schedule?: { atMs: number; label: string; run(platform: LocalPlatform): Promise<void> }[];
@@ -327,7 +333,8 @@ export async function runLocalMode(options: LocalModeOptions): Promise<LocalMode
       window = shown.window;
       err(`[${Math.round((Date.now() - started) / 1000)} s]\n${shown.lines.map((line) => `  ${line}`).join('\n')}\n`);
     };
-    const deadline = options.durationMs === undefined ? Number.POSITIVE_INFINITY : started + options.durationMs;
+    const runFrom = options.durationAfterStartup ? Date.now() : started;
+    const deadline = options.durationMs === undefined ? Number.POSITIVE_INFINITY : runFrom + options.durationMs;
     while (Date.now() < deadline && !options.signal?.aborted) {
       await sleep(Math.min(interval, deadline - Date.now()), options.signal);
       await progress();

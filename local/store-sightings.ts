@@ -34,7 +34,7 @@ export async function startStoreSightings(
     tableName: platform.tables.readings,
     events: { publish: async () => undefined },
     log: silentLog,
-    idleMs: options.idleMs ?? 50,
+    idleMs: options.idleMs ?? 100,
     onRead(records, readAt) {
       for (const record of records) {
         const change = blockChange(record);

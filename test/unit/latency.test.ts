@@ -4,7 +4,16 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { formatLatency, latencyFigures, matchLatencies, percentile, phaseOf, type LatencyOrigin, type StoreSighting } from '../../local/latency.ts';
+import {
+  formatLatency,
+  latencyFigures,
+  matchLatencies,
+  observerLag,
+  percentile,
+  phaseOf,
+  type LatencyOrigin,
+  type StoreSighting,
+} from '../../local/latency.ts';
 
 const origin = (instant: number, value: number, at: number, revision?: number): LatencyOrigin => ({
   meterId: 'm1',
@@ -109,5 +118,17 @@ describe('phases and figures', () => {
       latencyFigures('ready', matched).map((f) => [f.phase, f.count, f.p50]),
       [['steady', 1, 250]],
     );
+  });
+});
+
+describe('observerLag', () => {
+  it('is how long after the block write stamp each write was read, over the sightings that carry one', () => {
+    const lag = observerLag([
+      { ...sighting(0, 1, 10_300), writtenAt: 10_000 },
+      { ...sighting(900, 1, 10_300), writtenAt: 10_000 },
+      { ...sighting(1800, 1, 21_100), writtenAt: 20_000 },
+      sighting(2700, 1, 99_000), // no stamp: not counted
+    ]);
+    assert.deepEqual(lag, { count: 3, p50: 300, p99: 1100, max: 1100 });
   });
 });
