@@ -64,6 +64,11 @@ interface Gateway {
   exited: Promise<void> | undefined;
   /** Interval starts (epoch s) committed with readings, across restarts, each with its commit time (epoch ms, the agent's log stamp). */
   committed: Map<number, number>;
+  /**
+   * Meters the agent logged a read error for in a committed interval (epoch s → meter ids): they
+   * took no reading then (a read timeout on a loaded machine), so none is expected.
+   */
+  unread: Map<number, Set<string>>;
 }
 
 export async function iotSource(platform: LocalPlatform, options: IotSourceOptions): Promise<IotSource> {
@@ -120,6 +125,7 @@ export async function iotSource(platform: LocalPlatform, options: IotSourceOptio
       for (const gateway of gateways) {
         for (const start of gateway.committed.keys()) {
           gateway.sim.meters.forEach((meter, index) => {
+            if (gateway.unread.get(start)?.has(meter.meterId)) return;
             expected.push({
               meterId: meter.meterId,
               channel: SIMULATED_CHANNEL,
@@ -172,6 +178,7 @@ function pollOrigins(gateways: readonly Gateway[]): LatencyOrigin[] {
   for (const gateway of gateways) {
     for (const [start, at] of gateway.committed) {
       gateway.sim.meters.forEach((meter, index) => {
+        if (gateway.unread.get(start)?.has(meter.meterId)) return;
         const value = gateway.sim.intervalKwh(index, start, INTERVAL_SECONDS);
         origins.push(originOf({ meterId: meter.meterId, channel: SIMULATED_CHANNEL, at: new Date(start * 1000), value }, at));
       });
@@ -186,6 +193,8 @@ function startGateway(gateway: Gateway, onLog: IotSourceOptions['onLog']): void 
   gateway.child = child;
   gateway.exited = new Promise((resolve) => child.once('exit', () => resolve()));
   let buffered = '';
+  // Read errors are logged before their cycle's "poll committed" line.
+  let failedThisCycle = new Set<string>();
   child.stderr?.on('data', (chunk: Buffer) => {
     buffered += chunk.toString('utf8');
     const lines = buffered.split('\n');
@@ -194,9 +203,14 @@ function startGateway(gateway: Gateway, onLog: IotSourceOptions['onLog']): void 
       onLog?.(gateway.thingName, line);
       if (!line.startsWith('{')) continue;
       try {
-        const entry = JSON.parse(line) as { message?: string; intervalStart?: string; readings?: number; timestamp?: string };
-        if (entry.message === 'poll committed' && (entry.readings ?? 0) > 0 && entry.intervalStart) {
+        const entry = JSON.parse(line) as { message?: string; intervalStart?: string; readings?: number; timestamp?: string; meterId?: string };
+        if (entry.message === 'poller: read error' && entry.meterId) failedThisCycle.add(entry.meterId);
+        if (entry.message === 'poll committed') {
+          const failed = failedThisCycle;
+          failedThisCycle = new Set();
+          if (!((entry.readings ?? 0) > 0 && entry.intervalStart)) continue;
           const start = Date.parse(entry.intervalStart) / 1000;
+          if (failed.size > 0 && !gateway.committed.has(start)) gateway.unread.set(start, failed);
           // The agent logs in real time (its demo clock only moves the meters' time).
           if (!gateway.committed.has(start)) gateway.committed.set(start, entry.timestamp ? Date.parse(entry.timestamp) : Date.now());
         }
@@ -253,6 +267,15 @@ async function prepareGateway(
   };
   const configPath = join(dir, 'gateway.yaml');
   await writeFile(configPath, toYaml(config));
-  const gateway: Gateway = { thingName, configPath, spoolDirectory, sim, child: undefined, exited: undefined, committed: new Map() };
+  const gateway: Gateway = {
+    thingName,
+    configPath,
+    spoolDirectory,
+    sim,
+    child: undefined,
+    exited: undefined,
+    committed: new Map(),
+    unread: new Map(),
+  };
   return gateway;
 }
