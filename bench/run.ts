@@ -16,13 +16,14 @@ import { costModel, costTable } from './cost.ts';
 import { runFloorBench } from './floor.bench.ts';
 import { encodingLines } from './encoding.bench.ts';
 import { throughputBench } from './throughput.bench.ts';
+import { latencyBench } from './latency.bench.ts';
 
 /**
  * Benchmarks of the ingestion paths, each a module exporting a BenchSection (see section.ts).
  * Each prints its own markdown (figures, and the figures it is compared against) after the store
  * and IoT sections below. Add a path's benchmark here.
  */
-const SECTIONS: BenchSection[] = [throughputBench, readyBench, gatewayBench, smtBench, readingsOutBench];
+const SECTIONS: BenchSection[] = [throughputBench, readyBench, gatewayBench, smtBench, readingsOutBench, latencyBench];
 
 /** us-east-1 list prices, as read on 2026-11-23 from docs/design.md §7 (re-check before quoting). */
 const PRICES = {

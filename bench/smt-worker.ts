@@ -19,13 +19,26 @@ const key = await loadPrivateKey({ armoredKey: await readFile(keyFile, 'utf8'), 
 const work = await mkdtemp(join(process.env.SMT_BENCH_TMP ?? tmpdir(), 'mb-smt-bench-'));
 // Peak RSS of the streaming phase alone, sampled (the key unlock before it allocates transiently:
 // openpgp materialises GnuPG's iterated S2K input, tens of MB).
+// What the RSS is made of at that peak (V8 heap, external and ArrayBuffer memory): what to shrink.
+// Sampled per phase (decrypt to the temp file, then parse it), so the peak can be placed.
 let streamingPeak = 0;
-const sampler = setInterval(() => (streamingPeak = Math.max(streamingPeak, process.memoryUsage.rss())), 10);
+let atPeak: NodeJS.MemoryUsage | undefined;
+let phase: 'decrypt' | 'parse' = 'decrypt';
+const phasePeak = { decrypt: 0, parse: 0 };
+const sampler = setInterval(() => {
+  const usage = process.memoryUsage();
+  phasePeak[phase] = Math.max(phasePeak[phase], usage.rss);
+  if (usage.rss > streamingPeak) {
+    streamingPeak = usage.rss;
+    atPeak = { ...usage };
+  }
+}, 10);
 try {
   const started = process.hrtime.bigint();
   const clear = join(work, 'clear');
   const report = await decryptToFile(createReadStream(file, { highWaterMark: 1024 * 1024 }), clear, { keys: [key], maxClearBytes: 64 * 2 ** 30 });
   const decrypted = process.hrtime.bigint();
+  phase = 'parse';
   let days = 0;
   let readings = 0;
   for await (const batch of daysOf(clear, { originId: file }, 64 * 2 ** 30)) {
@@ -43,6 +56,9 @@ try {
       readings,
       maxRssBytes: process.resourceUsage().maxRSS * 1024,
       streamingPeakRssBytes: streamingPeak,
+      atPeak: { ...atPeak, phase: atPeak && phasePeak.parse > phasePeak.decrypt ? 'parse' : 'decrypt' },
+      decryptPeakRssBytes: phasePeak.decrypt,
+      parsePeakRssBytes: phasePeak.parse,
     })}\n`,
   );
 } finally {

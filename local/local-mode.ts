@@ -15,6 +15,16 @@ import { startLocalPlatform, type LocalPlatform } from './platform.ts';
 import { checkLakeAgainstStore, localLakeFiles, type LakeCheck } from './lake.ts';
 import { startQueryHttp } from './query-http.ts';
 import {
+  formatLatency,
+  latencyFigures,
+  matchLatencies,
+  observerLag,
+  type DisturbanceWindow,
+  type LatencyFigures,
+  type LatencyOrigin,
+} from './latency.ts';
+import { startStoreSightings, type StoreSightings } from './store-sightings.ts';
+import {
   formatProgress,
   PROGRESS_METRICS,
   scanStoredReadings,
@@ -40,6 +50,8 @@ export interface LocalSource {
   drained(): Promise<boolean>;
   /** Outcomes besides the readings, checked before the stop while the platform runs (e.g. a forced certificate rotation). */
   checks?(): Promise<SourceCheck[]>;
+  /** Every reading produced so far with the real time of its source event (poll, file landing, POST): the start of its latency. */
+  origins?(): LatencyOrigin[];
   /** Lines telling an outside client how to join (mosquitto_pub, curl); printed at start. */
   joinHints(): string[];
   stop(): Promise<void>;
@@ -66,6 +78,12 @@ export interface LocalModeOptions {
   sources: SourceFactory[];
   /** Run this long, then drain, verify and return; run until `signal` aborts when not given. */
   durationMs?: number;
+  /**
+   * Count `durationMs` from when the sources are up instead of from the call: a loaded machine can
+   * take most of a short run to start, and the scheduled outage would then never happen (the
+   * latency bench needs its backlog). @default false
+   */
+  durationAfterStartup?: boolean;
   brokerOutage?: OutagePlan;
   /** Extra actions at given times (e.g. SIGKILL of a gateway in the end-to-end test). */
   schedule?: { atMs: number; label: string; run(platform: LocalPlatform): Promise<void> }[];
@@ -85,6 +103,12 @@ export interface LocalModeSummary {
   lake?: LakeCheck;
   /** Events the readings feed put on the local bus. */
   feedEvents: number;
+  /** Source event → block stored, per source and phase (steady, backlog after the broker outage); see local/latency.ts. */
+  latency: Array<LatencyFigures & { notStored: number }>;
+  /** How long after each block's own write stamp the latency observer read it (ms): its figures are late by at most this. */
+  observerLag?: { p50: number; p99: number };
+  /** The broker outages that happened (epoch ms): under heavy load a run can end before its scheduled outage. */
+  outages: DisturbanceWindow[];
   lines: string[];
 }
 
@@ -150,16 +174,25 @@ function memoize<T>(make: () => Promise<T>): () => Promise<T> {
 }
 
 /** The broker outage and scheduled actions the options ask for, as timers the run clears when it stops. */
-function scheduleDisturbances(options: LocalModeOptions, platform: LocalPlatform, timers: NodeJS.Timeout[], err: (text: string) => void): void {
+function scheduleDisturbances(
+  options: LocalModeOptions,
+  platform: LocalPlatform,
+  timers: NodeJS.Timeout[],
+  outages: DisturbanceWindow[],
+  err: (text: string) => void,
+): void {
   if (options.brokerOutage) {
     const { afterMs, forMs } = options.brokerOutage;
     timers.push(
       setTimeout(() => {
         err(`[outage] IoT broker down for ${Math.round(forMs / 1000)} s\n`);
+        const outage: DisturbanceWindow = { label: 'broker outage', from: Date.now() };
+        outages.push(outage);
         void platform.stopBroker().then(() => {
           timers.push(
             setTimeout(() => {
               err('[outage] IoT broker back up\n');
+              outage.to = Date.now();
               void platform.startBroker().catch((error: unknown) => err(`[outage] broker restart failed: ${String(error)}\n`));
             }, forMs),
           );
@@ -178,7 +211,13 @@ function scheduleDisturbances(options: LocalModeOptions, platform: LocalPlatform
 }
 
 /** Stops the simulators producing, then waits (up to the deadline) until every source says what it produced is stored. */
-async function drainSources(sources: LocalSource[], platform: LocalPlatform, timeoutMs: number): Promise<Map<LocalSource, boolean>> {
+async function drainSources(
+  sources: LocalSource[],
+  platform: LocalPlatform,
+  timeoutMs: number,
+  outages: DisturbanceWindow[],
+): Promise<Map<LocalSource, boolean>> {
+  for (const outage of outages) outage.to ??= Date.now();
   if (!platform.broker()) await platform.startBroker();
   await Promise.all(sources.map((source) => source.quiesce()));
   const drainDeadline = Date.now() + timeoutMs;
@@ -199,10 +238,10 @@ async function summarize(
   drained: Map<LocalSource, boolean>,
   elapsedMs: number,
   storedReadings: () => Promise<Reading[]>,
-  { stateDir, err }: { stateDir: string; err: (text: string) => void },
+  { stateDir, err, sightings, outages }: { stateDir: string; err: (text: string) => void; sightings: StoreSightings; outages: DisturbanceWindow[] },
 ): Promise<LocalModeSummary> {
   const tallies = tallyMetrics(await platform.cloudwatch.totals(undefined, PROGRESS_METRICS));
-  const summary: LocalModeSummary = { ok: true, elapsedMs, perSource: {}, feedEvents: 0, lines: [] };
+  const summary: LocalModeSummary = { ok: true, elapsedMs, perSource: {}, feedEvents: 0, latency: [], outages, lines: [] };
   summary.lines.push('', `Summary after ${Math.round(summary.elapsedMs / 1000)} s:`);
   for (const source of sources) {
     const tally = tallies[source.source];
@@ -235,6 +274,7 @@ async function summarize(
       summary.lines.push(`       lost: ${lost.meterId} ${lost.channel} ${lost.at.toISOString()} = ${lost.value}`);
   }
   summary.lines.push(...(await checkFeed(platform, summary, storedReadings, stateDir, err)));
+  summary.lines.push(...(await measureLatency(sources, sightings, outages, summary)));
   if (platform.iotDeadLetters.length)
     summary.lines.push(`  IoT dead-letter queue: ${platform.iotDeadLetters.length} message(s), first reason: ${platform.iotDeadLetters[0]!.reason}`);
   summary.lines.push(
@@ -286,15 +326,19 @@ export async function runLocalMode(options: LocalModeOptions): Promise<LocalMode
   }
   const sources: LocalSource[] = [];
   const timers: NodeJS.Timeout[] = [];
+  const outages: DisturbanceWindow[] = [];
+  let sightings: StoreSightings | undefined;
   let queryApi: { url: string; stop(): Promise<void> } | undefined;
   try {
     queryApi = await startLocalQueryApi(platform, { port: options.ports.query, out });
+    // Before any source starts, so the observer reads the stream from its first write.
+    sightings = await startStoreSightings(platform);
     for (const factory of options.sources) sources.push(await factory(platform));
     const storedReadings = memoize(() => scanStoredReadings(platform.dynamo.client, platform.tables.readings));
     const hints = sources.flatMap((source) => source.joinHints());
     if (hints.length) out(`${['', 'Join from outside:', ...hints, ''].join('\n')}\n`);
 
-    scheduleDisturbances(options, platform, timers, err);
+    scheduleDisturbances(options, platform, timers, outages, err);
     const interval = options.progressIntervalMs ?? 5000;
     let window: RateWindow | undefined;
     const progress = async () => {
@@ -303,7 +347,8 @@ export async function runLocalMode(options: LocalModeOptions): Promise<LocalMode
       window = shown.window;
       err(`[${Math.round((Date.now() - started) / 1000)} s]\n${shown.lines.map((line) => `  ${line}`).join('\n')}\n`);
     };
-    const deadline = options.durationMs === undefined ? Number.POSITIVE_INFINITY : started + options.durationMs;
+    const runFrom = options.durationAfterStartup ? Date.now() : started;
+    const deadline = options.durationMs === undefined ? Number.POSITIVE_INFINITY : runFrom + options.durationMs;
     while (Date.now() < deadline && !options.signal?.aborted) {
       await sleep(Math.min(interval, deadline - Date.now()), options.signal);
       await progress();
@@ -311,20 +356,73 @@ export async function runLocalMode(options: LocalModeOptions): Promise<LocalMode
 
     err('stopping the simulators and draining what they produced ...\n');
     for (const timer of timers) clearTimeout(timer);
-    const drained = await drainSources(sources, platform, options.drainTimeoutMs ?? 90_000);
+    const drained = await drainSources(sources, platform, options.drainTimeoutMs ?? 90_000, outages);
     await progress();
 
-    const summary = await summarize(sources, platform, drained, Date.now() - started, storedReadings, { stateDir: options.stateDir, err });
+    const summary = await summarize(sources, platform, drained, Date.now() - started, storedReadings, {
+      stateDir: options.stateDir,
+      err,
+      sightings,
+      outages,
+    });
     out(summary.lines.join('\n'));
     return summary;
   } finally {
     for (const timer of timers) clearTimeout(timer);
     for (const source of sources.reverse()) await source.stop().catch((error: unknown) => err(`stopping ${source.source}: ${String(error)}\n`));
     await queryApi?.stop();
+    await sightings?.stop();
     await platform.stop();
     await endOwnProcesses(options.stateDir, runId, err);
     releaseStateDir();
   }
+}
+
+/** What each source's latency is measured from, for the summary. */
+const LATENCY_FROM: Record<string, string> = {
+  iot: '(gateway poll → block stored)',
+  smt: '(file on the SMT server → block stored)',
+  ready: '(READY POST → block stored)',
+};
+
+/**
+ * Latency end to end per source (local/latency.ts): each reading's source event against the first
+ * time the table's stream showed it stored. The broker outage's backlog is its own phase (IoT only:
+ * the outage holds back nothing else).
+ */
+async function measureLatency(
+  sources: LocalSource[],
+  sightings: StoreSightings,
+  outages: DisturbanceWindow[],
+  summary: LocalModeSummary,
+): Promise<string[]> {
+  try {
+    await sightings.caughtUp(60_000);
+  } catch (error) {
+    return [`  latency: not measured (${error instanceof Error ? error.message : String(error)})`];
+  }
+  const lag = observerLag(sightings.sightings());
+  if (lag.count > 0) summary.observerLag = { p50: lag.p50, p99: lag.p99 };
+  const outageText = outages.map((o) => `${Math.round(((o.to ?? o.from) - o.from) / 1000)} s broker outage`).join(', ') || 'no broker outage';
+  const lines = [
+    `  Latency end to end (source event → block write read off the table stream; ${outageText}):`,
+    ...(lag.count > 0
+      ? [
+          `    (writes read off the stream p50 ${(lag.p50 / 1000).toFixed(2)} s, p99 ${(lag.p99 / 1000).toFixed(2)} s after their whole-second write stamp: figures are late by at most that)`,
+        ]
+      : []),
+  ];
+  for (const source of sources) {
+    const origins: LatencyOrigin[] = source.origins?.() ?? [];
+    if (origins.length === 0) continue;
+    const { matched, notStored } = matchLatencies(origins, sightings.sightings());
+    const figures = latencyFigures(source.source, matched, source.source === 'iot' ? outages : []);
+    for (const f of figures) {
+      summary.latency.push({ ...f, notStored: f.phase === 'steady' ? notStored.length : 0 });
+      lines.push(`    ${formatLatency(f, f.phase === 'steady' ? notStored.length : 0, LATENCY_FROM[source.source] ?? '')}`);
+    }
+  }
+  return lines;
 }
 
 /** The source's named subsets (e.g. SMT's LSE files), each checked on its own: every reading found. */

@@ -32,6 +32,8 @@ export interface LocalFeedOptions {
   idleMs?: number;
   /** Pause before reading a failed batch again. @default 1000 */
   retryMs?: number;
+  /** Told of every batch as soon as GetRecords returned it, with the time it was read (epoch ms); local mode's latency observer. */
+  onRead?: (records: readonly BlockStreamRecord[], readAt: number) => void;
 }
 
 export interface LocalFeedStats {
@@ -123,6 +125,7 @@ export async function startLocalFeed(options: LocalFeedOptions): Promise<LocalFe
     }
     const answer = await streams.send(new GetRecordsCommand({ ShardIterator: state.iterator, Limit: 100 }));
     const records = (answer.Records ?? []).map(toLambdaRecord);
+    if (records.length > 0) options.onRead?.(records, Date.now());
     if (records.length > 0 && !(await deliverBatch(records, state, options, stats))) {
       // Like Lambda: read again from the failed record, after a pause.
       state.iterator = undefined;

@@ -27,6 +27,7 @@ import {
 } from '../../gateway/src/index.ts';
 import type { LocalSource } from '../local-mode.ts';
 import type { ExpectedReading } from '../progress.ts';
+import { originOf, type LatencyOrigin } from '../latency.ts';
 import { queryEndpointFlag, type LocalPlatform } from '../platform.ts';
 import { LOCAL_RULE_NAME } from '../defaults.ts';
 import { telemetryTopic } from '../../shared/telemetry.ts';
@@ -43,6 +44,11 @@ export interface IotSourceOptions {
   speedup?: number;
   /** Meter time starts this many days back. @default 14 */
   daysBack?: number;
+  /**
+   * The agents' `publish.holdSeconds` (meter time): how long a reading may wait to be published with
+   * later ones in one block. @default the agent's own default (3600: hourly blocks)
+   */
+  holdSeconds?: number;
   /** Where gateways' own log lines go. @default dropped */
   onLog?: (thingName: string, line: string) => void;
 }
@@ -65,8 +71,13 @@ interface Gateway {
   sim: SimulatedMeters;
   child: ChildProcess | undefined;
   exited: Promise<void> | undefined;
-  /** Interval starts (epoch s) committed with readings, across restarts. */
-  committed: Set<number>;
+  /** Interval starts (epoch s) committed with readings, across restarts, each with its commit time (epoch ms, the agent's log stamp). */
+  committed: Map<number, number>;
+  /**
+   * Meters the agent logged a read error for in a committed interval (epoch s → meter ids): they
+   * took no reading then (a read timeout on a loaded machine), so none is expected.
+   */
+  unread: Map<number, Set<string>>;
   /** The certificate it was provisioned with (registered ACTIVE at the start). */
   provisioned: { certificateId: string; certPath: string; keyPath: string };
   /** When local mode asked it to rotate (at most once a run). */
@@ -118,8 +129,9 @@ export async function iotSource(platform: LocalPlatform, options: IotSourceOptio
     expected() {
       const expected: ExpectedReading[] = [];
       for (const gateway of gateways) {
-        for (const start of gateway.committed) {
+        for (const start of gateway.committed.keys()) {
           gateway.sim.meters.forEach((meter, index) => {
+            if (gateway.unread.get(start)?.has(meter.meterId)) return;
             expected.push({
               meterId: meter.meterId,
               channel: SIMULATED_CHANNEL,
@@ -131,6 +143,7 @@ export async function iotSource(platform: LocalPlatform, options: IotSourceOptio
       }
       return expected;
     },
+    origins: () => pollOrigins(gateways),
     backlog: () => gateways.reduce((sum, gateway) => sum + (statusOf(gateway)?.spool.depth ?? 0), 0),
     async quiesce() {
       // The meters stop answering: nothing new is taken, the agents go on draining their spools.
@@ -197,12 +210,29 @@ function rotated(gateway: Gateway): boolean {
   return rotation !== undefined && rotation.phase === 'idle' && rotation.certificateId !== gateway.provisioned.certificateId;
 }
 
+/** Every committed reading with its poll's time: the agent's "poll committed" stamp (after the spool's fsync). */
+function pollOrigins(gateways: readonly Gateway[]): LatencyOrigin[] {
+  const origins: LatencyOrigin[] = [];
+  for (const gateway of gateways) {
+    for (const [start, at] of gateway.committed) {
+      gateway.sim.meters.forEach((meter, index) => {
+        if (gateway.unread.get(start)?.has(meter.meterId)) return;
+        const value = gateway.sim.intervalKwh(index, start, INTERVAL_SECONDS);
+        origins.push(originOf({ meterId: meter.meterId, channel: SIMULATED_CHANNEL, at: new Date(start * 1000), value }, at));
+      });
+    }
+  }
+  return origins;
+}
+
 /** Runs the gateway's agent as a child process; its "poll committed" log lines say what was taken. */
 function startGateway(gateway: Gateway, onLog: IotSourceOptions['onLog']): void {
   const child = spawnGatewayAgent(gateway.configPath);
   gateway.child = child;
   gateway.exited = new Promise((resolve) => child.once('exit', () => resolve()));
   let buffered = '';
+  // Read errors are logged before their cycle's "poll committed" line.
+  let failedThisCycle = new Set<string>();
   child.stderr?.on('data', (chunk: Buffer) => {
     buffered += chunk.toString('utf8');
     const lines = buffered.split('\n');
@@ -211,9 +241,17 @@ function startGateway(gateway: Gateway, onLog: IotSourceOptions['onLog']): void 
       onLog?.(gateway.thingName, line);
       if (!line.startsWith('{')) continue;
       try {
-        const entry = JSON.parse(line) as { message?: string; intervalStart?: string; readings?: number };
-        if (entry.message === 'poll committed' && (entry.readings ?? 0) > 0 && entry.intervalStart)
-          gateway.committed.add(Date.parse(entry.intervalStart) / 1000);
+        const entry = JSON.parse(line) as { message?: string; intervalStart?: string; readings?: number; timestamp?: string; meterId?: string };
+        if (entry.message === 'poller: read error' && entry.meterId) failedThisCycle.add(entry.meterId);
+        if (entry.message === 'poll committed') {
+          const failed = failedThisCycle;
+          failedThisCycle = new Set();
+          if (!((entry.readings ?? 0) > 0 && entry.intervalStart)) continue;
+          const start = Date.parse(entry.intervalStart) / 1000;
+          if (failed.size > 0 && !gateway.committed.has(start)) gateway.unread.set(start, failed);
+          // The agent logs in real time (its demo clock only moves the meters' time).
+          if (!gateway.committed.has(start)) gateway.committed.set(start, entry.timestamp ? Date.parse(entry.timestamp) : Date.now());
+        }
       } catch {
         // not one of the agent's JSON lines
       }
@@ -261,7 +299,7 @@ async function prepareGateway(
     spool: { directory: spoolDirectory, maxBytes: '64MiB', segmentBytes: '1MiB' },
     // Reconnect fast and drain soon after an outage: a demo, not a fleet.
     backoff: { initialSeconds: 0.2, maxSeconds: 2 },
-    publish: { drainStartDelayMaxSeconds: 1 },
+    publish: { drainStartDelayMaxSeconds: 1, ...(options.holdSeconds === undefined ? {} : { holdSeconds: options.holdSeconds }) },
     statusEverySeconds: 0.5,
     // A forced rotation (rotateGateway) starts within a second and switches a second after the activate notice.
     rotation: { checkEverySeconds: 1, activationWaitSeconds: 1 },
@@ -277,7 +315,8 @@ async function prepareGateway(
     sim,
     child: undefined,
     exited: undefined,
-    committed: new Set(),
+    committed: new Map(),
+    unread: new Map(),
     provisioned: { certificateId: device.certificateId, certPath: device.certPath, keyPath: device.keyPath },
     rotationRequestedAt: undefined,
   };

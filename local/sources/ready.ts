@@ -8,6 +8,7 @@ import { mapDelivery } from '../../lambdas/core/ready/delivery.ts';
 import { readingToExpected } from '../progress.ts';
 import type { ExpectedReading } from '../progress.ts';
 import type { LocalSource } from '../local-mode.ts';
+import { originOf, type LatencyOrigin } from '../latency.ts';
 import { LOCAL_BUCKETS, queryEndpointFlag, type LocalPlatform } from '../platform.ts';
 import { LOCAL_BLOCK_TIME_ZONE } from '../defaults.ts';
 import {
@@ -47,6 +48,8 @@ export async function readySource(platform: LocalPlatform, options: ReadySourceO
 
   const meters: SimulatedMeter[] = Array.from({ length: options.meters }, (_, i) => ({ meterId: `kamstrup-${String(71_000_000 + i)}` }));
   const expected: ExpectedReading[] = [];
+  // Latency is timed from the first POST of a delivery (the retry's readings are duplicates).
+  const origins: LatencyOrigin[] = [];
   // Simulated hours count back from the last full hour, so every delivery is in the past.
   const firstHour = Math.floor(Date.now() / 3_600_000) * 3_600_000 - 48 * 3_600_000;
   let hour = 0;
@@ -64,12 +67,16 @@ export async function readySource(platform: LocalPlatform, options: ReadySourceO
     const mapped = mapDelivery(body, Buffer.from(text), { now: new Date() });
     if (!mapped.ok) throw new Error(`the simulated READY delivery does not map: ${mapped.reasons.join('; ')}`);
     inFlight += 1;
+    const postedAt = Date.now();
     try {
       for (let attempt = 0; attempt < 2; attempt += 1) {
         const response = await fetch(http.dataUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: text });
         await response.arrayBuffer();
         if (response.status >= 300) failures += 1;
-        else if (attempt === 0) expected.push(...mapped.readings.map(readingToExpected));
+        else if (attempt === 0) {
+          expected.push(...mapped.readings.map(readingToExpected));
+          origins.push(...mapped.readings.map((reading) => originOf(readingToExpected(reading), postedAt, reading.revision)));
+        }
       }
     } finally {
       inFlight -= 1;
@@ -89,6 +96,7 @@ export async function readySource(platform: LocalPlatform, options: ReadySourceO
   return {
     source: 'ready',
     expected: () => expected,
+    origins: () => origins,
     backlog: () => inFlight,
     async quiesce() {
       running = false;

@@ -28,6 +28,7 @@ import { withInvocationMetrics } from '../../lambdas/core/wiring.ts';
 import { LOCAL_BLOCK_TIME_ZONE } from '../defaults.ts';
 import { LocalQueue, type Poller } from '../iot-bridge.ts';
 import type { LocalSource } from '../local-mode.ts';
+import { originOf, type LatencyOrigin } from '../latency.ts';
 import { LOCAL_BUCKETS, type LocalPlatform } from '../platform.ts';
 import { readingToExpected, type ExpectedReading } from '../progress.ts';
 import { toS3NotificationBody } from '../s3-server.ts';
@@ -147,11 +148,14 @@ class ExpectedSmtReadings {
   /** Readings of the LSE files (their own days), named in the summary. */
   private readonly lse = new Map<string, ExpectedReading>();
   private lseFiles = 0;
+  /** Every reading of every file with the time the file landed on the server (re-deliveries included). */
+  readonly origins: LatencyOrigin[] = [];
 
-  async add(file: SmtFile, format: 'csv' | 'lse'): Promise<void> {
+  async add(file: SmtFile, format: 'csv' | 'lse', landedAt: number): Promise<void> {
     if (format === 'lse') this.lseFiles += 1;
     for (const day of await parseSmtAll(createReadStream(file.csvPath), { originId: file.name })) {
       for (const reading of day.readings) {
+        this.origins.push(originOf(readingToExpected(reading), landedAt, reading.revision));
         const key = `${reading.meterId}|${reading.channel}|${reading.start.getTime()}`;
         const previous = this.latest.get(key);
         if (!previous || previous.revision <= reading.revision)
@@ -249,7 +253,9 @@ export async function smtSource(platform: LocalPlatform, options: SmtSourceOptio
   const drop = async ([folder, spec]: [string, DropSpec]) => {
     const file = await writeSmtFile({ dir: join(root, folder), keyring, ...spec });
     await shareTree(root);
-    await expected.add(file, spec.format ?? 'csv');
+    // Landed: whole and readable by the servers (the next fetch run can take it).
+    const landedAt = Date.now();
+    await expected.add(file, spec.format ?? 'csv', landedAt);
     written.push(file);
     onServer += 1;
   };
@@ -288,6 +294,7 @@ export async function smtSource(platform: LocalPlatform, options: SmtSourceOptio
   return {
     source: 'smt',
     expected: () => expected.all(),
+    origins: () => expected.origins,
     parts: () => expected.parts(),
     backlog: () => onServer + processQueue.size,
     async quiesce() {

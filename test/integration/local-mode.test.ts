@@ -68,6 +68,17 @@ describe('local mode end to end', () => {
     // Each READY delivery was posted twice; the second was absorbed by the ledger.
     assert.ok(summary.perSource.ready!.resent > 0, `READY re-sends absorbed: ${text}`);
     assert.match(text, /Every simulated reading was stored exactly once/);
+    // Latency end to end: per source, steady, and the IoT backlog the broker outage held back.
+    const latency = new Map(summary.latency.map((f) => [`${f.source} ${f.phase}`, f]));
+    // A heavily loaded machine can start the sources so late that the run ends before its outage: then there is no backlog to time.
+    const keys = ['iot steady', 'smt steady', 'ready steady', ...(summary.outages.length > 0 ? ['iot backlog'] : [])];
+    for (const key of keys) {
+      const f = latency.get(key);
+      assert.ok(f && f.count > 0, `latency ${key} measured: ${text}`);
+      assert.ok(f.p50 >= 0 && f.p50 <= f.p95 && f.p95 <= f.p99 && f.p99 <= f.max, `latency ${key} percentiles in order: ${JSON.stringify(f)}`);
+    }
+    assert.ok(summary.observerLag !== undefined, 'the observer checked itself against the blocks write stamps');
+    assert.match(text, /Latency end to end[^]*?\n\s+iot\s+steady\s+n=\s*\d+\s+p50 [\d.]+ s\s+p95 [\d.]+ s\s+p99 [\d.]+ s/);
   });
 
   it('the printed mosquitto_pub and curl lines store readings that the printed readings query lines show', { timeout: 120_000 }, async (t) => {
