@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { IoTClient } from '@aws-sdk/client-iot';
 import { assertThingName, provisionDevice, provisionDeviceFromCsr, revokeDevice } from '../operator/device-provisioning.ts';
 import { retireDeviceCertificate, thingCertificates } from '../operator/device-rotation.ts';
-import { EXIT_FAILED, EXIT_OK, UsageError, cliLog, parseCommandLine, type CliCommand, type CliIo } from './cli.ts';
+import { EXIT_FAILED, EXIT_OK, UsageError, cliLog, parseSubcommandLine, subcommandOf, type CliCommand, type CliIo } from './cli.ts';
 
 const HELP = 'meterbridge device --help';
 
@@ -74,40 +74,37 @@ const COMMON_OPTIONS = {
   region: { type: 'string' },
   // Hidden: points the client at another IoT control-plane endpoint (the integration tests' stub).
   'endpoint-url': { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
 } as const;
 
 export const command: CliCommand = {
   async run(args, io) {
-    const [subcommand, ...rest] = args;
-    if (subcommand === undefined) throw new UsageError('missing subcommand: provision or revoke', HELP);
-    if (subcommand === '--help' || subcommand === '-h' || subcommand === 'help') {
+    const { subcommand, rest } = subcommandOf(args, 'device', ['provision', 'revoke', 'rotate', 'retire'], HELP);
+    if (subcommand === 'help') {
       io.out(USAGE);
       return EXIT_OK;
     }
-    if (subcommand === 'provision') return provision(rest, io);
-    if (subcommand === 'revoke') return revoke(rest, io);
-    if (subcommand === 'rotate') return rotate(rest, io);
-    if (subcommand === 'retire') return retire(rest, io);
-    throw new UsageError(`unknown device subcommand ${JSON.stringify(subcommand)} (expected provision, revoke, rotate or retire)`, HELP);
+    return { provision, revoke, rotate, retire }[subcommand](rest, io);
   },
 };
 
 async function provision(args: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseCommandLine(args, HELP, {
-    ...COMMON_OPTIONS,
-    out: { type: 'string' },
-    csr: { type: 'string' },
-    stage: { type: 'string', default: 'dev' },
-    policy: { type: 'string' },
-    'thing-type': { type: 'string' },
-    rule: { type: 'string' },
-  });
-  if (values.help) {
-    io.out(USAGE);
-    return EXIT_OK;
-  }
-  const thingName = onePositional(positionals, 'provision');
+  const parsed = parseSubcommandLine(
+    args,
+    HELP,
+    {
+      ...COMMON_OPTIONS,
+      out: { type: 'string' },
+      csr: { type: 'string' },
+      stage: { type: 'string', default: 'dev' },
+      policy: { type: 'string' },
+      'thing-type': { type: 'string' },
+      rule: { type: 'string' },
+    },
+    ONE_THING('provision'),
+  );
+  if (!parsed) return usage(io);
+  const { values } = parsed;
+  const thingName = validThingName(parsed.positionals[0]!);
   if (!values.out) throw new UsageError('provision needs --out <dir>', HELP);
   const stage = values.stage;
   if (!STAGE_NAME.test(stage))
@@ -156,12 +153,10 @@ async function provision(args: string[], io: CliIo): Promise<number> {
 }
 
 async function revoke(args: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseCommandLine(args, HELP, { ...COMMON_OPTIONS, 'delete-thing': { type: 'boolean', default: false } });
-  if (values.help) {
-    io.out(USAGE);
-    return EXIT_OK;
-  }
-  const thingName = onePositional(positionals, 'revoke');
+  const parsed = parseSubcommandLine(args, HELP, { ...COMMON_OPTIONS, 'delete-thing': { type: 'boolean', default: false } }, ONE_THING('revoke'));
+  if (!parsed) return usage(io);
+  const { values } = parsed;
+  const thingName = validThingName(parsed.positionals[0]!);
   const iot = iotClient(values, io);
   try {
     const report = await revokeDevice({ iot, thingName, deleteThing: values['delete-thing'], log: cliLog(io) });
@@ -187,12 +182,10 @@ async function revoke(args: string[], io: CliIo): Promise<number> {
 }
 
 async function rotate(args: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseCommandLine(args, HELP, { ...COMMON_OPTIONS, 'interval-days': { type: 'string', default: '90' } });
-  if (values.help) {
-    io.out(USAGE);
-    return EXIT_OK;
-  }
-  const thingName = onePositional(positionals, 'rotate');
+  const parsed = parseSubcommandLine(args, HELP, { ...COMMON_OPTIONS, 'interval-days': { type: 'string', default: '90' } }, ONE_THING('rotate'));
+  if (!parsed) return usage(io);
+  const { values } = parsed;
+  const thingName = validThingName(parsed.positionals[0]!);
   const intervalDays = Number(values['interval-days']);
   if (!Number.isFinite(intervalDays) || intervalDays < 1) throw new UsageError('--interval-days must be a number of days >= 1', HELP);
   const iot = iotClient(values, io);
@@ -228,12 +221,14 @@ async function rotate(args: string[], io: CliIo): Promise<number> {
 }
 
 async function retire(args: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseCommandLine(args, HELP, { ...COMMON_OPTIONS, force: { type: 'boolean', default: false } });
-  if (values.help) {
-    io.out(USAGE);
-    return EXIT_OK;
-  }
-  if (positionals.length !== 1) throw new UsageError(`retire takes one certificate id, got ${positionals.length}`, HELP);
+  const parsed = parseSubcommandLine(
+    args,
+    HELP,
+    { ...COMMON_OPTIONS, force: { type: 'boolean', default: false } },
+    { count: 1, what: 'retire takes one certificate id' },
+  );
+  if (!parsed) return usage(io);
+  const { values, positionals } = parsed;
   const iot = iotClient(values, io);
   try {
     const report = await retireDeviceCertificate({ iot, certificateId: positionals[0]!, force: values.force, log: cliLog(io) });
@@ -255,10 +250,15 @@ async function retire(args: string[], io: CliIo): Promise<number> {
   }
 }
 
-function onePositional(positionals: string[], subcommand: string): string {
-  if (positionals.length === 0) throw new UsageError(`${subcommand} needs a thing name`, HELP);
-  if (positionals.length > 1) throw new UsageError(`${subcommand} takes one thing name, got ${positionals.length}: ${positionals.join(' ')}`, HELP);
-  const thingName = positionals[0] as string;
+/** The positional of provision, revoke and rotate: one thing name. */
+const ONE_THING = (subcommand: string) => ({ count: 1, what: `${subcommand} takes one thing name` });
+
+function usage(io: CliIo): number {
+  io.out(USAGE);
+  return EXIT_OK;
+}
+
+function validThingName(thingName: string): string {
   try {
     assertThingName(thingName);
   } catch (error) {

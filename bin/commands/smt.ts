@@ -26,7 +26,7 @@ import { pgpKeyFrom, readSecretJson } from '../../lambdas/core/smt/secrets.ts';
 import { assertTimeZone } from '../../lambdas/core/time.ts';
 import { wireSource } from '../../lambdas/core/wiring.ts';
 import { openStoreTarget, STORE_TARGET_OPTIONS, STORE_TARGET_USAGE } from '../operator/store-target.ts';
-import { cliLog, EXIT_FAILED, EXIT_OK, parseCommandLine, UsageError, type CliCommand, type CliIo } from './cli.ts';
+import { cliLog, EXIT_FAILED, EXIT_OK, parseSubcommandLine, subcommandOf, UsageError, type CliCommand, type CliIo } from './cli.ts';
 
 const HELP = 'meterbridge smt --help';
 
@@ -89,16 +89,12 @@ common
 
 export const command: CliCommand = {
   async run(args, io) {
-    const [subcommand, ...rest] = args;
-    if (subcommand === undefined) throw new UsageError('missing subcommand: parse, replay or missing', HELP);
-    if (subcommand === '--help' || subcommand === '-h' || subcommand === 'help') {
+    const { subcommand, rest } = subcommandOf(args, 'smt', ['parse', 'replay', 'missing'], HELP);
+    if (subcommand === 'help') {
       io.out(USAGE);
       return EXIT_OK;
     }
-    if (subcommand === 'parse') return parse(rest, io);
-    if (subcommand === 'replay') return replay(rest, io);
-    if (subcommand === 'missing') return missing(rest, io);
-    throw new UsageError(`unknown smt subcommand ${JSON.stringify(subcommand)} (expected parse, replay or missing)`, HELP);
+    return { parse, replay, missing }[subcommand](rest, io);
   },
 };
 
@@ -110,25 +106,29 @@ async function keyFromFile(path: string | undefined, passphraseEnv: string | und
 }
 
 async function parse(args: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseCommandLine(args, HELP, {
-    'private-key': { type: 'string' },
-    'passphrase-env': { type: 'string' },
-    'time-zone': { type: 'string', default: SMT_TIME_ZONE },
-    strict: { type: 'boolean' },
-    'decrypt-stall-seconds': { type: 'string', default: String(DECRYPT_STALL_MS / 1000) },
-    help: { type: 'boolean', short: 'h' },
-  });
-  if (values.help) {
+  const parsed = parseSubcommandLine(
+    args,
+    HELP,
+    {
+      'private-key': { type: 'string' },
+      'passphrase-env': { type: 'string' },
+      'time-zone': { type: 'string', default: SMT_TIME_ZONE },
+      strict: { type: 'boolean' },
+      'decrypt-stall-seconds': { type: 'string', default: String(DECRYPT_STALL_MS / 1000) },
+    },
+    { count: 1, what: 'parse takes one file' },
+  );
+  if (!parsed) {
     io.out(USAGE);
     return EXIT_OK;
   }
+  const { values, positionals } = parsed;
   const stallSeconds = Number(values['decrypt-stall-seconds']);
   if (!(stallSeconds > 0 && stallSeconds <= 86_400))
     throw new UsageError(
       `--decrypt-stall-seconds ${JSON.stringify(values['decrypt-stall-seconds'])} is not a number of seconds between 0 and 86400`,
       HELP,
     );
-  if (positionals.length !== 1) throw new UsageError(`parse takes one file, got ${positionals.length}`, HELP);
   const file = positionals[0]!;
   const timeZone = values['time-zone'];
   try {
@@ -203,25 +203,29 @@ async function parse(args: string[], io: CliIo): Promise<number> {
 }
 
 async function replay(args: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseCommandLine(args, HELP, {
-    bucket: { type: 'string' },
-    'readings-table': { type: 'string' },
-    'ledger-table': { type: 'string' },
-    'pgp-secret': { type: 'string' },
-    stage: { type: 'string', default: 'dev' },
-    'private-key': { type: 'string' },
-    'passphrase-env': { type: 'string' },
-    'time-zone': { type: 'string', default: SMT_TIME_ZONE },
-    region: { type: 'string' },
-    's3-endpoint': { type: 'string' },
-    'dynamodb-endpoint': { type: 'string' },
-    help: { type: 'boolean', short: 'h' },
-  });
-  if (values.help) {
+  const parsed = parseSubcommandLine(
+    args,
+    HELP,
+    {
+      bucket: { type: 'string' },
+      'readings-table': { type: 'string' },
+      'ledger-table': { type: 'string' },
+      'pgp-secret': { type: 'string' },
+      stage: { type: 'string', default: 'dev' },
+      'private-key': { type: 'string' },
+      'passphrase-env': { type: 'string' },
+      'time-zone': { type: 'string', default: SMT_TIME_ZONE },
+      region: { type: 'string' },
+      's3-endpoint': { type: 'string' },
+      'dynamodb-endpoint': { type: 'string' },
+    },
+    { count: 1, what: 'replay takes one archive key' },
+  );
+  if (!parsed) {
     io.out(USAGE);
     return EXIT_OK;
   }
-  if (positionals.length !== 1) throw new UsageError(`replay takes one archive key, got ${positionals.length}`, HELP);
+  const { values, positionals } = parsed;
   for (const required of ['bucket', 'readings-table', 'ledger-table'] as const) {
     if (!values[required]) throw new UsageError(`replay needs --${required}`, HELP);
   }
@@ -277,16 +281,17 @@ async function replay(args: string[], io: CliIo): Promise<number> {
 }
 
 async function missing(args: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseCommandLine(args, HELP, {
-    days: { type: 'string', default: String(DEFAULT_MISSING_WINDOW_DAYS) },
-    ...STORE_TARGET_OPTIONS,
-    help: { type: 'boolean', short: 'h' },
-  });
-  if (values.help) {
+  const parsed = parseSubcommandLine(
+    args,
+    HELP,
+    { days: { type: 'string', default: String(DEFAULT_MISSING_WINDOW_DAYS) }, ...STORE_TARGET_OPTIONS },
+    { count: 0, what: 'missing takes no positional arguments' },
+  );
+  if (!parsed) {
     io.out(USAGE);
     return EXIT_OK;
   }
-  if (positionals.length > 0) throw new UsageError(`unexpected argument ${positionals[0]}`, HELP);
+  const { values } = parsed;
   const windowDays = Number(values.days);
   if (!Number.isInteger(windowDays) || windowDays < 1 || windowDays > 3650)
     throw new UsageError(`--days ${JSON.stringify(values.days)} must be a whole number of days from 1 to 3650`, HELP);
