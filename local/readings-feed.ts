@@ -60,7 +60,31 @@ interface ShardState {
   closed: boolean;
 }
 
-/** The Lambda event's record shape from a GetRecords record (creation time in epoch seconds). */
+type StreamImage = NonNullable<StreamsRecord['dynamodb']>['NewImage'];
+type LambdaImage = NonNullable<BlockStreamRecord['dynamodb']>['NewImage'];
+
+/**
+ * An image as Lambda's event source mapping delivers it: binary values (a packed block's `p`) as
+ * base64 strings, which is what JSON carries, where the Streams client hands out Uint8Arrays.
+ * decodeBlock reads both; converting here makes local mode and the artifact stage see Lambda's form.
+ */
+export function toLambdaImage(image: StreamImage): LambdaImage {
+  if (image === undefined) return undefined;
+  const convert = (value: Record<string, unknown>): unknown => {
+    if (value.B instanceof Uint8Array) return { B: Buffer.from(value.B).toString('base64') };
+    if (Array.isArray(value.BS)) return { BS: value.BS.map((bytes: Uint8Array) => Buffer.from(bytes).toString('base64')) };
+    if (Array.isArray(value.L)) return { L: value.L.map((item: Record<string, unknown>) => convert(item)) };
+    if (value.M && typeof value.M === 'object')
+      return { M: Object.fromEntries(Object.entries(value.M).map(([key, item]) => [key, convert(item as Record<string, unknown>)])) };
+    return value;
+  };
+  // The event's AttributeValue has the same shape as the SDK's but strings where the SDK has bytes.
+  return Object.fromEntries(
+    Object.entries(image).map(([name, value]) => [name, convert(value as unknown as Record<string, unknown>)]),
+  ) as LambdaImage;
+}
+
+/** The Lambda event's record shape from a GetRecords record (creation time in epoch seconds, binary as base64). */
 export function toLambdaRecord(record: StreamsRecord): BlockStreamRecord {
   const data = record.dynamodb ?? {};
   const created = data.ApproximateCreationDateTime;
@@ -68,10 +92,9 @@ export function toLambdaRecord(record: StreamsRecord): BlockStreamRecord {
     eventID: record.eventID,
     eventName: record.eventName,
     dynamodb: {
-      // The Streams client's AttributeValue is the same wire shape as DynamoDB's.
-      Keys: data.Keys as NonNullable<BlockStreamRecord['dynamodb']>['Keys'],
-      NewImage: data.NewImage as NonNullable<BlockStreamRecord['dynamodb']>['NewImage'],
-      OldImage: data.OldImage as NonNullable<BlockStreamRecord['dynamodb']>['OldImage'],
+      Keys: toLambdaImage(data.Keys),
+      NewImage: toLambdaImage(data.NewImage),
+      OldImage: toLambdaImage(data.OldImage),
       SequenceNumber: data.SequenceNumber,
       ...(created ? { ApproximateCreationDateTime: Math.floor(created.getTime() / 1000) } : {}),
     },
