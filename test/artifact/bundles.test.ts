@@ -386,19 +386,7 @@ async function runStage(stage: Stage): Promise<StageRun> {
         continue;
       }
       const file = await smtFile();
-      const run = await invoke(fn, `scheduled event, ${stage.smt.toUpperCase()}`, [
-        {
-          version: '0',
-          id: randomUUID(),
-          'detail-type': 'Scheduled Event',
-          source: 'aws.events',
-          account: ACCOUNT,
-          time: new Date().toISOString(),
-          region: REGION,
-          resources: [],
-          detail: {},
-        },
-      ]);
+      const run = await invoke(fn, `scheduled event, ${stage.smt.toUpperCase()}`, [scheduledEvent()]);
       const refused = standIns.recorders.s3.calls.filter((c) => c.caller === fn.logicalId && c.status === 403).map((c) => `${c.request} -> 403`);
       check(
         value(run)?.archived === 1 && value(run)?.error === undefined,
@@ -616,19 +604,7 @@ async function smtMissingDaysScenario(
   const env = resolveCfn(fn.environment, provisioned.physical) as Record<string, string>;
   const stopped = '10443720000000099';
   await new EsiidDays(standIns.clients.dynamodb, env.READINGS_TABLE!).note(new Map([[stopped, '2026-11-21']]));
-  const run = await invoke(fn, 'daily schedule', [
-    {
-      version: '0',
-      id: randomUUID(),
-      'detail-type': 'Scheduled Event',
-      source: 'aws.events',
-      account: ACCOUNT,
-      time: new Date().toISOString(),
-      region: REGION,
-      resources: [],
-      detail: {},
-    },
-  ]);
+  const run = await invoke(fn, 'daily schedule', [scheduledEvent()]);
   const outcome = run.invocations[0]?.value;
   check(
     JSON.stringify(outcome) === JSON.stringify({ newestDay: '2026-11-23', missing: 1, reporting: 1 }),
@@ -719,4 +695,19 @@ function detail(result: StageRun): string {
         `--- ${fn.logicalId} (${scenario}) loaded=${run.loaded} problems=${problems.length}\n${run.loadError ?? ''}${run.invocations.map((i) => (i.ok ? '' : i.error)).join('\n')}\nstderr: ${run.stderr.slice(-1500)}\nstdout: ${run.stdout.slice(-1500)}`,
     )
     .join('\n');
+}
+
+/** The event an EventBridge schedule hands its target (the SMT fetch and the missing-days check). */
+function scheduledEvent() {
+  return {
+    version: '0',
+    id: randomUUID(),
+    'detail-type': 'Scheduled Event',
+    source: 'aws.events',
+    account: ACCOUNT,
+    time: new Date().toISOString(),
+    region: REGION,
+    resources: [],
+    detail: {},
+  };
 }
